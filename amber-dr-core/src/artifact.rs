@@ -1,0 +1,441 @@
+//! Artifact streams: zstd-compressed, SHA-256-checked streams in the repository.
+//!
+//! An [`ArtifactWriter`] is an `AsyncWrite`: bytes written to it are compressed with zstd
+//! (multi-threaded), hashed and uploaded part by part (multipart upload); nothing is held whole
+//! in memory, and the artifact appears in the repository only when [`ArtifactWriter::finish`]
+//! succeeds. An [`ArtifactReader`] is an `AsyncRead` that fetches, decompresses and, at the end
+//! of the stream, checks the stored length and SHA-256 against the manifest; a mismatch is an
+//! [`Error::Corrupt`] naming the artifact.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+
+use async_compression::tokio::bufread::ZstdDecoder;
+use async_compression::tokio::write::ZstdEncoder;
+use async_compression::zstd::CParameter;
+use async_compression::Level;
+use futures::TryStreamExt;
+use object_store::path::Path;
+use object_store::{ObjectStore, WriteMultipart};
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncBufRead, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, ReadBuf};
+use tokio_util::io::StreamReader;
+
+use crate::manifest::ArtifactRecord;
+use crate::progress::Progress;
+use crate::{Error, Result};
+
+/// Part size of multipart uploads (S3's minimum part size is 5 MiB).
+pub const PART_SIZE: usize = 8 * 1024 * 1024;
+/// Parts uploaded at once per artifact.
+pub const PART_CONCURRENCY: usize = 2;
+
+/// How artifacts are compressed.
+#[derive(Debug, Clone, Copy)]
+pub struct CompressionOptions {
+    /// zstd level (1–19); default 3.
+    pub level: i32,
+    /// zstd worker threads; 0 = single-threaded in the caller.
+    pub workers: u32,
+}
+
+impl Default for CompressionOptions {
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
+        Self {
+            level: 3,
+            workers: u32::try_from(cores.min(4)).unwrap_or(1),
+        }
+    }
+}
+
+/// The stored side: hashes, counts and uploads compressed bytes.
+struct StoredSink {
+    upload: Option<WriteMultipart>,
+    hasher: Sha256,
+    stored: u64,
+}
+
+impl AsyncWrite for StoredSink {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        let upload = this
+            .upload
+            .as_mut()
+            .ok_or_else(|| io::Error::other("artifact already finished"))?;
+        ready!(upload.poll_for_capacity(cx, PART_CONCURRENCY)).map_err(io::Error::other)?;
+        upload.write(buf);
+        this.hasher.update(buf);
+        this.stored += buf.len() as u64;
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// A stream of bytes into one artifact of the repository. See the module docs.
+///
+/// Dropping a writer without calling [`finish`](Self::finish) abandons the artifact: no
+/// object appears at its path.
+pub struct ArtifactWriter {
+    name: String,
+    path: Path,
+    repo_url: String,
+    encoder: ZstdEncoder<StoredSink>,
+    raw: u64,
+    progress: Progress,
+}
+
+impl std::fmt::Debug for ArtifactWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ArtifactWriter")
+            .field("path", &self.path.as_ref())
+            .field("raw", &self.raw)
+            .finish()
+    }
+}
+
+impl ArtifactWriter {
+    pub(crate) async fn create(
+        store: &Arc<dyn ObjectStore>,
+        repo_url: &str,
+        name: &str,
+        path: Path,
+        compression: CompressionOptions,
+        progress: Progress,
+    ) -> Result<Self> {
+        let upload =
+            store
+                .put_multipart_opts(&path, Default::default())
+                .await
+                .map_err(|source| Error::Repository {
+                    repo: repo_url.to_string(),
+                    operation: "start upload of",
+                    path: path.to_string(),
+                    source,
+                })?;
+        let sink = StoredSink {
+            upload: Some(WriteMultipart::new_with_chunk_size(upload, PART_SIZE)),
+            hasher: Sha256::new(),
+            stored: 0,
+        };
+        let mut params = vec![CParameter::checksum_flag(true)];
+        if compression.workers > 0 {
+            params.push(CParameter::nb_workers(compression.workers));
+        }
+        let encoder = ZstdEncoder::with_quality_and_params(
+            sink,
+            Level::Precise(compression.level),
+            &params,
+        );
+        Ok(Self {
+            name: name.to_string(),
+            path,
+            repo_url: repo_url.to_string(),
+            encoder,
+            raw: 0,
+            progress,
+        })
+    }
+
+    /// The artifact's path in the repository.
+    pub fn path(&self) -> &str {
+        self.path.as_ref()
+    }
+
+    /// Uncompressed bytes written so far.
+    pub fn bytes_written(&self) -> u64 {
+        self.raw
+    }
+
+    /// Finish the stream: flush the compressor, complete the upload, and return the record
+    /// to put in the manifest. Only now does the artifact exist in the repository.
+    pub async fn finish(mut self) -> Result<ArtifactRecord> {
+        let repo = self.repo_url.clone();
+        let path = self.path.to_string();
+        if let Err(e) = self.encoder.shutdown().await {
+            return Err(Error::from_io("compress", &path, e));
+        }
+        let sink = self.encoder.get_mut();
+        let Some(upload) = sink.upload.take() else {
+            return Err(Error::Other(format!("artifact {path} finished twice")));
+        };
+        upload.finish().await.map_err(|source| Error::Repository {
+            repo,
+            operation: "complete upload of",
+            path: path.clone(),
+            source,
+        })?;
+        let sha256 = hex::encode(std::mem::take(&mut sink.hasher).finalize());
+        Ok(ArtifactRecord {
+            name: self.name.clone(),
+            path,
+            size: self.raw,
+            stored_size: sink.stored,
+            sha256,
+            compression: "zstd".into(),
+        })
+    }
+
+    /// Abandon the artifact explicitly, removing any uploaded parts.
+    pub async fn abort(mut self) {
+        if let Some(upload) = self.encoder.get_mut().upload.take() {
+            let _ = upload.abort().await;
+        }
+    }
+}
+
+impl AsyncWrite for ArtifactWriter {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let n = ready!(Pin::new(&mut self.encoder).poll_write(cx, buf))?;
+        self.raw += n as u64;
+        self.progress.add_bytes(n as u64);
+        Poll::Ready(Ok(n))
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.encoder).poll_flush(cx)
+    }
+
+    /// Shutting down only flushes: call [`ArtifactWriter::finish`] to complete the artifact.
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.encoder).poll_flush(cx)
+    }
+}
+
+type ByteStream = futures::stream::BoxStream<'static, io::Result<bytes::Bytes>>;
+
+/// The stored side of a reader: counts and hashes stored bytes, checks them at end of stream.
+struct CheckedStored {
+    inner: StreamReader<ByteStream, bytes::Bytes>,
+    hasher: Sha256,
+    seen: u64,
+    expected_size: u64,
+    expected_sha256: String,
+    artifact: String,
+    done: bool,
+}
+
+impl CheckedStored {
+    fn check_end(&mut self) -> io::Result<()> {
+        if self.done {
+            return Ok(());
+        }
+        self.done = true;
+        if self.seen != self.expected_size {
+            return Err(Error::Corrupt {
+                artifact: self.artifact.clone(),
+                message: format!(
+                    "stored length is {} bytes, the manifest says {} (truncated or extended)",
+                    self.seen, self.expected_size
+                ),
+            }
+            .into_io());
+        }
+        let got = hex::encode(std::mem::take(&mut self.hasher).finalize());
+        if got != self.expected_sha256 {
+            return Err(Error::Corrupt {
+                artifact: self.artifact.clone(),
+                message: format!(
+                    "SHA-256 mismatch: stored bytes hash to {got}, the manifest says {}",
+                    self.expected_sha256
+                ),
+            }
+            .into_io());
+        }
+        Ok(())
+    }
+}
+
+impl AsyncRead for CheckedStored {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        let before = buf.filled().len();
+        ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
+        let new = &buf.filled()[before..];
+        if new.is_empty() {
+            this.check_end()?;
+        } else {
+            this.hasher.update(new);
+            this.seen += new.len() as u64;
+            if this.seen > this.expected_size {
+                return Poll::Ready(Err(Error::Corrupt {
+                    artifact: this.artifact.clone(),
+                    message: format!(
+                        "stored data is longer than the {} bytes the manifest says",
+                        this.expected_size
+                    ),
+                }
+                .into_io()));
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// A checked, decompressing stream out of one artifact. See the module docs.
+///
+/// The checks happen when the stream reaches its end: read it to the end (or call
+/// [`ArtifactReader::finish`]) before trusting what it returned.
+pub struct ArtifactReader {
+    decoder: ZstdDecoder<BufReader<CheckedStored>>,
+    artifact: String,
+    expected_raw: u64,
+    raw: u64,
+    state: ReadState,
+    progress: Progress,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ReadState {
+    Decoding,
+    Draining,
+    Done,
+}
+
+impl std::fmt::Debug for ArtifactReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ArtifactReader")
+            .field("artifact", &self.artifact)
+            .field("raw", &self.raw)
+            .finish()
+    }
+}
+
+impl ArtifactReader {
+    pub(crate) async fn open(
+        store: &Arc<dyn ObjectStore>,
+        repo_url: &str,
+        record: &ArtifactRecord,
+        progress: Progress,
+    ) -> Result<Self> {
+        let path = Path::from(record.path.as_str());
+        let got = store
+            .get_opts(&path, Default::default())
+            .await
+            .map_err(|source| match source {
+                object_store::Error::NotFound { .. } => Error::MissingArtifact {
+                    artifact: record.path.clone(),
+                },
+                source => Error::Repository {
+                    repo: repo_url.to_string(),
+                    operation: "read",
+                    path: record.path.clone(),
+                    source,
+                },
+            })?;
+        let stream: ByteStream = Box::pin(got.into_stream().map_err(io::Error::other));
+        let stored = CheckedStored {
+            inner: StreamReader::new(stream),
+            hasher: Sha256::new(),
+            seen: 0,
+            expected_size: record.stored_size,
+            expected_sha256: record.sha256.clone(),
+            artifact: record.path.clone(),
+            done: false,
+        };
+        let mut decoder = ZstdDecoder::new(BufReader::with_capacity(256 * 1024, stored));
+        decoder.multiple_members(true);
+        Ok(Self {
+            decoder,
+            artifact: record.path.clone(),
+            expected_raw: record.size,
+            raw: 0,
+            state: ReadState::Decoding,
+            progress,
+        })
+    }
+
+    /// Read and discard the rest of the stream, running the end-of-stream checks.
+    pub async fn finish(mut self) -> Result<()> {
+        tokio::io::copy(&mut self, &mut tokio::io::sink())
+            .await
+            .map(|_| ())
+            .map_err(|e| Error::from_io("read", &self.artifact, e))
+    }
+
+    fn damaged(&self, message: String) -> io::Error {
+        Error::Corrupt {
+            artifact: self.artifact.clone(),
+            message,
+        }
+        .into_io()
+    }
+}
+
+impl AsyncRead for ArtifactReader {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        loop {
+            match self.state {
+                ReadState::Done => return Poll::Ready(Ok(())),
+                ReadState::Draining => {
+                    // The compressed stream ended; make sure the stored stream did too, so that
+                    // its length and hash get checked.
+                    let inner = Pin::new(self.decoder.get_mut());
+                    let chunk = ready!(inner.poll_fill_buf(cx))?;
+                    if chunk.is_empty() {
+                        self.state = ReadState::Done;
+                        if self.raw != self.expected_raw {
+                            let msg = format!(
+                                "decompressed length is {} bytes, the manifest says {}",
+                                self.raw, self.expected_raw
+                            );
+                            return Poll::Ready(Err(self.damaged(msg)));
+                        }
+                        return Poll::Ready(Ok(()));
+                    }
+                    let n = chunk.len();
+                    Pin::new(self.decoder.get_mut()).consume(n);
+                    let msg = format!("{n} unexpected bytes after the end of the compressed data");
+                    return Poll::Ready(Err(self.damaged(msg)));
+                }
+                ReadState::Decoding => {
+                    let before = buf.filled().len();
+                    let res = ready!(Pin::new(&mut self.decoder).poll_read(cx, buf));
+                    if let Err(e) = res {
+                        // Our own end-of-stream checks travel as an inner Error; keep them.
+                        if e.get_ref().map(|i| i.is::<Error>()).unwrap_or(false) {
+                            return Poll::Ready(Err(e));
+                        }
+                        let msg = format!("cannot be decompressed: {e}");
+                        return Poll::Ready(Err(self.damaged(msg)));
+                    }
+                    let n = buf.filled().len() - before;
+                    if n == 0 {
+                        self.state = ReadState::Draining;
+                        continue;
+                    }
+                    self.raw += n as u64;
+                    self.progress.add_bytes(n as u64);
+                    return Poll::Ready(Ok(()));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,398 @@
+//! The `Component` trait that every driver implements, and the contexts the runner hands it.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::artifact::{ArtifactReader, ArtifactWriter};
+use crate::manifest::{ArtifactRecord, ComponentRecord};
+use crate::progress::Progress;
+use crate::repository::Repository;
+use crate::{Error, Result};
+
+/// What a driver supports. The CLI and the conformance suite gate on it.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Capabilities {
+    /// Snapshots can be taken while the store keeps serving.
+    pub online_snapshot: bool,
+    /// The snapshot is one consistent point in time (not just per-object consistent).
+    pub consistent_snapshot: bool,
+    /// Restore can target another database/bucket/directory (`RestoreOptions::target`).
+    pub restore_to_target: bool,
+    /// Restore needs the store's clients stopped (downtime).
+    pub restore_needs_downtime: bool,
+    /// `verify --full` decodes the content, beyond checking hashes.
+    pub deep_verify: bool,
+}
+
+impl Capabilities {
+    /// All false; set fields with the builder methods.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Set [`Self::online_snapshot`].
+    pub fn online_snapshot(mut self, v: bool) -> Self {
+        self.online_snapshot = v;
+        self
+    }
+    /// Set [`Self::consistent_snapshot`].
+    pub fn consistent_snapshot(mut self, v: bool) -> Self {
+        self.consistent_snapshot = v;
+        self
+    }
+    /// Set [`Self::restore_to_target`].
+    pub fn restore_to_target(mut self, v: bool) -> Self {
+        self.restore_to_target = v;
+        self
+    }
+    /// Set [`Self::restore_needs_downtime`].
+    pub fn restore_needs_downtime(mut self, v: bool) -> Self {
+        self.restore_needs_downtime = v;
+        self
+    }
+    /// Set [`Self::deep_verify`].
+    pub fn deep_verify(mut self, v: bool) -> Self {
+        self.deep_verify = v;
+        self
+    }
+}
+
+/// What `probe` (and `amber-dr doctor`) found.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Probe {
+    /// The server answered and accepted our credentials.
+    pub reachable: bool,
+    /// Server (or data) version.
+    pub version: Option<String>,
+    /// A size estimate of what a snapshot would read, in bytes.
+    pub size_estimate: Option<u64>,
+    /// Other facts worth showing (tools found, counts, ...).
+    pub details: BTreeMap<String, serde_json::Value>,
+    /// Problems that do not stop a backup but should be looked at.
+    pub warnings: Vec<String>,
+}
+
+/// How deep `verify` goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VerifyLevel {
+    /// Every artifact present with the stored size the manifest says.
+    Quick,
+    /// Every byte read, SHA-256 checked, and the content decoded by the driver.
+    Full,
+}
+
+/// Options of a restore.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct RestoreOptions {
+    /// Describe what would be done, change nothing.
+    pub dry_run: bool,
+    /// Restore into another database/bucket/directory than the configured one.
+    pub target: Option<String>,
+}
+
+impl RestoreOptions {
+    /// Default options.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Set [`Self::dry_run`].
+    pub fn dry_run(mut self, v: bool) -> Self {
+        self.dry_run = v;
+        self
+    }
+    /// Set [`Self::target`].
+    pub fn target(mut self, t: Option<String>) -> Self {
+        self.target = t;
+        self
+    }
+}
+
+/// What `verify` found for one component.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct VerifyReport {
+    /// Artifacts checked.
+    pub artifacts_checked: u64,
+    /// Stored bytes read (full verification).
+    pub bytes_read: u64,
+    /// Damage found; empty means all good.
+    pub problems: Vec<String>,
+    /// What was checked, in words.
+    pub notes: Vec<String>,
+}
+
+impl VerifyReport {
+    /// True when nothing is damaged.
+    pub fn is_ok(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+/// What `restore` did (or, in a dry run, would do).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct RestoreReport {
+    /// One line per step done or planned.
+    pub actions: Vec<String>,
+    /// Counts after the restore, as compared with the record.
+    pub stats: BTreeMap<String, serde_json::Value>,
+    /// Things the operator should know.
+    pub warnings: Vec<String>,
+}
+
+/// What a snapshot is for; lets a driver treat a missing source differently for a safety
+/// backup (nothing to save) than for an ordinary backup (an error).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SnapshotPurpose {
+    /// `amber-dr backup`.
+    Backup,
+    /// The state of a component just before a restore replaces it.
+    Safety,
+}
+
+/// Handed to [`Component::snapshot`]: where to write artifacts and how to report progress.
+#[derive(Debug, Clone)]
+pub struct SnapshotContext {
+    repo: Repository,
+    backup_id: String,
+    component: String,
+    progress: Progress,
+    purpose: SnapshotPurpose,
+}
+
+impl SnapshotContext {
+    /// A context for one component of one backup.
+    pub fn new(
+        repo: Repository,
+        backup_id: impl Into<String>,
+        component: impl Into<String>,
+        progress: Progress,
+        purpose: SnapshotPurpose,
+    ) -> Self {
+        Self {
+            repo,
+            backup_id: backup_id.into(),
+            component: component.into(),
+            progress,
+            purpose,
+        }
+    }
+    /// The backup being written.
+    pub fn backup_id(&self) -> &str {
+        &self.backup_id
+    }
+    /// The repository (for drivers that keep shared blobs).
+    pub fn repository(&self) -> &Repository {
+        &self.repo
+    }
+    /// Progress of this component.
+    pub fn progress(&self) -> &Progress {
+        &self.progress
+    }
+    /// Why the snapshot is taken.
+    pub fn purpose(&self) -> SnapshotPurpose {
+        self.purpose
+    }
+    /// Start a new artifact `name` (e.g. `data.tar`) of this component.
+    pub async fn create_artifact(&self, name: &str) -> Result<ArtifactWriter> {
+        self.repo
+            .create_artifact(&self.backup_id, &self.component, name, self.progress.clone())
+            .await
+    }
+}
+
+/// Handed to [`Component::verify`] and [`Component::restore`]: where to read artifacts from.
+#[derive(Debug, Clone)]
+pub struct ReadContext {
+    repo: Repository,
+    backup_id: String,
+    progress: Progress,
+}
+
+/// The context of a verify.
+pub type VerifyContext = ReadContext;
+/// The context of a restore.
+pub type RestoreContext = ReadContext;
+
+impl ReadContext {
+    /// A context for reading one component of one backup.
+    pub fn new(repo: Repository, backup_id: impl Into<String>, progress: Progress) -> Self {
+        Self {
+            repo,
+            backup_id: backup_id.into(),
+            progress,
+        }
+    }
+    /// The backup being read.
+    pub fn backup_id(&self) -> &str {
+        &self.backup_id
+    }
+    /// The repository.
+    pub fn repository(&self) -> &Repository {
+        &self.repo
+    }
+    /// Progress of this component.
+    pub fn progress(&self) -> &Progress {
+        &self.progress
+    }
+    /// Open an artifact for checked, decompressed reading.
+    pub async fn open_artifact(&self, record: &ArtifactRecord) -> Result<ArtifactReader> {
+        self.repo.open_artifact(record, self.progress.clone()).await
+    }
+    /// The generic part of verification that every driver shares: at `Quick`, every artifact
+    /// is present with its size; at `Full`, every artifact is read and its hash checked. Drivers
+    /// that decode their artifacts at `Full` read them through [`Self::open_artifact`] instead.
+    pub async fn verify_artifacts(
+        &self,
+        record: &ComponentRecord,
+        level: VerifyLevel,
+    ) -> Result<VerifyReport> {
+        let mut report = VerifyReport::default();
+        for a in &record.artifacts {
+            let res = match level {
+                VerifyLevel::Quick => self.repo.check_artifact_present(a).await,
+                VerifyLevel::Full => match self.open_artifact(a).await {
+                    Ok(r) => r.finish().await,
+                    Err(e) => Err(e),
+                },
+            };
+            report.artifacts_checked += 1;
+            match res {
+                Ok(()) => {
+                    if level == VerifyLevel::Full {
+                        report.bytes_read += a.stored_size;
+                    }
+                }
+                Err(e) if e.is_damage() => report.problems.push(e.to_string()),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(report)
+    }
+}
+
+/// A store that amber-dr can back up and restore. Object safe: the runner only ever sees
+/// `Arc<dyn Component>`. See `docs/writing-a-driver.md`.
+#[async_trait]
+pub trait Component: Send + Sync + std::fmt::Debug {
+    /// The driver kind (`files`, `postgres`, ...).
+    fn kind(&self) -> &'static str;
+
+    /// The instance name from the config (`uploads`).
+    fn name(&self) -> &str;
+
+    /// What this driver supports.
+    fn capabilities(&self) -> Capabilities;
+
+    /// Reachable, authenticated, versions, size estimate. Must not change anything.
+    async fn probe(&self) -> Result<Probe>;
+
+    /// Stream the store into artifacts of `cx` and return the component's record.
+    async fn snapshot(&self, cx: &SnapshotContext) -> Result<ComponentRecord>;
+
+    /// Check a stored snapshot. Damage goes into the report's problems (or is returned as an
+    /// error for which [`Error::is_damage`] holds); other errors mean verify could not run.
+    async fn verify(
+        &self,
+        cx: &VerifyContext,
+        record: &ComponentRecord,
+        level: VerifyLevel,
+    ) -> Result<VerifyReport>;
+
+    /// Replace the store's content with the snapshot, then compare the result with the record.
+    /// A failed restore must leave the existing data in place wherever the store allows it.
+    async fn restore(
+        &self,
+        cx: &RestoreContext,
+        record: &ComponentRecord,
+        opts: &RestoreOptions,
+    ) -> Result<RestoreReport>;
+}
+
+/// What the registry hands a driver's factory: the component's name and its config section.
+#[derive(Debug, Clone)]
+pub struct ComponentSpec {
+    /// The component's name (`[components.NAME]`).
+    pub name: String,
+    /// The kind (`kind = "..."`).
+    pub kind: String,
+    /// The rest of the section, as JSON (the `kind` key removed).
+    pub config: serde_json::Value,
+    /// The directory relative paths in the config are relative to (the config file's).
+    pub base_dir: PathBuf,
+    /// Where the config came from, for messages (`amber-dr.toml`).
+    pub source: String,
+}
+
+impl ComponentSpec {
+    /// Deserialize the section into a driver's config struct (use `deny_unknown_fields`),
+    /// naming the file and key on error.
+    pub fn parse<T: serde::de::DeserializeOwned>(&self) -> Result<T> {
+        serde_json::from_value(self.config.clone()).map_err(|e| {
+            Error::config(
+                format!("{}: [components.{}]", self.source, self.name),
+                e.to_string(),
+            )
+        })
+    }
+
+    /// Resolve a possibly relative path against [`Self::base_dir`].
+    pub fn resolve_path(&self, p: impl AsRef<std::path::Path>) -> PathBuf {
+        let p = p.as_ref();
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base_dir.join(p)
+        }
+    }
+}
+
+/// A driver's factory: builds a component from its config section.
+pub type Factory = fn(&ComponentSpec) -> Result<Arc<dyn Component>>;
+
+/// The known drivers. Registration is explicit: each driver crate exports
+/// `register(&mut Registry)`, and the binary calls it.
+#[derive(Default, Clone)]
+pub struct Registry {
+    factories: BTreeMap<&'static str, Factory>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.factories.keys()).finish()
+    }
+}
+
+impl Registry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Register a driver kind.
+    pub fn register(&mut self, kind: &'static str, factory: Factory) {
+        self.factories.insert(kind, factory);
+    }
+
+    /// The registered kinds.
+    pub fn kinds(&self) -> Vec<&'static str> {
+        self.factories.keys().copied().collect()
+    }
+
+    /// Build a component; an unknown kind is an error that lists the known ones.
+    pub fn build(&self, spec: &ComponentSpec) -> Result<Arc<dyn Component>> {
+        let factory = self
+            .factories
+            .get(spec.kind.as_str())
+            .ok_or_else(|| Error::UnknownKind {
+                component: spec.name.clone(),
+                kind: spec.kind.clone(),
+                known: self.kinds().join(", "),
+            })?;
+        factory(spec)
+    }
+}

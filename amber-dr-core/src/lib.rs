@@ -1,0 +1,34 @@
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod artifact;
+pub mod component;
+mod error;
+pub mod manifest;
+pub mod progress;
+pub mod repository;
+pub mod retention;
+pub mod runner;
+#[cfg(feature = "testkit")]
+pub mod testkit;
+
+pub use artifact::{ArtifactReader, ArtifactWriter, CompressionOptions};
+pub use async_trait::async_trait;
+pub use component::{
+    Capabilities, Component, ComponentSpec, Factory, Probe, ReadContext, Registry, RestoreContext,
+    RestoreOptions, RestoreReport, SnapshotContext, SnapshotPurpose, VerifyContext, VerifyLevel,
+    VerifyReport,
+};
+pub use error::{Error, Result};
+pub use manifest::{
+    ArtifactRecord, BackupPurpose, BackupStatus, ComponentRecord, ComponentStatus, Manifest,
+    FORMAT_VERSION,
+};
+pub use progress::{Progress, ProgressEvent, ProgressSink};
+pub use repository::{BackupEntry, LockInfo, RepoLock, Repository, RepositoryConfig};
+pub use retention::RetentionPolicy;
+pub use runner::{
+    BackupOptions, ComponentRestore, PruneOutcome, RestoreOutcome, RestorePlanOptions, Runner,
+    Selection, VerifyOutcome,
+};

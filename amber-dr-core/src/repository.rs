@@ -1,0 +1,778 @@
+//! The repository: where backups live, over any `object_store` location.
+//!
+//! Layout (see `docs/repository-format.md`):
+//!
+//! ```text
+//! <id>/manifest.json            written last; a backup is complete iff it says so
+//! <id>/<component>/<artifact>   zstd streams
+//! blobs/                        content-addressed shared blobs (drivers that deduplicate)
+//! locks/repository.lock         the lock object of a running backup/restore/prune
+//! ```
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use futures::{StreamExt, TryStreamExt};
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use serde::{Deserialize, Serialize};
+
+use crate::artifact::{ArtifactReader, ArtifactWriter, CompressionOptions};
+use crate::manifest::{ArtifactRecord, Manifest};
+use crate::progress::Progress;
+use crate::{Error, Result};
+
+/// Where the repository is and how to reach it. `[repository]` in `amber-dr.toml`.
+#[derive(Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RepositoryConfig {
+    /// A local path (`./backups`, `/srv/backups`, `file:///srv/backups`) or `s3://bucket/prefix`.
+    pub url: String,
+    /// S3 endpoint for S3-compatible servers (MinIO, s3s-fs, ...). Default: AWS, or `AWS_ENDPOINT_URL`.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// S3 region. Default: `AWS_REGION` / `AWS_DEFAULT_REGION`, else `us-east-1`.
+    #[serde(default)]
+    pub region: Option<String>,
+    /// S3 access key id. Default: `AWS_ACCESS_KEY_ID`.
+    #[serde(default)]
+    pub access_key_id: Option<String>,
+    /// S3 secret access key. Default: `AWS_SECRET_ACCESS_KEY`.
+    #[serde(default)]
+    pub secret_access_key: Option<String>,
+    /// S3 session token. Default: `AWS_SESSION_TOKEN`.
+    #[serde(default)]
+    pub session_token: Option<String>,
+    /// Allow plain `http://` endpoints. Default: true when the endpoint is `http://`.
+    #[serde(default)]
+    pub allow_http: Option<bool>,
+    /// zstd level for artifacts (1–19). Default 3.
+    #[serde(default)]
+    pub compression_level: Option<i32>,
+}
+
+impl std::fmt::Debug for RepositoryConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RepositoryConfig")
+            .field("url", &self.url)
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("access_key_id", &self.access_key_id)
+            .field(
+                "secret_access_key",
+                &self.secret_access_key.as_ref().map(|_| "<redacted>"),
+            )
+            .field(
+                "session_token",
+                &self.session_token.as_ref().map(|_| "<redacted>"),
+            )
+            .field("allow_http", &self.allow_http)
+            .field("compression_level", &self.compression_level)
+            .finish()
+    }
+}
+
+impl RepositoryConfig {
+    /// A config for a URL, everything else default.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            ..Default::default()
+        }
+    }
+}
+
+/// One backup as seen by `list`.
+#[derive(Debug, Clone, Serialize)]
+pub struct BackupEntry {
+    /// The backup id.
+    pub id: String,
+    /// The manifest, if the backup has one (an interrupted backup has none).
+    pub manifest: Option<Manifest>,
+    /// Why the manifest could not be read, if it exists but is unreadable.
+    pub problem: Option<String>,
+}
+
+impl BackupEntry {
+    /// `complete`, `failed`, `incomplete` (no manifest) or `unreadable`.
+    pub fn status(&self) -> &'static str {
+        match (&self.manifest, &self.problem) {
+            (Some(m), _) if m.is_complete() => "complete",
+            (Some(_), _) => "failed",
+            (None, Some(_)) => "unreadable",
+            (None, None) => "incomplete",
+        }
+    }
+}
+
+/// A backup repository. Cheap to clone.
+#[derive(Clone)]
+pub struct Repository {
+    store: Arc<dyn ObjectStore>,
+    url: String,
+    compression: CompressionOptions,
+}
+
+impl std::fmt::Debug for Repository {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Repository")
+            .field("url", &self.url)
+            .finish()
+    }
+}
+
+const MANIFEST: &str = "manifest.json";
+const LOCK_PATH: &str = "locks/repository.lock";
+/// Top-level names that are not backup ids.
+const RESERVED: &[&str] = &["blobs", "locks"];
+
+impl Repository {
+    /// Open (and for a local path, create) the repository described by `config`.
+    pub fn open(config: &RepositoryConfig) -> Result<Self> {
+        let url = config.url.trim();
+        if url.is_empty() {
+            return Err(Error::config("repository.url", "is empty"));
+        }
+        let store: Arc<dyn ObjectStore> = if let Some(rest) = url.strip_prefix("s3://") {
+            Arc::new(Self::s3(config, rest)?)
+        } else if url.contains("://") && !url.starts_with("file://") {
+            return Err(Error::config(
+                "repository.url",
+                format!("`{url}`: unsupported scheme; use a local path, file:// or s3://"),
+            ));
+        } else {
+            let path = url.strip_prefix("file://").unwrap_or(url);
+            std::fs::create_dir_all(path)
+                .map_err(|e| Error::io("create repository directory", path, e))?;
+            let fs = object_store::local::LocalFileSystem::new_with_prefix(path)
+                .map_err(|source| Error::Repository {
+                    repo: url.to_string(),
+                    operation: "open",
+                    path: String::new(),
+                    source,
+                })?
+                .with_automatic_cleanup(true);
+            Arc::new(fs)
+        };
+        let mut compression = CompressionOptions::default();
+        if let Some(level) = config.compression_level {
+            if !(1..=19).contains(&level) {
+                return Err(Error::config(
+                    "repository.compression_level",
+                    format!("{level} is out of range 1..=19"),
+                ));
+            }
+            compression.level = level;
+        }
+        Ok(Self {
+            store,
+            url: url.to_string(),
+            compression,
+        })
+    }
+
+    fn s3(config: &RepositoryConfig, rest: &str) -> Result<object_store::prefix::PrefixStore<object_store::aws::AmazonS3>> {
+        use object_store::aws::AmazonS3Builder;
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() {
+            return Err(Error::config(
+                "repository.url",
+                format!("`s3://{rest}` names no bucket"),
+            ));
+        }
+        let mut b = AmazonS3Builder::from_env().with_bucket_name(bucket);
+        let endpoint = config
+            .endpoint
+            .clone()
+            .or_else(|| std::env::var("AWS_ENDPOINT_URL").ok());
+        if let Some(ep) = &endpoint {
+            b = b.with_endpoint(ep.trim_end_matches('/'));
+            let http = config.allow_http.unwrap_or(ep.starts_with("http://"));
+            b = b.with_allow_http(http);
+        } else if let Some(http) = config.allow_http {
+            b = b.with_allow_http(http);
+        }
+        let region = config
+            .region
+            .clone()
+            .or_else(|| std::env::var("AWS_REGION").ok())
+            .or_else(|| std::env::var("AWS_DEFAULT_REGION").ok())
+            .unwrap_or_else(|| "us-east-1".into());
+        b = b.with_region(region);
+        if let Some(k) = &config.access_key_id {
+            b = b.with_access_key_id(k);
+        }
+        if let Some(s) = &config.secret_access_key {
+            b = b.with_secret_access_key(s);
+        }
+        if let Some(t) = &config.session_token {
+            b = b.with_token(t);
+        }
+        let s3 = b.build().map_err(|source| Error::Repository {
+            repo: format!("s3://{rest}"),
+            operation: "configure",
+            path: String::new(),
+            source,
+        })?;
+        Ok(object_store::prefix::PrefixStore::new(
+            s3,
+            Path::from(prefix.trim_matches('/')),
+        ))
+    }
+
+    /// A repository over any object store (for embedding and tests).
+    pub fn from_store(store: Arc<dyn ObjectStore>, url: impl Into<String>) -> Self {
+        Self {
+            store,
+            url: url.into(),
+            compression: CompressionOptions::default(),
+        }
+    }
+
+    /// The repository's URL, for messages (never contains credentials).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The underlying object store (for drivers with shared blobs).
+    pub fn store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
+    }
+
+    /// The artifact compression settings.
+    pub fn compression(&self) -> CompressionOptions {
+        self.compression
+    }
+
+    /// Override the artifact compression settings.
+    pub fn set_compression(&mut self, compression: CompressionOptions) {
+        self.compression = compression;
+    }
+
+    fn err(&self, operation: &'static str, path: &Path, source: object_store::Error) -> Error {
+        Error::Repository {
+            repo: self.url.clone(),
+            operation,
+            path: path.to_string(),
+            source,
+        }
+    }
+
+    /// Check that the repository answers (list its top level).
+    pub async fn check_access(&self) -> Result<()> {
+        self.store
+            .list_with_delimiter(None)
+            .await
+            .map(|_| ())
+            .map_err(|e| self.err("list", &Path::from(""), e))
+    }
+
+    /// Read a small object whole.
+    pub async fn get_bytes(&self, path: &str) -> Result<Option<Bytes>> {
+        let p = Path::from(path);
+        match self.store.get(&p).await {
+            Ok(r) => r.bytes().await.map(Some).map_err(|e| self.err("read", &p, e)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(self.err("read", &p, e)),
+        }
+    }
+
+    /// Write a small object whole.
+    pub async fn put_bytes(&self, path: &str, bytes: impl Into<Bytes>) -> Result<()> {
+        let p = Path::from(path);
+        self.store
+            .put(&p, PutPayload::from(bytes.into()))
+            .await
+            .map(|_| ())
+            .map_err(|e| self.err("write", &p, e))
+    }
+
+    /// The ids of every backup directory, sorted (oldest first).
+    pub async fn backup_ids(&self) -> Result<Vec<String>> {
+        let listing = self
+            .store
+            .list_with_delimiter(None)
+            .await
+            .map_err(|e| self.err("list", &Path::from(""), e))?;
+        let mut ids: Vec<String> = listing
+            .common_prefixes
+            .iter()
+            .filter_map(|p| p.filename().map(str::to_string))
+            .filter(|n| !RESERVED.contains(&n.as_str()) && looks_like_id(n))
+            .collect();
+        ids.sort();
+        Ok(ids)
+    }
+
+    /// Every backup with its manifest (or why it has none), oldest first.
+    pub async fn list(&self) -> Result<Vec<BackupEntry>> {
+        let ids = self.backup_ids().await?;
+        let entries = futures::stream::iter(ids)
+            .map(|id| async move {
+                match self.read_manifest(&id).await {
+                    Ok(m) => BackupEntry {
+                        id,
+                        manifest: Some(m),
+                        problem: None,
+                    },
+                    Err(Error::BackupNotFound { .. }) => BackupEntry {
+                        id,
+                        manifest: None,
+                        problem: None,
+                    },
+                    Err(e) => BackupEntry {
+                        id,
+                        manifest: None,
+                        problem: Some(e.to_string()),
+                    },
+                }
+            })
+            .buffered(8)
+            .collect()
+            .await;
+        Ok(entries)
+    }
+
+    /// Read and check a backup's manifest.
+    pub async fn read_manifest(&self, id: &str) -> Result<Manifest> {
+        let path = format!("{id}/{MANIFEST}");
+        match self.get_bytes(&path).await? {
+            Some(bytes) => Manifest::from_json(&path, &bytes),
+            None => Err(Error::BackupNotFound {
+                repo: self.url.clone(),
+                id: id.to_string(),
+            }),
+        }
+    }
+
+    /// Write a backup's manifest: the last write of a backup.
+    pub async fn write_manifest(&self, manifest: &Manifest) -> Result<()> {
+        self.put_bytes(&format!("{}/{MANIFEST}", manifest.id), manifest.to_json())
+            .await
+    }
+
+    /// Resolve `latest` (the newest complete backup) or an exact id.
+    pub async fn resolve(&self, spec: &str) -> Result<String> {
+        if spec == "latest" {
+            let entries = self.list().await?;
+            return entries
+                .into_iter()
+                .rev()
+                .find(|e| {
+                    e.manifest
+                        .as_ref()
+                        .map(|m| m.is_complete() && m.purpose == crate::BackupPurpose::Backup)
+                        .unwrap_or(false)
+                })
+                .map(|e| e.id)
+                .ok_or_else(|| Error::BackupNotFound {
+                    repo: self.url.clone(),
+                    id: "latest (no complete backup)".into(),
+                });
+        }
+        Ok(spec.to_string())
+    }
+
+    /// A new backup id for `now`: `YYYYMMDD_HHMMSS`, with `_2`, `_3`, ... if taken.
+    pub async fn new_backup_id(&self, now: DateTime<Utc>) -> Result<String> {
+        let base = now.format("%Y%m%d_%H%M%S").to_string();
+        let taken = self.backup_ids().await?;
+        let mut id = base.clone();
+        let mut n = 2;
+        while taken.contains(&id) {
+            id = format!("{base}_{n}");
+            n += 1;
+        }
+        Ok(id)
+    }
+
+    /// Delete every object of a backup (manifest first, so that a half-deleted backup is
+    /// never listed as complete).
+    pub async fn delete_backup(&self, id: &str) -> Result<()> {
+        if !looks_like_id(id) {
+            return Err(Error::Other(format!("refusing to delete `{id}`: not a backup id")));
+        }
+        let manifest = Path::from(format!("{id}/{MANIFEST}"));
+        match self.store.delete(&manifest).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(self.err("delete", &manifest, e)),
+        }
+        let prefix = Path::from(id);
+        let locations = self.store.list(Some(&prefix)).map_ok(|m| m.location).boxed();
+        self.store
+            .delete_stream(locations)
+            .try_collect::<Vec<_>>()
+            .await
+            .map_err(|e| self.err("delete", &prefix, e))?;
+        Ok(())
+    }
+
+    /// Path of an artifact.
+    pub fn artifact_path(id: &str, component: &str, name: &str) -> String {
+        format!("{id}/{component}/{name}.zst")
+    }
+
+    /// Start writing an artifact.
+    pub async fn create_artifact(
+        &self,
+        id: &str,
+        component: &str,
+        name: &str,
+        progress: Progress,
+    ) -> Result<ArtifactWriter> {
+        validate_name(name)?;
+        let path = Path::from(Self::artifact_path(id, component, name));
+        ArtifactWriter::create(&self.store, &self.url, name, path, self.compression, progress)
+            .await
+    }
+
+    /// Open an artifact for checked reading.
+    pub async fn open_artifact(
+        &self,
+        record: &ArtifactRecord,
+        progress: Progress,
+    ) -> Result<ArtifactReader> {
+        ArtifactReader::open(&self.store, &self.url, record, progress).await
+    }
+
+    /// Quick check of an artifact: present, with the stored size the manifest says.
+    pub async fn check_artifact_present(&self, record: &ArtifactRecord) -> Result<()> {
+        let p = Path::from(record.path.as_str());
+        match self.store.head(&p).await {
+            Ok(meta) if meta.size == record.stored_size => Ok(()),
+            Ok(meta) => Err(Error::Corrupt {
+                artifact: record.path.clone(),
+                message: format!(
+                    "stored size is {} bytes, the manifest says {}",
+                    meta.size, record.stored_size
+                ),
+            }),
+            Err(object_store::Error::NotFound { .. }) => Err(Error::MissingArtifact {
+                artifact: record.path.clone(),
+            }),
+            Err(e) => Err(self.err("inspect", &p, e)),
+        }
+    }
+
+    /// Take the repository lock for `operation`. See [`RepoLock`].
+    pub async fn lock(&self, operation: &str) -> Result<RepoLock> {
+        RepoLock::acquire(self.clone(), operation).await
+    }
+
+    /// Who holds the lock, if anyone.
+    pub async fn lock_holder(&self) -> Result<Option<LockInfo>> {
+        Ok(match self.get_bytes(LOCK_PATH).await? {
+            Some(b) => Some(serde_json::from_slice(&b).unwrap_or_else(|_| LockInfo::unreadable())),
+            None => None,
+        })
+    }
+
+    /// Remove the lock whoever holds it (`amber-dr unlock`). Returns the holder removed.
+    pub async fn break_lock(&self) -> Result<Option<LockInfo>> {
+        let holder = self.lock_holder().await?;
+        let p = Path::from(LOCK_PATH);
+        match self.store.delete(&p).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(holder),
+            Err(e) => Err(self.err("delete", &p, e)),
+        }
+    }
+}
+
+/// True for names of the form `YYYYMMDD_HHMMSS` or `YYYYMMDD_HHMMSS_N`.
+pub fn looks_like_id(name: &str) -> bool {
+    let b = name.as_bytes();
+    if b.len() < 15 {
+        return false;
+    }
+    let digits = |s: &[u8]| s.iter().all(u8::is_ascii_digit);
+    digits(&b[..8])
+        && b[8] == b'_'
+        && digits(&b[9..15])
+        && (b.len() == 15 || (b.len() > 16 && b[15] == b'_' && digits(&b[16..])))
+}
+
+fn validate_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name
+            .split('/')
+            .all(|seg| !seg.is_empty() && seg != "." && seg != "..")
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Other(format!(
+            "invalid artifact name `{name}`: use ASCII letters, digits, `-`, `_`, `.` and `/`"
+        )))
+    }
+}
+
+/// Who holds a repository lock.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LockInfo {
+    /// Host name of the holder.
+    pub host: String,
+    /// Process id of the holder.
+    pub pid: u32,
+    /// What it is doing (`backup`, `restore`, `prune`).
+    pub operation: String,
+    /// Since when.
+    pub since: DateTime<Utc>,
+    /// A random token that identifies this acquisition.
+    pub token: String,
+    /// Extra fields, kept for forward compatibility.
+    #[serde(flatten)]
+    pub extra: BTreeMap<String, serde_json::Value>,
+}
+
+impl LockInfo {
+    fn unreadable() -> Self {
+        Self {
+            host: "?".into(),
+            pid: 0,
+            operation: "unknown (unreadable lock object)".into(),
+            since: DateTime::<Utc>::MIN_UTC,
+            token: String::new(),
+            extra: BTreeMap::new(),
+        }
+    }
+
+    /// True when the holder is a process of this host that no longer runs.
+    pub fn is_stale_here(&self) -> bool {
+        self.host == host_name() && self.pid != 0 && !process_alive(self.pid)
+    }
+}
+
+impl std::fmt::Display for LockInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "`{}` (pid {} on host {}, since {})",
+            self.operation,
+            self.pid,
+            self.host,
+            self.since.format("%Y-%m-%d %H:%M:%S UTC")
+        )
+    }
+}
+
+/// The repository lock: one backup, restore or prune at a time.
+///
+/// Taken by creating `locks/repository.lock` with a conditional put (create only if absent),
+/// then reading it back to make sure it is ours (for servers that ignore the condition). A lock
+/// left by a process of the same host that no longer runs is stale and is taken over with a
+/// warning; any other held lock is an [`Error::Locked`] naming the holder. Release it with
+/// [`RepoLock::release`]; `amber-dr unlock` removes a lock left by a crashed run elsewhere.
+#[derive(Debug)]
+pub struct RepoLock {
+    repo: Repository,
+    info: LockInfo,
+    released: bool,
+    /// Set when a stale lock was taken over: the old holder.
+    pub took_over: Option<LockInfo>,
+}
+
+impl RepoLock {
+    async fn acquire(repo: Repository, operation: &str) -> Result<Self> {
+        let info = LockInfo {
+            host: host_name(),
+            pid: std::process::id(),
+            operation: operation.to_string(),
+            since: Utc::now(),
+            token: format!("{:x}-{}", rand_token(), std::process::id()),
+            extra: BTreeMap::new(),
+        };
+        let body = serde_json::to_vec_pretty(&info).unwrap_or_default();
+        let path = Path::from(LOCK_PATH);
+        let mut took_over = None;
+        for _attempt in 0..2 {
+            let put = repo
+                .store
+                .put_opts(
+                    &path,
+                    PutPayload::from(body.clone()),
+                    PutOptions {
+                        mode: PutMode::Create,
+                        ..Default::default()
+                    },
+                )
+                .await;
+            match put {
+                Ok(_) => {
+                    // Read back: a server that ignores the create-only condition must not let
+                    // two runs believe they both hold the lock.
+                    let holder = repo.lock_holder().await?;
+                    if holder.as_ref().map(|h| h.token.as_str()) != Some(info.token.as_str()) {
+                        let holder = holder.map(|h| h.to_string()).unwrap_or_default();
+                        return Err(Error::Locked {
+                            repo: repo.url.clone(),
+                            holder,
+                            path: LOCK_PATH.into(),
+                            hint: "another run took the lock at the same moment; try again".into(),
+                        });
+                    }
+                    return Ok(Self {
+                        repo,
+                        info,
+                        released: false,
+                        took_over,
+                    });
+                }
+                Err(object_store::Error::AlreadyExists { .. }) => {
+                    let holder = repo.lock_holder().await?.unwrap_or_else(LockInfo::unreadable);
+                    if holder.is_stale_here() && took_over.is_none() {
+                        tracing::warn!(holder = %holder, "removing stale repository lock: its process no longer runs");
+                        repo.break_lock().await?;
+                        took_over = Some(holder);
+                        continue;
+                    }
+                    return Err(Error::Locked {
+                        repo: repo.url.clone(),
+                        holder: holder.to_string(),
+                        path: LOCK_PATH.into(),
+                        hint: "wait for it to finish; if no amber-dr is running any more, remove the lock with `amber-dr unlock`".into(),
+                    });
+                }
+                Err(e) => return Err(repo.err("create lock", &path, e)),
+            }
+        }
+        Err(Error::Other("could not take the repository lock".into()))
+    }
+
+    /// Who we are, as recorded in the lock.
+    pub fn info(&self) -> &LockInfo {
+        &self.info
+    }
+
+    /// Release the lock (only if it is still ours).
+    pub async fn release(mut self) -> Result<()> {
+        self.released = true;
+        match self.repo.lock_holder().await? {
+            Some(h) if h.token == self.info.token => self.repo.break_lock().await.map(|_| ()),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl Drop for RepoLock {
+    fn drop(&mut self) {
+        if !self.released {
+            // Best effort: release in the background if a runtime is there.
+            if let Ok(handle) = tokio::runtime::Handle::try_current() {
+                let repo = self.repo.clone();
+                let token = self.info.token.clone();
+                handle.spawn(async move {
+                    if let Ok(Some(h)) = repo.lock_holder().await {
+                        if h.token == token {
+                            let _ = repo.break_lock().await;
+                        }
+                    }
+                });
+            }
+        }
+    }
+}
+
+/// This machine's host name.
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "unknown-host".into())
+}
+
+fn process_alive(pid: u32) -> bool {
+    if cfg!(target_os = "linux") {
+        std::path::Path::new(&format!("/proc/{pid}")).exists()
+    } else {
+        // Without /proc we cannot tell: treat the holder as alive (the safe choice).
+        true
+    }
+}
+
+fn rand_token() -> u128 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    let a = h.finish();
+    let mut h2 = std::collections::hash_map::RandomState::new().build_hasher();
+    h2.write_u64(a);
+    (u128::from(a) << 64) | u128::from(h2.finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids() {
+        assert!(looks_like_id("20260101_120000"));
+        assert!(looks_like_id("20260101_120000_2"));
+        assert!(!looks_like_id("20260101_12000"));
+        assert!(!looks_like_id("blobs"));
+        assert!(!looks_like_id("20260101_120000_"));
+        assert!(!looks_like_id("20260101-120000"));
+    }
+
+    #[tokio::test]
+    async fn unique_ids_and_manifest_written_last() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let repo = Repository::open(&RepositoryConfig::new(dir.path().to_string_lossy())).expect("open");
+        let now = Utc::now();
+        let a = repo.new_backup_id(now).await.expect("id");
+        repo.put_bytes(&format!("{a}/x/y.zst"), "data").await.expect("put");
+        let b = repo.new_backup_id(now).await.expect("id");
+        assert_ne!(a, b);
+        assert!(b.ends_with("_2"), "{b}");
+        // Without a manifest the backup is listed as incomplete.
+        let list = repo.list().await.expect("list");
+        assert_eq!(list.len(), 1);
+        assert_eq!(list[0].status(), "incomplete");
+        assert!(repo.resolve("latest").await.is_err());
+    }
+
+    #[tokio::test]
+    async fn lock_excludes_and_names_holder_and_stale_lock_is_taken_over() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let repo = Repository::open(&RepositoryConfig::new(dir.path().to_string_lossy())).expect("open");
+        let lock = repo.lock("backup").await.expect("lock");
+        let err = repo.lock("restore").await.expect_err("second lock must fail");
+        let msg = err.to_string();
+        assert!(msg.contains("pid"), "{msg}");
+        assert!(msg.contains("amber-dr unlock"), "{msg}");
+        lock.release().await.expect("release");
+        let lock = repo.lock("restore").await.expect("lock after release");
+        std::mem::forget(lock);
+
+        // A lock of a process that does not exist on this host is stale.
+        let stale = LockInfo {
+            host: host_name(),
+            pid: 999_999_999,
+            operation: "backup".into(),
+            since: Utc::now(),
+            token: "old".into(),
+            extra: BTreeMap::new(),
+        };
+        repo.put_bytes(LOCK_PATH, serde_json::to_vec(&stale).expect("json")).await.expect("put");
+        let lock = repo.lock("backup").await.expect("stale lock taken over");
+        assert_eq!(lock.took_over.as_ref().map(|h| h.pid), Some(999_999_999));
+        lock.release().await.expect("release");
+
+        // A lock of another host is never taken over.
+        let other = LockInfo { host: "elsewhere".into(), ..stale };
+        repo.put_bytes(LOCK_PATH, serde_json::to_vec(&other).expect("json")).await.expect("put");
+        let err = repo.lock("backup").await.expect_err("held elsewhere");
+        assert!(err.to_string().contains("elsewhere"));
+    }
+}

@@ -1,0 +1,565 @@
+//! The runner: backup, verify, restore and prune over a set of components.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chrono::Utc;
+use serde::Serialize;
+use tokio::task::JoinSet;
+
+use crate::component::{
+    Component, ReadContext, RestoreOptions, RestoreReport, SnapshotContext, SnapshotPurpose,
+    VerifyLevel, VerifyReport,
+};
+use crate::manifest::{BackupPurpose, BackupStatus, ComponentRecord, ComponentStatus, Manifest, FORMAT_VERSION};
+use crate::progress::{NoProgress, Progress, ProgressSink};
+use crate::repository::{host_name, Repository};
+use crate::retention::RetentionPolicy;
+use crate::{Error, Result};
+
+/// Which components a command applies to (`--only`, `--skip`).
+#[derive(Debug, Clone, Default)]
+pub struct Selection {
+    /// Only these component names (empty: all).
+    pub only: Vec<String>,
+    /// Not these.
+    pub skip: Vec<String>,
+}
+
+impl Selection {
+    /// Everything.
+    pub fn all() -> Self {
+        Self::default()
+    }
+
+    /// Apply to a list of names; names in `only`/`skip` that are not in `available` are an error.
+    pub fn apply<'a>(&self, available: impl IntoIterator<Item = &'a str>) -> Result<Vec<String>> {
+        let available: Vec<&str> = available.into_iter().collect();
+        for n in self.only.iter().chain(&self.skip) {
+            if !available.contains(&n.as_str()) {
+                return Err(Error::config(
+                    "--only/--skip",
+                    format!(
+                        "no component named `{n}` here; available: {}",
+                        available.join(", ")
+                    ),
+                ));
+            }
+        }
+        let chosen: Vec<String> = available
+            .iter()
+            .filter(|n| self.only.is_empty() || self.only.iter().any(|o| o == *n))
+            .filter(|n| !self.skip.iter().any(|s| s == *n))
+            .map(|s| s.to_string())
+            .collect();
+        if chosen.is_empty() {
+            return Err(Error::config("--only/--skip", "selects no component"));
+        }
+        Ok(chosen)
+    }
+}
+
+/// Options of a backup.
+#[derive(Debug, Clone, Default)]
+pub struct BackupOptions {
+    /// Components to include.
+    pub selection: Selection,
+    /// Tags to record.
+    pub tags: Vec<String>,
+}
+
+/// The result of `verify` for a backup.
+#[derive(Debug, Clone, Serialize)]
+pub struct VerifyOutcome {
+    /// The backup verified.
+    pub id: String,
+    /// Level used.
+    pub level: VerifyLevel,
+    /// Per component.
+    pub components: BTreeMap<String, VerifyReport>,
+}
+
+impl VerifyOutcome {
+    /// True when no component has problems.
+    pub fn is_ok(&self) -> bool {
+        self.components.values().all(VerifyReport::is_ok)
+    }
+}
+
+/// The result of one component's restore.
+#[derive(Debug, Clone, Serialize)]
+pub struct ComponentRestore {
+    /// The component.
+    pub component: String,
+    /// Its kind.
+    pub kind: String,
+    /// The report, if it succeeded.
+    pub report: Option<RestoreReport>,
+    /// The error, if it failed.
+    pub error: Option<String>,
+}
+
+/// The result of `restore`.
+#[derive(Debug, Clone, Serialize)]
+pub struct RestoreOutcome {
+    /// The backup restored.
+    pub id: String,
+    /// Dry run: nothing changed.
+    pub dry_run: bool,
+    /// The safety backup taken first, if any.
+    pub safety_backup: Option<String>,
+    /// Per component, in selection order.
+    pub components: Vec<ComponentRestore>,
+}
+
+impl RestoreOutcome {
+    /// True when every component restored.
+    pub fn is_ok(&self) -> bool {
+        self.components.iter().all(|c| c.error.is_none())
+    }
+}
+
+/// Options of a restore.
+#[derive(Debug, Clone, Default)]
+pub struct RestorePlanOptions {
+    /// Components to restore.
+    pub selection: Selection,
+    /// Options handed to each driver.
+    pub options: RestoreOptions,
+    /// Take a safety backup of the current state first (default true in the CLI).
+    pub safety_backup: bool,
+}
+
+/// The result of `prune`.
+#[derive(Debug, Clone, Serialize)]
+pub struct PruneOutcome {
+    /// Backups kept.
+    pub kept: Vec<String>,
+    /// Backups deleted (or, in a dry run, that would be).
+    pub deleted: Vec<String>,
+    /// Dry run: nothing deleted.
+    pub dry_run: bool,
+}
+
+/// Runs commands over the configured components.
+#[derive(Clone)]
+pub struct Runner {
+    repo: Repository,
+    components: Vec<Arc<dyn Component>>,
+    sink: Arc<dyn ProgressSink>,
+    parallelism: usize,
+}
+
+impl std::fmt::Debug for Runner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runner")
+            .field("repo", &self.repo)
+            .field("components", &self.components)
+            .field("parallelism", &self.parallelism)
+            .finish()
+    }
+}
+
+impl Runner {
+    /// A runner over `components` (in config order) and `repo`.
+    pub fn new(repo: Repository, components: Vec<Arc<dyn Component>>) -> Self {
+        Self {
+            repo,
+            components,
+            sink: Arc::new(NoProgress),
+            parallelism: 4,
+        }
+    }
+
+    /// Send progress to `sink`.
+    pub fn with_progress(mut self, sink: Arc<dyn ProgressSink>) -> Self {
+        self.sink = sink;
+        self
+    }
+
+    /// How many components run at once (default 4).
+    pub fn with_parallelism(mut self, n: usize) -> Self {
+        self.parallelism = n.max(1);
+        self
+    }
+
+    /// The repository.
+    pub fn repository(&self) -> &Repository {
+        &self.repo
+    }
+
+    /// The configured components.
+    pub fn components(&self) -> &[Arc<dyn Component>] {
+        &self.components
+    }
+
+    fn component(&self, name: &str) -> Option<&Arc<dyn Component>> {
+        self.components.iter().find(|c| c.name() == name)
+    }
+
+    fn select(&self, selection: &Selection) -> Result<Vec<Arc<dyn Component>>> {
+        let names = selection.apply(self.components.iter().map(|c| c.name()))?;
+        Ok(names
+            .iter()
+            .filter_map(|n| self.component(n).cloned())
+            .collect())
+    }
+
+    /// Take a backup of the selected components. Returns the manifest written; its status says
+    /// whether every component succeeded.
+    pub async fn backup(&self, opts: &BackupOptions) -> Result<Manifest> {
+        let selected = self.select(&opts.selection)?;
+        let lock = self.repo.lock("backup").await?;
+        let res = self
+            .backup_locked(&selected, &opts.tags, BackupPurpose::Backup)
+            .await;
+        lock.release().await?;
+        res
+    }
+
+    async fn backup_locked(
+        &self,
+        selected: &[Arc<dyn Component>],
+        tags: &[String],
+        purpose: BackupPurpose,
+    ) -> Result<Manifest> {
+        let started_at = Utc::now();
+        let id = self.repo.new_backup_id(started_at).await?;
+        tracing::info!(backup = %id, components = selected.len(), "backup started");
+        let snapshot_purpose = match purpose {
+            BackupPurpose::Backup => SnapshotPurpose::Backup,
+            BackupPurpose::Safety => SnapshotPurpose::Safety,
+        };
+        let mut records = BTreeMap::new();
+        let mut set: JoinSet<ComponentRecord> = JoinSet::new();
+        let mut queue = selected.iter().cloned();
+        loop {
+            while set.len() < self.parallelism {
+                let Some(c) = queue.next() else { break };
+                let cx = SnapshotContext::new(
+                    self.repo.clone(),
+                    id.clone(),
+                    c.name().to_string(),
+                    Progress::new(c.name(), self.sink.clone()),
+                    snapshot_purpose,
+                );
+                set.spawn(async move { snapshot_one(c, cx).await });
+            }
+            match set.join_next().await {
+                Some(Ok(rec)) => {
+                    records.insert(rec.name.clone(), rec);
+                }
+                Some(Err(e)) => return Err(Error::Other(format!("a snapshot task died: {e}"))),
+                None => break,
+            }
+        }
+        let status = if records.values().all(ComponentRecord::is_ok) {
+            BackupStatus::Complete
+        } else {
+            BackupStatus::Failed
+        };
+        let manifest = Manifest {
+            format_version: FORMAT_VERSION,
+            id,
+            status,
+            purpose,
+            tool_version: env!("CARGO_PKG_VERSION").to_string(),
+            host: host_name(),
+            started_at,
+            finished_at: Utc::now(),
+            tags: tags.to_vec(),
+            components: records,
+        };
+        self.repo.write_manifest(&manifest).await?;
+        tracing::info!(backup = %manifest.id, status = ?manifest.status, "backup finished");
+        Ok(manifest)
+    }
+
+    /// Verify a backup (`id` or `latest`) at `level`.
+    pub async fn verify(
+        &self,
+        spec: &str,
+        selection: &Selection,
+        level: VerifyLevel,
+    ) -> Result<VerifyOutcome> {
+        let id = self.repo.resolve(spec).await?;
+        let manifest = self.repo.read_manifest(&id).await?;
+        let names = selection.apply(manifest.components.keys().map(String::as_str))?;
+        let mut components = BTreeMap::new();
+        let mut set: JoinSet<(String, Result<VerifyReport>)> = JoinSet::new();
+        let mut queue = names.into_iter();
+        loop {
+            while set.len() < self.parallelism {
+                let Some(name) = queue.next() else { break };
+                let Some(rec) = manifest.components.get(&name).cloned() else { continue };
+                let cx = ReadContext::new(
+                    self.repo.clone(),
+                    id.clone(),
+                    Progress::new(&name, self.sink.clone()),
+                );
+                let driver = self
+                    .component(&name)
+                    .filter(|c| c.kind() == rec.kind)
+                    .cloned();
+                set.spawn(async move {
+                    if !rec.is_ok() {
+                        let mut r = VerifyReport::default();
+                        r.problems.push(format!(
+                            "the snapshot of `{name}` failed when the backup was taken: {}",
+                            rec.error.as_deref().unwrap_or("no error recorded")
+                        ));
+                        return (name, Ok(r));
+                    }
+                    cx.progress().set_phase(match level {
+                        VerifyLevel::Quick => "checking presence",
+                        VerifyLevel::Full => "reading",
+                    });
+                    let res = match driver {
+                        Some(d) => d.verify(&cx, &rec, level).await,
+                        None => {
+                            // No driver configured under this name: hashes only.
+                            let mut r = cx.verify_artifacts(&rec, level).await;
+                            if let Ok(r) = &mut r {
+                                r.notes.push(format!(
+                                    "no `{}` component named `{name}` in the config: checked artifacts only",
+                                    rec.kind
+                                ));
+                            }
+                            r
+                        }
+                    };
+                    (name, res)
+                });
+            }
+            match set.join_next().await {
+                Some(Ok((name, Ok(report)))) => {
+                    components.insert(name, report);
+                }
+                Some(Ok((name, Err(e)))) if e.is_damage() => {
+                    let mut r = VerifyReport::default();
+                    r.problems.push(e.to_string());
+                    components.insert(name, r);
+                }
+                Some(Ok((_, Err(e)))) => return Err(e),
+                Some(Err(e)) => return Err(Error::Other(format!("a verify task died: {e}"))),
+                None => break,
+            }
+        }
+        if !manifest.is_complete() {
+            components
+                .entry("(backup)".to_string())
+                .or_default()
+                .problems
+                .push(format!("backup {id} is not complete (status {:?})", manifest.status));
+        }
+        Ok(VerifyOutcome {
+            id,
+            level,
+            components,
+        })
+    }
+
+    /// Restore a backup (`id` or `latest`): plan, take a safety backup of the current state of
+    /// the selected components (unless disabled or a dry run), then restore them.
+    pub async fn restore(&self, spec: &str, plan: &RestorePlanOptions) -> Result<RestoreOutcome> {
+        let id = self.repo.resolve(spec).await?;
+        let manifest = self.repo.read_manifest(&id).await?;
+        let names = plan
+            .selection
+            .apply(manifest.components.keys().map(String::as_str))?;
+        let mut targets = Vec::new();
+        for name in &names {
+            let rec = &manifest.components[name];
+            if !rec.is_ok() {
+                return Err(Error::Other(format!(
+                    "backup {id}: the snapshot of `{name}` failed when it was taken, so it cannot be restored; choose another backup or leave it out with --skip {name}"
+                )));
+            }
+            let c = self.component(name).ok_or_else(|| {
+                Error::config(
+                    format!("components.{name}"),
+                    format!("backup {id} has component `{name}` ({}), but the config has no component of that name to restore into; add it or leave it out with --skip {name}", rec.kind),
+                )
+            })?;
+            if c.kind() != rec.kind {
+                return Err(Error::config(
+                    format!("components.{name}"),
+                    format!("is of kind `{}` in the config but `{}` in backup {id}", c.kind(), rec.kind),
+                ));
+            }
+            targets.push((c.clone(), rec.clone()));
+        }
+        if !manifest.is_complete() {
+            tracing::warn!(backup = %id, "backup is not complete; restoring only components whose snapshot succeeded");
+        }
+
+        let lock = if plan.options.dry_run {
+            None
+        } else {
+            Some(self.repo.lock("restore").await?)
+        };
+        let result = self.restore_locked(&id, targets, plan).await;
+        if let Some(lock) = lock {
+            lock.release().await?;
+        }
+        result
+    }
+
+    async fn restore_locked(
+        &self,
+        id: &str,
+        targets: Vec<(Arc<dyn Component>, ComponentRecord)>,
+        plan: &RestorePlanOptions,
+    ) -> Result<RestoreOutcome> {
+        let mut safety_backup = None;
+        if plan.safety_backup && !plan.options.dry_run {
+            let comps: Vec<Arc<dyn Component>> = targets.iter().map(|(c, _)| c.clone()).collect();
+            let m = self
+                .backup_locked(&comps, &[format!("safety backup before restoring {id}")], BackupPurpose::Safety)
+                .await?;
+            if !m.is_complete() {
+                let errs: Vec<String> = m
+                    .components
+                    .values()
+                    .filter_map(|r| r.error.as_ref().map(|e| format!("{}: {e}", r.name)))
+                    .collect();
+                return Err(Error::Other(format!(
+                    "the safety backup {} of the current state failed, so nothing was restored ({}); fix it, or pass --no-safety-backup to restore without one",
+                    m.id,
+                    errs.join("; ")
+                )));
+            }
+            safety_backup = Some(m.id);
+        }
+        let mut set: JoinSet<ComponentRestore> = JoinSet::new();
+        let mut results = Vec::new();
+        let order: Vec<String> = targets.iter().map(|(c, _)| c.name().to_string()).collect();
+        let mut queue = targets.into_iter();
+        loop {
+            while set.len() < self.parallelism {
+                let Some((c, rec)) = queue.next() else { break };
+                let cx = ReadContext::new(
+                    self.repo.clone(),
+                    id.to_string(),
+                    Progress::new(c.name(), self.sink.clone()),
+                );
+                let opts = plan.options.clone();
+                set.spawn(async move {
+                    let res = c.restore(&cx, &rec, &opts).await;
+                    match res {
+                        Ok(report) => ComponentRestore {
+                            component: c.name().to_string(),
+                            kind: c.kind().to_string(),
+                            report: Some(report),
+                            error: None,
+                        },
+                        Err(e) => ComponentRestore {
+                            component: c.name().to_string(),
+                            kind: c.kind().to_string(),
+                            report: None,
+                            error: Some(e.to_string()),
+                        },
+                    }
+                });
+            }
+            match set.join_next().await {
+                Some(Ok(r)) => results.push(r),
+                Some(Err(e)) => return Err(Error::Other(format!("a restore task died: {e}"))),
+                None => break,
+            }
+        }
+        results.sort_by_key(|r| order.iter().position(|n| *n == r.component));
+        Ok(RestoreOutcome {
+            id: id.to_string(),
+            dry_run: plan.options.dry_run,
+            safety_backup,
+            components: results,
+        })
+    }
+
+    /// Delete backups that `policy` does not keep. Incomplete and failed backups older than
+    /// the newest kept backup are deleted too.
+    pub async fn prune(&self, policy: &RetentionPolicy, dry_run: bool) -> Result<PruneOutcome> {
+        if policy.is_empty() {
+            return Err(Error::config(
+                "prune",
+                "no --keep-* rule given: that would delete every backup",
+            ));
+        }
+        let lock = if dry_run {
+            None
+        } else {
+            Some(self.repo.lock("prune").await?)
+        };
+        let res = self.prune_locked(policy, dry_run).await;
+        if let Some(lock) = lock {
+            lock.release().await?;
+        }
+        res
+    }
+
+    async fn prune_locked(&self, policy: &RetentionPolicy, dry_run: bool) -> Result<PruneOutcome> {
+        let entries = self.repo.list().await?;
+        let complete: Vec<(String, chrono::DateTime<Utc>)> = entries
+            .iter()
+            .filter_map(|e| {
+                e.manifest
+                    .as_ref()
+                    .filter(|m| m.is_complete())
+                    .map(|m| (e.id.clone(), m.started_at))
+            })
+            .collect();
+        let keep = policy.select(&complete);
+        let newest_kept = keep.iter().max().cloned();
+        let mut kept = Vec::new();
+        let mut deleted = Vec::new();
+        for e in &entries {
+            let is_complete = e.manifest.as_ref().map(|m| m.is_complete()).unwrap_or(false);
+            let delete = if is_complete {
+                !keep.contains(&e.id)
+            } else {
+                // Leftovers of failed or interrupted runs: delete those older than the newest
+                // kept backup; a newer one may be a run that is still going.
+                newest_kept.as_ref().map(|k| e.id < *k).unwrap_or(false)
+            };
+            if delete {
+                deleted.push(e.id.clone());
+            } else {
+                kept.push(e.id.clone());
+            }
+        }
+        if !dry_run {
+            for id in &deleted {
+                self.repo.delete_backup(id).await?;
+            }
+        }
+        Ok(PruneOutcome {
+            kept,
+            deleted,
+            dry_run,
+        })
+    }
+}
+
+async fn snapshot_one(c: Arc<dyn Component>, cx: SnapshotContext) -> ComponentRecord {
+    let started = Utc::now();
+    let res = c.snapshot(&cx).await;
+    let mut rec = match res {
+        Ok(mut rec) => {
+            rec.status = Some(ComponentStatus::Ok);
+            rec
+        }
+        Err(e) => {
+            tracing::error!(component = c.name(), error = %e, "snapshot failed");
+            let mut rec = ComponentRecord::new(c.kind(), c.name());
+            rec.status = Some(ComponentStatus::Failed);
+            rec.error = Some(e.to_string());
+            rec
+        }
+    };
+    rec.kind = c.kind().to_string();
+    rec.name = c.name().to_string();
+    rec.started_at = Some(started);
+    rec.finished_at = Some(Utc::now());
+    rec
+}

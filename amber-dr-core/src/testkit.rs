@@ -1,0 +1,271 @@
+//! The conformance suite every driver runs against its real server (feature `testkit`).
+//!
+//! A driver's test implements [`Fixture`] for two independent instances of its store (slot 0
+//! and slot 1: two directories, two databases, two buckets...) and calls [`run_all`]. Each check
+//! proves a backup by restoring it and comparing the live data through the fixture's own
+//! [`Fixture::fingerprint`], which must not use the driver under test.
+//!
+//! | check | what it proves |
+//! |---|---|
+//! | [`roundtrip`] | populate → backup → verify full → destroy → restore (with safety backup) → identical |
+//! | [`corruption_detected`] | a flipped byte, a truncated and a deleted artifact: verify reports damage naming the artifact, restore refuses and leaves the live data untouched |
+//! | [`partial_restore`] | two instances backed up, only one restored, the other untouched |
+//! | [`empty_source`] | an empty store round-trips to empty |
+//! | [`failed_snapshot`] | a snapshot that fails leaves no complete backup, `latest` skips it, restore refuses it |
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use object_store::path::Path;
+use object_store::{ObjectStoreExt, PutPayload};
+
+use crate::component::{Component, RestoreOptions, VerifyLevel};
+use crate::repository::{Repository, RepositoryConfig};
+use crate::runner::{BackupOptions, RestorePlanOptions, Runner, Selection};
+use crate::{Error, Result};
+
+/// What a driver's test provides to the suite: two independent instances of the real store.
+#[async_trait]
+pub trait Fixture: Send + Sync {
+    /// The component for instance `slot` (0 or 1), named differently per slot.
+    fn component(&self, slot: usize) -> Arc<dyn Component>;
+    /// A component of the same kind whose snapshot fails (e.g. a wrong address or path).
+    fn failing_component(&self) -> Arc<dyn Component>;
+    /// Fill instance `slot` with the driver's awkward test data (replacing what is there).
+    async fn populate(&self, slot: usize) -> Result<()>;
+    /// Make instance `slot` empty (but existing).
+    async fn make_empty(&self, slot: usize) -> Result<()>;
+    /// The disaster: change and delete data of instance `slot`.
+    async fn destroy(&self, slot: usize) -> Result<()>;
+    /// A description of the live data of `slot` computed without the driver under test.
+    async fn fingerprint(&self, slot: usize) -> Result<String>;
+}
+
+/// A repository in a fresh temporary directory (kept alive by the returned guard).
+pub fn temp_repo() -> (Repository, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("cannot create a temp dir: {e}"));
+    let repo = Repository::open(&RepositoryConfig::new(dir.path().to_string_lossy()))
+        .unwrap_or_else(|e| panic!("cannot open temp repository: {e}"));
+    (repo, dir)
+}
+
+/// True when `AMBER_DR_REQUIRE_SERVICES=1`: a missing server must fail the test, not skip it.
+pub fn services_required() -> bool {
+    std::env::var("AMBER_DR_REQUIRE_SERVICES").map(|v| v == "1").unwrap_or(false)
+}
+
+/// Call when a test's server is missing: panics under `AMBER_DR_REQUIRE_SERVICES=1`, otherwise
+/// prints why the test is skipped. Returns so that the caller can `return`.
+pub fn service_missing(what: &str) {
+    if services_required() {
+        panic!("{what} is not available and AMBER_DR_REQUIRE_SERVICES=1: start it with `scripts/stack.sh up`");
+    }
+    eprintln!("SKIPPED: {what} is not available (start it with `scripts/stack.sh up`)");
+}
+
+fn runner(repo: &Repository, comps: Vec<Arc<dyn Component>>) -> Runner {
+    Runner::new(repo.clone(), comps)
+}
+
+fn plan(only: &[&str], safety: bool) -> RestorePlanOptions {
+    RestorePlanOptions {
+        selection: Selection {
+            only: only.iter().map(|s| s.to_string()).collect(),
+            skip: vec![],
+        },
+        options: RestoreOptions::default(),
+        safety_backup: safety,
+    }
+}
+
+/// Run every check of the suite.
+pub async fn run_all(fx: &dyn Fixture, repo: &Repository) -> Result<()> {
+    roundtrip(fx, repo).await?;
+    corruption_detected(fx, repo).await?;
+    partial_restore(fx, repo).await?;
+    empty_source(fx, repo).await?;
+    failed_snapshot(fx, repo).await?;
+    Ok(())
+}
+
+fn check(cond: bool, what: impl FnOnce() -> String) -> Result<()> {
+    if cond {
+        Ok(())
+    } else {
+        Err(Error::Other(format!("conformance: {}", what())))
+    }
+}
+
+/// populate → backup → verify full → destroy → restore with safety backup → identical; then the
+/// safety backup restores the destroyed state.
+pub async fn roundtrip(fx: &dyn Fixture, repo: &Repository) -> Result<()> {
+    let c = fx.component(0);
+    let name = c.name().to_string();
+    fx.populate(0).await?;
+    let original = fx.fingerprint(0).await?;
+    let r = runner(repo, vec![c]);
+    let m = r.backup(&BackupOptions::default()).await?;
+    check(m.is_complete(), || format!("backup not complete: {:?}", m.components))?;
+    let v = r.verify(&m.id, &Selection::all(), VerifyLevel::Full).await?;
+    check(v.is_ok(), || format!("fresh backup fails verify: {:?}", v.components))?;
+    let q = r.verify(&m.id, &Selection::all(), VerifyLevel::Quick).await?;
+    check(q.is_ok(), || format!("fresh backup fails quick verify: {:?}", q.components))?;
+
+    fx.destroy(0).await?;
+    let destroyed = fx.fingerprint(0).await?;
+    check(destroyed != original, || "destroy() did not change the fingerprint".into())?;
+
+    let dry = r
+        .restore(&m.id, &RestorePlanOptions { options: RestoreOptions::new().dry_run(true), ..plan(&[], true) })
+        .await?;
+    check(dry.is_ok() && dry.safety_backup.is_none(), || format!("dry run failed: {:?}", dry.components))?;
+    check(fx.fingerprint(0).await? == destroyed, || "a dry-run restore changed the data".into())?;
+
+    let out = r.restore(&m.id, &plan(&[], true)).await?;
+    check(out.is_ok(), || format!("restore failed: {:?}", out.components))?;
+    let restored = fx.fingerprint(0).await?;
+    check(restored == original, || {
+        format!("restored data differs from the original\n--- original\n{original}\n--- restored\n{restored}")
+    })?;
+
+    // The safety backup holds the destroyed state and restores it.
+    let safety = out.safety_backup.clone().ok_or_else(|| Error::Other("no safety backup taken".into()))?;
+    let back = r.restore(&safety, &plan(&[], false)).await?;
+    check(back.is_ok(), || format!("restoring the safety backup failed: {:?}", back.components))?;
+    check(fx.fingerprint(0).await? == destroyed, || "the safety backup did not hold the pre-restore state".into())?;
+    check(repo.resolve("latest").await? == m.id, || "`latest` must not pick a safety backup".into())?;
+    let _ = name;
+    Ok(())
+}
+
+async fn mutate_artifact(repo: &Repository, path: &str, how: &str) -> Result<()> {
+    let p = Path::from(path);
+    let store = repo.store();
+    match how {
+        "delete" => store
+            .delete(&p)
+            .await
+            .map_err(|e| Error::Other(format!("test could not delete {path}: {e}"))),
+        _ => {
+            let bytes = store
+                .get(&p)
+                .await
+                .map_err(|e| Error::Other(format!("test could not read {path}: {e}")))?
+                .bytes()
+                .await
+                .map_err(|e| Error::Other(format!("test could not read {path}: {e}")))?;
+            let mut v = bytes.to_vec();
+            if how == "flip" {
+                let i = v.len() / 2;
+                v[i] ^= 0x01;
+            } else {
+                v.truncate(v.len() / 2);
+            }
+            store
+                .put(&p, PutPayload::from(Bytes::from(v)))
+                .await
+                .map(|_| ())
+                .map_err(|e| Error::Other(format!("test could not write {path}: {e}")))
+        }
+    }
+}
+
+/// A flipped byte, a truncated and a deleted artifact are each reported by verify (naming the
+/// artifact), and a restore from them fails and leaves the live data as it was.
+pub async fn corruption_detected(fx: &dyn Fixture, repo: &Repository) -> Result<()> {
+    let c = fx.component(0);
+    fx.populate(0).await?;
+    let r = runner(repo, vec![c]);
+    for how in ["flip", "truncate", "delete"] {
+        let m = r.backup(&BackupOptions::default()).await?;
+        check(m.is_complete(), || "backup not complete".into())?;
+        let rec = m.components.values().next().ok_or_else(|| Error::Other("no component".into()))?;
+        check(!rec.artifacts.is_empty(), || "the snapshot wrote no artifact".into())?;
+        // Damage the largest artifact: that is where the data is.
+        let art = rec
+            .artifacts
+            .iter()
+            .max_by_key(|a| a.stored_size)
+            .ok_or_else(|| Error::Other("no artifact".into()))?;
+        mutate_artifact(repo, &art.path, how).await?;
+        let level = if how == "flip" { VerifyLevel::Full } else { VerifyLevel::Quick };
+        let v = r.verify(&m.id, &Selection::all(), level).await?;
+        let problems: Vec<&String> = v.components.values().flat_map(|x| &x.problems).collect();
+        check(!v.is_ok(), || format!("{how}: verify found nothing wrong"))?;
+        check(problems.iter().any(|p| p.contains(&art.path)), || {
+            format!("{how}: verify did not name artifact {}: {problems:?}", art.path)
+        })?;
+        let full = r.verify(&m.id, &Selection::all(), VerifyLevel::Full).await?;
+        check(!full.is_ok(), || format!("{how}: full verify found nothing wrong"))?;
+
+        fx.destroy(0).await?;
+        let before = fx.fingerprint(0).await?;
+        let out = r.restore(&m.id, &plan(&[], false)).await?;
+        check(!out.is_ok(), || format!("{how}: restore from a damaged artifact succeeded"))?;
+        let after = fx.fingerprint(0).await?;
+        check(after == before, || format!("{how}: a failed restore changed the live data"))?;
+        fx.populate(0).await?;
+    }
+    Ok(())
+}
+
+/// Two instances backed up together; both destroyed; only slot 0 restored: slot 0 is back,
+/// slot 1 is untouched.
+pub async fn partial_restore(fx: &dyn Fixture, repo: &Repository) -> Result<()> {
+    let (a, b) = (fx.component(0), fx.component(1));
+    let (na, _nb) = (a.name().to_string(), b.name().to_string());
+    fx.populate(0).await?;
+    fx.populate(1).await?;
+    let orig_a = fx.fingerprint(0).await?;
+    let r = runner(repo, vec![a, b]);
+    let m = r.backup(&BackupOptions::default()).await?;
+    check(m.is_complete() && m.components.len() == 2, || "backup of two instances not complete".into())?;
+    fx.destroy(0).await?;
+    fx.destroy(1).await?;
+    let destroyed_b = fx.fingerprint(1).await?;
+    let out = r.restore(&m.id, &plan(&[na.as_str()], false)).await?;
+    check(out.is_ok() && out.components.len() == 1, || format!("partial restore: {:?}", out.components))?;
+    check(fx.fingerprint(0).await? == orig_a, || "partial restore: slot 0 not restored".into())?;
+    check(fx.fingerprint(1).await? == destroyed_b, || "partial restore touched a component that was not selected".into())?;
+    Ok(())
+}
+
+/// An empty store backs up, verifies and restores to empty.
+pub async fn empty_source(fx: &dyn Fixture, repo: &Repository) -> Result<()> {
+    let c = fx.component(0);
+    fx.make_empty(0).await?;
+    let empty = fx.fingerprint(0).await?;
+    let r = runner(repo, vec![c]);
+    let m = r.backup(&BackupOptions::default()).await?;
+    check(m.is_complete(), || "backup of an empty store not complete".into())?;
+    let v = r.verify(&m.id, &Selection::all(), VerifyLevel::Full).await?;
+    check(v.is_ok(), || format!("empty backup fails verify: {:?}", v.components))?;
+    fx.populate(0).await?;
+    let out = r.restore(&m.id, &plan(&[], false)).await?;
+    check(out.is_ok(), || format!("restore of empty failed: {:?}", out.components))?;
+    check(fx.fingerprint(0).await? == empty, || "restoring an empty backup did not empty the store".into())?;
+    Ok(())
+}
+
+/// A backup in which one component's snapshot fails is not complete: `latest` skips it and
+/// restoring the failed component is refused.
+pub async fn failed_snapshot(fx: &dyn Fixture, repo: &Repository) -> Result<()> {
+    fx.populate(0).await?;
+    let good = fx.component(0);
+    let bad = fx.failing_component();
+    let bad_name = bad.name().to_string();
+    let r = runner(repo, vec![good, bad]);
+    let before = repo.resolve("latest").await.ok();
+    let m = r.backup(&BackupOptions::default()).await?;
+    check(!m.is_complete(), || "a backup with a failed component was marked complete".into())?;
+    let err = m.components.get(&bad_name).and_then(|c| c.error.clone());
+    check(err.is_some(), || "the failed component's error was not recorded".into())?;
+    check(repo.resolve("latest").await.ok() == before, || "`latest` picked a failed backup".into())?;
+    let entries = repo.list().await?;
+    let e = entries.iter().find(|e| e.id == m.id).ok_or_else(|| Error::Other("failed backup not listed".into()))?;
+    check(e.status() == "failed", || format!("failed backup listed as {}", e.status()))?;
+    let res = r.restore(&m.id, &plan(&[bad_name.as_str()], false)).await;
+    check(res.is_err(), || "restoring a failed component was not refused".into())?;
+    Ok(())
+}

@@ -1,0 +1,336 @@
+#!/usr/bin/env bash
+# amber-dr local test stack: real servers, installed and cached on first use.
+#
+# Usage: scripts/stack.sh up | down [--purge] | status | env
+#
+#   up       install (first time only) and start every service; idempotent.
+#            Writes the env file "$AMBER_DR_STACK_DIR/env".
+#   down     stop the processes this script started (by pidfile); keeps data.
+#            --purge also deletes the services' data and the env file.
+#   status   one line per service: name, running/stopped, endpoint.
+#            Exit 0 if all services are running, 3 otherwise.
+#   env      print the env file, so that  eval "$(scripts/stack.sh env)"  works.
+#
+# Environment (all optional):
+#   AMBER_DR_CACHE        where installed tools are cached (default ~/.cache/amber-dr)
+#   AMBER_DR_STACK_DIR    state dir: data, logs, pidfiles, env (default <repo>/.stack)
+#   AMBER_DR_S3_PORT      S3 (s3s-fs) port on 127.0.0.1 (default 39100)
+#   AMBER_DR_S3_ACCESS_KEY / AMBER_DR_S3_SECRET_KEY   (default amberdr / amberdr-secret-key)
+#   AMBER_DR_S3_BUCKET    bucket pre-created for the backup repository (default amber-dr-repo)
+#   AMBER_DR_S3_REGION    region clients should sign for (default us-east-1)
+#
+# Adding a service: write svc_<name>_install / _start / _stop / _status / _env
+# (and optionally _purge) below and add <name> to SERVICES. Start order is the
+# order of SERVICES; stop order is the reverse.
+set -euo pipefail
+
+# shellcheck source=scripts/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+SERVICES=(s3)
+
+STACK_DIR="${AMBER_DR_STACK_DIR:-$AMBER_DR_REPO_ROOT/.stack}"
+ENV_FILE="$STACK_DIR/env"
+LOCK_FILE="$STACK_DIR/.lock"
+HOST=127.0.0.1
+
+# ================================================================ s3 (s3s-fs)
+# Apache-2.0 S3 server backed by a directory (stands in for MinIO, which is AGPL).
+S3S_VERSION=0.14.1 # needs rustc >= 1.92; 0.15+ needs a newer one still
+S3_PORT="${AMBER_DR_S3_PORT:-39100}"
+S3_ACCESS_KEY="${AMBER_DR_S3_ACCESS_KEY:-amberdr}"
+S3_SECRET_KEY="${AMBER_DR_S3_SECRET_KEY:-amberdr-secret-key}"
+S3_REGION="${AMBER_DR_S3_REGION:-us-east-1}"
+S3_BUCKET="${AMBER_DR_S3_BUCKET:-amber-dr-repo}"
+S3_DIR="$STACK_DIR/s3"
+S3_PIDFILE="$S3_DIR/s3s-fs.pid"
+S3_LOG="$S3_DIR/s3s-fs.log"
+S3_CONFIG="$S3_DIR/config" # settings the running server was started with
+
+s3_bin() {
+  printf '%s/s3s-fs/bin/s3s-fs\n' "$(amber_cache_dir)"
+}
+
+# Load the settings of the running server (port/keys) if there is one.
+s3_load_running_config() {
+  [[ -f "$S3_CONFIG" ]] || return 1
+  local port="" access="" secret=""
+  # shellcheck disable=SC1090
+  . "$S3_CONFIG"
+  RUN_S3_PORT="$port"
+  RUN_S3_ACCESS_KEY="$access"
+  RUN_S3_SECRET_KEY="$secret"
+}
+
+# curl with SigV4 auth against the server, for body-less requests; extra args
+# follow. s3s requires x-amz-content-sha256, which curl 7.88 does not send by
+# itself: give the SHA-256 of the empty body.
+S3_EMPTY_SHA256=e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855
+s3_curl() {
+  curl -sS --max-time 5 --aws-sigv4 "aws:amz:$S3_REGION:s3" \
+    --user "$S3_ACCESS_KEY:$S3_SECRET_KEY" \
+    -H "x-amz-content-sha256: $S3_EMPTY_SHA256" "$@"
+}
+
+s3_endpoint() {
+  printf 'http://%s:%s\n' "$HOST" "$S3_PORT"
+}
+
+_s3_do_install() {
+  local bin cache
+  bin="$(s3_bin)"
+  [[ -x "$bin" ]] && return 0
+  cache="$(amber_cache_dir)"
+  ensure_cargo
+  # s3s-fs 0.14.1 declares rust-version 1.92 (Debian 12's own rustc is 1.63).
+  local rv
+  rv="$(rustc --version 2>/dev/null | awk '{print $2}')" || true
+  if [[ -n "$rv" ]] && ! printf '%s\n%s\n' 1.92.0 "$rv" | sort -V -C; then
+    die "s3s-fs $S3S_VERSION needs rustc >= 1.92, found $rv (use a rustup toolchain)"
+  fi
+  log "installing s3s-fs $S3S_VERSION into $cache/s3s-fs (first time only; takes a few minutes)"
+  local start=$SECONDS
+  CARGO_TARGET_DIR="$cache/cargo-target" \
+    cargo install "s3s-fs@$S3S_VERSION" --features binary --locked \
+    --root "$cache/s3s-fs" >&2 \
+    || die "cargo install s3s-fs@$S3S_VERSION failed (see output above)"
+  [[ -x "$bin" ]] || die "cargo install finished but $bin is missing"
+  rm -rf -- "$cache/cargo-target" # ~400 MB of build products, not needed to run
+  log "s3s-fs installed in $((SECONDS - start))s"
+}
+
+svc_s3_install() {
+  ensure_apt_pkg curl
+  [[ -x "$(s3_bin)" ]] && return 0
+  with_lock "$(amber_cache_dir)/.s3s-fs.install.lock" _s3_do_install
+}
+
+# Is our s3s-fs running and answering? Prints the pid. (Runs in $(...), so
+# callers must s3_load_running_config themselves to see RUN_S3_*.)
+s3_running_pid() {
+  local pid
+  pid="$(pidfile_alive "$S3_PIDFILE" s3s-fs)" || return 1
+  s3_load_running_config || return 1
+  port_open "$HOST" "$RUN_S3_PORT" || return 1
+  printf '%s\n' "$pid"
+}
+
+s3_ensure_bucket() {
+  local url code
+  url="$(s3_endpoint)/$S3_BUCKET"
+  code="$(s3_curl -o /dev/null -w '%{http_code}' -I "$url" || true)"
+  case "$code" in
+    200) return 0 ;;
+    404) ;;
+    403) die "s3s-fs rejected our credentials (HTTP 403 on HEAD $url)" ;;
+    *) die "unexpected HTTP $code on HEAD $url (log: $S3_LOG)" ;;
+  esac
+  # s3s-fs maps a bucket to a top-level directory of its data dir; creating
+  # it through the API keeps us honest about that.
+  code="$(s3_curl -o /dev/null -w '%{http_code}' -X PUT "$url" || true)"
+  [[ "$code" == 200 || "$code" == 409 ]] || die "could not create bucket $S3_BUCKET: HTTP $code (log: $S3_LOG)"
+  log "s3: created bucket $S3_BUCKET"
+}
+
+svc_s3_start() {
+  local pid
+  if pid="$(s3_running_pid)"; then
+    s3_load_running_config
+    if [[ "$RUN_S3_PORT" != "$S3_PORT" || "$RUN_S3_ACCESS_KEY" != "$S3_ACCESS_KEY" \
+      || "$RUN_S3_SECRET_KEY" != "$S3_SECRET_KEY" ]]; then
+      die "s3s-fs is already running (pid $pid, port $RUN_S3_PORT) with other settings than requested" \
+        "(AMBER_DR_S3_PORT/ACCESS_KEY/SECRET_KEY); run 'scripts/stack.sh down' first"
+    fi
+    log "s3: already running (pid $pid) at $(s3_endpoint)"
+    s3_ensure_bucket
+    return 0
+  fi
+  # A live process of ours that does not answer: restart it.
+  if pidfile_alive "$S3_PIDFILE" s3s-fs >/dev/null; then
+    warn "s3: pid $(pidfile_read "$S3_PIDFILE") is alive but not answering; restarting it"
+    stop_pidfile "$S3_PIDFILE" s3s-fs
+  fi
+  rm -f "$S3_PIDFILE"
+
+  if port_open "$HOST" "$S3_PORT"; then
+    die "port $S3_PORT on $HOST is already in use by another process;" \
+      "set AMBER_DR_S3_PORT to a free port (e.g. AMBER_DR_S3_PORT=$((S3_PORT + 1)) scripts/stack.sh up)"
+  fi
+
+  mkdir -p "$S3_DIR/data"
+  # Mode 600: the file holds the (test-only) secret key.
+  (
+    umask 077
+    printf 'port=%q\naccess=%q\nsecret=%q\n' "$S3_PORT" "$S3_ACCESS_KEY" "$S3_SECRET_KEY" >"$S3_CONFIG"
+  )
+  start_bg "$S3_PIDFILE" "$S3_LOG" "$(s3_bin)" \
+    --host "$HOST" --port "$S3_PORT" \
+    --access-key "$S3_ACCESS_KEY" --secret-key "$S3_SECRET_KEY" \
+    "$S3_DIR/data"
+  pid="$(pidfile_read "$S3_PIDFILE")"
+
+  # Ready = a signed ListBuckets returns 200 (proves the port is ours and auth works).
+  local deadline=$((SECONDS + 20)) ok=""
+  while ((SECONDS < deadline)); do
+    if ! pid_alive "$pid"; then
+      break
+    fi
+    if s3_curl -f -o /dev/null "$(s3_endpoint)/" 2>/dev/null; then
+      ok=1
+      break
+    fi
+    sleep 0.25
+  done
+  if [[ -z "$ok" ]]; then
+    local why="did not answer within 20s"
+    pid_alive "$pid" || why="exited"
+    printf '%s\n' "----- last lines of $S3_LOG -----" >&2
+    tail -n 30 "$S3_LOG" >&2 || true
+    printf '%s\n' "-----" >&2
+    stop_pidfile "$S3_PIDFILE" s3s-fs 5 || true
+    die "s3s-fs $why on port $S3_PORT (AMBER_DR_S3_PORT); log: $S3_LOG"
+  fi
+  log "s3: started s3s-fs (pid $pid) at $(s3_endpoint), data in $S3_DIR/data"
+  s3_ensure_bucket
+}
+
+svc_s3_stop() {
+  local pid
+  if pid="$(pidfile_alive "$S3_PIDFILE" s3s-fs)"; then
+    stop_pidfile "$S3_PIDFILE" s3s-fs 10
+    log "s3: stopped s3s-fs (pid $pid)"
+  else
+    rm -f "$S3_PIDFILE"
+    log "s3: not running"
+  fi
+}
+
+svc_s3_status() {
+  local pid port="$S3_PORT"
+  if s3_load_running_config; then port="$RUN_S3_PORT"; fi
+  if pid="$(s3_running_pid)"; then
+    printf '%-8s %-8s %s (pid %s)\n' s3 running "http://$HOST:$port" "$pid"
+    return 0
+  fi
+  printf '%-8s %-8s %s\n' s3 stopped "http://$HOST:$port"
+  return 1
+}
+
+svc_s3_env() {
+  printf 'export AMBER_DR_S3_ENDPOINT=%q\n' "$(s3_endpoint)"
+  printf 'export AMBER_DR_S3_ACCESS_KEY=%q\n' "$S3_ACCESS_KEY"
+  printf 'export AMBER_DR_S3_SECRET_KEY=%q\n' "$S3_SECRET_KEY"
+  printf 'export AMBER_DR_S3_REGION=%q\n' "$S3_REGION"
+  printf 'export AMBER_DR_S3_BUCKET=%q\n' "$S3_BUCKET"
+}
+
+svc_s3_purge() {
+  rm -rf -- "$S3_DIR"
+}
+
+# ================================================================ driver
+
+write_env_file() {
+  local tmp="$ENV_FILE.tmp.$$" svc
+  {
+    printf '# Generated by scripts/stack.sh up on %s; do not edit.\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+    # shellcheck disable=SC2016 # literal text
+    printf '# Load with: eval "$(scripts/stack.sh env)"  or  . %q\n' "$ENV_FILE"
+    printf 'export AMBER_DR_STACK_ENV=%q\n' "$ENV_FILE"
+    for svc in "${SERVICES[@]}"; do
+      "svc_${svc}_env"
+    done
+  } >"$tmp"
+  chmod 600 "$tmp"
+  mv -f "$tmp" "$ENV_FILE"
+}
+
+ensure_state_dir() {
+  mkdir -p "$STACK_DIR"
+  if [[ "$STACK_DIR" == "$AMBER_DR_REPO_ROOT/.stack" ]]; then
+    ensure_gitignore_lines "$AMBER_DR_REPO_ROOT/.gitignore" /target /.stack /backups /demo-work
+  fi
+}
+
+_cmd_up() {
+  local svc
+  for svc in "${SERVICES[@]}"; do
+    "svc_${svc}_install"
+  done
+  for svc in "${SERVICES[@]}"; do
+    "svc_${svc}_start"
+  done
+  write_env_file
+  log "stack is up; env file: $ENV_FILE  (eval \"\$(scripts/stack.sh env)\")"
+}
+
+_cmd_down() {
+  local purge="$1" i svc
+  for ((i = ${#SERVICES[@]} - 1; i >= 0; i--)); do
+    svc="${SERVICES[i]}"
+    "svc_${svc}_stop"
+    if [[ "$purge" == 1 ]]; then
+      if declare -F "svc_${svc}_purge" >/dev/null; then
+        "svc_${svc}_purge"
+      fi
+      log "$svc: data purged"
+    fi
+  done
+  if [[ "$purge" == 1 ]]; then
+    rm -f "$ENV_FILE"
+  fi
+}
+
+cmd_up() {
+  ensure_state_dir
+  with_lock "$LOCK_FILE" _cmd_up
+}
+
+cmd_down() {
+  local purge=0
+  case "${1:-}" in
+    "") ;;
+    --purge) purge=1 ;;
+    *) die "unknown option for down: $1 (expected --purge)" ;;
+  esac
+  if [[ ! -d "$STACK_DIR" ]]; then
+    log "nothing to stop: $STACK_DIR does not exist"
+    return 0
+  fi
+  with_lock "$LOCK_FILE" _cmd_down "$purge"
+}
+
+cmd_status() {
+  local svc rc=0
+  for svc in "${SERVICES[@]}"; do
+    "svc_${svc}_status" || rc=3
+  done
+  return "$rc"
+}
+
+cmd_env() {
+  [[ -f "$ENV_FILE" ]] || die "no env file at $ENV_FILE: run 'scripts/stack.sh up' first"
+  cat "$ENV_FILE"
+}
+
+usage() {
+  sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"
+}
+
+main() {
+  local cmd="${1:-}"
+  shift || true
+  case "$cmd" in
+    up) cmd_up "$@" ;;
+    down) cmd_down "$@" ;;
+    status) cmd_status "$@" ;;
+    env) cmd_env "$@" ;;
+    -h | --help | help) usage ;;
+    *)
+      usage >&2
+      exit 2
+      ;;
+  esac
+}
+
+main "$@"
