@@ -439,3 +439,135 @@ impl AsyncRead for ArtifactReader {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::repository::{Repository, RepositoryConfig};
+    use object_store::{ObjectStoreExt, PutPayload};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    fn data(n: usize) -> Vec<u8> {
+        (0..n).map(|i| ((i * 7919) % 251) as u8 ^ (i >> 12) as u8).collect()
+    }
+
+    async fn write(repo: &Repository, bytes: &[u8]) -> ArtifactRecord {
+        let mut w = repo
+            .create_artifact("20260101_000000", "c", "a.bin", Progress::none())
+            .await
+            .expect("create");
+        for chunk in bytes.chunks(100_000) {
+            w.write_all(chunk).await.expect("write");
+        }
+        w.finish().await.expect("finish")
+    }
+
+    async fn read_all(repo: &Repository, rec: &ArtifactRecord) -> Result<Vec<u8>> {
+        let mut r = repo.open_artifact(rec, Progress::none()).await?;
+        let mut out = Vec::new();
+        r.read_to_end(&mut out)
+            .await
+            .map_err(|e| Error::from_io("read", &rec.path, e))?;
+        Ok(out)
+    }
+
+    async fn tamper(repo: &Repository, rec: &ArtifactRecord, f: impl FnOnce(&mut Vec<u8>)) {
+        let p = Path::from(rec.path.as_str());
+        let mut v = repo.store().get(&p).await.expect("get").bytes().await.expect("bytes").to_vec();
+        f(&mut v);
+        repo.store().put(&p, PutPayload::from(v)).await.expect("put");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn roundtrip_across_many_parts() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let repo = Repository::open(&RepositoryConfig::new(dir.path().to_string_lossy())).expect("open");
+        // Incompressible enough to span several multipart parts.
+        let mut bytes = Vec::new();
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        for _ in 0..(3 * PART_SIZE) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            bytes.push(x as u8);
+        }
+        let rec = write(&repo, &bytes).await;
+        assert_eq!(rec.size, bytes.len() as u64);
+        assert!(rec.stored_size > 2 * PART_SIZE as u64, "spans parts");
+        assert_eq!(read_all(&repo, &rec).await.expect("read"), bytes);
+        // No staging files left next to the artifact.
+        let names: Vec<_> = std::fs::read_dir(dir.path().join("20260101_000000/c"))
+            .expect("dir")
+            .map(|e| e.expect("e").file_name())
+            .collect();
+        assert_eq!(names.len(), 1, "{names:?}");
+    }
+
+    #[tokio::test]
+    async fn damage_is_detected_and_names_the_artifact() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let repo = Repository::open(&RepositoryConfig::new(dir.path().to_string_lossy())).expect("open");
+        let bytes = data(2_000_000);
+        let rec = write(&repo, &bytes).await;
+
+        tamper(&repo, &rec, |v| {
+            let i = v.len() / 2;
+            v[i] ^= 0x20;
+        })
+        .await;
+        let err = read_all(&repo, &rec).await.expect_err("flipped byte");
+        assert!(err.is_damage(), "{err}");
+        assert!(err.to_string().contains(&rec.path), "{err}");
+
+        let rec = write(&repo, &bytes).await;
+        tamper(&repo, &rec, |v| v.truncate(v.len() - 10)).await;
+        let err = read_all(&repo, &rec).await.expect_err("truncated");
+        assert!(err.is_damage(), "{err}");
+        assert!(err.to_string().contains(&rec.path), "{err}");
+
+        let rec = write(&repo, &bytes).await;
+        tamper(&repo, &rec, |v| v.extend_from_slice(b"trailing")).await;
+        let err = read_all(&repo, &rec).await.expect_err("extended");
+        assert!(err.is_damage(), "{err}");
+
+        let rec = write(&repo, &bytes).await;
+        let mut wrong = rec.clone();
+        wrong.sha256 = "0".repeat(64);
+        let err = read_all(&repo, &wrong).await.expect_err("hash mismatch");
+        assert!(err.to_string().contains("SHA-256"), "{err}");
+
+        let missing = ArtifactRecord { path: "nope/x.zst".into(), ..rec };
+        let err = read_all(&repo, &missing).await.expect_err("missing");
+        assert!(matches!(err, Error::MissingArtifact { .. }), "{err}");
+    }
+
+    #[tokio::test]
+    async fn abandoned_writer_leaves_no_artifact() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let repo = Repository::open(&RepositoryConfig::new(dir.path().to_string_lossy())).expect("open");
+        let mut w = repo
+            .create_artifact("20260101_000000", "c", "a.bin", Progress::none())
+            .await
+            .expect("create");
+        w.write_all(&data(20 * 1024 * 1024)).await.expect("write");
+        drop(w);
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        let found: Vec<_> = walk(dir.path());
+        assert!(found.iter().all(|p| !p.ends_with("a.bin.zst")), "{found:?}");
+        assert!(found.is_empty(), "staging files left: {found:?}");
+    }
+
+    fn walk(p: &std::path::Path) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Ok(rd) = std::fs::read_dir(p) {
+            for e in rd.flatten() {
+                if e.path().is_dir() {
+                    out.extend(walk(&e.path()));
+                } else {
+                    out.push(e.path().display().to_string());
+                }
+            }
+        }
+        out
+    }
+}

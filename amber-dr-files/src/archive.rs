@@ -1,0 +1,625 @@
+//! The tar side of the `files` driver: writing a directory tree into a tar stream, and
+//! reading one back (checking it, or extracting it safely into a staging directory).
+
+use std::collections::HashSet;
+use std::ffi::OsStr;
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::path::{Component as PathComponent, Path, PathBuf};
+
+use amber_dr_core::{Error, Progress};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tar::{EntryType, Header};
+
+/// Counts of a tree.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct TreeStats {
+    pub files: u64,
+    pub directories: u64,
+    pub symlinks: u64,
+    pub bytes: u64,
+}
+
+/// Modification time with nanoseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct MTime {
+    pub secs: i64,
+    pub nanos: u32,
+}
+
+impl MTime {
+    fn of(meta: &fs::Metadata) -> Self {
+        Self {
+            secs: meta.mtime(),
+            nanos: u32::try_from(meta.mtime_nsec()).unwrap_or(0),
+        }
+    }
+
+    fn pax_value(&self) -> String {
+        // PAX writes negative times as "-S.N" meaning -(S.N); keep it exact for the common case.
+        if self.secs >= 0 {
+            format!("{}.{:09}", self.secs, self.nanos)
+        } else if self.nanos == 0 {
+            format!("{}", self.secs)
+        } else {
+            // secs + nanos/1e9 with secs < 0: -(|secs| - 1) - (1e9 - nanos)/1e9
+            format!("-{}.{:09}", -(self.secs + 1), 1_000_000_000 - self.nanos)
+        }
+    }
+
+    fn parse_pax(v: &str) -> Option<Self> {
+        let (neg, v) = match v.strip_prefix('-') {
+            Some(rest) => (true, rest),
+            None => (false, v),
+        };
+        let (s, frac) = v.split_once('.').unwrap_or((v, ""));
+        let secs: i64 = s.parse().ok()?;
+        let mut digits: String = frac.chars().take(9).collect();
+        while digits.len() < 9 {
+            digits.push('0');
+        }
+        let nanos: u32 = digits.parse().ok()?;
+        Some(if !neg {
+            Self { secs, nanos }
+        } else if nanos == 0 {
+            Self { secs: -secs, nanos: 0 }
+        } else {
+            Self { secs: -secs - 1, nanos: 1_000_000_000 - nanos }
+        })
+    }
+
+    fn filetime(&self) -> filetime::FileTime {
+        filetime::FileTime::from_unix_time(self.secs, self.nanos)
+    }
+}
+
+/// What a tree (or an archive of one) contains, with a fingerprint of its metadata.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct TreeSummary {
+    pub stats: TreeStats,
+    pub fingerprint: String,
+    pub warnings: Vec<String>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    File,
+    Dir,
+    Symlink,
+}
+
+/// A SHA-256 over every entry's path, type, mode, size, mtime and link target, in walk order.
+struct Fingerprint {
+    hasher: Sha256,
+    stats: TreeStats,
+}
+
+impl Fingerprint {
+    fn new(root_mode: u32, root_mtime: MTime) -> Self {
+        let mut hasher = Sha256::new();
+        hasher.update(b"amber-dr-files-v1\0");
+        hasher.update(root_mode.to_le_bytes());
+        hasher.update(root_mtime.secs.to_le_bytes());
+        hasher.update(root_mtime.nanos.to_le_bytes());
+        Self {
+            hasher,
+            stats: TreeStats::default(),
+        }
+    }
+
+    fn add(&mut self, kind: Kind, rel: &Path, mode: u32, size: u64, mtime: MTime, link: &[u8]) {
+        let (tag, mode, size) = match kind {
+            Kind::File => {
+                self.stats.files += 1;
+                self.stats.bytes += size;
+                (b'f', mode & 0o7777, size)
+            }
+            Kind::Dir => {
+                self.stats.directories += 1;
+                (b'd', mode & 0o7777, 0)
+            }
+            Kind::Symlink => {
+                self.stats.symlinks += 1;
+                (b'l', 0, 0)
+            }
+        };
+        let h = &mut self.hasher;
+        h.update([tag]);
+        h.update((rel.as_os_str().len() as u64).to_le_bytes());
+        h.update(rel.as_os_str().as_bytes());
+        h.update(mode.to_le_bytes());
+        h.update(size.to_le_bytes());
+        h.update(mtime.secs.to_le_bytes());
+        h.update(mtime.nanos.to_le_bytes());
+        h.update((link.len() as u64).to_le_bytes());
+        h.update(link);
+    }
+
+    fn finish(self, warnings: Vec<String>) -> TreeSummary {
+        TreeSummary {
+            stats: self.stats,
+            fingerprint: hex::encode(self.hasher.finalize()),
+            warnings,
+        }
+    }
+}
+
+/// Root directory metadata (mode and mtime), kept in the record.
+pub(crate) fn root_meta(root: &Path) -> io::Result<(u32, MTime)> {
+    let m = fs::symlink_metadata(root)?;
+    Ok((m.mode() & 0o7777, MTime::of(&m)))
+}
+
+/// Visit every entry under `root` (not following symlinks), depth first, names sorted bytewise.
+fn walk(
+    root: &Path,
+    rel: &Path,
+    warnings: &mut Vec<String>,
+    visit: &mut dyn FnMut(&Path, &fs::Metadata, &mut Vec<String>) -> io::Result<()>,
+) -> io::Result<()> {
+    let dir = root.join(rel);
+    let mut names: Vec<std::ffi::OsString> = Vec::new();
+    for e in fs::read_dir(&dir)? {
+        names.push(e?.file_name());
+    }
+    names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+    for name in names {
+        let rel2 = rel.join(&name);
+        let meta = match fs::symlink_metadata(root.join(&rel2)) {
+            Ok(m) => m,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                warnings.push(format!("`{}` vanished while the directory was read", rel2.display()));
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        visit(&rel2, &meta, warnings)?;
+        if meta.is_dir() {
+            walk(root, &rel2, warnings, visit)?;
+        }
+    }
+    Ok(())
+}
+
+/// Fingerprint a tree on disk (used after a restore, independent of the archive).
+pub(crate) fn scan_tree(root: &Path) -> io::Result<TreeSummary> {
+    let (mode, mtime) = root_meta(root)?;
+    let mut fp = Fingerprint::new(mode, mtime);
+    let mut warnings = Vec::new();
+    walk(root, Path::new(""), &mut warnings, &mut |rel, meta, _| {
+        let ft = meta.file_type();
+        let mt = MTime::of(meta);
+        if ft.is_dir() {
+            fp.add(Kind::Dir, rel, meta.mode(), 0, mt, b"");
+        } else if ft.is_symlink() {
+            let target = fs::read_link(root.join(rel))?;
+            fp.add(Kind::Symlink, rel, 0, 0, mt, target.as_os_str().as_bytes());
+        } else if ft.is_file() {
+            fp.add(Kind::File, rel, meta.mode(), meta.len(), mt, b"");
+        }
+        Ok(())
+    })?;
+    Ok(fp.finish(warnings))
+}
+
+fn pax_record(key: &str, value: &str) -> Vec<u8> {
+    let body = format!(" {key}={value}\n");
+    let mut len = body.len() + 1;
+    while len != body.len() + len.to_string().len() {
+        len = body.len() + len.to_string().len();
+    }
+    format!("{len}{body}").into_bytes()
+}
+
+fn append_pax_mtime<W: Write>(b: &mut tar::Builder<W>, mtime: MTime) -> io::Result<()> {
+    let data = pax_record("mtime", &mtime.pax_value());
+    let mut h = Header::new_ustar();
+    h.set_entry_type(EntryType::XHeader);
+    h.set_path("PaxHeader")?;
+    h.set_size(data.len() as u64);
+    h.set_mode(0o644);
+    h.set_cksum();
+    b.append(&h, data.as_slice())
+}
+
+/// Reads exactly `size` bytes from a file: pads with zeros if the file shrank, stops at
+/// `size` if it grew (the caller warns).
+struct ExactReader {
+    file: io::Take<File>,
+    remaining: u64,
+    padded: u64,
+}
+
+impl Read for ExactReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.remaining == 0 {
+            return Ok(0);
+        }
+        let n = self.file.read(buf)?;
+        let n = if n == 0 {
+            // File shrank: pad.
+            let n = buf.len().min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
+            buf[..n].fill(0);
+            self.padded += n as u64;
+            n
+        } else {
+            n
+        };
+        self.remaining -= n as u64;
+        Ok(n)
+    }
+}
+
+fn base_header(meta: &fs::Metadata, kind: EntryType, size: u64) -> Header {
+    let mut h = Header::new_gnu();
+    h.set_entry_type(kind);
+    h.set_mode(meta.mode() & 0o7777);
+    h.set_uid(u64::from(meta.uid()));
+    h.set_gid(u64::from(meta.gid()));
+    h.set_mtime(u64::try_from(meta.mtime()).unwrap_or(0));
+    h.set_size(size);
+    h
+}
+
+/// Write the tree under `root` as a tar stream into `out`. Returns `out` and the summary.
+pub(crate) fn write_tree<W: Write>(
+    root: &Path,
+    out: W,
+    progress: &Progress,
+) -> io::Result<(W, TreeSummary)> {
+    let (root_mode, root_mtime) = root_meta(root)?;
+    let mut fp = Fingerprint::new(root_mode, root_mtime);
+    let mut b = tar::Builder::new(out);
+    let mut warnings = Vec::new();
+    walk(root, Path::new(""), &mut warnings, &mut |rel, meta, warnings| {
+        let ft = meta.file_type();
+        let mtime = MTime::of(meta);
+        if ft.is_dir() {
+            append_pax_mtime(&mut b, mtime)?;
+            let mut h = base_header(meta, EntryType::Directory, 0);
+            b.append_data(&mut h, rel, io::empty())?;
+            fp.add(Kind::Dir, rel, meta.mode(), 0, mtime, b"");
+        } else if ft.is_symlink() {
+            let target = fs::read_link(root.join(rel))?;
+            append_pax_mtime(&mut b, mtime)?;
+            let mut h = base_header(meta, EntryType::Symlink, 0);
+            b.append_link(&mut h, rel, &target)?;
+            fp.add(Kind::Symlink, rel, 0, 0, mtime, target.as_os_str().as_bytes());
+        } else if ft.is_file() {
+            let file = match File::open(root.join(rel)) {
+                Ok(f) => f,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    warnings.push(format!("`{}` vanished before it was read", rel.display()));
+                    return Ok(());
+                }
+                Err(e) => {
+                    return Err(io::Error::new(
+                        e.kind(),
+                        format!("cannot read `{}`: {e}", root.join(rel).display()),
+                    ))
+                }
+            };
+            // Take the size and times of what we opened, not of what we listed.
+            let fmeta = file.metadata()?;
+            if !fmeta.is_file() || fmeta.ino() != meta.ino() {
+                warnings.push(format!("`{}` was replaced while the directory was read; skipped", rel.display()));
+                return Ok(());
+            }
+            let size = fmeta.len();
+            let mtime = MTime::of(&fmeta);
+            append_pax_mtime(&mut b, mtime)?;
+            let mut h = base_header(&fmeta, EntryType::Regular, size);
+            let mut reader = ExactReader {
+                file: file.take(size),
+                remaining: size,
+                padded: 0,
+            };
+            b.append_data(&mut h, rel, &mut reader)?;
+            if reader.padded > 0 {
+                warnings.push(format!(
+                    "`{}` shrank while it was read; stored padded to its original {size} bytes",
+                    rel.display()
+                ));
+            } else if reader.file.into_inner().metadata().map(|m| m.len() != size).unwrap_or(false) {
+                warnings.push(format!("`{}` changed size while it was read; stored its first {size} bytes", rel.display()));
+            }
+            fp.add(Kind::File, rel, fmeta.mode(), size, mtime, b"");
+            progress.add_items(1);
+        } else {
+            warnings.push(format!(
+                "`{}` is a socket, FIFO or device file; skipped",
+                rel.display()
+            ));
+        }
+        Ok(())
+    })?;
+    let out = b.into_inner()?;
+    Ok((out, fp.finish(warnings)))
+}
+
+/// What to do with an archive being read.
+pub(crate) enum ReadMode<'a> {
+    /// Decode and check every entry, write nothing.
+    Check,
+    /// Extract into this (new, empty) staging directory.
+    Extract(&'a Path),
+}
+
+/// Turn an entry's raw path into a safe relative path, or say why it is refused.
+fn safe_rel_path(bytes: &[u8]) -> Result<PathBuf, String> {
+    let p = Path::new(OsStr::from_bytes(bytes));
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            PathComponent::Normal(s) => out.push(s),
+            PathComponent::CurDir => {}
+            PathComponent::ParentDir => return Err("its path contains `..`".into()),
+            PathComponent::RootDir | PathComponent::Prefix(_) => {
+                return Err("its path is absolute".into())
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn unsafe_entry(artifact: &str, entry: &[u8], why: &str) -> Error {
+    Error::Unsafe {
+        artifact: artifact.to_string(),
+        message: format!("entry `{}`: {why}", String::from_utf8_lossy(entry)),
+    }
+}
+
+fn io_err(op: &'static str, path: &Path, e: io::Error) -> Error {
+    Error::from_io(op, path, e)
+}
+
+/// Set owner (best effort: only root may give files away), mode and mtime of `path`.
+fn apply_meta(path: &Path, h: &Header, mode: Option<u32>, mtime: MTime, symlink: bool) -> io::Result<()> {
+    if let (Ok(uid), Ok(gid)) = (h.uid(), h.gid()) {
+        let (uid, gid) = (u32::try_from(uid).ok(), u32::try_from(gid).ok());
+        let res = std::os::unix::fs::lchown(path, uid, gid);
+        if let Err(e) = res {
+            if e.kind() != io::ErrorKind::PermissionDenied {
+                return Err(e);
+            }
+        }
+    }
+    if let Some(mode) = mode {
+        if !symlink {
+            fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(mode & 0o7777))?;
+        }
+    }
+    let ft = mtime.filetime();
+    filetime::set_symlink_file_times(path, ft, ft)
+}
+
+/// Read a tar stream: check it, or extract it into a staging directory. Every entry is
+/// validated: no absolute paths, no `..`, nothing written through a symlink, nothing outside
+/// the staging directory. Returns the summary and the reader (so the caller can drain it).
+pub(crate) fn read_archive<R: Read>(
+    reader: R,
+    artifact: &str,
+    mode: ReadMode<'_>,
+    root_mode: u32,
+    root_mtime: MTime,
+    progress: &Progress,
+) -> amber_dr_core::Result<(TreeSummary, R)> {
+    let mut archive = tar::Archive::new(reader);
+    let mut fp = Fingerprint::new(root_mode, root_mtime);
+    let mut warnings = Vec::new();
+    // Directories seen/created (their metadata is applied last, deepest first), and symlinks.
+    let mut dirs: HashSet<PathBuf> = HashSet::new();
+    let mut dir_meta: Vec<(PathBuf, Header, MTime)> = Vec::new();
+    let mut links: HashSet<PathBuf> = HashSet::new();
+    let staging = match mode {
+        ReadMode::Extract(p) => Some(p),
+        ReadMode::Check => None,
+    };
+    let read_err = |e: io::Error| -> Error {
+        // Damage found by the artifact reader travels inside the io::Error.
+        let e = Error::from_io("read archive", artifact, e);
+        match e {
+            Error::Io { source, .. } => Error::Corrupt {
+                artifact: artifact.to_string(),
+                message: format!("not a readable tar stream: {source}"),
+            },
+            other => other,
+        }
+    };
+    let mut buf = vec![0u8; 256 * 1024];
+    for entry in archive.entries().map_err(read_err)? {
+        let mut entry = entry.map_err(read_err)?;
+        let raw_path = entry.path_bytes().into_owned();
+        let rel = safe_rel_path(&raw_path).map_err(|why| unsafe_entry(artifact, &raw_path, &why))?;
+        let kind = entry.header().entry_type();
+        if kind == EntryType::XGlobalHeader {
+            continue;
+        }
+        let mut mtime = MTime {
+            secs: i64::try_from(entry.header().mtime().unwrap_or(0)).unwrap_or(0),
+            nanos: 0,
+        };
+        if let Some(exts) = entry.pax_extensions().map_err(read_err)? {
+            for ext in exts.flatten() {
+                if ext.key() == Ok("mtime") {
+                    if let Some(m) = ext.value().ok().and_then(MTime::parse_pax) {
+                        mtime = m;
+                    }
+                }
+            }
+        }
+        if rel.as_os_str().is_empty() {
+            // "./": the root itself; its metadata comes from the record.
+            continue;
+        }
+        // Every ancestor must be a directory of this archive, never a symlink.
+        let mut ancestors: Vec<&Path> = rel.ancestors().skip(1).filter(|a| !a.as_os_str().is_empty()).collect();
+        ancestors.reverse();
+        for a in ancestors {
+            if links.contains(a) {
+                return Err(unsafe_entry(
+                    artifact,
+                    &raw_path,
+                    &format!("it would be written through the symlink `{}`", a.display()),
+                ));
+            }
+            if !dirs.contains(a) {
+                // A foreign archive may omit parent directories: create them.
+                if let Some(st) = staging {
+                    let p = st.join(a);
+                    match fs::create_dir(&p) {
+                        Ok(()) => {}
+                        Err(e) => return Err(io_err("create directory", &p, e)),
+                    }
+                }
+                dirs.insert(a.to_path_buf());
+            }
+        }
+        let header = entry.header().clone();
+        let hmode = header.mode().unwrap_or(0o644);
+        match kind {
+            EntryType::Directory => {
+                if dirs.contains(&rel) {
+                    return Err(unsafe_entry(artifact, &raw_path, "duplicate directory entry"));
+                }
+                if let Some(st) = staging {
+                    let p = st.join(&rel);
+                    std::fs::DirBuilder::new()
+                        .mode(0o700)
+                        .create(&p)
+                        .map_err(|e| io_err("create directory", &p, e))?;
+                    dir_meta.push((p, header, mtime));
+                }
+                fp.add(Kind::Dir, &rel, hmode, 0, mtime, b"");
+                dirs.insert(rel);
+            }
+            EntryType::Symlink => {
+                let target = entry
+                    .link_name_bytes()
+                    .ok_or_else(|| unsafe_entry(artifact, &raw_path, "symlink without a target"))?
+                    .into_owned();
+                if let Some(st) = staging {
+                    let p = st.join(&rel);
+                    std::os::unix::fs::symlink(OsStr::from_bytes(&target), &p)
+                        .map_err(|e| io_err("create symlink", &p, e))?;
+                    apply_meta(&p, &header, None, mtime, true).map_err(|e| io_err("set metadata of", &p, e))?;
+                }
+                fp.add(Kind::Symlink, &rel, 0, 0, mtime, &target);
+                links.insert(rel);
+            }
+            EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
+                let mut size = 0u64;
+                if let Some(st) = staging {
+                    let p = st.join(&rel);
+                    let mut f = fs::OpenOptions::new()
+                        .write(true)
+                        .create_new(true)
+                        .mode(0o600)
+                        .open(&p)
+                        .map_err(|e| io_err("create file", &p, e))?;
+                    loop {
+                        let n = entry.read(&mut buf).map_err(read_err)?;
+                        if n == 0 {
+                            break;
+                        }
+                        f.write_all(&buf[..n]).map_err(|e| io_err("write", &p, e))?;
+                        size += n as u64;
+                    }
+                    drop(f);
+                    apply_meta(&p, &header, Some(hmode), mtime, false).map_err(|e| io_err("set metadata of", &p, e))?;
+                } else {
+                    loop {
+                        let n = entry.read(&mut buf).map_err(read_err)?;
+                        if n == 0 {
+                            break;
+                        }
+                        size += n as u64;
+                    }
+                }
+                fp.add(Kind::File, &rel, hmode, size, mtime, b"");
+                progress.add_items(1);
+            }
+            EntryType::Link => {
+                let target = entry
+                    .link_name_bytes()
+                    .ok_or_else(|| unsafe_entry(artifact, &raw_path, "hard link without a target"))?
+                    .into_owned();
+                let trel = safe_rel_path(&target)
+                    .map_err(|why| unsafe_entry(artifact, &raw_path, &format!("hard link target: {why}")))?;
+                if trel.ancestors().any(|a| links.contains(a)) {
+                    return Err(unsafe_entry(artifact, &raw_path, "hard link target goes through a symlink"));
+                }
+                let mut size = 0;
+                if let Some(st) = staging {
+                    let (src, p) = (st.join(&trel), st.join(&rel));
+                    let m = fs::symlink_metadata(&src).map_err(|e| io_err("find hard link target", &src, e))?;
+                    if !m.is_file() {
+                        return Err(unsafe_entry(artifact, &raw_path, "hard link target is not a file of this archive"));
+                    }
+                    size = m.len();
+                    fs::hard_link(&src, &p).map_err(|e| io_err("create hard link", &p, e))?;
+                }
+                fp.add(Kind::File, &rel, hmode, size, mtime, b"");
+            }
+            other => {
+                warnings.push(format!(
+                    "entry `{}` of type {other:?} (device, FIFO, ...) skipped",
+                    rel.display()
+                ));
+            }
+        }
+    }
+    // Directory modes and times last, deepest first, so that writing children and read-only
+    // modes do not get in the way.
+    for (p, h, mtime) in dir_meta.iter().rev() {
+        let mode = h.mode().unwrap_or(0o755);
+        apply_meta(p, h, Some(mode), *mtime, false).map_err(|e| io_err("set metadata of", p, e))?;
+    }
+    let reader = archive.into_inner();
+    Ok((fp.finish(warnings), reader))
+}
+
+/// Apply the root directory's recorded mode and mtime.
+pub(crate) fn apply_root_meta(root: &Path, mode: u32, mtime: MTime) -> io::Result<()> {
+    fs::set_permissions(root, std::os::unix::fs::PermissionsExt::from_mode(mode & 0o7777))?;
+    let ft = mtime.filetime();
+    filetime::set_symlink_file_times(root, ft, ft)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pax_record_length_is_self_consistent() {
+        for v in ["1", "1700000000.123456789", &"9".repeat(120)] {
+            let r = pax_record("mtime", v);
+            let s = String::from_utf8(r.clone()).expect("utf8");
+            let (len, _) = s.split_once(' ').expect("space");
+            assert_eq!(len.parse::<usize>().expect("num"), r.len());
+        }
+    }
+
+    #[test]
+    fn mtime_pax_roundtrip_including_negative() {
+        for m in [
+            MTime { secs: 0, nanos: 0 },
+            MTime { secs: 1_700_000_000, nanos: 123_456_789 },
+            MTime { secs: -5, nanos: 0 },
+            MTime { secs: -5, nanos: 250_000_000 },
+        ] {
+            assert_eq!(MTime::parse_pax(&m.pax_value()), Some(m), "{}", m.pax_value());
+        }
+    }
+
+    #[test]
+    fn unsafe_paths_refused() {
+        assert!(safe_rel_path(b"../x").is_err());
+        assert!(safe_rel_path(b"a/../../x").is_err());
+        assert!(safe_rel_path(b"/etc/passwd").is_err());
+        assert_eq!(safe_rel_path(b"./a/b").expect("ok"), PathBuf::from("a/b"));
+    }
+}

@@ -1,0 +1,403 @@
+//! The `files` component.
+
+use std::io::{BufReader, BufWriter};
+use std::path::{Path, PathBuf};
+
+use amber_dr_core::{
+    async_trait, Capabilities, Component, ComponentRecord, Error, Probe, RestoreContext,
+    RestoreOptions, RestoreReport, Result, SnapshotContext, SnapshotPurpose, VerifyContext,
+    VerifyLevel, VerifyReport,
+};
+use serde::{Deserialize, Serialize};
+use tokio_util::io::SyncIoBridge;
+
+use crate::archive::{self, MTime, ReadMode, TreeStats};
+use crate::config::FilesConfig;
+use crate::error::FilesError;
+
+const ARTIFACT: &str = "files.tar";
+const IO_BUFFER: usize = 1024 * 1024;
+
+/// What the record keeps beyond stats: enough to rebuild and check the tree.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Details {
+    /// The directory did not exist when the (safety) snapshot was taken.
+    absent: bool,
+    /// The directory backed up.
+    source: String,
+    root_mode: u32,
+    root_mtime: MTime,
+    /// SHA-256 over every entry's path, type, mode, size, mtime and link target.
+    fingerprint: String,
+    stats: TreeStats,
+}
+
+/// A directory on disk. See the crate docs.
+#[derive(Debug, Clone)]
+pub struct Files {
+    name: String,
+    config: FilesConfig,
+}
+
+impl Files {
+    /// A `files` component named `name`.
+    pub fn new(name: impl Into<String>, config: FilesConfig) -> Self {
+        Self {
+            name: name.into(),
+            config,
+        }
+    }
+
+    fn err(&self, op: &str, e: FilesError) -> Error {
+        e.into_core(&self.name, op)
+    }
+
+    /// The directory, with a symlinked root resolved (a link to the data is followed once).
+    fn root(&self) -> PathBuf {
+        std::fs::canonicalize(&self.config.path).unwrap_or_else(|_| self.config.path.clone())
+    }
+}
+
+fn stats_into(rec: &mut ComponentRecord, s: &TreeStats) {
+    rec.set_stat("files", s.files);
+    rec.set_stat("directories", s.directories);
+    rec.set_stat("symlinks", s.symlinks);
+    rec.set_stat("bytes", s.bytes);
+}
+
+fn join_err(e: tokio::task::JoinError) -> Error {
+    Error::Other(format!("files worker failed: {e}"))
+}
+
+#[async_trait]
+impl Component for Files {
+    fn kind(&self) -> &'static str {
+        crate::KIND
+    }
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::new()
+            .online_snapshot(true)
+            .consistent_snapshot(false)
+            .restore_to_target(true)
+            .restore_needs_downtime(false)
+            .deep_verify(true)
+    }
+
+    async fn probe(&self) -> Result<Probe> {
+        let root = self.root();
+        let r = root.clone();
+        let summary = tokio::task::spawn_blocking(move || archive::scan_tree(&r))
+            .await
+            .map_err(join_err)?;
+        let mut p = Probe::default();
+        match summary {
+            Ok(s) => {
+                p.reachable = true;
+                p.size_estimate = Some(s.stats.bytes);
+                p.details.insert("path".into(), root.display().to_string().into());
+                p.details.insert("files".into(), s.stats.files.into());
+                p.details.insert("directories".into(), s.stats.directories.into());
+                p.warnings = s.warnings;
+            }
+            Err(e) => {
+                return Err(self.err(
+                    "probe",
+                    match e.kind() {
+                        std::io::ErrorKind::NotFound => FilesError::Missing(root),
+                        _ => FilesError::Mismatch(format!("cannot read `{}`: {e}", root.display())),
+                    },
+                ))
+            }
+        }
+        Ok(p)
+    }
+
+    async fn snapshot(&self, cx: &SnapshotContext) -> Result<ComponentRecord> {
+        let root = self.root();
+        let mut rec = ComponentRecord::new(crate::KIND, &self.name);
+        rec.server_version = Some(format!("amber-dr-files {}", env!("CARGO_PKG_VERSION")));
+        match tokio::fs::symlink_metadata(&root).await {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if cx.purpose() == SnapshotPurpose::Safety {
+                    // Nothing to save: record that the directory did not exist, so that
+                    // restoring this safety backup removes it again.
+                    rec.set_details(&Details {
+                        absent: true,
+                        source: root.display().to_string(),
+                        root_mode: 0,
+                        root_mtime: MTime::default(),
+                        fingerprint: String::new(),
+                        stats: TreeStats::default(),
+                    })?;
+                    stats_into(&mut rec, &TreeStats::default());
+                    return Ok(rec);
+                }
+                return Err(self.err("snapshot", FilesError::Missing(root)));
+            }
+            Err(e) => return Err(Error::io("inspect", root, e)),
+            Ok(m) if !m.is_dir() => return Err(self.err("snapshot", FilesError::NotADirectory(root))),
+            Ok(_) => {}
+        }
+        cx.progress().set_phase("archiving");
+        let writer = cx.create_artifact(ARTIFACT).await?;
+        let bridge = SyncIoBridge::new(writer);
+        let progress = cx.progress().clone();
+        let r = root.clone();
+        let (bridge, summary) = tokio::task::spawn_blocking(move || {
+            let out = BufWriter::with_capacity(IO_BUFFER, bridge);
+            let (out, summary) = archive::write_tree(&r, out, &progress)?;
+            let bridge = out.into_inner().map_err(|e| e.into_error())?;
+            Ok::<_, std::io::Error>((bridge, summary))
+        })
+        .await
+        .map_err(join_err)?
+        .map_err(|e| Error::from_io("archive", &root, e))?;
+        let artifact = bridge.into_inner().finish().await?;
+        let (root_mode, root_mtime) =
+            archive::root_meta(&root).map_err(|e| Error::io("inspect", &root, e))?;
+        rec.artifacts.push(artifact);
+        stats_into(&mut rec, &summary.stats);
+        rec.warnings = summary.warnings;
+        rec.set_details(&Details {
+            absent: false,
+            source: root.display().to_string(),
+            root_mode,
+            root_mtime,
+            fingerprint: summary.fingerprint,
+            stats: summary.stats,
+        })?;
+        Ok(rec)
+    }
+
+    async fn verify(
+        &self,
+        cx: &VerifyContext,
+        record: &ComponentRecord,
+        level: VerifyLevel,
+    ) -> Result<VerifyReport> {
+        let mut report = cx.verify_artifacts(record, VerifyLevel::Quick).await?;
+        if level == VerifyLevel::Quick || !report.is_ok() {
+            return Ok(report);
+        }
+        let details: Details = record.details()?;
+        if details.absent {
+            report.notes.push("the directory did not exist when this snapshot was taken".into());
+            return Ok(report);
+        }
+        let art = record.artifact(ARTIFACT)?.clone();
+        let reader = cx.open_artifact(&art).await?;
+        let bridge = SyncIoBridge::new(reader);
+        let progress = cx.progress().clone();
+        let path = art.path.clone();
+        let res = tokio::task::spawn_blocking(move || {
+            archive::read_archive(
+                BufReader::with_capacity(IO_BUFFER, bridge),
+                &path,
+                ReadMode::Check,
+                details.root_mode,
+                details.root_mtime,
+                &progress,
+            )
+        })
+        .await
+        .map_err(join_err)?;
+        let (summary, reader) = match res {
+            Ok(x) => x,
+            Err(e) if e.is_damage() || matches!(e, Error::Unsafe { .. }) => {
+                report.problems.push(e.to_string());
+                return Ok(report);
+            }
+            Err(e) => return Err(e),
+        };
+        // Drain to the end so that the stored length and SHA-256 are checked.
+        if let Err(e) = reader.into_inner().into_inner().finish().await {
+            report.problems.push(e.to_string());
+            return Ok(report);
+        }
+        report.bytes_read += art.stored_size;
+        if summary.fingerprint != details.fingerprint || summary.stats != details.stats {
+            report.problems.push(format!(
+                "artifact `{}` decodes to a tree that differs from the record ({:?} vs {:?})",
+                art.path, summary.stats, details.stats
+            ));
+        } else {
+            report.notes.push(format!(
+                "{} files, {} directories, {} symlinks, {} bytes decoded and match the record",
+                summary.stats.files, summary.stats.directories, summary.stats.symlinks, summary.stats.bytes
+            ));
+        }
+        Ok(report)
+    }
+
+    async fn restore(
+        &self,
+        cx: &RestoreContext,
+        record: &ComponentRecord,
+        opts: &RestoreOptions,
+    ) -> Result<RestoreReport> {
+        let details: Details = record.details()?;
+        let target = match &opts.target {
+            Some(t) => PathBuf::from(t),
+            None => self.root(),
+        };
+        let mut report = RestoreReport::default();
+        let exists = tokio::fs::symlink_metadata(&target).await.is_ok();
+        if opts.dry_run {
+            report.actions.push(if details.absent {
+                format!("remove `{}` (it did not exist when the backup was taken)", target.display())
+            } else {
+                format!(
+                    "{} `{}` with {} files, {} directories, {} symlinks, {} bytes from `{}`",
+                    if exists { "replace" } else { "create" },
+                    target.display(),
+                    details.stats.files,
+                    details.stats.directories,
+                    details.stats.symlinks,
+                    details.stats.bytes,
+                    details.source,
+                )
+            });
+            return Ok(report);
+        }
+        let parent = target
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        let Some(name) = target.file_name().map(|n| n.to_string_lossy().into_owned()) else {
+            return Err(self.err("restore", FilesError::NoParent(target)));
+        };
+        let pid = std::process::id();
+        let aside = parent.join(format!(".{name}.amber-dr-old-{pid}"));
+
+        if details.absent {
+            if exists {
+                tokio::fs::rename(&target, &aside)
+                    .await
+                    .map_err(|source| self.err("restore", FilesError::Swap { path: target.clone(), source }))?;
+                tokio::fs::remove_dir_all(&aside)
+                    .await
+                    .map_err(|e| Error::io("remove old directory", &aside, e))?;
+            }
+            report.actions.push(format!("removed `{}`", target.display()));
+            return Ok(report);
+        }
+
+        if !parent.is_dir() {
+            return Err(self.err("restore", FilesError::NoParent(target)));
+        }
+        let staging = parent.join(format!(".{name}.amber-dr-staging-{pid}"));
+        if tokio::fs::symlink_metadata(&staging).await.is_ok() {
+            tokio::fs::remove_dir_all(&staging)
+                .await
+                .map_err(|e| Error::io("remove stale staging directory", &staging, e))?;
+        }
+        tokio::fs::create_dir(&staging)
+            .await
+            .map_err(|e| Error::io("create staging directory", &staging, e))?;
+
+        let result = self.extract_and_check(cx, record, &details, &staging).await;
+        let summary = match result {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = tokio::fs::remove_dir_all(&staging).await;
+                return Err(e);
+            }
+        };
+
+        // Swap: target → aside, staging → target; undo the first rename if the second fails.
+        if exists {
+            if let Err(source) = tokio::fs::rename(&target, &aside).await {
+                let _ = tokio::fs::remove_dir_all(&staging).await;
+                return Err(self.err("restore", FilesError::Swap { path: target, source }));
+            }
+        }
+        if let Err(source) = tokio::fs::rename(&staging, &target).await {
+            if exists {
+                let _ = tokio::fs::rename(&aside, &target).await;
+            }
+            let _ = tokio::fs::remove_dir_all(&staging).await;
+            return Err(self.err("restore", FilesError::Swap { path: target, source }));
+        }
+        if exists {
+            if let Err(e) = tokio::fs::remove_dir_all(&aside).await {
+                report.warnings.push(format!(
+                    "restored, but the old directory `{}` could not be removed: {e}",
+                    aside.display()
+                ));
+            }
+        }
+        report.actions.push(format!(
+            "restored `{}`: {} files, {} directories, {} symlinks, {} bytes",
+            target.display(),
+            summary.files,
+            summary.directories,
+            summary.symlinks,
+            summary.bytes
+        ));
+        report.stats.insert("files".into(), summary.files.into());
+        report.stats.insert("directories".into(), summary.directories.into());
+        report.stats.insert("symlinks".into(), summary.symlinks.into());
+        report.stats.insert("bytes".into(), summary.bytes.into());
+        Ok(report)
+    }
+}
+
+impl Files {
+    /// Extract the artifact into `staging`, drain it (hash check), apply the root's metadata
+    /// and compare the tree on disk with the record.
+    async fn extract_and_check(
+        &self,
+        cx: &RestoreContext,
+        record: &ComponentRecord,
+        details: &Details,
+        staging: &Path,
+    ) -> Result<TreeStats> {
+        let art = record.artifact(ARTIFACT)?.clone();
+        cx.progress().set_phase("extracting");
+        cx.progress().set_total_bytes(art.size);
+        let reader = cx.open_artifact(&art).await?;
+        let bridge = SyncIoBridge::new(reader);
+        let progress = cx.progress().clone();
+        let (st, path) = (staging.to_path_buf(), art.path.clone());
+        let (root_mode, root_mtime) = (details.root_mode, details.root_mtime);
+        let (_, reader) = tokio::task::spawn_blocking(move || {
+            archive::read_archive(
+                BufReader::with_capacity(IO_BUFFER, bridge),
+                &path,
+                ReadMode::Extract(&st),
+                root_mode,
+                root_mtime,
+                &progress,
+            )
+        })
+        .await
+        .map_err(join_err)??;
+        reader.into_inner().into_inner().finish().await?;
+
+        cx.progress().set_phase("comparing");
+        let st = staging.to_path_buf();
+        let scanned = tokio::task::spawn_blocking(move || {
+            archive::apply_root_meta(&st, root_mode, root_mtime)?;
+            archive::scan_tree(&st)
+        })
+        .await
+        .map_err(join_err)?
+        .map_err(|e| Error::io("scan restored tree", staging, e))?;
+        if scanned.fingerprint != details.fingerprint || scanned.stats != details.stats {
+            return Err(self.err(
+                "restore",
+                FilesError::Mismatch(format!(
+                    "on disk {:?}, in the record {:?}; the old directory is unchanged",
+                    scanned.stats, details.stats
+                )),
+            ));
+        }
+        Ok(scanned.stats)
+    }
+}
