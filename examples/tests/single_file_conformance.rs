@@ -1,0 +1,53 @@
+//! The example driver runs the core conformance suite, like every real driver does.
+#![allow(missing_docs, clippy::unwrap_used)]
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use amber_dr_core::testkit::{self, Fixture};
+use amber_dr_core::{async_trait, Component, Result};
+use amber_dr_examples::single_file::{SingleFile, SingleFileConfig};
+
+struct Files {
+    dir: tempfile::TempDir,
+}
+
+impl Files {
+    fn path(&self, slot: usize) -> PathBuf {
+        self.dir.path().join(format!("data-{slot}.bin"))
+    }
+}
+
+#[async_trait]
+impl Fixture for Files {
+    fn component(&self, slot: usize) -> Arc<dyn Component> {
+        Arc::new(SingleFile::new(format!("file{slot}"), SingleFileConfig { path: self.path(slot) }))
+    }
+    fn failing_component(&self) -> Arc<dyn Component> {
+        Arc::new(SingleFile::new("missing", SingleFileConfig { path: self.dir.path().join("nope") }))
+    }
+    async fn populate(&self, slot: usize) -> Result<()> {
+        let data: Vec<u8> = (0..500_000u32).map(|i| (i % 253) as u8 ^ slot as u8).collect();
+        std::fs::write(self.path(slot), data).unwrap();
+        Ok(())
+    }
+    async fn make_empty(&self, slot: usize) -> Result<()> {
+        std::fs::write(self.path(slot), b"").unwrap();
+        Ok(())
+    }
+    async fn destroy(&self, slot: usize) -> Result<()> {
+        std::fs::write(self.path(slot), b"ransomware was here").unwrap();
+        Ok(())
+    }
+    async fn fingerprint(&self, slot: usize) -> Result<String> {
+        let d = std::fs::read(self.path(slot)).unwrap();
+        Ok(format!("{} bytes, sum {}", d.len(), d.iter().map(|&b| u64::from(b)).sum::<u64>()))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_file_driver_conforms() {
+    let fx = Files { dir: tempfile::tempdir().unwrap() };
+    let (repo, _guard) = testkit::temp_repo();
+    testkit::run_all(&fx, &repo).await.unwrap();
+}
