@@ -118,16 +118,15 @@ impl ArtifactWriter {
         compression: CompressionOptions,
         progress: Progress,
     ) -> Result<Self> {
-        let upload =
-            store
-                .put_multipart_opts(&path, Default::default())
-                .await
-                .map_err(|source| Error::Repository {
-                    repo: repo_url.to_string(),
-                    operation: "start upload of",
-                    path: path.to_string(),
-                    source,
-                })?;
+        let upload = store
+            .put_multipart_opts(&path, Default::default())
+            .await
+            .map_err(|source| Error::Repository {
+                repo: repo_url.to_string(),
+                operation: "start upload of",
+                path: path.to_string(),
+                source: Box::new(source),
+            })?;
         let sink = StoredSink {
             upload: Some(WriteMultipart::new_with_chunk_size(upload, PART_SIZE)),
             hasher: Sha256::new(),
@@ -137,11 +136,8 @@ impl ArtifactWriter {
         if compression.workers > 0 {
             params.push(CParameter::nb_workers(compression.workers));
         }
-        let encoder = ZstdEncoder::with_quality_and_params(
-            sink,
-            Level::Precise(compression.level),
-            &params,
-        );
+        let encoder =
+            ZstdEncoder::with_quality_and_params(sink, Level::Precise(compression.level), &params);
         Ok(Self {
             name: name.to_string(),
             path,
@@ -178,7 +174,7 @@ impl ArtifactWriter {
             repo,
             operation: "complete upload of",
             path: path.clone(),
-            source,
+            source: Box::new(source),
         })?;
         let sha256 = hex::encode(std::mem::take(&mut sink.hasher).finalize());
         Ok(ArtifactRecord {
@@ -281,6 +277,7 @@ impl AsyncRead for CheckedStored {
             this.hasher.update(new);
             this.seen += new.len() as u64;
             if this.seen > this.expected_size {
+                buf.set_filled(before);
                 return Poll::Ready(Err(Error::Corrupt {
                     artifact: this.artifact.clone(),
                     message: format!(
@@ -332,20 +329,21 @@ impl ArtifactReader {
         progress: Progress,
     ) -> Result<Self> {
         let path = Path::from(record.path.as_str());
-        let got = store
-            .get_opts(&path, Default::default())
-            .await
-            .map_err(|source| match source {
-                object_store::Error::NotFound { .. } => Error::MissingArtifact {
-                    artifact: record.path.clone(),
-                },
-                source => Error::Repository {
-                    repo: repo_url.to_string(),
-                    operation: "read",
-                    path: record.path.clone(),
-                    source,
-                },
-            })?;
+        let got =
+            store
+                .get_opts(&path, Default::default())
+                .await
+                .map_err(|source| match source {
+                    object_store::Error::NotFound { .. } => Error::MissingArtifact {
+                        artifact: record.path.clone(),
+                    },
+                    source => Error::Repository {
+                        repo: repo_url.to_string(),
+                        operation: "read",
+                        path: record.path.clone(),
+                        source: Box::new(source),
+                    },
+                })?;
         let stream: ByteStream = Box::pin(got.into_stream().map_err(io::Error::other));
         let stored = CheckedStored {
             inner: StreamReader::new(stream),
@@ -419,6 +417,8 @@ impl AsyncRead for ArtifactReader {
                     let before = buf.filled().len();
                     let res = ready!(Pin::new(&mut self.decoder).poll_read(cx, buf));
                     if let Err(e) = res {
+                        // Never hand out bytes together with an error.
+                        buf.set_filled(before);
                         // Our own end-of-stream checks travel as an inner Error; keep them.
                         if e.get_ref().map(|i| i.is::<Error>()).unwrap_or(false) {
                             return Poll::Ready(Err(e));
@@ -448,7 +448,9 @@ mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     fn data(n: usize) -> Vec<u8> {
-        (0..n).map(|i| ((i * 7919) % 251) as u8 ^ (i >> 12) as u8).collect()
+        (0..n)
+            .map(|i| ((i * 7919) % 251) as u8 ^ (i >> 12) as u8)
+            .collect()
     }
 
     async fn write(repo: &Repository, bytes: &[u8]) -> ArtifactRecord {
@@ -473,15 +475,27 @@ mod tests {
 
     async fn tamper(repo: &Repository, rec: &ArtifactRecord, f: impl FnOnce(&mut Vec<u8>)) {
         let p = Path::from(rec.path.as_str());
-        let mut v = repo.store().get(&p).await.expect("get").bytes().await.expect("bytes").to_vec();
+        let mut v = repo
+            .store()
+            .get(&p)
+            .await
+            .expect("get")
+            .bytes()
+            .await
+            .expect("bytes")
+            .to_vec();
         f(&mut v);
-        repo.store().put(&p, PutPayload::from(v)).await.expect("put");
+        repo.store()
+            .put(&p, PutPayload::from(v))
+            .await
+            .expect("put");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn roundtrip_across_many_parts() {
         let dir = tempfile::tempdir().expect("tmp");
-        let repo = Repository::open(&RepositoryConfig::new(dir.path().to_string_lossy())).expect("open");
+        let repo =
+            Repository::open(&RepositoryConfig::new(dir.path().to_string_lossy())).expect("open");
         // Incompressible enough to span several multipart parts.
         let mut bytes = Vec::new();
         let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
@@ -506,7 +520,8 @@ mod tests {
     #[tokio::test]
     async fn damage_is_detected_and_names_the_artifact() {
         let dir = tempfile::tempdir().expect("tmp");
-        let repo = Repository::open(&RepositoryConfig::new(dir.path().to_string_lossy())).expect("open");
+        let repo =
+            Repository::open(&RepositoryConfig::new(dir.path().to_string_lossy())).expect("open");
         let bytes = data(2_000_000);
         let rec = write(&repo, &bytes).await;
 
@@ -536,7 +551,10 @@ mod tests {
         let err = read_all(&repo, &wrong).await.expect_err("hash mismatch");
         assert!(err.to_string().contains("SHA-256"), "{err}");
 
-        let missing = ArtifactRecord { path: "nope/x.zst".into(), ..rec };
+        let missing = ArtifactRecord {
+            path: "nope/x.zst".into(),
+            ..rec
+        };
         let err = read_all(&repo, &missing).await.expect_err("missing");
         assert!(matches!(err, Error::MissingArtifact { .. }), "{err}");
     }
@@ -544,7 +562,8 @@ mod tests {
     #[tokio::test]
     async fn abandoned_writer_leaves_no_artifact() {
         let dir = tempfile::tempdir().expect("tmp");
-        let repo = Repository::open(&RepositoryConfig::new(dir.path().to_string_lossy())).expect("open");
+        let repo =
+            Repository::open(&RepositoryConfig::new(dir.path().to_string_lossy())).expect("open");
         let mut w = repo
             .create_artifact("20260101_000000", "c", "a.bin", Progress::none())
             .await

@@ -200,7 +200,12 @@ impl SnapshotContext {
     /// Start a new artifact `name` (e.g. `data.tar`) of this component.
     pub async fn create_artifact(&self, name: &str) -> Result<ArtifactWriter> {
         self.repo
-            .create_artifact(&self.backup_id, &self.component, name, self.progress.clone())
+            .create_artifact(
+                &self.backup_id,
+                &self.component,
+                name,
+                self.progress.clone(),
+            )
             .await
     }
 }

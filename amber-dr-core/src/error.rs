@@ -43,7 +43,7 @@ pub enum Error {
         path: String,
         /// The underlying object store error.
         #[source]
-        source: object_store::Error,
+        source: Box<object_store::Error>,
     },
 
     /// A backup id (or `latest`) that the repository does not hold.

@@ -75,10 +75,11 @@ pub struct Manifest {
 impl Manifest {
     /// Parse a manifest, checking `format_version` before anything else.
     pub fn from_json(path: &str, bytes: &[u8]) -> Result<Self> {
-        let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| Error::Manifest {
-            path: path.to_string(),
-            message: format!("not valid JSON: {e}"),
-        })?;
+        let value: serde_json::Value =
+            serde_json::from_slice(bytes).map_err(|e| Error::Manifest {
+                path: path.to_string(),
+                message: format!("not valid JSON: {e}"),
+            })?;
         let version = value
             .get("format_version")
             .and_then(|v| v.as_u64())

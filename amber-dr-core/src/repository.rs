@@ -151,7 +151,7 @@ impl Repository {
                     repo: url.to_string(),
                     operation: "open",
                     path: String::new(),
-                    source,
+                    source: Box::new(source),
                 })?
                 .with_automatic_cleanup(true);
             Arc::new(fs)
@@ -173,7 +173,10 @@ impl Repository {
         })
     }
 
-    fn s3(config: &RepositoryConfig, rest: &str) -> Result<object_store::prefix::PrefixStore<object_store::aws::AmazonS3>> {
+    fn s3(
+        config: &RepositoryConfig,
+        rest: &str,
+    ) -> Result<object_store::prefix::PrefixStore<object_store::aws::AmazonS3>> {
         use object_store::aws::AmazonS3Builder;
         let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
         if bucket.is_empty() {
@@ -214,7 +217,7 @@ impl Repository {
             repo: format!("s3://{rest}"),
             operation: "configure",
             path: String::new(),
-            source,
+            source: Box::new(source),
         })?;
         Ok(object_store::prefix::PrefixStore::new(
             s3,
@@ -256,7 +259,7 @@ impl Repository {
             repo: self.url.clone(),
             operation,
             path: path.to_string(),
-            source,
+            source: Box::new(source),
         }
     }
 
@@ -273,7 +276,11 @@ impl Repository {
     pub async fn get_bytes(&self, path: &str) -> Result<Option<Bytes>> {
         let p = Path::from(path);
         match self.store.get(&p).await {
-            Ok(r) => r.bytes().await.map(Some).map_err(|e| self.err("read", &p, e)),
+            Ok(r) => r
+                .bytes()
+                .await
+                .map(Some)
+                .map_err(|e| self.err("read", &p, e)),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(self.err("read", &p, e)),
         }
@@ -392,7 +399,9 @@ impl Repository {
     /// never listed as complete).
     pub async fn delete_backup(&self, id: &str) -> Result<()> {
         if !looks_like_id(id) {
-            return Err(Error::Other(format!("refusing to delete `{id}`: not a backup id")));
+            return Err(Error::Other(format!(
+                "refusing to delete `{id}`: not a backup id"
+            )));
         }
         let manifest = Path::from(format!("{id}/{MANIFEST}"));
         match self.store.delete(&manifest).await {
@@ -400,7 +409,11 @@ impl Repository {
             Err(e) => return Err(self.err("delete", &manifest, e)),
         }
         let prefix = Path::from(id);
-        let locations = self.store.list(Some(&prefix)).map_ok(|m| m.location).boxed();
+        let locations = self
+            .store
+            .list(Some(&prefix))
+            .map_ok(|m| m.location)
+            .boxed();
         self.store
             .delete_stream(locations)
             .try_collect::<Vec<_>>()
@@ -424,8 +437,15 @@ impl Repository {
     ) -> Result<ArtifactWriter> {
         validate_name(name)?;
         let path = Path::from(Self::artifact_path(id, component, name));
-        ArtifactWriter::create(&self.store, &self.url, name, path, self.compression, progress)
-            .await
+        ArtifactWriter::create(
+            &self.store,
+            &self.url,
+            name,
+            path,
+            self.compression,
+            progress,
+        )
+        .await
     }
 
     /// Open an artifact for checked reading.
@@ -463,10 +483,10 @@ impl Repository {
 
     /// Who holds the lock, if anyone.
     pub async fn lock_holder(&self) -> Result<Option<LockInfo>> {
-        Ok(match self.get_bytes(LOCK_PATH).await? {
-            Some(b) => Some(serde_json::from_slice(&b).unwrap_or_else(|_| LockInfo::unreadable())),
-            None => None,
-        })
+        Ok(self
+            .get_bytes(LOCK_PATH)
+            .await?
+            .map(|b| serde_json::from_slice(&b).unwrap_or_else(|_| LockInfo::unreadable())))
     }
 
     /// Remove the lock whoever holds it (`amber-dr unlock`). Returns the holder removed.
@@ -622,7 +642,10 @@ impl RepoLock {
                     });
                 }
                 Err(object_store::Error::AlreadyExists { .. }) => {
-                    let holder = repo.lock_holder().await?.unwrap_or_else(LockInfo::unreadable);
+                    let holder = repo
+                        .lock_holder()
+                        .await?
+                        .unwrap_or_else(LockInfo::unreadable);
                     if holder.is_stale_here() && took_over.is_none() {
                         tracing::warn!(holder = %holder, "removing stale repository lock: its process no longer runs");
                         repo.break_lock().await?;
@@ -728,10 +751,13 @@ mod tests {
     #[tokio::test]
     async fn unique_ids_and_manifest_written_last() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let repo = Repository::open(&RepositoryConfig::new(dir.path().to_string_lossy())).expect("open");
+        let repo =
+            Repository::open(&RepositoryConfig::new(dir.path().to_string_lossy())).expect("open");
         let now = Utc::now();
         let a = repo.new_backup_id(now).await.expect("id");
-        repo.put_bytes(&format!("{a}/x/y.zst"), "data").await.expect("put");
+        repo.put_bytes(&format!("{a}/x/y.zst"), "data")
+            .await
+            .expect("put");
         let b = repo.new_backup_id(now).await.expect("id");
         assert_ne!(a, b);
         assert!(b.ends_with("_2"), "{b}");
@@ -745,9 +771,13 @@ mod tests {
     #[tokio::test]
     async fn lock_excludes_and_names_holder_and_stale_lock_is_taken_over() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let repo = Repository::open(&RepositoryConfig::new(dir.path().to_string_lossy())).expect("open");
+        let repo =
+            Repository::open(&RepositoryConfig::new(dir.path().to_string_lossy())).expect("open");
         let lock = repo.lock("backup").await.expect("lock");
-        let err = repo.lock("restore").await.expect_err("second lock must fail");
+        let err = repo
+            .lock("restore")
+            .await
+            .expect_err("second lock must fail");
         let msg = err.to_string();
         assert!(msg.contains("pid"), "{msg}");
         assert!(msg.contains("amber-dr unlock"), "{msg}");
@@ -764,14 +794,21 @@ mod tests {
             token: "old".into(),
             extra: BTreeMap::new(),
         };
-        repo.put_bytes(LOCK_PATH, serde_json::to_vec(&stale).expect("json")).await.expect("put");
+        repo.put_bytes(LOCK_PATH, serde_json::to_vec(&stale).expect("json"))
+            .await
+            .expect("put");
         let lock = repo.lock("backup").await.expect("stale lock taken over");
         assert_eq!(lock.took_over.as_ref().map(|h| h.pid), Some(999_999_999));
         lock.release().await.expect("release");
 
         // A lock of another host is never taken over.
-        let other = LockInfo { host: "elsewhere".into(), ..stale };
-        repo.put_bytes(LOCK_PATH, serde_json::to_vec(&other).expect("json")).await.expect("put");
+        let other = LockInfo {
+            host: "elsewhere".into(),
+            ..stale
+        };
+        repo.put_bytes(LOCK_PATH, serde_json::to_vec(&other).expect("json"))
+            .await
+            .expect("put");
         let err = repo.lock("backup").await.expect_err("held elsewhere");
         assert!(err.to_string().contains("elsewhere"));
     }

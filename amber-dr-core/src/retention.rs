@@ -10,6 +10,9 @@ use std::collections::BTreeSet;
 use chrono::{DateTime, Datelike, Utc};
 use serde::{Deserialize, Serialize};
 
+/// Maps a backup time to its day, week or month.
+type Bucket = fn(&DateTime<Utc>) -> (i32, u32);
+
 /// How many backups to keep per rule.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RetentionPolicy {
@@ -26,7 +29,10 @@ pub struct RetentionPolicy {
 impl RetentionPolicy {
     /// True if no rule keeps anything (such a policy would delete every backup).
     pub fn is_empty(&self) -> bool {
-        self.keep_last == 0 && self.keep_daily == 0 && self.keep_weekly == 0 && self.keep_monthly == 0
+        self.keep_last == 0
+            && self.keep_daily == 0
+            && self.keep_weekly == 0
+            && self.keep_monthly == 0
     }
 
     /// Given `(id, time)` of complete backups, return the ids to keep.
@@ -37,7 +43,7 @@ impl RetentionPolicy {
         for (id, _) in sorted.iter().take(self.keep_last) {
             keep.insert(id.clone());
         }
-        let rules: [(usize, fn(&DateTime<Utc>) -> (i32, u32)); 3] = [
+        let rules: [(usize, Bucket); 3] = [
             (self.keep_daily, |t| (t.year(), t.ordinal())),
             (self.keep_weekly, |t| {
                 let w = t.iso_week();
@@ -70,14 +76,21 @@ mod tests {
     use chrono::TimeZone;
 
     fn at(y: i32, m: u32, d: u32, h: u32) -> (String, DateTime<Utc>) {
-        let t = Utc.with_ymd_and_hms(y, m, d, h, 0, 0).single().expect("valid date");
+        let t = Utc
+            .with_ymd_and_hms(y, m, d, h, 0, 0)
+            .single()
+            .expect("valid date");
         (t.format("%Y%m%d_%H%M%S").to_string(), t)
     }
 
     #[test]
     fn keep_last() {
         let b = vec![at(2026, 1, 1, 0), at(2026, 1, 2, 0), at(2026, 1, 3, 0)];
-        let keep = RetentionPolicy { keep_last: 2, ..Default::default() }.select(&b);
+        let keep = RetentionPolicy {
+            keep_last: 2,
+            ..Default::default()
+        }
+        .select(&b);
         assert_eq!(keep.len(), 2);
         assert!(keep.contains(&b[2].0) && keep.contains(&b[1].0));
     }
@@ -91,7 +104,11 @@ mod tests {
             at(2026, 3, 2, 6),
             at(2026, 3, 4, 0),
         ];
-        let keep = RetentionPolicy { keep_daily: 3, ..Default::default() }.select(&b);
+        let keep = RetentionPolicy {
+            keep_daily: 3,
+            ..Default::default()
+        }
+        .select(&b);
         let expect: BTreeSet<String> = [&b[4].0, &b[3].0, &b[1].0].into_iter().cloned().collect();
         assert_eq!(keep, expect);
     }
@@ -99,8 +116,17 @@ mod tests {
     #[test]
     fn keep_weekly_uses_iso_weeks_across_year_end() {
         // 2026-12-31 (Thu) and 2027-01-01 (Fri) are both in ISO week 53 of 2026.
-        let b = vec![at(2026, 12, 28, 0), at(2026, 12, 31, 0), at(2027, 1, 1, 0), at(2027, 1, 4, 0)];
-        let keep = RetentionPolicy { keep_weekly: 2, ..Default::default() }.select(&b);
+        let b = vec![
+            at(2026, 12, 28, 0),
+            at(2026, 12, 31, 0),
+            at(2027, 1, 1, 0),
+            at(2027, 1, 4, 0),
+        ];
+        let keep = RetentionPolicy {
+            keep_weekly: 2,
+            ..Default::default()
+        }
+        .select(&b);
         let expect: BTreeSet<String> = [&b[3].0, &b[2].0].into_iter().cloned().collect();
         assert_eq!(keep, expect);
     }
@@ -114,7 +140,12 @@ mod tests {
             at(2026, 1, 15, 0),
             at(2026, 1, 16, 0),
         ];
-        let keep = RetentionPolicy { keep_last: 1, keep_monthly: 3, ..Default::default() }.select(&b);
+        let keep = RetentionPolicy {
+            keep_last: 1,
+            keep_monthly: 3,
+            ..Default::default()
+        }
+        .select(&b);
         let expect: BTreeSet<String> = [&b[4].0, &b[2].0, &b[0].0].into_iter().cloned().collect();
         assert_eq!(keep, expect);
     }

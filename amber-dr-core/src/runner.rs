@@ -11,7 +11,9 @@ use crate::component::{
     Component, ReadContext, RestoreOptions, RestoreReport, SnapshotContext, SnapshotPurpose,
     VerifyLevel, VerifyReport,
 };
-use crate::manifest::{BackupPurpose, BackupStatus, ComponentRecord, ComponentStatus, Manifest, FORMAT_VERSION};
+use crate::manifest::{
+    BackupPurpose, BackupStatus, ComponentRecord, ComponentStatus, Manifest, FORMAT_VERSION,
+};
 use crate::progress::{NoProgress, Progress, ProgressSink};
 use crate::repository::{host_name, Repository};
 use crate::retention::RetentionPolicy;
@@ -291,7 +293,9 @@ impl Runner {
         loop {
             while set.len() < self.parallelism {
                 let Some(name) = queue.next() else { break };
-                let Some(rec) = manifest.components.get(&name).cloned() else { continue };
+                let Some(rec) = manifest.components.get(&name).cloned() else {
+                    continue;
+                };
                 let cx = ReadContext::new(
                     self.repo.clone(),
                     id.clone(),
@@ -350,7 +354,10 @@ impl Runner {
                 .entry("(backup)".to_string())
                 .or_default()
                 .problems
-                .push(format!("backup {id} is not complete (status {:?})", manifest.status));
+                .push(format!(
+                    "backup {id} is not complete (status {:?})",
+                    manifest.status
+                ));
         }
         Ok(VerifyOutcome {
             id,
@@ -384,7 +391,11 @@ impl Runner {
             if c.kind() != rec.kind {
                 return Err(Error::config(
                     format!("components.{name}"),
-                    format!("is of kind `{}` in the config but `{}` in backup {id}", c.kind(), rec.kind),
+                    format!(
+                        "is of kind `{}` in the config but `{}` in backup {id}",
+                        c.kind(),
+                        rec.kind
+                    ),
                 ));
             }
             targets.push((c.clone(), rec.clone()));
@@ -415,7 +426,11 @@ impl Runner {
         if plan.safety_backup && !plan.options.dry_run {
             let comps: Vec<Arc<dyn Component>> = targets.iter().map(|(c, _)| c.clone()).collect();
             let m = self
-                .backup_locked(&comps, &[format!("safety backup before restoring {id}")], BackupPurpose::Safety)
+                .backup_locked(
+                    &comps,
+                    &[format!("safety backup before restoring {id}")],
+                    BackupPurpose::Safety,
+                )
                 .await?;
             if !m.is_complete() {
                 let errs: Vec<String> = m
@@ -514,7 +529,11 @@ impl Runner {
         let mut kept = Vec::new();
         let mut deleted = Vec::new();
         for e in &entries {
-            let is_complete = e.manifest.as_ref().map(|m| m.is_complete()).unwrap_or(false);
+            let is_complete = e
+                .manifest
+                .as_ref()
+                .map(|m| m.is_complete())
+                .unwrap_or(false);
             let delete = if is_complete {
                 !keep.contains(&e.id)
             } else {

@@ -52,7 +52,9 @@ pub fn temp_repo() -> (Repository, tempfile::TempDir) {
 
 /// True when `AMBER_DR_REQUIRE_SERVICES=1`: a missing server must fail the test, not skip it.
 pub fn services_required() -> bool {
-    std::env::var("AMBER_DR_REQUIRE_SERVICES").map(|v| v == "1").unwrap_or(false)
+    std::env::var("AMBER_DR_REQUIRE_SERVICES")
+        .map(|v| v == "1")
+        .unwrap_or(false)
 }
 
 /// Call when a test's server is missing: panics under `AMBER_DR_REQUIRE_SERVICES=1`, otherwise
@@ -106,35 +108,68 @@ pub async fn roundtrip(fx: &dyn Fixture, repo: &Repository) -> Result<()> {
     let original = fx.fingerprint(0).await?;
     let r = runner(repo, vec![c]);
     let m = r.backup(&BackupOptions::default()).await?;
-    check(m.is_complete(), || format!("backup not complete: {:?}", m.components))?;
-    let v = r.verify(&m.id, &Selection::all(), VerifyLevel::Full).await?;
-    check(v.is_ok(), || format!("fresh backup fails verify: {:?}", v.components))?;
-    let q = r.verify(&m.id, &Selection::all(), VerifyLevel::Quick).await?;
-    check(q.is_ok(), || format!("fresh backup fails quick verify: {:?}", q.components))?;
+    check(m.is_complete(), || {
+        format!("backup not complete: {:?}", m.components)
+    })?;
+    let v = r
+        .verify(&m.id, &Selection::all(), VerifyLevel::Full)
+        .await?;
+    check(v.is_ok(), || {
+        format!("fresh backup fails verify: {:?}", v.components)
+    })?;
+    let q = r
+        .verify(&m.id, &Selection::all(), VerifyLevel::Quick)
+        .await?;
+    check(q.is_ok(), || {
+        format!("fresh backup fails quick verify: {:?}", q.components)
+    })?;
 
     fx.destroy(0).await?;
     let destroyed = fx.fingerprint(0).await?;
-    check(destroyed != original, || "destroy() did not change the fingerprint".into())?;
+    check(destroyed != original, || {
+        "destroy() did not change the fingerprint".into()
+    })?;
 
     let dry = r
-        .restore(&m.id, &RestorePlanOptions { options: RestoreOptions::new().dry_run(true), ..plan(&[], true) })
+        .restore(
+            &m.id,
+            &RestorePlanOptions {
+                options: RestoreOptions::new().dry_run(true),
+                ..plan(&[], true)
+            },
+        )
         .await?;
-    check(dry.is_ok() && dry.safety_backup.is_none(), || format!("dry run failed: {:?}", dry.components))?;
-    check(fx.fingerprint(0).await? == destroyed, || "a dry-run restore changed the data".into())?;
+    check(dry.is_ok() && dry.safety_backup.is_none(), || {
+        format!("dry run failed: {:?}", dry.components)
+    })?;
+    check(fx.fingerprint(0).await? == destroyed, || {
+        "a dry-run restore changed the data".into()
+    })?;
 
     let out = r.restore(&m.id, &plan(&[], true)).await?;
-    check(out.is_ok(), || format!("restore failed: {:?}", out.components))?;
+    check(out.is_ok(), || {
+        format!("restore failed: {:?}", out.components)
+    })?;
     let restored = fx.fingerprint(0).await?;
     check(restored == original, || {
         format!("restored data differs from the original\n--- original\n{original}\n--- restored\n{restored}")
     })?;
 
     // The safety backup holds the destroyed state and restores it.
-    let safety = out.safety_backup.clone().ok_or_else(|| Error::Other("no safety backup taken".into()))?;
+    let safety = out
+        .safety_backup
+        .clone()
+        .ok_or_else(|| Error::Other("no safety backup taken".into()))?;
     let back = r.restore(&safety, &plan(&[], false)).await?;
-    check(back.is_ok(), || format!("restoring the safety backup failed: {:?}", back.components))?;
-    check(fx.fingerprint(0).await? == destroyed, || "the safety backup did not hold the pre-restore state".into())?;
-    check(repo.resolve("latest").await? == m.id, || "`latest` must not pick a safety backup".into())?;
+    check(back.is_ok(), || {
+        format!("restoring the safety backup failed: {:?}", back.components)
+    })?;
+    check(fx.fingerprint(0).await? == destroyed, || {
+        "the safety backup did not hold the pre-restore state".into()
+    })?;
+    check(repo.resolve("latest").await? == m.id, || {
+        "`latest` must not pick a safety backup".into()
+    })?;
     let _ = name;
     Ok(())
 }
@@ -180,8 +215,14 @@ pub async fn corruption_detected(fx: &dyn Fixture, repo: &Repository) -> Result<
     for how in ["flip", "truncate", "delete"] {
         let m = r.backup(&BackupOptions::default()).await?;
         check(m.is_complete(), || "backup not complete".into())?;
-        let rec = m.components.values().next().ok_or_else(|| Error::Other("no component".into()))?;
-        check(!rec.artifacts.is_empty(), || "the snapshot wrote no artifact".into())?;
+        let rec = m
+            .components
+            .values()
+            .next()
+            .ok_or_else(|| Error::Other("no component".into()))?;
+        check(!rec.artifacts.is_empty(), || {
+            "the snapshot wrote no artifact".into()
+        })?;
         // Damage the largest artifact: that is where the data is.
         let art = rec
             .artifacts
@@ -189,22 +230,37 @@ pub async fn corruption_detected(fx: &dyn Fixture, repo: &Repository) -> Result<
             .max_by_key(|a| a.stored_size)
             .ok_or_else(|| Error::Other("no artifact".into()))?;
         mutate_artifact(repo, &art.path, how).await?;
-        let level = if how == "flip" { VerifyLevel::Full } else { VerifyLevel::Quick };
+        let level = if how == "flip" {
+            VerifyLevel::Full
+        } else {
+            VerifyLevel::Quick
+        };
         let v = r.verify(&m.id, &Selection::all(), level).await?;
         let problems: Vec<&String> = v.components.values().flat_map(|x| &x.problems).collect();
         check(!v.is_ok(), || format!("{how}: verify found nothing wrong"))?;
         check(problems.iter().any(|p| p.contains(&art.path)), || {
-            format!("{how}: verify did not name artifact {}: {problems:?}", art.path)
+            format!(
+                "{how}: verify did not name artifact {}: {problems:?}",
+                art.path
+            )
         })?;
-        let full = r.verify(&m.id, &Selection::all(), VerifyLevel::Full).await?;
-        check(!full.is_ok(), || format!("{how}: full verify found nothing wrong"))?;
+        let full = r
+            .verify(&m.id, &Selection::all(), VerifyLevel::Full)
+            .await?;
+        check(!full.is_ok(), || {
+            format!("{how}: full verify found nothing wrong")
+        })?;
 
         fx.destroy(0).await?;
         let before = fx.fingerprint(0).await?;
         let out = r.restore(&m.id, &plan(&[], false)).await?;
-        check(!out.is_ok(), || format!("{how}: restore from a damaged artifact succeeded"))?;
+        check(!out.is_ok(), || {
+            format!("{how}: restore from a damaged artifact succeeded")
+        })?;
         let after = fx.fingerprint(0).await?;
-        check(after == before, || format!("{how}: a failed restore changed the live data"))?;
+        check(after == before, || {
+            format!("{how}: a failed restore changed the live data")
+        })?;
         fx.populate(0).await?;
     }
     Ok(())
@@ -220,14 +276,22 @@ pub async fn partial_restore(fx: &dyn Fixture, repo: &Repository) -> Result<()> 
     let orig_a = fx.fingerprint(0).await?;
     let r = runner(repo, vec![a, b]);
     let m = r.backup(&BackupOptions::default()).await?;
-    check(m.is_complete() && m.components.len() == 2, || "backup of two instances not complete".into())?;
+    check(m.is_complete() && m.components.len() == 2, || {
+        "backup of two instances not complete".into()
+    })?;
     fx.destroy(0).await?;
     fx.destroy(1).await?;
     let destroyed_b = fx.fingerprint(1).await?;
     let out = r.restore(&m.id, &plan(&[na.as_str()], false)).await?;
-    check(out.is_ok() && out.components.len() == 1, || format!("partial restore: {:?}", out.components))?;
-    check(fx.fingerprint(0).await? == orig_a, || "partial restore: slot 0 not restored".into())?;
-    check(fx.fingerprint(1).await? == destroyed_b, || "partial restore touched a component that was not selected".into())?;
+    check(out.is_ok() && out.components.len() == 1, || {
+        format!("partial restore: {:?}", out.components)
+    })?;
+    check(fx.fingerprint(0).await? == orig_a, || {
+        "partial restore: slot 0 not restored".into()
+    })?;
+    check(fx.fingerprint(1).await? == destroyed_b, || {
+        "partial restore touched a component that was not selected".into()
+    })?;
     Ok(())
 }
 
@@ -238,13 +302,23 @@ pub async fn empty_source(fx: &dyn Fixture, repo: &Repository) -> Result<()> {
     let empty = fx.fingerprint(0).await?;
     let r = runner(repo, vec![c]);
     let m = r.backup(&BackupOptions::default()).await?;
-    check(m.is_complete(), || "backup of an empty store not complete".into())?;
-    let v = r.verify(&m.id, &Selection::all(), VerifyLevel::Full).await?;
-    check(v.is_ok(), || format!("empty backup fails verify: {:?}", v.components))?;
+    check(m.is_complete(), || {
+        "backup of an empty store not complete".into()
+    })?;
+    let v = r
+        .verify(&m.id, &Selection::all(), VerifyLevel::Full)
+        .await?;
+    check(v.is_ok(), || {
+        format!("empty backup fails verify: {:?}", v.components)
+    })?;
     fx.populate(0).await?;
     let out = r.restore(&m.id, &plan(&[], false)).await?;
-    check(out.is_ok(), || format!("restore of empty failed: {:?}", out.components))?;
-    check(fx.fingerprint(0).await? == empty, || "restoring an empty backup did not empty the store".into())?;
+    check(out.is_ok(), || {
+        format!("restore of empty failed: {:?}", out.components)
+    })?;
+    check(fx.fingerprint(0).await? == empty, || {
+        "restoring an empty backup did not empty the store".into()
+    })?;
     Ok(())
 }
 
@@ -258,14 +332,27 @@ pub async fn failed_snapshot(fx: &dyn Fixture, repo: &Repository) -> Result<()> 
     let r = runner(repo, vec![good, bad]);
     let before = repo.resolve("latest").await.ok();
     let m = r.backup(&BackupOptions::default()).await?;
-    check(!m.is_complete(), || "a backup with a failed component was marked complete".into())?;
+    check(!m.is_complete(), || {
+        "a backup with a failed component was marked complete".into()
+    })?;
     let err = m.components.get(&bad_name).and_then(|c| c.error.clone());
-    check(err.is_some(), || "the failed component's error was not recorded".into())?;
-    check(repo.resolve("latest").await.ok() == before, || "`latest` picked a failed backup".into())?;
+    check(err.is_some(), || {
+        "the failed component's error was not recorded".into()
+    })?;
+    check(repo.resolve("latest").await.ok() == before, || {
+        "`latest` picked a failed backup".into()
+    })?;
     let entries = repo.list().await?;
-    let e = entries.iter().find(|e| e.id == m.id).ok_or_else(|| Error::Other("failed backup not listed".into()))?;
-    check(e.status() == "failed", || format!("failed backup listed as {}", e.status()))?;
+    let e = entries
+        .iter()
+        .find(|e| e.id == m.id)
+        .ok_or_else(|| Error::Other("failed backup not listed".into()))?;
+    check(e.status() == "failed", || {
+        format!("failed backup listed as {}", e.status())
+    })?;
     let res = r.restore(&m.id, &plan(&[bad_name.as_str()], false)).await;
-    check(res.is_err(), || "restoring a failed component was not refused".into())?;
+    check(res.is_err(), || {
+        "restoring a failed component was not refused".into()
+    })?;
     Ok(())
 }

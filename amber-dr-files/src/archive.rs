@@ -65,9 +65,15 @@ impl MTime {
         Some(if !neg {
             Self { secs, nanos }
         } else if nanos == 0 {
-            Self { secs: -secs, nanos: 0 }
+            Self {
+                secs: -secs,
+                nanos: 0,
+            }
         } else {
-            Self { secs: -secs - 1, nanos: 1_000_000_000 - nanos }
+            Self {
+                secs: -secs - 1,
+                nanos: 1_000_000_000 - nanos,
+            }
         })
     }
 
@@ -153,12 +159,15 @@ pub(crate) fn root_meta(root: &Path) -> io::Result<(u32, MTime)> {
     Ok((m.mode() & 0o7777, MTime::of(&m)))
 }
 
+/// Called for every entry: relative path, metadata (not following symlinks), warnings.
+type Visitor<'a> = dyn FnMut(&Path, &fs::Metadata, &mut Vec<String>) -> io::Result<()> + 'a;
+
 /// Visit every entry under `root` (not following symlinks), depth first, names sorted bytewise.
 fn walk(
     root: &Path,
     rel: &Path,
     warnings: &mut Vec<String>,
-    visit: &mut dyn FnMut(&Path, &fs::Metadata, &mut Vec<String>) -> io::Result<()>,
+    visit: &mut Visitor<'_>,
 ) -> io::Result<()> {
     let dir = root.join(rel);
     let mut names: Vec<std::ffi::OsString> = Vec::new();
@@ -171,7 +180,10 @@ fn walk(
         let meta = match fs::symlink_metadata(root.join(&rel2)) {
             Ok(m) => m,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                warnings.push(format!("`{}` vanished while the directory was read", rel2.display()));
+                warnings.push(format!(
+                    "`{}` vanished while the directory was read",
+                    rel2.display()
+                ));
                 continue;
             }
             Err(e) => return Err(e),
@@ -241,7 +253,9 @@ impl Read for ExactReader {
         let n = self.file.read(buf)?;
         let n = if n == 0 {
             // File shrank: pad.
-            let n = buf.len().min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
+            let n = buf
+                .len()
+                .min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
             buf[..n].fill(0);
             self.padded += n as u64;
             n
@@ -274,68 +288,92 @@ pub(crate) fn write_tree<W: Write>(
     let mut fp = Fingerprint::new(root_mode, root_mtime);
     let mut b = tar::Builder::new(out);
     let mut warnings = Vec::new();
-    walk(root, Path::new(""), &mut warnings, &mut |rel, meta, warnings| {
-        let ft = meta.file_type();
-        let mtime = MTime::of(meta);
-        if ft.is_dir() {
-            append_pax_mtime(&mut b, mtime)?;
-            let mut h = base_header(meta, EntryType::Directory, 0);
-            b.append_data(&mut h, rel, io::empty())?;
-            fp.add(Kind::Dir, rel, meta.mode(), 0, mtime, b"");
-        } else if ft.is_symlink() {
-            let target = fs::read_link(root.join(rel))?;
-            append_pax_mtime(&mut b, mtime)?;
-            let mut h = base_header(meta, EntryType::Symlink, 0);
-            b.append_link(&mut h, rel, &target)?;
-            fp.add(Kind::Symlink, rel, 0, 0, mtime, target.as_os_str().as_bytes());
-        } else if ft.is_file() {
-            let file = match File::open(root.join(rel)) {
-                Ok(f) => f,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    warnings.push(format!("`{}` vanished before it was read", rel.display()));
+    walk(
+        root,
+        Path::new(""),
+        &mut warnings,
+        &mut |rel, meta, warnings| {
+            let ft = meta.file_type();
+            let mtime = MTime::of(meta);
+            if ft.is_dir() {
+                append_pax_mtime(&mut b, mtime)?;
+                let mut h = base_header(meta, EntryType::Directory, 0);
+                b.append_data(&mut h, rel, io::empty())?;
+                fp.add(Kind::Dir, rel, meta.mode(), 0, mtime, b"");
+            } else if ft.is_symlink() {
+                let target = fs::read_link(root.join(rel))?;
+                append_pax_mtime(&mut b, mtime)?;
+                let mut h = base_header(meta, EntryType::Symlink, 0);
+                b.append_link(&mut h, rel, &target)?;
+                fp.add(
+                    Kind::Symlink,
+                    rel,
+                    0,
+                    0,
+                    mtime,
+                    target.as_os_str().as_bytes(),
+                );
+            } else if ft.is_file() {
+                let file = match File::open(root.join(rel)) {
+                    Ok(f) => f,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                        warnings.push(format!("`{}` vanished before it was read", rel.display()));
+                        return Ok(());
+                    }
+                    Err(e) => {
+                        return Err(io::Error::new(
+                            e.kind(),
+                            format!("cannot read `{}`: {e}", root.join(rel).display()),
+                        ))
+                    }
+                };
+                // Take the size and times of what we opened, not of what we listed.
+                let fmeta = file.metadata()?;
+                if !fmeta.is_file() || fmeta.ino() != meta.ino() {
+                    warnings.push(format!(
+                        "`{}` was replaced while the directory was read; skipped",
+                        rel.display()
+                    ));
                     return Ok(());
                 }
-                Err(e) => {
-                    return Err(io::Error::new(
-                        e.kind(),
-                        format!("cannot read `{}`: {e}", root.join(rel).display()),
-                    ))
+                let size = fmeta.len();
+                let mtime = MTime::of(&fmeta);
+                append_pax_mtime(&mut b, mtime)?;
+                let mut h = base_header(&fmeta, EntryType::Regular, size);
+                let mut reader = ExactReader {
+                    file: file.take(size),
+                    remaining: size,
+                    padded: 0,
+                };
+                b.append_data(&mut h, rel, &mut reader)?;
+                if reader.padded > 0 {
+                    warnings.push(format!(
+                        "`{}` shrank while it was read; stored padded to its original {size} bytes",
+                        rel.display()
+                    ));
+                } else if reader
+                    .file
+                    .into_inner()
+                    .metadata()
+                    .map(|m| m.len() != size)
+                    .unwrap_or(false)
+                {
+                    warnings.push(format!(
+                        "`{}` changed size while it was read; stored its first {size} bytes",
+                        rel.display()
+                    ));
                 }
-            };
-            // Take the size and times of what we opened, not of what we listed.
-            let fmeta = file.metadata()?;
-            if !fmeta.is_file() || fmeta.ino() != meta.ino() {
-                warnings.push(format!("`{}` was replaced while the directory was read; skipped", rel.display()));
-                return Ok(());
-            }
-            let size = fmeta.len();
-            let mtime = MTime::of(&fmeta);
-            append_pax_mtime(&mut b, mtime)?;
-            let mut h = base_header(&fmeta, EntryType::Regular, size);
-            let mut reader = ExactReader {
-                file: file.take(size),
-                remaining: size,
-                padded: 0,
-            };
-            b.append_data(&mut h, rel, &mut reader)?;
-            if reader.padded > 0 {
+                fp.add(Kind::File, rel, fmeta.mode(), size, mtime, b"");
+                progress.add_items(1);
+            } else {
                 warnings.push(format!(
-                    "`{}` shrank while it was read; stored padded to its original {size} bytes",
+                    "`{}` is a socket, FIFO or device file; skipped",
                     rel.display()
                 ));
-            } else if reader.file.into_inner().metadata().map(|m| m.len() != size).unwrap_or(false) {
-                warnings.push(format!("`{}` changed size while it was read; stored its first {size} bytes", rel.display()));
             }
-            fp.add(Kind::File, rel, fmeta.mode(), size, mtime, b"");
-            progress.add_items(1);
-        } else {
-            warnings.push(format!(
-                "`{}` is a socket, FIFO or device file; skipped",
-                rel.display()
-            ));
-        }
-        Ok(())
-    })?;
+            Ok(())
+        },
+    )?;
     let out = b.into_inner()?;
     Ok((out, fp.finish(warnings)))
 }
@@ -377,7 +415,13 @@ fn io_err(op: &'static str, path: &Path, e: io::Error) -> Error {
 }
 
 /// Set owner (best effort: only root may give files away), mode and mtime of `path`.
-fn apply_meta(path: &Path, h: &Header, mode: Option<u32>, mtime: MTime, symlink: bool) -> io::Result<()> {
+fn apply_meta(
+    path: &Path,
+    h: &Header,
+    mode: Option<u32>,
+    mtime: MTime,
+    symlink: bool,
+) -> io::Result<()> {
     if let (Ok(uid), Ok(gid)) = (h.uid(), h.gid()) {
         let (uid, gid) = (u32::try_from(uid).ok(), u32::try_from(gid).ok());
         let res = std::os::unix::fs::lchown(path, uid, gid);
@@ -389,7 +433,10 @@ fn apply_meta(path: &Path, h: &Header, mode: Option<u32>, mtime: MTime, symlink:
     }
     if let Some(mode) = mode {
         if !symlink {
-            fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(mode & 0o7777))?;
+            fs::set_permissions(
+                path,
+                std::os::unix::fs::PermissionsExt::from_mode(mode & 0o7777),
+            )?;
         }
     }
     let ft = mtime.filetime();
@@ -433,7 +480,8 @@ pub(crate) fn read_archive<R: Read>(
     for entry in archive.entries().map_err(read_err)? {
         let mut entry = entry.map_err(read_err)?;
         let raw_path = entry.path_bytes().into_owned();
-        let rel = safe_rel_path(&raw_path).map_err(|why| unsafe_entry(artifact, &raw_path, &why))?;
+        let rel =
+            safe_rel_path(&raw_path).map_err(|why| unsafe_entry(artifact, &raw_path, &why))?;
         let kind = entry.header().entry_type();
         if kind == EntryType::XGlobalHeader {
             continue;
@@ -456,7 +504,11 @@ pub(crate) fn read_archive<R: Read>(
             continue;
         }
         // Every ancestor must be a directory of this archive, never a symlink.
-        let mut ancestors: Vec<&Path> = rel.ancestors().skip(1).filter(|a| !a.as_os_str().is_empty()).collect();
+        let mut ancestors: Vec<&Path> = rel
+            .ancestors()
+            .skip(1)
+            .filter(|a| !a.as_os_str().is_empty())
+            .collect();
         ancestors.reverse();
         for a in ancestors {
             if links.contains(a) {
@@ -483,7 +535,11 @@ pub(crate) fn read_archive<R: Read>(
         match kind {
             EntryType::Directory => {
                 if dirs.contains(&rel) {
-                    return Err(unsafe_entry(artifact, &raw_path, "duplicate directory entry"));
+                    return Err(unsafe_entry(
+                        artifact,
+                        &raw_path,
+                        "duplicate directory entry",
+                    ));
                 }
                 if let Some(st) = staging {
                     let p = st.join(&rel);
@@ -505,7 +561,8 @@ pub(crate) fn read_archive<R: Read>(
                     let p = st.join(&rel);
                     std::os::unix::fs::symlink(OsStr::from_bytes(&target), &p)
                         .map_err(|e| io_err("create symlink", &p, e))?;
-                    apply_meta(&p, &header, None, mtime, true).map_err(|e| io_err("set metadata of", &p, e))?;
+                    apply_meta(&p, &header, None, mtime, true)
+                        .map_err(|e| io_err("set metadata of", &p, e))?;
                 }
                 fp.add(Kind::Symlink, &rel, 0, 0, mtime, &target);
                 links.insert(rel);
@@ -529,7 +586,8 @@ pub(crate) fn read_archive<R: Read>(
                         size += n as u64;
                     }
                     drop(f);
-                    apply_meta(&p, &header, Some(hmode), mtime, false).map_err(|e| io_err("set metadata of", &p, e))?;
+                    apply_meta(&p, &header, Some(hmode), mtime, false)
+                        .map_err(|e| io_err("set metadata of", &p, e))?;
                 } else {
                     loop {
                         let n = entry.read(&mut buf).map_err(read_err)?;
@@ -547,17 +605,27 @@ pub(crate) fn read_archive<R: Read>(
                     .link_name_bytes()
                     .ok_or_else(|| unsafe_entry(artifact, &raw_path, "hard link without a target"))?
                     .into_owned();
-                let trel = safe_rel_path(&target)
-                    .map_err(|why| unsafe_entry(artifact, &raw_path, &format!("hard link target: {why}")))?;
+                let trel = safe_rel_path(&target).map_err(|why| {
+                    unsafe_entry(artifact, &raw_path, &format!("hard link target: {why}"))
+                })?;
                 if trel.ancestors().any(|a| links.contains(a)) {
-                    return Err(unsafe_entry(artifact, &raw_path, "hard link target goes through a symlink"));
+                    return Err(unsafe_entry(
+                        artifact,
+                        &raw_path,
+                        "hard link target goes through a symlink",
+                    ));
                 }
                 let mut size = 0;
                 if let Some(st) = staging {
                     let (src, p) = (st.join(&trel), st.join(&rel));
-                    let m = fs::symlink_metadata(&src).map_err(|e| io_err("find hard link target", &src, e))?;
+                    let m = fs::symlink_metadata(&src)
+                        .map_err(|e| io_err("find hard link target", &src, e))?;
                     if !m.is_file() {
-                        return Err(unsafe_entry(artifact, &raw_path, "hard link target is not a file of this archive"));
+                        return Err(unsafe_entry(
+                            artifact,
+                            &raw_path,
+                            "hard link target is not a file of this archive",
+                        ));
                     }
                     size = m.len();
                     fs::hard_link(&src, &p).map_err(|e| io_err("create hard link", &p, e))?;
@@ -584,7 +652,10 @@ pub(crate) fn read_archive<R: Read>(
 
 /// Apply the root directory's recorded mode and mtime.
 pub(crate) fn apply_root_meta(root: &Path, mode: u32, mtime: MTime) -> io::Result<()> {
-    fs::set_permissions(root, std::os::unix::fs::PermissionsExt::from_mode(mode & 0o7777))?;
+    fs::set_permissions(
+        root,
+        std::os::unix::fs::PermissionsExt::from_mode(mode & 0o7777),
+    )?;
     let ft = mtime.filetime();
     filetime::set_symlink_file_times(root, ft, ft)
 }
@@ -607,11 +678,22 @@ mod tests {
     fn mtime_pax_roundtrip_including_negative() {
         for m in [
             MTime { secs: 0, nanos: 0 },
-            MTime { secs: 1_700_000_000, nanos: 123_456_789 },
+            MTime {
+                secs: 1_700_000_000,
+                nanos: 123_456_789,
+            },
             MTime { secs: -5, nanos: 0 },
-            MTime { secs: -5, nanos: 250_000_000 },
+            MTime {
+                secs: -5,
+                nanos: 250_000_000,
+            },
         ] {
-            assert_eq!(MTime::parse_pax(&m.pax_value()), Some(m), "{}", m.pax_value());
+            assert_eq!(
+                MTime::parse_pax(&m.pax_value()),
+                Some(m),
+                "{}",
+                m.pax_value()
+            );
         }
     }
 

@@ -99,9 +99,11 @@ impl Component for Files {
             Ok(s) => {
                 p.reachable = true;
                 p.size_estimate = Some(s.stats.bytes);
-                p.details.insert("path".into(), root.display().to_string().into());
+                p.details
+                    .insert("path".into(), root.display().to_string().into());
                 p.details.insert("files".into(), s.stats.files.into());
-                p.details.insert("directories".into(), s.stats.directories.into());
+                p.details
+                    .insert("directories".into(), s.stats.directories.into());
                 p.warnings = s.warnings;
             }
             Err(e) => {
@@ -140,7 +142,9 @@ impl Component for Files {
                 return Err(self.err("snapshot", FilesError::Missing(root)));
             }
             Err(e) => return Err(Error::io("inspect", root, e)),
-            Ok(m) if !m.is_dir() => return Err(self.err("snapshot", FilesError::NotADirectory(root))),
+            Ok(m) if !m.is_dir() => {
+                return Err(self.err("snapshot", FilesError::NotADirectory(root)))
+            }
             Ok(_) => {}
         }
         cx.progress().set_phase("archiving");
@@ -186,7 +190,9 @@ impl Component for Files {
         }
         let details: Details = record.details()?;
         if details.absent {
-            report.notes.push("the directory did not exist when this snapshot was taken".into());
+            report
+                .notes
+                .push("the directory did not exist when this snapshot was taken".into());
             return Ok(report);
         }
         let art = record.artifact(ARTIFACT)?.clone();
@@ -228,7 +234,10 @@ impl Component for Files {
         } else {
             report.notes.push(format!(
                 "{} files, {} directories, {} symlinks, {} bytes decoded and match the record",
-                summary.stats.files, summary.stats.directories, summary.stats.symlinks, summary.stats.bytes
+                summary.stats.files,
+                summary.stats.directories,
+                summary.stats.symlinks,
+                summary.stats.bytes
             ));
         }
         Ok(report)
@@ -249,7 +258,10 @@ impl Component for Files {
         let exists = tokio::fs::symlink_metadata(&target).await.is_ok();
         if opts.dry_run {
             report.actions.push(if details.absent {
-                format!("remove `{}` (it did not exist when the backup was taken)", target.display())
+                format!(
+                    "remove `{}` (it did not exist when the backup was taken)",
+                    target.display()
+                )
             } else {
                 format!(
                     "{} `{}` with {} files, {} directories, {} symlinks, {} bytes from `{}`",
@@ -277,14 +289,22 @@ impl Component for Files {
 
         if details.absent {
             if exists {
-                tokio::fs::rename(&target, &aside)
-                    .await
-                    .map_err(|source| self.err("restore", FilesError::Swap { path: target.clone(), source }))?;
+                tokio::fs::rename(&target, &aside).await.map_err(|source| {
+                    self.err(
+                        "restore",
+                        FilesError::Swap {
+                            path: target.clone(),
+                            source,
+                        },
+                    )
+                })?;
                 tokio::fs::remove_dir_all(&aside)
                     .await
                     .map_err(|e| Error::io("remove old directory", &aside, e))?;
             }
-            report.actions.push(format!("removed `{}`", target.display()));
+            report
+                .actions
+                .push(format!("removed `{}`", target.display()));
             return Ok(report);
         }
 
@@ -314,7 +334,13 @@ impl Component for Files {
         if exists {
             if let Err(source) = tokio::fs::rename(&target, &aside).await {
                 let _ = tokio::fs::remove_dir_all(&staging).await;
-                return Err(self.err("restore", FilesError::Swap { path: target, source }));
+                return Err(self.err(
+                    "restore",
+                    FilesError::Swap {
+                        path: target,
+                        source,
+                    },
+                ));
             }
         }
         if let Err(source) = tokio::fs::rename(&staging, &target).await {
@@ -322,7 +348,13 @@ impl Component for Files {
                 let _ = tokio::fs::rename(&aside, &target).await;
             }
             let _ = tokio::fs::remove_dir_all(&staging).await;
-            return Err(self.err("restore", FilesError::Swap { path: target, source }));
+            return Err(self.err(
+                "restore",
+                FilesError::Swap {
+                    path: target,
+                    source,
+                },
+            ));
         }
         if exists {
             if let Err(e) = tokio::fs::remove_dir_all(&aside).await {
@@ -341,8 +373,12 @@ impl Component for Files {
             summary.bytes
         ));
         report.stats.insert("files".into(), summary.files.into());
-        report.stats.insert("directories".into(), summary.directories.into());
-        report.stats.insert("symlinks".into(), summary.symlinks.into());
+        report
+            .stats
+            .insert("directories".into(), summary.directories.into());
+        report
+            .stats
+            .insert("symlinks".into(), summary.symlinks.into());
         report.stats.insert("bytes".into(), summary.bytes.into());
         Ok(report)
     }

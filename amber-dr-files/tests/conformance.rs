@@ -23,10 +23,16 @@ impl Dirs {
 #[async_trait]
 impl Fixture for Dirs {
     fn component(&self, slot: usize) -> Arc<dyn Component> {
-        Arc::new(Files::new(format!("uploads{slot}"), FilesConfig::new(self.dir(slot))))
+        Arc::new(Files::new(
+            format!("uploads{slot}"),
+            FilesConfig::new(self.dir(slot)),
+        ))
     }
     fn failing_component(&self) -> Arc<dyn Component> {
-        Arc::new(Files::new("missing", FilesConfig::new(self.base.path().join("no-such-dir"))))
+        Arc::new(Files::new(
+            "missing",
+            FilesConfig::new(self.base.path().join("no-such-dir")),
+        ))
     }
     async fn populate(&self, slot: usize) -> Result<()> {
         common::unlock(&self.dir(slot));
@@ -48,7 +54,9 @@ impl Fixture for Dirs {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn files_driver_passes_the_conformance_suite() {
-    let fx = Dirs { base: tempfile::tempdir().unwrap() };
+    let fx = Dirs {
+        base: tempfile::tempdir().unwrap(),
+    };
     let (repo, _guard) = testkit::temp_repo();
     if let Err(e) = testkit::run_all(&fx, &repo).await {
         panic!("{e}");

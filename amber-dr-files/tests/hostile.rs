@@ -59,7 +59,10 @@ async fn restore_raw(tar: Vec<u8>, target: &Path) -> amber_dr_core::Result<()> {
     });
     let files = Files::new("uploads", FilesConfig::new(target));
     let cx = ReadContext::new(repo.clone(), "20260101_000000", Progress::none());
-    files.restore(&cx, &rec, &RestoreOptions::default()).await.map(|_| ())
+    files
+        .restore(&cx, &rec, &RestoreOptions::default())
+        .await
+        .map(|_| ())
 }
 
 fn listing(dir: &Path) -> Vec<String> {
@@ -85,17 +88,29 @@ async fn hostile_entries_are_refused_and_nothing_outside_changes() {
 
     let cases: Vec<(&str, Vec<u8>)> = vec![
         ("dot-dot", raw_tar(&[E::File(b"../escape.txt", b"x")])),
-        ("dot-dot nested", raw_tar(&[E::Dir(b"a/"), E::File(b"a/../../escape.txt", b"x")])),
-        ("absolute", raw_tar(&[E::File(outside_abs.as_bytes(), b"x")])),
+        (
+            "dot-dot nested",
+            raw_tar(&[E::Dir(b"a/"), E::File(b"a/../../escape.txt", b"x")]),
+        ),
+        (
+            "absolute",
+            raw_tar(&[E::File(outside_abs.as_bytes(), b"x")]),
+        ),
         (
             "write through symlink",
-            raw_tar(&[E::Symlink(b"link", outside_link.as_bytes()), E::File(b"link/pwned.txt", b"x")]),
+            raw_tar(&[
+                E::Symlink(b"link", outside_link.as_bytes()),
+                E::File(b"link/pwned.txt", b"x"),
+            ]),
         ),
         (
             "write through symlink to parent",
             raw_tar(&[E::Symlink(b"up", b".."), E::File(b"up/escape.txt", b"x")]),
         ),
-        ("hard link outside", raw_tar(&[E::HardLink(b"h", b"../outside/keep.txt")])),
+        (
+            "hard link outside",
+            raw_tar(&[E::HardLink(b"h", b"../outside/keep.txt")]),
+        ),
         (
             "directory over symlink",
             raw_tar(&[E::Symlink(b"d", outside_link.as_bytes()), E::Dir(b"d/sub/")]),
@@ -103,21 +118,43 @@ async fn hostile_entries_are_refused_and_nothing_outside_changes() {
     ];
     for (what, tar) in cases {
         let err = restore_raw(tar, &target).await.expect_err(what);
-        assert!(matches!(err, Error::Unsafe { .. }), "{what}: expected a refusal, got {err}");
-        assert!(err.to_string().contains("entry"), "{what}: message names the entry: {err}");
-        assert_eq!(listing(&outside), vec!["keep.txt".to_string()], "{what}: outside changed");
+        assert!(
+            matches!(err, Error::Unsafe { .. }),
+            "{what}: expected a refusal, got {err}"
+        );
+        assert!(
+            err.to_string().contains("entry"),
+            "{what}: message names the entry: {err}"
+        );
+        assert_eq!(
+            listing(&outside),
+            vec!["keep.txt".to_string()],
+            "{what}: outside changed"
+        );
         assert_eq!(fs::read(outside.join("keep.txt")).unwrap(), b"precious");
         assert!(!base.path().join("work/escape.txt").exists(), "{what}");
         assert!(!base.path().join("escape.txt").exists(), "{what}");
-        assert_eq!(common::fingerprint(&target), before, "{what}: target changed");
-        assert_eq!(listing(&base.path().join("work")), vec!["uploads".to_string()], "{what}: staging left behind");
+        assert_eq!(
+            common::fingerprint(&target),
+            before,
+            "{what}: target changed"
+        );
+        assert_eq!(
+            listing(&base.path().join("work")),
+            vec!["uploads".to_string()],
+            "{what}: staging left behind"
+        );
     }
 
     // A legitimate foreign archive (no parent entries, no PAX) still restores.
     restore_raw(raw_tar(&[E::File(b"a/b/c.txt", b"hello")]), &target)
         .await
         .expect_err("fingerprint of an empty record cannot match");
-    assert_eq!(common::fingerprint(&target), before, "a failed compare must leave the target");
+    assert_eq!(
+        common::fingerprint(&target),
+        before,
+        "a failed compare must leave the target"
+    );
     common::unlock(base.path());
 }
 

@@ -27,11 +27,19 @@ async fn main() -> amber_dr_core::Result<()> {
     let manifest = runner.backup(&BackupOptions::default()).await?;
     println!("backup {} is {:?}", manifest.id, manifest.status);
 
-    let verified = runner.verify(&manifest.id, &Selection::all(), VerifyLevel::Full).await?;
-    println!("verify: {}", if verified.is_ok() { "ok" } else { "DAMAGED" });
+    let verified = runner
+        .verify(&manifest.id, &Selection::all(), VerifyLevel::Full)
+        .await?;
+    println!(
+        "verify: {}",
+        if verified.is_ok() { "ok" } else { "DAMAGED" }
+    );
 
     // Restore into the same directory (a safety backup of the current state is taken first).
-    let plan = RestorePlanOptions { safety_backup: true, ..Default::default() };
+    let plan = RestorePlanOptions {
+        safety_backup: true,
+        ..Default::default()
+    };
     let outcome = runner.restore(&manifest.id, &plan).await?;
     println!("restored; safety backup {:?}", outcome.safety_backup);
     Ok(())

@@ -21,13 +21,25 @@ impl Files {
 #[async_trait]
 impl Fixture for Files {
     fn component(&self, slot: usize) -> Arc<dyn Component> {
-        Arc::new(SingleFile::new(format!("file{slot}"), SingleFileConfig { path: self.path(slot) }))
+        Arc::new(SingleFile::new(
+            format!("file{slot}"),
+            SingleFileConfig {
+                path: self.path(slot),
+            },
+        ))
     }
     fn failing_component(&self) -> Arc<dyn Component> {
-        Arc::new(SingleFile::new("missing", SingleFileConfig { path: self.dir.path().join("nope") }))
+        Arc::new(SingleFile::new(
+            "missing",
+            SingleFileConfig {
+                path: self.dir.path().join("nope"),
+            },
+        ))
     }
     async fn populate(&self, slot: usize) -> Result<()> {
-        let data: Vec<u8> = (0..500_000u32).map(|i| (i % 253) as u8 ^ slot as u8).collect();
+        let data: Vec<u8> = (0..500_000u32)
+            .map(|i| (i % 253) as u8 ^ slot as u8)
+            .collect();
         std::fs::write(self.path(slot), data).unwrap();
         Ok(())
     }
@@ -41,13 +53,19 @@ impl Fixture for Files {
     }
     async fn fingerprint(&self, slot: usize) -> Result<String> {
         let d = std::fs::read(self.path(slot)).unwrap();
-        Ok(format!("{} bytes, sum {}", d.len(), d.iter().map(|&b| u64::from(b)).sum::<u64>()))
+        Ok(format!(
+            "{} bytes, sum {}",
+            d.len(),
+            d.iter().map(|&b| u64::from(b)).sum::<u64>()
+        ))
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn single_file_driver_conforms() {
-    let fx = Files { dir: tempfile::tempdir().unwrap() };
+    let fx = Files {
+        dir: tempfile::tempdir().unwrap(),
+    };
     let (repo, _guard) = testkit::temp_repo();
     testkit::run_all(&fx, &repo).await.unwrap();
 }

@@ -26,10 +26,16 @@ impl Dirs {
 #[async_trait]
 impl Fixture for Dirs {
     fn component(&self, slot: usize) -> Arc<dyn Component> {
-        Arc::new(Files::new(format!("uploads{slot}"), FilesConfig::new(self.dir(slot))))
+        Arc::new(Files::new(
+            format!("uploads{slot}"),
+            FilesConfig::new(self.dir(slot)),
+        ))
     }
     fn failing_component(&self) -> Arc<dyn Component> {
-        Arc::new(Files::new("missing", FilesConfig::new(self.base.path().join("nope"))))
+        Arc::new(Files::new(
+            "missing",
+            FilesConfig::new(self.base.path().join("nope")),
+        ))
     }
     async fn populate(&self, slot: usize) -> Result<()> {
         common::unlock(&self.dir(slot));
@@ -59,9 +65,13 @@ fn repo_or_skip(name: &str) -> Option<Repository> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn files_conformance_with_repository_on_s3() {
-    let Some(repo) = repo_or_skip("conformance") else { return };
+    let Some(repo) = repo_or_skip("conformance") else {
+        return;
+    };
     repo.check_access().await.unwrap();
-    let fx = Dirs { base: tempfile::tempdir().unwrap() };
+    let fx = Dirs {
+        base: tempfile::tempdir().unwrap(),
+    };
     if let Err(e) = testkit::run_all(&fx, &repo).await {
         panic!("{e}");
     }
@@ -70,7 +80,9 @@ async fn files_conformance_with_repository_on_s3() {
 
 #[tokio::test]
 async fn s3_lock_is_exclusive() {
-    let Some(repo) = repo_or_skip("lock") else { return };
+    let Some(repo) = repo_or_skip("lock") else {
+        return;
+    };
     let lock = repo.lock("backup").await.unwrap();
     let err = repo.lock("prune").await.expect_err("second lock");
     assert!(matches!(err, Error::Locked { .. }), "{err}");
@@ -89,7 +101,10 @@ async fn wrong_secret_is_a_clear_error() {
     let err = repo.check_access().await.expect_err("bad secret must fail");
     let msg = err.to_string();
     assert!(msg.contains("s3://"), "names the repository: {msg}");
-    assert!(!msg.contains("wrong-secret"), "never prints the secret: {msg}");
+    assert!(
+        !msg.contains("wrong-secret"),
+        "never prints the secret: {msg}"
+    );
     let unreachable = RepositoryConfig {
         endpoint: Some("http://127.0.0.1:1".into()),
         ..cfg

@@ -24,7 +24,9 @@ pub fn populate(dir: &Path, seed: u8) {
     };
     w("readme.txt", format!("hello {seed}\n").as_bytes());
     w("docs/tenant-1/report.pdf", &vec![seed; 70_000]);
-    let big: Vec<u8> = (0..3_000_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8 ^ seed).collect();
+    let big: Vec<u8> = (0..3_000_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8 ^ seed)
+        .collect();
     w("docs/tenant-1/big.bin", &big);
     w("docs/tenant-2/ünïcödé name with spaces 🎉.txt", b"unicode");
     w("empty-file", b"");
@@ -41,11 +43,28 @@ pub fn populate(dir: &Path, seed: u8) {
     fs::set_permissions(dir.join("empty-file"), fs::Permissions::from_mode(0o400)).unwrap();
     fs::write(dir.join("docs/tenant-2/locked.txt"), b"locked").unwrap();
     // mtimes with nanoseconds, and one before 1970.
-    filetime::set_file_mtime(dir.join("docs/tenant-1/report.pdf"), filetime::FileTime::from_unix_time(1_600_000_000, 123_456_789)).unwrap();
-    filetime::set_file_mtime(dir.join("docs/tenant-2/locked.txt"), filetime::FileTime::from_unix_time(-86_400, 5)).unwrap();
-    filetime::set_symlink_file_times(dir.join("link-outside"), filetime::FileTime::from_unix_time(1_500_000_000, 7), filetime::FileTime::from_unix_time(1_500_000_000, 7)).unwrap();
+    filetime::set_file_mtime(
+        dir.join("docs/tenant-1/report.pdf"),
+        filetime::FileTime::from_unix_time(1_600_000_000, 123_456_789),
+    )
+    .unwrap();
+    filetime::set_file_mtime(
+        dir.join("docs/tenant-2/locked.txt"),
+        filetime::FileTime::from_unix_time(-86_400, 5),
+    )
+    .unwrap();
+    filetime::set_symlink_file_times(
+        dir.join("link-outside"),
+        filetime::FileTime::from_unix_time(1_500_000_000, 7),
+        filetime::FileTime::from_unix_time(1_500_000_000, 7),
+    )
+    .unwrap();
     fs::set_permissions(dir.join("docs/tenant-2"), fs::Permissions::from_mode(0o555)).unwrap();
-    filetime::set_file_mtime(dir.join("empty-dir"), filetime::FileTime::from_unix_time(1_400_000_000, 999_999_999)).unwrap();
+    filetime::set_file_mtime(
+        dir.join("empty-dir"),
+        filetime::FileTime::from_unix_time(1_400_000_000, 999_999_999),
+    )
+    .unwrap();
 }
 
 /// Make every directory writable again (tests leave read-only directories behind).
@@ -82,7 +101,12 @@ pub fn destroy(dir: &Path) {
 pub fn fingerprint(dir: &Path) -> String {
     let mut out = String::new();
     match fs::symlink_metadata(dir) {
-        Ok(m) => out.push_str(&format!(". mode={:o} mtime={}.{}\n", m.mode() & 0o7777, m.mtime(), m.mtime_nsec())),
+        Ok(m) => out.push_str(&format!(
+            ". mode={:o} mtime={}.{}\n",
+            m.mode() & 0o7777,
+            m.mtime(),
+            m.mtime_nsec()
+        )),
         Err(_) => return "<absent>".into(),
     }
     let mut entries = Vec::new();
@@ -104,10 +128,20 @@ fn collect(root: &Path, rel: &Path, out: &mut Vec<String>) {
         let name = String::from_utf8_lossy(rel2.as_os_str().as_bytes()).into_owned();
         let ft = m.file_type();
         let line = if ft.is_symlink() {
-            format!("{name:?} link -> {:?} mtime={}.{}", fs::read_link(&p).unwrap(), m.mtime(), m.mtime_nsec())
+            format!(
+                "{name:?} link -> {:?} mtime={}.{}",
+                fs::read_link(&p).unwrap(),
+                m.mtime(),
+                m.mtime_nsec()
+            )
         } else if ft.is_dir() {
             collect(root, &rel2, out);
-            format!("{name:?} dir mode={:o} mtime={}.{}", m.mode() & 0o7777, m.mtime(), m.mtime_nsec())
+            format!(
+                "{name:?} dir mode={:o} mtime={}.{}",
+                m.mode() & 0o7777,
+                m.mtime(),
+                m.mtime_nsec()
+            )
         } else {
             let mut h = Sha256::new();
             let mut f = fs::File::open(&p).unwrap_or_else(|_| {

@@ -1,0 +1,224 @@
+//! The command line, as clap derive types.
+
+use std::path::PathBuf;
+
+use clap::{ArgAction, Args, Parser, Subcommand};
+
+/// The config file used when neither `--config` nor `AMBER_DR_CONFIG` names one.
+pub const DEFAULT_CONFIG: &str = "amber-dr.toml";
+
+/// amber-dr: back up and restore every store of the Amber system as one verified backup.
+#[derive(Debug, Parser)]
+#[command(
+    name = "amber-dr",
+    version,
+    propagate_version = true,
+    after_help = "Exit codes: 0 ok, 1 failed, 2 usage or config error, 3 verification found damage, 130 interrupted."
+)]
+pub struct Cli {
+    /// The config file [default: amber-dr.toml in the current directory].
+    #[arg(long, global = true, env = "AMBER_DR_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// The repository URL; overrides `[repository] url` (a relative path is relative to the
+    /// current directory).
+    #[arg(long, global = true, value_name = "URL")]
+    pub repo: Option<String>,
+
+    /// Machine-readable output: one JSON document on stdout, errors included.
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// More log output on stderr (-v info, -vv debug, -vvv trace). RUST_LOG overrides.
+    #[arg(short, long, global = true, action = ArgAction::Count, conflicts_with = "quiet")]
+    pub verbose: u8,
+
+    /// Less output: errors only in the log, no progress bars, no summaries.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Write a commented amber-dr.toml with the Amber docker-compose defaults.
+    Init(InitArgs),
+    /// Probe the repository and every component: reachable, versions, tools found.
+    Doctor,
+    /// Take a backup; prints the new backup id (alone, on the last line).
+    Backup(BackupArgs),
+    /// List the backups: id, time, status, components, size.
+    List,
+    /// Show a backup's manifest, summarised.
+    Show(ShowArgs),
+    /// Verify a backup; exits 0 only if everything checks out, 3 on damage.
+    Verify(VerifyArgs),
+    /// Restore a backup, all of it or some components.
+    Restore(RestoreArgs),
+    /// Delete backups that no --keep-* rule keeps.
+    Prune(PruneArgs),
+    /// Remove the repository lock left by a crashed run, and say who held it.
+    Unlock,
+}
+
+/// `init`.
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Overwrite an existing config file.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// `--only` / `--skip`, shared by backup, verify and restore.
+#[derive(Debug, Args, Clone, Default)]
+pub struct SelectionArgs {
+    /// Only these components (comma separated, repeatable).
+    #[arg(long, value_delimiter = ',', value_name = "NAMES")]
+    pub only: Vec<String>,
+    /// Leave these components out (comma separated, repeatable).
+    #[arg(long, value_delimiter = ',', value_name = "NAMES")]
+    pub skip: Vec<String>,
+}
+
+impl SelectionArgs {
+    /// The core's selection, with blanks removed.
+    pub fn selection(&self) -> amber_dr_core::Selection {
+        let clean = |v: &[String]| -> Vec<String> {
+            v.iter()
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect()
+        };
+        amber_dr_core::Selection {
+            only: clean(&self.only),
+            skip: clean(&self.skip),
+        }
+    }
+}
+
+/// `backup`.
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// Which components.
+    #[command(flatten)]
+    pub select: SelectionArgs,
+    /// A tag to record in the manifest (repeatable).
+    #[arg(long, value_name = "TEXT")]
+    pub tag: Vec<String>,
+}
+
+/// `show`.
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// A backup id, or `latest` (the newest complete backup).
+    #[arg(value_name = "ID|latest")]
+    pub backup: String,
+}
+
+/// `verify`.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// A backup id, or `latest`.
+    #[arg(value_name = "ID|latest")]
+    pub backup: String,
+    /// Which components.
+    #[command(flatten)]
+    pub select: SelectionArgs,
+    /// Only check that every artifact is present with its size (no reading, no hashing).
+    #[arg(long)]
+    pub quick: bool,
+}
+
+/// `restore`.
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// A backup id, `latest`, or the directory of a legacy runbook backup.
+    #[arg(value_name = "ID|latest|PATH")]
+    pub backup: String,
+    /// Which components.
+    #[command(flatten)]
+    pub select: SelectionArgs,
+    /// Do not ask for confirmation.
+    #[arg(long)]
+    pub yes: bool,
+    /// Print the plan and what each driver would do; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Do not take a safety backup of the current state first.
+    #[arg(long)]
+    pub no_safety_backup: bool,
+    /// Restore component NAME into another target (a directory, database, bucket, ...)
+    /// instead of its configured one (repeatable).
+    #[arg(long, value_name = "NAME=VALUE", value_parser = parse_target)]
+    pub target: Vec<(String, String)>,
+}
+
+/// `prune`.
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// Keep the N newest complete backups.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub keep_last: usize,
+    /// Keep the newest backup of each of the last N days that have one.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub keep_daily: usize,
+    /// Keep the newest backup of each of the last N ISO weeks that have one.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub keep_weekly: usize,
+    /// Keep the newest backup of each of the last N months that have one.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub keep_monthly: usize,
+    /// Say what would be deleted; delete nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+fn parse_target(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((name, value)) if !name.trim().is_empty() && !value.is_empty() => {
+            Ok((name.trim().to_string(), value.to_string()))
+        }
+        _ => Err(format!(
+            "`{s}` is not NAME=VALUE (a component name and its restore target)"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn only_and_skip_take_lists_and_repetition() {
+        let cli = Cli::try_parse_from([
+            "amber-dr", "backup", "--only", "a,b", "--only", "c", "--skip", "d",
+        ])
+        .expect("parses");
+        let Command::Backup(b) = cli.command else {
+            panic!("not backup")
+        };
+        let sel = b.select.selection();
+        assert_eq!(sel.only, ["a", "b", "c"]);
+        assert_eq!(sel.skip, ["d"]);
+    }
+
+    #[test]
+    fn targets_parse() {
+        assert_eq!(
+            parse_target("uploads=/tmp/x=y"),
+            Ok(("uploads".into(), "/tmp/x=y".into()))
+        );
+        assert!(parse_target("uploads").is_err());
+        assert!(parse_target("=x").is_err());
+    }
+}

@@ -1,0 +1,9 @@
+//! The `amber-dr` binary: register the drivers of this build, then run.
+
+use amber_dr_core::Registry;
+
+fn main() {
+    let mut registry = Registry::new();
+    amber_dr_files::register(&mut registry);
+    std::process::exit(amber_dr_cli::run(std::env::args_os(), registry));
+}
