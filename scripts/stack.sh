@@ -18,6 +18,8 @@
 #   AMBER_DR_S3_ACCESS_KEY / AMBER_DR_S3_SECRET_KEY   (default amberdr / amberdr-secret-key)
 #   AMBER_DR_S3_BUCKET    bucket pre-created for the backup repository (default amber-dr-repo)
 #   AMBER_DR_S3_REGION    region clients should sign for (default us-east-1)
+#   AMBER_DR_PG_PORT      Postgres port on 127.0.0.1 (default 39200)
+#   AMBER_DR_PG_PASSWORD  password of the `postgres` superuser (default amberdr-pg)
 #
 # Adding a service: write svc_<name>_install / _start / _stop / _status / _env
 # (and optionally _purge) below and add <name> to SERVICES. Start order is the
@@ -27,7 +29,7 @@ set -euo pipefail
 # shellcheck source=scripts/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-SERVICES=(s3)
+SERVICES=(s3 pg)
 
 STACK_DIR="${AMBER_DR_STACK_DIR:-$AMBER_DR_REPO_ROOT/.stack}"
 ENV_FILE="$STACK_DIR/env"
@@ -226,6 +228,117 @@ svc_s3_env() {
 
 svc_s3_purge() {
   rm -rf -- "$S3_DIR"
+}
+
+# ================================================================ pg (PostgreSQL)
+# Debian's PostgreSQL (15 on Debian 12), its own cluster in the state dir,
+# password (SCRAM) authentication over TCP, trust on the private socket.
+PG_PORT="${AMBER_DR_PG_PORT:-39200}"
+PG_PASSWORD="${AMBER_DR_PG_PASSWORD:-amberdr-pg}"
+PG_DIR="$STACK_DIR/pg"
+PG_DATA="$PG_DIR/data"
+PG_LOG="$PG_DIR/postgres.log"
+PG_SOCK="$PG_DIR/sock"
+
+pg_bindir() {
+  local d
+  while IFS= read -r d; do
+    if [[ -x "$d/initdb" && -x "$d/pg_ctl" ]]; then
+      printf '%s\n' "$d"
+      return 0
+    fi
+  done < <(printf '%s\n' /usr/lib/postgresql/*/bin | sort -V -r)
+  return 1
+}
+
+# Run a command as the cluster's owner: `postgres` when we are root, else ourselves.
+pg_as_owner() {
+  if [[ "$(id -u)" == 0 ]]; then
+    runuser -u postgres -- "$@"
+  else
+    "$@"
+  fi
+}
+
+svc_pg_install() {
+  if ! pg_bindir >/dev/null; then
+    ensure_apt_pkg /usr/lib/postgresql/15/bin/initdb postgresql
+  fi
+  pg_bindir >/dev/null || die "PostgreSQL server binaries not found under /usr/lib/postgresql/*/bin"
+}
+
+pg_running() {
+  local bin
+  bin="$(pg_bindir)" || return 1
+  [[ -f "$PG_DATA/postmaster.pid" ]] || return 1
+  pg_as_owner "$bin/pg_ctl" -D "$PG_DATA" status >/dev/null 2>&1
+}
+
+svc_pg_start() {
+  local bin
+  bin="$(pg_bindir)"
+  if pg_running; then
+    log "pg: already running at 127.0.0.1:$PG_PORT"
+    return 0
+  fi
+  if port_open "$HOST" "$PG_PORT"; then
+    die "port $PG_PORT on $HOST is already in use by another process;" \
+      "set AMBER_DR_PG_PORT to a free port (e.g. AMBER_DR_PG_PORT=$((PG_PORT + 1)) scripts/stack.sh up)"
+  fi
+  mkdir -p "$PG_DIR" "$PG_SOCK"
+  touch "$PG_LOG"
+  if [[ "$(id -u)" == 0 ]]; then
+    # The server runs as `postgres` and must write its log, socket and data here.
+    chown postgres:postgres "$PG_DIR" "$PG_SOCK" "$PG_LOG"
+  fi
+  if [[ ! -f "$PG_DATA/PG_VERSION" ]]; then
+    local pw="$PG_DIR/.pwfile"
+    (umask 077 && printf '%s\n' "$PG_PASSWORD" >"$pw")
+    [[ "$(id -u)" == 0 ]] && chown postgres:postgres "$pw"
+    log "pg: initdb in $PG_DATA"
+    pg_as_owner "$bin/initdb" -D "$PG_DATA" -U postgres --pwfile="$pw" \
+      --auth-host=scram-sha-256 --auth-local=trust -E UTF8 --locale=C.UTF-8 >>"$PG_LOG" 2>&1 \
+      || { tail -n 20 "$PG_LOG" >&2; die "initdb failed (log: $PG_LOG)"; }
+    rm -f "$pw"
+  fi
+  pg_as_owner "$bin/pg_ctl" -D "$PG_DATA" -l "$PG_LOG" -w -t 60 \
+    -o "-p $PG_PORT -k $PG_SOCK -c listen_addresses=$HOST -c max_connections=100 -c fsync=off -c full_page_writes=off" \
+    start >/dev/null \
+    || { tail -n 30 "$PG_LOG" >&2; die "postgres did not start on port $PG_PORT (log: $PG_LOG)"; }
+  log "pg: started PostgreSQL $("$bin/postgres" --version | awk '{print $3}') at $HOST:$PG_PORT, data in $PG_DATA"
+}
+
+svc_pg_stop() {
+  local bin
+  bin="$(pg_bindir)" || return 0
+  if pg_running; then
+    pg_as_owner "$bin/pg_ctl" -D "$PG_DATA" -m fast -w stop >/dev/null
+    log "pg: stopped"
+  else
+    log "pg: not running"
+  fi
+}
+
+svc_pg_status() {
+  if pg_running; then
+    printf '%-8s %-8s %s\n' pg running "postgres://$HOST:$PG_PORT"
+    return 0
+  fi
+  printf '%-8s %-8s %s\n' pg stopped "postgres://$HOST:$PG_PORT"
+  return 1
+}
+
+svc_pg_env() {
+  printf 'export AMBER_DR_PG_HOST=%q\n' "$HOST"
+  printf 'export AMBER_DR_PG_PORT=%q\n' "$PG_PORT"
+  printf 'export AMBER_DR_PG_USER=postgres\n'
+  printf 'export AMBER_DR_PG_PASSWORD=%q\n' "$PG_PASSWORD"
+  printf 'export AMBER_DR_PG_URL=%q\n' "postgres://postgres:$PG_PASSWORD@$HOST:$PG_PORT/postgres"
+  printf 'export AMBER_DR_PG_BINDIR=%q\n' "$(pg_bindir)"
+}
+
+svc_pg_purge() {
+  rm -rf -- "$PG_DIR"
 }
 
 # ================================================================ driver

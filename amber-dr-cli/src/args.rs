@@ -76,7 +76,8 @@ pub struct InitArgs {
 /// `--only` / `--skip`, shared by backup, verify and restore.
 #[derive(Debug, Args, Clone, Default)]
 pub struct SelectionArgs {
-    /// Only these components (comma separated, repeatable).
+    /// Only these components (comma separated, repeatable). For restore, `NAME/PART` restores
+    /// one part of a component (e.g. `postgres/amber`: one database).
     #[arg(long, value_delimiter = ',', value_name = "NAMES")]
     pub only: Vec<String>,
     /// Leave these components out (comma separated, repeatable).
@@ -93,10 +94,34 @@ impl SelectionArgs {
                 .filter(|s| !s.is_empty())
                 .collect()
         };
+        // `--only postgres/amber` selects the component `postgres` (and, for restore, its part
+        // `amber`: see `items`).
+        let mut only: Vec<String> = Vec::new();
+        for o in clean(&self.only) {
+            let name = o.split_once('/').map(|(n, _)| n.to_string()).unwrap_or(o);
+            if !only.contains(&name) {
+                only.push(name);
+            }
+        }
         amber_dr_core::Selection {
-            only: clean(&self.only),
+            only,
             skip: clean(&self.skip),
         }
+    }
+
+    /// Parts of components named as `--only NAME/PART` (databases, buckets, ...), by component.
+    pub fn items(&self) -> std::collections::BTreeMap<String, Vec<String>> {
+        let mut out: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+        for o in &self.only {
+            if let Some((name, part)) = o.trim().split_once('/') {
+                if !part.is_empty() {
+                    out.entry(name.to_string())
+                        .or_default()
+                        .push(part.to_string());
+                }
+            }
+        }
+        out
     }
 }
 

@@ -890,15 +890,17 @@ fn print_verify_component(out: &Output, name: &str, report: &VerifyReport) {
 // restore
 // ---------------------------------------------------------------------------------------
 
-/// A component whose restore goes to another target (`restore --target NAME=VALUE`).
+/// A component whose restore goes to another target (`restore --target NAME=VALUE`) or covers
+/// only some of its parts (`restore --only NAME/PART`).
 #[derive(Debug)]
-struct Retargeted {
+struct Overridden {
     inner: Arc<dyn Component>,
-    target: String,
+    target: Option<String>,
+    items: Vec<String>,
 }
 
 #[async_trait]
-impl Component for Retargeted {
+impl Component for Overridden {
     fn kind(&self) -> &'static str {
         self.inner.kind()
     }
@@ -928,7 +930,13 @@ impl Component for Retargeted {
         record: &ComponentRecord,
         opts: &RestoreOptions,
     ) -> amber_dr_core::Result<RestoreReport> {
-        let opts = opts.clone().target(Some(self.target.clone()));
+        let mut opts = opts.clone();
+        if self.target.is_some() {
+            opts.target = self.target.clone();
+        }
+        if !self.items.is_empty() {
+            opts.items = self.items.clone();
+        }
         self.inner.restore(cx, record, &opts).await
     }
 }
@@ -950,8 +958,19 @@ async fn restore(ctx: &Ctx, args: &RestoreArgs) -> CmdResult {
     let selection = args.select.selection();
     let names = selection.apply(manifest.components.keys().map(String::as_str))?;
     let mut retargeted = Vec::new();
-    if !args.target.is_empty() {
+    let items = args.select.items();
+    if !args.target.is_empty() || !items.is_empty() {
         let mut components = runner.components().to_vec();
+        for (name, parts) in &items {
+            let Some(slot) = components.iter_mut().find(|c| c.name() == name) else {
+                continue; // the runner reports a component missing from the config
+            };
+            *slot = Arc::new(Overridden {
+                inner: slot.clone(),
+                target: None,
+                items: parts.clone(),
+            });
+        }
         for (name, target) in &args.target {
             if !names.contains(name) {
                 return Err(Failure::usage(format!(
@@ -968,9 +987,10 @@ async fn restore(ctx: &Ctx, args: &RestoreArgs) -> CmdResult {
                     slot.kind()
                 )));
             }
-            *slot = Arc::new(Retargeted {
+            *slot = Arc::new(Overridden {
                 inner: slot.clone(),
-                target: target.clone(),
+                target: Some(target.clone()),
+                items: items.get(name).cloned().unwrap_or_default(),
             });
             retargeted.push(name.clone());
         }

@@ -28,7 +28,10 @@ use crate::progress::Progress;
 use crate::{Error, Result};
 
 /// Part size of multipart uploads (S3's minimum part size is 5 MiB).
-pub const PART_SIZE: usize = 8 * 1024 * 1024;
+pub const PART_SIZE: usize = 5 * 1024 * 1024;
+/// zstd job size with worker threads: bounds the compressor's buffers (the default for
+/// level 3 is 8 MiB per job and several jobs in flight).
+const ZSTD_JOB_SIZE: u32 = 2 * 1024 * 1024;
 /// Parts uploaded at once per artifact.
 pub const PART_CONCURRENCY: usize = 2;
 
@@ -135,6 +138,7 @@ impl ArtifactWriter {
         let mut params = vec![CParameter::checksum_flag(true)];
         if compression.workers > 0 {
             params.push(CParameter::nb_workers(compression.workers));
+            params.push(CParameter::job_size(ZSTD_JOB_SIZE));
         }
         let encoder =
             ZstdEncoder::with_quality_and_params(sink, Level::Precise(compression.level), &params);
@@ -220,8 +224,10 @@ impl AsyncWrite for ArtifactWriter {
 type ByteStream = futures::stream::BoxStream<'static, io::Result<bytes::Bytes>>;
 
 /// The stored side of a reader: counts and hashes stored bytes, checks them at end of stream.
+type StoredRead = Pin<Box<dyn AsyncRead + Send>>;
+
 struct CheckedStored {
-    inner: StreamReader<ByteStream, bytes::Bytes>,
+    inner: StoredRead,
     hasher: Sha256,
     seen: u64,
     expected_size: u64,
@@ -269,7 +275,7 @@ impl AsyncRead for CheckedStored {
     ) -> Poll<io::Result<()>> {
         let this = &mut *self;
         let before = buf.filled().len();
-        ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
+        ready!(this.inner.as_mut().poll_read(cx, buf))?;
         let new = &buf.filled()[before..];
         if new.is_empty() {
             this.check_end()?;
@@ -344,9 +350,18 @@ impl ArtifactReader {
                         source: Box::new(source),
                     },
                 })?;
-        let stream: ByteStream = Box::pin(got.into_stream().map_err(io::Error::other));
+        let inner: StoredRead = match got.payload {
+            // A local file: read it in large blocks (object_store's stream reads 8 KiB at a time).
+            object_store::GetResultPayload::File(file, _) => {
+                Box::pin(tokio::fs::File::from_std(file))
+            }
+            object_store::GetResultPayload::Stream(s) => {
+                let stream: ByteStream = Box::pin(s.map_err(io::Error::other));
+                Box::pin(StreamReader::new(stream))
+            }
+        };
         let stored = CheckedStored {
-            inner: StreamReader::new(stream),
+            inner,
             hasher: Sha256::new(),
             seen: 0,
             expected_size: record.stored_size,
@@ -354,7 +369,7 @@ impl ArtifactReader {
             artifact: record.path.clone(),
             done: false,
         };
-        let mut decoder = ZstdDecoder::new(BufReader::with_capacity(256 * 1024, stored));
+        let mut decoder = ZstdDecoder::new(BufReader::with_capacity(1024 * 1024, stored));
         decoder.multiple_members(true);
         Ok(Self {
             decoder,

@@ -94,6 +94,9 @@ pub struct RestoreOptions {
     pub dry_run: bool,
     /// Restore into another database/bucket/directory than the configured one.
     pub target: Option<String>,
+    /// Restore only these parts of the component (databases, buckets, collections); empty
+    /// means all of it. A driver without parts refuses a non-empty list.
+    pub items: Vec<String>,
 }
 
 impl RestoreOptions {
@@ -109,6 +112,11 @@ impl RestoreOptions {
     /// Set [`Self::target`].
     pub fn target(mut self, t: Option<String>) -> Self {
         self.target = t;
+        self
+    }
+    /// Set [`Self::items`].
+    pub fn items(mut self, items: Vec<String>) -> Self {
+        self.items = items;
         self
     }
 }
@@ -348,11 +356,16 @@ impl ComponentSpec {
     /// Resolve a possibly relative path against [`Self::base_dir`].
     pub fn resolve_path(&self, p: impl AsRef<std::path::Path>) -> PathBuf {
         let p = p.as_ref();
-        if p.is_absolute() {
+        let joined = if p.is_absolute() {
             p.to_path_buf()
         } else {
             self.base_dir.join(p)
-        }
+        };
+        // Drop `.` segments so that messages show `/srv/amber/uploads`, not `/srv/amber/./uploads`.
+        joined
+            .components()
+            .filter(|c| !matches!(c, std::path::Component::CurDir))
+            .collect()
     }
 }
 

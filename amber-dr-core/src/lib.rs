@@ -6,6 +6,7 @@ pub mod artifact;
 pub mod component;
 mod error;
 pub mod manifest;
+pub mod process;
 pub mod progress;
 pub mod repository;
 pub mod retention;

@@ -75,10 +75,12 @@ pub struct Manifest {
 impl Manifest {
     /// Parse a manifest, checking `format_version` before anything else.
     pub fn from_json(path: &str, bytes: &[u8]) -> Result<Self> {
+        // A manifest that is not JSON at all is damage (verify exits 3); one of an unknown
+        // version is not.
         let value: serde_json::Value =
-            serde_json::from_slice(bytes).map_err(|e| Error::Manifest {
-                path: path.to_string(),
-                message: format!("not valid JSON: {e}"),
+            serde_json::from_slice(bytes).map_err(|e| Error::Corrupt {
+                artifact: path.to_string(),
+                message: format!("the manifest is not valid JSON: {e}"),
             })?;
         let version = value
             .get("format_version")

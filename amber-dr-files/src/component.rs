@@ -250,6 +250,15 @@ impl Component for Files {
         opts: &RestoreOptions,
     ) -> Result<RestoreReport> {
         let details: Details = record.details()?;
+        if !opts.items.is_empty() {
+            return Err(Error::config(
+                format!("restore of `{}`", self.name),
+                format!(
+                    "a `files` component has no parts to choose from (asked for {}); restore it whole",
+                    opts.items.join(", ")
+                ),
+            ));
+        }
         let target = match &opts.target {
             Some(t) => PathBuf::from(t),
             None => self.root(),

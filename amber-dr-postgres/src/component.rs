@@ -1,0 +1,760 @@
+//! The `postgres` component.
+
+use std::collections::BTreeMap;
+use std::str::FromStr;
+
+use amber_dr_core::process;
+use amber_dr_core::{
+    async_trait, Capabilities, Component, ComponentRecord, Error, Probe, RestoreContext,
+    RestoreOptions, RestoreReport, Result, SnapshotContext, VerifyContext, VerifyLevel,
+    VerifyReport,
+};
+use serde::{Deserialize, Serialize};
+use tokio::process::Command;
+use tokio_postgres::config::Host;
+
+use crate::catalog::{self, ident, Counts, DbInfo, DbProps};
+use crate::config::{redact, PostgresConfig};
+use crate::error::PgError;
+use crate::tools::{self, Tools};
+
+const GLOBALS: &str = "globals.sql";
+
+/// One database of a snapshot.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct DbRecord {
+    info: DbInfo,
+    /// Artifact name of its `pg_dump -Fc` dump.
+    artifact: String,
+    /// The exported snapshot the dump and the counts were taken in.
+    snapshot: String,
+    /// WAL position when the snapshot was taken (primary servers).
+    wal_lsn: Option<String>,
+    props: DbProps,
+    counts: Counts,
+}
+
+/// What the record keeps to restore and compare.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Details {
+    server_version: String,
+    tools_version: String,
+    globals: Option<String>,
+    databases: Vec<DbRecord>,
+}
+
+/// A PostgreSQL server. See the crate docs.
+#[derive(Debug, Clone)]
+pub struct Postgres {
+    name: String,
+    config: PostgresConfig,
+    pg: tokio_postgres::Config,
+}
+
+impl Postgres {
+    /// A `postgres` component named `name`; fails if the URL cannot be parsed.
+    pub fn new(name: impl Into<String>, config: PostgresConfig) -> Result<Self> {
+        let name = name.into();
+        let pg = tokio_postgres::Config::from_str(&config.url).map_err(|e| {
+            Error::config(
+                format!("components.{name}.url"),
+                format!("`{}` is not a valid postgres URL: {e}", redact(&config.url)),
+            )
+        })?;
+        Ok(Self { name, config, pg })
+    }
+
+    fn err(&self, op: &str) -> impl Fn(PgError) -> Error + '_ {
+        let op = op.to_string();
+        move |e| e.into_core(&self.name, &op)
+    }
+
+    fn url(&self) -> String {
+        redact(&self.config.url)
+    }
+
+    fn maintenance_db(&self) -> String {
+        self.pg.get_dbname().unwrap_or("postgres").to_string()
+    }
+
+    async fn connect(&self, db: &str) -> Result<tokio_postgres::Client, PgError> {
+        catalog::connect(&self.pg, db, &self.url(), self.config.connect_timeout()).await
+    }
+
+    /// Environment for the client tools: connection without anything on the command line
+    /// (the password never appears in `ps`).
+    fn tool_env(&self, cmd: &mut Command, db: &str) {
+        for k in ["PGSERVICE", "PGSERVICEFILE", "PGOPTIONS", "PGHOSTADDR"] {
+            cmd.env_remove(k);
+        }
+        if let Some(h) = self.pg.get_hosts().first() {
+            match h {
+                Host::Tcp(h) => cmd.env("PGHOST", h),
+                Host::Unix(p) => cmd.env("PGHOST", p),
+            };
+        }
+        if let Some(p) = self.pg.get_ports().first() {
+            cmd.env("PGPORT", p.to_string());
+        }
+        if let Some(u) = self.pg.get_user() {
+            cmd.env("PGUSER", u);
+        }
+        match self.pg.get_password() {
+            Some(p) => cmd.env("PGPASSWORD", String::from_utf8_lossy(p).into_owned()),
+            None => cmd.env_remove("PGPASSWORD"),
+        };
+        cmd.env("PGDATABASE", db).env("PGAPPNAME", "amber-dr").env(
+            "PGCONNECT_TIMEOUT",
+            self.config.connect_timeout_secs.to_string(),
+        );
+    }
+
+    fn tool(&self, tools: &Tools, name: &str, db: &str) -> Command {
+        let mut cmd = Command::new(tools.bin(name));
+        self.tool_env(&mut cmd, db);
+        cmd.arg("--no-password");
+        cmd
+    }
+
+    /// The databases to back up, checked against the server.
+    fn select(&self, all: &[DbInfo]) -> Result<Vec<DbInfo>, PgError> {
+        let names: Vec<&str> = all.iter().map(|d| d.name.as_str()).collect();
+        let wanted: Vec<DbInfo> = match &self.config.databases {
+            Some(list) => {
+                let mut v = Vec::new();
+                for n in list {
+                    let d = all
+                        .iter()
+                        .find(|d| &d.name == n)
+                        .ok_or_else(|| PgError::UnknownDatabase(n.clone(), names.join(", ")))?;
+                    v.push(d.clone());
+                }
+                v
+            }
+            None => all.to_vec(),
+        };
+        Ok(wanted
+            .into_iter()
+            .filter(|d| !self.config.exclude_databases.contains(&d.name))
+            .collect())
+    }
+
+    async fn tools_for(&self, client: &tokio_postgres::Client) -> Result<(String, Tools), PgError> {
+        let (major, version) = catalog::server_version(client).await?;
+        let tools = tools::find(self.config.bin_dir.as_deref(), major, &version).await?;
+        Ok((version, tools))
+    }
+
+    async fn dump_globals(
+        &self,
+        cx: &SnapshotContext,
+        tools: &Tools,
+    ) -> Result<(amber_dr_core::ArtifactRecord, Vec<String>)> {
+        let db = self.maintenance_db();
+        let mut warnings = Vec::new();
+        let mut cmd = self.tool(tools, "pg_dumpall", &db);
+        cmd.arg("--globals-only");
+        let w = cx.create_artifact(GLOBALS).await?;
+        match process::stdout_into_artifact(cmd, w, "pg_dumpall --globals-only").await {
+            Ok((rec, _)) => Ok((rec, warnings)),
+            Err(e) if e.to_string().contains("permission denied") => {
+                // Not a superuser: roles without their passwords is the best we can do.
+                let mut cmd = self.tool(tools, "pg_dumpall", &db);
+                cmd.args(["--globals-only", "--no-role-passwords"]);
+                let w = cx.create_artifact(GLOBALS).await?;
+                let (rec, _) = process::stdout_into_artifact(
+                    cmd,
+                    w,
+                    "pg_dumpall --globals-only --no-role-passwords",
+                )
+                .await?;
+                warnings.push("not a superuser: roles were saved without their passwords".into());
+                Ok((rec, warnings))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn dump_db(
+        &self,
+        cx: &SnapshotContext,
+        tools: &Tools,
+        idx: usize,
+        info: DbInfo,
+    ) -> Result<(DbRecord, amber_dr_core::ArtifactRecord)> {
+        let db = info.name.clone();
+        let err = self.err("snapshot");
+        let client = self.connect(&db).await.map_err(&err)?;
+        client
+            .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .await
+            .map_err(catalog::q(&db, "begin snapshot transaction"))
+            .map_err(&err)?;
+        let row = client
+            .query_one(
+                "SELECT pg_export_snapshot(), CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_lsn()::text END",
+                &[],
+            )
+            .await
+            .map_err(catalog::q(&db, "export snapshot"))
+            .map_err(&err)?;
+        let (snapshot, wal_lsn): (String, Option<String>) = (row.get(0), row.get(1));
+        let props = catalog::db_props(&client, &db).await.map_err(&err)?;
+
+        let artifact = format!("db-{idx:03}.dump");
+        let mut cmd = self.tool(tools, "pg_dump", &db);
+        // Uncompressed custom format: the artifact's zstd compresses once.
+        cmd.args(["--format=custom", "--compress=0", "--snapshot", &snapshot]);
+        let writer = cx.create_artifact(&artifact).await?;
+        let what = format!("pg_dump of database `{db}`");
+        let dump = process::stdout_into_artifact(cmd, writer, &what);
+        // Counted in the same snapshot, while pg_dump streams.
+        let counts = catalog::counts(&client, &db);
+        let (dump, counts) = tokio::join!(dump, counts);
+        let (art, _) = dump?;
+        let counts = counts.map_err(&err)?;
+        client
+            .batch_execute("COMMIT")
+            .await
+            .map_err(catalog::q(&db, "commit"))
+            .map_err(&err)?;
+        cx.progress().add_items(1);
+        Ok((
+            DbRecord {
+                info,
+                artifact,
+                snapshot,
+                wal_lsn,
+                props,
+                counts,
+            },
+            art,
+        ))
+    }
+
+    /// Restore one database: fetch and check the dump, restore it into a scratch database,
+    /// compare, then swap it in. The live database is untouched until the swap.
+    async fn restore_db(
+        &self,
+        cx: &RestoreContext,
+        record: &ComponentRecord,
+        tools: &Tools,
+        rec: &DbRecord,
+        target: &str,
+        report: &mut RestoreReport,
+    ) -> Result<()> {
+        let err = self.err("restore");
+        let art = record.artifact(&rec.artifact)?.clone();
+        cx.progress()
+            .set_phase(format!("fetching dump of {}", rec.info.name));
+        cx.progress().set_total_bytes(art.size);
+        let tmp_dir = self
+            .config
+            .temp_dir
+            .clone()
+            .unwrap_or_else(std::env::temp_dir);
+        let file = tempfile::Builder::new()
+            .prefix("amber-dr-pg-")
+            .suffix(".dump")
+            .tempfile_in(&tmp_dir)
+            .map_err(|e| Error::io("create temporary dump file in", &tmp_dir, e))?;
+        {
+            let mut reader = cx.open_artifact(&art).await?;
+            let mut out = tokio::fs::File::create(file.path())
+                .await
+                .map_err(|e| Error::io("write", file.path(), e))?;
+            tokio::io::copy(&mut reader, &mut out)
+                .await
+                .map_err(|e| Error::from_io("fetch dump into", file.path(), e))?;
+            tokio::io::AsyncWriteExt::flush(&mut out)
+                .await
+                .map_err(|e| Error::io("write", file.path(), e))?;
+        }
+        // Prove the dump is readable before anything is dropped.
+        let mut list = Command::new(tools.bin("pg_restore"));
+        list.arg("--list").arg(file.path());
+        let toc = process::output(list, "pg_restore --list")
+            .await
+            .map_err(|e| Error::Corrupt {
+                artifact: art.path.clone(),
+                message: format!("the dump's table of contents cannot be read: {e}"),
+            })?;
+        let entries = toc
+            .lines()
+            .filter(|l| !l.starts_with(';') && !l.trim().is_empty())
+            .count();
+
+        let maint = self.maintenance_db();
+        let admin = self.connect(&maint).await.map_err(&err)?;
+        let scratch = scratch_name(target);
+        let exec = |sql: String| {
+            let admin = &admin;
+            let maint = maint.clone();
+            async move {
+                admin
+                    .batch_execute(&sql)
+                    .await
+                    .map_err(catalog::q(&maint, &sql))
+            }
+        };
+        exec(format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            ident(&scratch)
+        ))
+        .await
+        .map_err(&err)?;
+        let create = |owner: bool| {
+            format!(
+                "CREATE DATABASE {} {}ENCODING {} LC_COLLATE {} LC_CTYPE {} TEMPLATE template0",
+                ident(&scratch),
+                if owner {
+                    format!("OWNER {} ", ident(&rec.info.owner))
+                } else {
+                    String::new()
+                },
+                catalog::literal(&rec.info.encoding),
+                catalog::literal(&rec.info.collate),
+                catalog::literal(&rec.info.ctype),
+            )
+        };
+        if let Err(e) = exec(create(true)).await {
+            report.warnings.push(format!(
+                "database `{target}`: could not keep owner `{}` ({}); owned by the connecting user",
+                rec.info.owner,
+                e.server_message()
+            ));
+            exec(create(false)).await.map_err(&err)?;
+        }
+
+        let result = async {
+            cx.progress().set_phase(format!("pg_restore into {target}"));
+            let mut cmd = self.tool(tools, "pg_restore", &scratch);
+            cmd.arg(format!("--jobs={}", self.config.restore_jobs.max(1)))
+                .arg("--exit-on-error")
+                .arg(format!("--dbname={}", conninfo_dbname(&scratch)))
+                .arg(file.path());
+            process::output(cmd, &format!("pg_restore of database `{}`", rec.info.name)).await?;
+            let client = self.connect(&scratch).await.map_err(&err)?;
+            let live = catalog::counts(&client, &scratch).await.map_err(&err)?;
+            drop(client);
+            if let Some(d) = live.diff(&rec.counts) {
+                return Err(err(PgError::Mismatch {
+                    db: target.to_string(),
+                    detail: d,
+                }));
+            }
+            Ok(live)
+        }
+        .await;
+        let live = match result {
+            Ok(l) => l,
+            Err(e) => {
+                let _ = exec(format!(
+                    "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                    ident(&scratch)
+                ))
+                .await;
+                return Err(e);
+            }
+        };
+
+        // Swap: the scratch database takes the target's name.
+        cx.progress().set_phase(format!("swapping {target} in"));
+        let old = format!("{scratch}_old");
+        let exists = admin
+            .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&target])
+            .await
+            .map_err(catalog::q(&maint, "find target database"))
+            .map_err(&err)?
+            .is_some();
+        exec(format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            ident(&old)
+        ))
+        .await
+        .map_err(&err)?;
+        if exists {
+            let mut tries = 0;
+            loop {
+                let _ = admin
+                    .execute(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+                        &[&target],
+                    )
+                    .await;
+                match exec(format!(
+                    "ALTER DATABASE {} RENAME TO {}",
+                    ident(target),
+                    ident(&old)
+                ))
+                .await
+                {
+                    Ok(()) => break,
+                    Err(e) if tries < 5 => {
+                        tries += 1;
+                        tracing::warn!(error = %e.server_message(), "database still in use; retrying");
+                        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                    }
+                    Err(e) => {
+                        let _ = exec(format!(
+                            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                            ident(&scratch)
+                        ))
+                        .await;
+                        return Err(err(e));
+                    }
+                }
+            }
+        }
+        if let Err(e) = exec(format!(
+            "ALTER DATABASE {} RENAME TO {}",
+            ident(&scratch),
+            ident(target)
+        ))
+        .await
+        {
+            if exists {
+                let _ = exec(format!(
+                    "ALTER DATABASE {} RENAME TO {}",
+                    ident(&old),
+                    ident(target)
+                ))
+                .await;
+            }
+            return Err(err(e));
+        }
+        if exists {
+            if let Err(e) = exec(format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                ident(&old)
+            ))
+            .await
+            {
+                report.warnings.push(format!(
+                    "restored, but the old database `{old}` could not be dropped: {}",
+                    e.server_message()
+                ));
+            }
+        }
+        for sql in catalog::props_sql(target, &rec.props) {
+            if let Err(e) = exec(sql.clone()).await {
+                report.warnings.push(format!(
+                    "database `{target}`: `{sql}` failed: {}",
+                    e.server_message()
+                ));
+            }
+        }
+        report.actions.push(format!(
+            "restored database `{target}` from `{}`: {} tables, {} rows, {} sequences, {} large objects ({entries} dump entries)",
+            rec.info.name,
+            live.tables.len(),
+            live.rows(),
+            live.sequences.len(),
+            live.large_objects
+        ));
+        report
+            .stats
+            .insert(format!("rows.{target}"), live.rows().into());
+        cx.progress().add_items(1);
+        Ok(())
+    }
+}
+
+/// A scratch database name derived from the target, within Postgres's 63-byte limit.
+fn scratch_name(target: &str) -> String {
+    let mut base: String = target.chars().take(40).collect();
+    while base.len() > 40 {
+        base.pop();
+    }
+    format!("{base}__amber_dr_restore")
+}
+
+/// `dbname='...'` for a conninfo string.
+fn conninfo_dbname(db: &str) -> String {
+    format!("dbname='{}'", db.replace('\\', "\\\\").replace('\'', "\\'"))
+}
+
+fn join_stat(rec: &mut ComponentRecord, dbs: &[DbRecord]) {
+    rec.set_stat("databases", dbs.len());
+    rec.set_stat(
+        "tables",
+        dbs.iter().map(|d| d.counts.tables.len()).sum::<usize>(),
+    );
+    rec.set_stat("rows", dbs.iter().map(|d| d.counts.rows()).sum::<i64>());
+    rec.set_stat(
+        "large_objects",
+        dbs.iter().map(|d| d.counts.large_objects).sum::<i64>(),
+    );
+    rec.set_stat(
+        "bytes_on_server",
+        dbs.iter().map(|d| d.info.size).sum::<i64>(),
+    );
+}
+
+#[async_trait]
+impl Component for Postgres {
+    fn kind(&self) -> &'static str {
+        crate::KIND
+    }
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::new()
+            .online_snapshot(true)
+            .consistent_snapshot(true)
+            .restore_to_target(true)
+            .restore_needs_downtime(false)
+            .deep_verify(true)
+    }
+
+    async fn probe(&self) -> Result<Probe> {
+        let err = self.err("probe");
+        let client = self.connect(&self.maintenance_db()).await.map_err(&err)?;
+        let (major, version) = catalog::server_version(&client).await.map_err(&err)?;
+        let dbs = catalog::databases(&client).await.map_err(&err)?;
+        let selected = self.select(&dbs).map_err(&err)?;
+        let mut p = Probe {
+            reachable: true,
+            version: Some(format!("PostgreSQL {version}")),
+            size_estimate: Some(selected.iter().map(|d| d.size).sum::<i64>().max(0) as u64),
+            ..Default::default()
+        };
+        p.details.insert(
+            "databases".into(),
+            serde_json::json!(selected
+                .iter()
+                .map(|d| (d.name.clone(), d.size))
+                .collect::<BTreeMap<_, _>>()),
+        );
+        let found = tools::found(self.config.bin_dir.as_deref()).await;
+        p.details.insert(
+            "tools_found".into(),
+            serde_json::json!(found
+                .iter()
+                .map(|t| format!("{} ({})", t.version, t.dir.display()))
+                .collect::<Vec<_>>()),
+        );
+        match tools::find(self.config.bin_dir.as_deref(), major, &version).await {
+            Ok(t) => {
+                p.details.insert(
+                    "tools_used".into(),
+                    format!("{} ({})", t.version, t.dir.display()).into(),
+                );
+            }
+            Err(e) => p.warnings.push(e.to_string()),
+        }
+        Ok(p)
+    }
+
+    async fn snapshot(&self, cx: &SnapshotContext) -> Result<ComponentRecord> {
+        let err = self.err("snapshot");
+        cx.progress().set_phase("connecting");
+        let client = self.connect(&self.maintenance_db()).await.map_err(&err)?;
+        // Tools first: fail before writing anything when none fits the server.
+        let (server_version, tools) = self.tools_for(&client).await.map_err(&err)?;
+        let all = catalog::databases(&client).await.map_err(&err)?;
+        let dbs = self.select(&all).map_err(&err)?;
+        drop(client);
+
+        let mut rec = ComponentRecord::new(crate::KIND, &self.name);
+        rec.server_version = Some(format!("PostgreSQL {server_version}"));
+        cx.progress().set_phase("dumping globals");
+        let (globals, warnings) = self.dump_globals(cx, &tools).await?;
+        rec.warnings.extend(warnings);
+        rec.artifacts.push(globals);
+
+        cx.progress().set_phase("dumping databases");
+        let mut records = Vec::new();
+        for (idx, info) in dbs.into_iter().enumerate() {
+            let (r, art) = self.dump_db(cx, &tools, idx, info).await?;
+            rec.consistency.insert(
+                format!("snapshot.{}", r.info.name),
+                r.snapshot.clone().into(),
+            );
+            if let Some(l) = &r.wal_lsn {
+                rec.consistency
+                    .insert(format!("wal_lsn.{}", r.info.name), l.clone().into());
+            }
+            rec.artifacts.push(art);
+            records.push(r);
+        }
+        join_stat(&mut rec, &records);
+        rec.set_details(&Details {
+            server_version,
+            tools_version: tools.version.clone(),
+            globals: Some(GLOBALS.into()),
+            databases: records,
+        })?;
+        Ok(rec)
+    }
+
+    async fn verify(
+        &self,
+        cx: &VerifyContext,
+        record: &ComponentRecord,
+        level: VerifyLevel,
+    ) -> Result<VerifyReport> {
+        let mut report = cx.verify_artifacts(record, VerifyLevel::Quick).await?;
+        if level == VerifyLevel::Quick || !report.is_ok() {
+            return Ok(report);
+        }
+        let details: Details = record.details()?;
+        let tools = tools::find(self.config.bin_dir.as_deref(), 0, "any")
+            .await
+            .map_err(self.err("verify"))?;
+        if let Some(g) = &details.globals {
+            let art = record.artifact(g)?;
+            match cx.open_artifact(art).await {
+                Ok(r) => match r.finish().await {
+                    Ok(()) => report.bytes_read += art.stored_size,
+                    Err(e) => report.problems.push(e.to_string()),
+                },
+                Err(e) if e.is_damage() => report.problems.push(e.to_string()),
+                Err(e) => return Err(e),
+            }
+        }
+        for db in &details.databases {
+            let art = record.artifact(&db.artifact)?;
+            let reader = match cx.open_artifact(art).await {
+                Ok(r) => r,
+                Err(e) if e.is_damage() => {
+                    report.problems.push(e.to_string());
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            // Every block of the dump decoded by pg_restore (to /dev/null), streamed.
+            let mut cmd = Command::new(tools.bin("pg_restore"));
+            cmd.args(["--file=/dev/null"]);
+            match process::stdin_from(cmd, reader, &format!("pg_restore of `{}`", art.path)).await {
+                Ok(_) => {
+                    report.bytes_read += art.stored_size;
+                    report.notes.push(format!(
+                        "database `{}`: dump readable by pg_restore {} ({} tables, {} rows recorded)",
+                        db.info.name,
+                        tools.version,
+                        db.counts.tables.len(),
+                        db.counts.rows()
+                    ));
+                }
+                Err(e) if e.is_damage() => report.problems.push(e.to_string()),
+                Err(e) => report
+                    .problems
+                    .push(format!("artifact `{}`: {e}", art.path)),
+            }
+        }
+        Ok(report)
+    }
+
+    async fn restore(
+        &self,
+        cx: &RestoreContext,
+        record: &ComponentRecord,
+        opts: &RestoreOptions,
+    ) -> Result<RestoreReport> {
+        let err = self.err("restore");
+        let details: Details = record.details()?;
+        let mut selected: Vec<&DbRecord> = details.databases.iter().collect();
+        if !opts.items.is_empty() {
+            for i in &opts.items {
+                if !details.databases.iter().any(|d| &d.info.name == i) {
+                    return Err(Error::config(
+                        format!("restore of `{}`", self.name),
+                        format!(
+                            "the backup has no database `{i}`; it has: {}",
+                            details
+                                .databases
+                                .iter()
+                                .map(|d| d.info.name.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    ));
+                }
+            }
+            selected.retain(|d| opts.items.contains(&d.info.name));
+        }
+        if opts.target.is_some() && selected.len() != 1 {
+            return Err(Error::config(
+                format!("restore of `{}`", self.name),
+                format!(
+                    "a target database needs exactly one database to restore, {} selected; choose one with --only {}/DATABASE",
+                    selected.len(),
+                    self.name
+                ),
+            ));
+        }
+        let target_of = |d: &DbRecord| opts.target.clone().unwrap_or_else(|| d.info.name.clone());
+        let mut report = RestoreReport::default();
+        if opts.dry_run {
+            if details.globals.is_some() {
+                report.actions.push("apply roles and tablespaces (pg_dumpall --globals-only), keeping existing roles".into());
+            }
+            for d in &selected {
+                report.actions.push(format!(
+                    "replace database `{}` with the dump of `{}` ({} tables, {} rows, {} large objects), restored beside it and swapped in after its row counts match",
+                    target_of(d),
+                    d.info.name,
+                    d.counts.tables.len(),
+                    d.counts.rows(),
+                    d.counts.large_objects
+                ));
+            }
+            return Ok(report);
+        }
+        let client = self.connect(&self.maintenance_db()).await.map_err(&err)?;
+        let (_, tools) = self.tools_for(&client).await.map_err(&err)?;
+        drop(client);
+        if let Some(g) = &details.globals {
+            cx.progress().set_phase("applying roles");
+            let art = record.artifact(g)?;
+            let reader = cx.open_artifact(art).await?;
+            let mut cmd = self.tool(&tools, "psql", &self.maintenance_db());
+            cmd.args(["-X", "-q", "-v", "ON_ERROR_STOP=0", "-f", "-"]);
+            let out = process::stdin_from(cmd, reader, "psql (roles)").await?;
+            let errors: Vec<&str> = out
+                .stderr
+                .lines()
+                .filter(|l| l.contains("ERROR") && !l.contains("already exists"))
+                .collect();
+            if !errors.is_empty() {
+                report
+                    .warnings
+                    .push(format!("roles: {}", errors.join("; ")));
+            }
+        }
+        for d in selected {
+            self.restore_db(cx, record, &tools, d, &target_of(d), &mut report)
+                .await?;
+        }
+        Ok(report)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scratch_names_fit() {
+        let long = "x".repeat(63);
+        assert!(scratch_name(&long).len() <= 63);
+        assert_eq!(scratch_name("amber"), "amber__amber_dr_restore");
+    }
+
+    #[test]
+    fn conninfo_quotes() {
+        assert_eq!(conninfo_dbname("a'b\\c"), "dbname='a\\'b\\\\c'");
+    }
+
+    #[test]
+    fn bad_url_is_a_config_error() {
+        let e = Postgres::new("pg", PostgresConfig::new("postgres://u:pw@h:notaport/db"))
+            .expect_err("bad");
+        assert!(e.is_usage(), "{e}");
+        assert!(!e.to_string().contains(":pw@"), "{e}");
+    }
+}

@@ -1,0 +1,114 @@
+//! Configuration of the `postgres` driver.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// `[components.NAME]` with `kind = "postgres"`.
+#[derive(Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresConfig {
+    /// `postgres://user:password@host:port/maintenance_db` (a superuser: dumping roles and
+    /// recreating databases needs one). TLS is not supported yet: use a local or tunnelled port.
+    pub url: String,
+    /// Databases to back up. Default: every database that is not a template and allows connections.
+    #[serde(default)]
+    pub databases: Option<Vec<String>>,
+    /// Databases never backed up.
+    #[serde(default)]
+    pub exclude_databases: Vec<String>,
+    /// Directory holding `pg_dump`, `pg_restore`, `pg_dumpall` and `psql`. Default: search
+    /// `PATH`, then `/usr/lib/postgresql/*/bin`, for a version at least the server's.
+    #[serde(default)]
+    pub bin_dir: Option<PathBuf>,
+    /// Parallel jobs of `pg_restore`. Default 2.
+    #[serde(default = "default_jobs")]
+    pub restore_jobs: u32,
+    /// Where a restore puts the dump file that `pg_restore -j` needs. Default: the system temp dir.
+    #[serde(default)]
+    pub temp_dir: Option<PathBuf>,
+    /// Seconds to wait for a connection. Default 10.
+    #[serde(default = "default_timeout")]
+    pub connect_timeout_secs: u64,
+}
+
+fn default_jobs() -> u32 {
+    2
+}
+
+fn default_timeout() -> u64 {
+    10
+}
+
+impl PostgresConfig {
+    /// A config for `url`, everything else default.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            databases: None,
+            exclude_databases: Vec::new(),
+            bin_dir: None,
+            restore_jobs: default_jobs(),
+            temp_dir: None,
+            connect_timeout_secs: default_timeout(),
+        }
+    }
+
+    /// Only these databases.
+    pub fn databases(mut self, dbs: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.databases = Some(dbs.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Use the tools in this directory.
+    pub fn bin_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.bin_dir = Some(dir.into());
+        self
+    }
+
+    pub(crate) fn connect_timeout(&self) -> Duration {
+        Duration::from_secs(self.connect_timeout_secs.max(1))
+    }
+}
+
+/// The URL with its password replaced, for messages.
+pub(crate) fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..s + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+impl std::fmt::Debug for PostgresConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresConfig")
+            .field("url", &redact(&self.url))
+            .field("databases", &self.databases)
+            .field("exclude_databases", &self.exclude_databases)
+            .field("bin_dir", &self.bin_dir)
+            .field("restore_jobs", &self.restore_jobs)
+            .field("temp_dir", &self.temp_dir)
+            .field("connect_timeout_secs", &self.connect_timeout_secs)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn password_never_shown() {
+        let c = PostgresConfig::new("postgres://amber:s3cret@db:5432/amber");
+        let dbg = format!("{c:?}");
+        assert!(!dbg.contains("s3cret"), "{dbg}");
+        assert!(dbg.contains("amber:***@db:5432"), "{dbg}");
+    }
+}

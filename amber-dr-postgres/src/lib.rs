@@ -1,0 +1,30 @@
+#![doc = include_str!("../README.md")]
+#![deny(missing_docs)]
+
+mod catalog;
+mod component;
+mod config;
+mod error;
+mod tools;
+
+pub use component::Postgres;
+pub use config::PostgresConfig;
+
+use std::sync::Arc;
+
+use amber_dr_core::{Component, ComponentSpec, Registry, Result};
+
+/// The driver kind.
+pub const KIND: &str = "postgres";
+
+/// Register the `postgres` driver.
+pub fn register(registry: &mut Registry) {
+    registry.register(KIND, factory);
+}
+
+fn factory(spec: &ComponentSpec) -> Result<Arc<dyn Component>> {
+    let mut config: PostgresConfig = spec.parse()?;
+    config.bin_dir = config.bin_dir.map(|d| spec.resolve_path(d));
+    config.temp_dir = config.temp_dir.map(|d| spec.resolve_path(d));
+    Ok(Arc::new(Postgres::new(spec.name.clone(), config)?))
+}
