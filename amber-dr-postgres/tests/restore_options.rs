@@ -1,0 +1,124 @@
+//! One component holding two databases: restore one of them only (`items`), and restore one
+//! under another name (`target`) for a drill — against the real Postgres.
+#![allow(missing_docs, clippy::unwrap_used)]
+
+mod common;
+
+use std::sync::Arc;
+
+use amber_dr_core::{
+    testkit, BackupOptions, Component, RestoreOptions, RestorePlanOptions, Runner, Selection,
+};
+use amber_dr_postgres::{Postgres, PostgresConfig};
+use common::Pg;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_database_of_two_and_restore_under_another_name() {
+    let Some(pg) = Pg::from_env() else { return };
+    let (a, b, drill) = ("amber_parts_a", "amber_parts_b", "amber_parts_drill");
+    pg.populate(a);
+    pg.populate(b);
+    pg.psql(
+        "postgres",
+        &format!("DROP DATABASE IF EXISTS {drill} WITH (FORCE)"),
+    );
+    // Database-level settings and privileges travel too.
+    pg.psql(
+        "postgres",
+        &format!("ALTER DATABASE {a} SET work_mem TO '8MB'"),
+    );
+    pg.psql(
+        "postgres",
+        &format!("REVOKE CONNECT ON DATABASE {a} FROM PUBLIC"),
+    );
+    pg.psql(
+        "postgres",
+        &format!("GRANT CONNECT ON DATABASE {a} TO amber_app"),
+    );
+    let (fa, fb) = (pg.fingerprint(a), pg.fingerprint(b));
+    let settings = |db: &str| {
+        pg.psql(
+            "postgres",
+            &format!(
+                "SELECT coalesce(array_to_string(s.setconfig, ','), '') || ' ' || coalesce((SELECT string_agg(x::text, ',' ORDER BY x::text) FROM unnest(d.datacl) x), '') \
+                 FROM pg_database d LEFT JOIN pg_db_role_setting s ON s.setdatabase = d.oid AND s.setrole = 0 \
+                 WHERE d.datname = '{db}'"
+            ),
+        )
+    };
+    let sa = settings(a);
+    assert!(sa.contains("work_mem=8MB"), "{sa}");
+
+    let c: Arc<dyn Component> = Arc::new(
+        Postgres::new(
+            "postgres",
+            PostgresConfig::new(pg.url("postgres")).databases([a, b]),
+        )
+        .unwrap(),
+    );
+    let (repo, _guard) = testkit::temp_repo();
+    let runner = Runner::new(repo, vec![c]);
+    let m = runner.backup(&BackupOptions::default()).await.unwrap();
+    assert!(m.is_complete());
+    let rec = &m.components["postgres"];
+    assert_eq!(rec.stat_u64("databases"), Some(2));
+
+    pg.destroy(a);
+    pg.destroy(b);
+    let fb_destroyed = pg.fingerprint(b);
+
+    let only_a = RestorePlanOptions {
+        selection: Selection::all(),
+        options: RestoreOptions::new().items(vec![a.to_string()]),
+        safety_backup: false,
+    };
+    let out = runner.restore(&m.id, &only_a).await.unwrap();
+    assert!(out.is_ok(), "{:?}", out.components);
+    assert_eq!(pg.fingerprint(a), fa, "database a restored");
+    assert_eq!(
+        settings(a),
+        sa,
+        "database-level settings and privileges restored"
+    );
+    assert_eq!(pg.fingerprint(b), fb_destroyed, "database b untouched");
+
+    // Drill: b restored as another database; the live b stays as it is.
+    let drill_plan = RestorePlanOptions {
+        selection: Selection::all(),
+        options: RestoreOptions::new()
+            .items(vec![b.to_string()])
+            .target(Some(drill.to_string())),
+        safety_backup: false,
+    };
+    let out = runner.restore(&m.id, &drill_plan).await.unwrap();
+    assert!(out.is_ok(), "{:?}", out.components);
+    assert_eq!(pg.fingerprint(drill), fb, "drill database holds b's backup");
+    assert_eq!(
+        pg.fingerprint(b),
+        fb_destroyed,
+        "live b untouched by the drill"
+    );
+
+    // A target with two databases selected is refused, naming the way out.
+    let bad = RestorePlanOptions {
+        selection: Selection::all(),
+        options: RestoreOptions::new().target(Some("x".into())),
+        safety_backup: false,
+    };
+    let out = runner.restore(&m.id, &bad).await.unwrap();
+    let err = out.components[0].error.clone().unwrap_or_default();
+    assert!(err.contains("exactly one database"), "{err}");
+    // An unknown database is named.
+    let unknown = RestorePlanOptions {
+        selection: Selection::all(),
+        options: RestoreOptions::new().items(vec!["nope".into()]),
+        safety_backup: false,
+    };
+    let out = runner.restore(&m.id, &unknown).await.unwrap();
+    let err = out.components[0].error.clone().unwrap_or_default();
+    assert!(err.contains("nope") && err.contains(a), "{err}");
+    pg.psql(
+        "postgres",
+        &format!("DROP DATABASE IF EXISTS {drill} WITH (FORCE)"),
+    );
+}
