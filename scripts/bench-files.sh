@@ -96,14 +96,6 @@ TOML
 # Warm the page cache so that both tools read from memory alike.
 tar -cf - -C "$DATA" . >/dev/null
 
-# time_cmd OUT -- CMD...: run CMD under /usr/bin/time, write "wall_s max_rss_kb" to OUT.
-time_cmd() {
-  local out="$1"; shift
-  /usr/bin/time -f '%e %M' -o "$out" "$@"
-}
-
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-
 peer_b=(); ours_b=(); ours_rss=(); peer_r=(); ours_r=(); ours_rrss=()
 for run in $(seq 1 "$RUNS"); do
   log "run $run/$RUNS: tar | zstd -3 -T0"

@@ -45,8 +45,13 @@ else
   REPO_TOML=$'[repository]\nurl = "./backups"'
 fi
 cat > amber-dr.toml <<TOML
-# Demo config: the uploads directory (the other stores join as their drivers land).
+# Demo config: Postgres and the uploads directory (the other stores join as their drivers land).
 $REPO_TOML
+
+[components.postgres]
+kind = "postgres"
+url = "postgres://postgres:\${AMBER_DR_PG_PASSWORD}@$AMBER_DR_PG_HOST:$AMBER_DR_PG_PORT/postgres"
+databases = ["amber_demo"]
 
 [components.uploads]
 kind = "files"
@@ -54,7 +59,33 @@ path = "./uploads"
 TOML
 cat amber-dr.toml >&2
 
-step "4. sample data: uploads with the awkward cases"
+step "4a. sample data: Postgres (tenants, users, documents pointing at uploads and Milvus ids)"
+export PGHOST="$AMBER_DR_PG_HOST" PGPORT="$AMBER_DR_PG_PORT" PGUSER=postgres PGPASSWORD="$AMBER_DR_PG_PASSWORD"
+PSQL=("$AMBER_DR_PG_BINDIR/psql" -X -q -v ON_ERROR_STOP=1)
+"${PSQL[@]}" -d postgres -c "DROP DATABASE IF EXISTS amber_demo WITH (FORCE)" -c "CREATE DATABASE amber_demo"
+"${PSQL[@]}" -d amber_demo <<'SQL'
+CREATE TABLE tenants (id serial PRIMARY KEY, name text UNIQUE NOT NULL, settings jsonb);
+CREATE TABLE users (id uuid PRIMARY KEY DEFAULT gen_random_uuid(), tenant_id int REFERENCES tenants, email text NOT NULL, created timestamptz DEFAULT now());
+CREATE TYPE doc_state AS ENUM ('uploaded', 'indexed');
+CREATE TABLE documents (id bigserial PRIMARY KEY, tenant_id int REFERENCES tenants, upload_path text NOT NULL, minio_key text, milvus_id bigint, state doc_state, body bytea);
+INSERT INTO tenants (name, settings) VALUES ('tenant-1', '{"plan": "gold"}'), ('tenant-2', '{"plan": "free", "note": "Ünïcödé 🎉"}');
+INSERT INTO users (tenant_id, email) SELECT 1 + i % 2, 'user' || i || '@example.com' FROM generate_series(1, 1000) i;
+INSERT INTO documents (tenant_id, upload_path, minio_key, milvus_id, state, body)
+SELECT 1 + i % 2, 'tenant-' || (1 + i % 2) || '/docs/doc-' || i || '.pdf', 'documents/tenant-' || (1 + i % 2) || '/' || i,
+       450000000000000000 + i, (ARRAY['uploaded', 'indexed'])[1 + i % 2]::doc_state, decode(md5(i::text), 'hex')
+FROM generate_series(1, 5000) i;
+SQL
+pg_listing() {
+  "${PSQL[@]}" -At -d amber_demo -c "
+    SELECT 'tenants ' || count(*) || ' ' || md5(string_agg(t::text, '|' ORDER BY t::text)) FROM tenants t UNION ALL
+    SELECT 'users ' || count(*) || ' ' || md5(string_agg(u::text, '|' ORDER BY u::text)) FROM users u UNION ALL
+    SELECT 'documents ' || count(*) || ' ' || md5(string_agg(d::text, '|' ORDER BY d::text)) FROM documents d UNION ALL
+    SELECT 'seq ' || last_value FROM documents_id_seq"
+}
+pg_listing > original-postgres.txt
+cat original-postgres.txt >&2
+
+step "4b. sample data: uploads with the awkward cases"
 mkdir -p uploads/tenant-1/docs uploads/tenant-2 "uploads/empty dir/nested"
 printf 'quarterly report\n' > uploads/tenant-1/docs/report.txt
 head -c 5000000 /dev/urandom > uploads/tenant-1/docs/scan.pdf
@@ -87,7 +118,9 @@ step "7. amber-dr list / show"
 step "8. amber-dr verify (full)"
 "$AMBER" verify "$ID"
 
-step "9. disaster: files deleted, overwritten, added"
+step "9. disaster: a table dropped, rows deleted and changed; files deleted, overwritten, added"
+"${PSQL[@]}" -d amber_demo -c "DROP TABLE documents" -c "DELETE FROM users WHERE email LIKE 'user1%'" -c "UPDATE tenants SET settings = '{}'"
+if diff <(pg_listing 2>/dev/null || true) original-postgres.txt >/dev/null; then die "the disaster did not change Postgres"; fi
 rm -rf uploads/tenant-1
 printf 'ransom note\n' > uploads/tenant-2/empty.txt
 printf 'junk\n' > uploads/new-junk.txt
@@ -100,10 +133,13 @@ step "10. amber-dr restore --dry-run (changes nothing)"
 step "11. amber-dr restore --yes (takes a safety backup of the damaged state first)"
 "$AMBER" restore "$ID" --yes
 
-step "12. compare with tools outside amber-dr: diff -r, and modes/mtimes/links listing"
+step "12. compare with tools outside amber-dr: psql checksums, diff -r, modes/mtimes/links listing"
+diff original-postgres.txt <(pg_listing)
+echo "restored Postgres rows and sequence are identical to the original" >&2
 diff -r --no-dereference original-uploads uploads
 diff <(listing original-uploads) <(listing uploads)
 echo "restored uploads are identical to the original (content, modes, mtimes, symlinks)" >&2
+"${PSQL[@]}" -At -d amber_demo -c "SELECT count(*) || ' documents point at uploads under tenant-1/ and tenant-2/' FROM documents" >&2
 
 step "13. the repository now holds the backup and the safety backup"
 "$AMBER" list

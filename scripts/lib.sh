@@ -152,6 +152,19 @@ pidfile_alive() {
   printf '%s\n' "$pid"
 }
 
+# without_inherited_fds CMD [ARGS...]: run CMD with every descriptor above 2 closed, so that a
+# daemon it starts cannot keep a lock of ours (with_lock's flock) open forever.
+without_inherited_fds() {
+  # shellcheck disable=SC2016
+  bash -c '
+    fds=()
+    for f in /proc/$$/fd/*; do fds+=("${f##*/}"); done
+    for n in "${fds[@]}"; do
+      if [[ $n =~ ^[0-9]+$ ]] && ((n > 2)) && [[ -e /proc/$$/fd/$n ]]; then eval "exec $n>&-"; fi
+    done
+    exec "$@"' _ "$@"
+}
+
 # start_bg PIDFILE LOGFILE CMD [ARGS...]: start CMD detached in its own session
 # (so it survives the calling shell and can be stopped as a process group),
 # stdout/stderr appended to LOGFILE, its pid written to PIDFILE.
@@ -265,3 +278,19 @@ ensure_gitignore_lines() {
     grep -qxF -- "$line" "$file" || printf '%s\n' "$line" >>"$file"
   done
 }
+
+# ---------------------------------------------------------------- benchmarks
+
+# time_cmd OUT CMD...: run CMD under /usr/bin/time, write "wall_s max_rss_kb" to OUT.
+time_cmd() {
+  local out="$1"
+  shift
+  /usr/bin/time -f '%e %M' -o "$out" "$@"
+}
+
+# median: the median of the numbers on stdin, one per line.
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
+# ratio A B: A/B with two decimals.
+ratio() { awk "BEGIN {printf \"%.2f\", $1/$2}"; }
+

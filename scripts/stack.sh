@@ -301,7 +301,10 @@ svc_pg_start() {
       || { tail -n 20 "$PG_LOG" >&2; die "initdb failed (log: $PG_LOG)"; }
     rm -f "$pw"
   fi
-  pg_as_owner "$bin/pg_ctl" -D "$PG_DATA" -l "$PG_LOG" -w -t 60 \
+  local as_owner=()
+  [[ "$(id -u)" == 0 ]] && as_owner=(runuser -u postgres --)
+  # The server must not inherit our lock's descriptor (it would hold the stack lock forever).
+  without_inherited_fds "${as_owner[@]}" "$bin/pg_ctl" -D "$PG_DATA" -l "$PG_LOG" -w -t 60 \
     -o "-p $PG_PORT -k $PG_SOCK -c listen_addresses=$HOST -c max_connections=100 -c fsync=off -c full_page_writes=off" \
     start >/dev/null \
     || { tail -n 30 "$PG_LOG" >&2; die "postgres did not start on port $PG_PORT (log: $PG_LOG)"; }

@@ -77,8 +77,10 @@ impl Progress {
 
     /// Start a new phase; byte and item counters restart from zero.
     pub fn set_phase(&self, phase: impl Into<String>) {
+        let phase = phase.into();
+        tracing::debug!(component = %self.0.component, phase = %phase, "phase");
         if let Ok(mut p) = self.0.phase.lock() {
-            *p = phase.into();
+            *p = phase;
         }
         self.0.bytes.store(0, Ordering::Relaxed);
         self.0.items.store(0, Ordering::Relaxed);

@@ -248,41 +248,43 @@ impl Postgres {
         cx.progress()
             .set_phase(format!("fetching dump of {}", rec.info.name));
         cx.progress().set_total_bytes(art.size);
-        let tmp_dir = self
-            .config
-            .temp_dir
-            .clone()
-            .unwrap_or_else(std::env::temp_dir);
-        let file = tempfile::Builder::new()
-            .prefix("amber-dr-pg-")
-            .suffix(".dump")
-            .tempfile_in(&tmp_dir)
-            .map_err(|e| Error::io("create temporary dump file in", &tmp_dir, e))?;
-        {
-            let mut reader = cx.open_artifact(&art).await?;
+        // Parallel pg_restore needs a seekable file; one job can read the artifact as it streams.
+        let jobs = self.config.restore_jobs.max(1);
+        let dump_file = if jobs > 1 {
+            let tmp_dir = self
+                .config
+                .temp_dir
+                .clone()
+                .unwrap_or_else(std::env::temp_dir);
+            let file = tempfile::Builder::new()
+                .prefix("amber-dr-pg-")
+                .suffix(".dump")
+                .tempfile_in(&tmp_dir)
+                .map_err(|e| Error::io("create temporary dump file in", &tmp_dir, e))?;
+            let reader = cx.open_artifact(&art).await?;
+            let mut reader = tokio::io::BufReader::with_capacity(1024 * 1024, reader);
             let mut out = tokio::fs::File::create(file.path())
                 .await
                 .map_err(|e| Error::io("write", file.path(), e))?;
-            tokio::io::copy(&mut reader, &mut out)
+            tokio::io::copy_buf(&mut reader, &mut out)
                 .await
                 .map_err(|e| Error::from_io("fetch dump into", file.path(), e))?;
             tokio::io::AsyncWriteExt::flush(&mut out)
                 .await
                 .map_err(|e| Error::io("write", file.path(), e))?;
-        }
-        // Prove the dump is readable before anything is dropped.
-        let mut list = Command::new(tools.bin("pg_restore"));
-        list.arg("--list").arg(file.path());
-        let toc = process::output(list, "pg_restore --list")
-            .await
-            .map_err(|e| Error::Corrupt {
-                artifact: art.path.clone(),
-                message: format!("the dump's table of contents cannot be read: {e}"),
-            })?;
-        let entries = toc
-            .lines()
-            .filter(|l| !l.starts_with(';') && !l.trim().is_empty())
-            .count();
+            // Prove the dump is readable before anything on the server changes.
+            let mut list = Command::new(tools.bin("pg_restore"));
+            list.arg("--list").arg(file.path());
+            process::output(list, "pg_restore --list")
+                .await
+                .map_err(|e| Error::Corrupt {
+                    artifact: art.path.clone(),
+                    message: format!("the dump's table of contents cannot be read: {e}"),
+                })?;
+            Some(file)
+        } else {
+            None
+        };
 
         let maint = self.maintenance_db();
         let admin = self.connect(&maint).await.map_err(&err)?;
@@ -329,11 +331,21 @@ impl Postgres {
         let result = async {
             cx.progress().set_phase(format!("pg_restore into {target}"));
             let mut cmd = self.tool(tools, "pg_restore", &scratch);
-            cmd.arg(format!("--jobs={}", self.config.restore_jobs.max(1)))
-                .arg("--exit-on-error")
-                .arg(format!("--dbname={}", conninfo_dbname(&scratch)))
-                .arg(file.path());
-            process::output(cmd, &format!("pg_restore of database `{}`", rec.info.name)).await?;
+            cmd.arg("--exit-on-error")
+                .arg(format!("--dbname={}", conninfo_dbname(&scratch)));
+            let what = format!("pg_restore of database `{}`", rec.info.name);
+            match &dump_file {
+                Some(file) => {
+                    cmd.arg(format!("--jobs={jobs}")).arg(file.path());
+                    process::output(cmd, &what).await?;
+                }
+                None => {
+                    // Streamed: damage found at the end of the artifact fails the restore
+                    // here, and the scratch database is dropped.
+                    let reader = cx.open_artifact(&art).await?;
+                    process::stdin_from(cmd, reader, &what).await?;
+                }
+            }
             let client = self.connect(&scratch).await.map_err(&err)?;
             let live = catalog::counts(&client, &scratch).await.map_err(&err)?;
             drop(client);
@@ -445,7 +457,7 @@ impl Postgres {
             }
         }
         report.actions.push(format!(
-            "restored database `{target}` from `{}`: {} tables, {} rows, {} sequences, {} large objects ({entries} dump entries)",
+            "restored database `{target}` from `{}`: {} tables, {} rows, {} sequences, {} large objects",
             rec.info.name,
             live.tables.len(),
             live.rows(),

@@ -22,7 +22,9 @@ pub struct PostgresConfig {
     /// `PATH`, then `/usr/lib/postgresql/*/bin`, for a version at least the server's.
     #[serde(default)]
     pub bin_dir: Option<PathBuf>,
-    /// Parallel jobs of `pg_restore`. Default 2.
+    /// Parallel jobs of `pg_restore`. Default 1: the dump streams from the repository straight
+    /// into `pg_restore`. More than 1 first writes the dump to a temporary file in `temp_dir`
+    /// (parallel `pg_restore` needs a seekable file); see docs/benchmarks.md for when that pays.
     #[serde(default = "default_jobs")]
     pub restore_jobs: u32,
     /// Where a restore puts the dump file that `pg_restore -j` needs. Default: the system temp dir.
@@ -34,7 +36,7 @@ pub struct PostgresConfig {
 }
 
 fn default_jobs() -> u32 {
-    2
+    1
 }
 
 fn default_timeout() -> u64 {

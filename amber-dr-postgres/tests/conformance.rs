@@ -13,6 +13,7 @@ use common::Pg;
 struct Fx {
     pg: Pg,
     prefix: String,
+    restore_jobs: u32,
 }
 
 impl Fx {
@@ -24,7 +25,8 @@ impl Fx {
 #[async_trait]
 impl Fixture for Fx {
     fn component(&self, slot: usize) -> Arc<dyn Component> {
-        let cfg = PostgresConfig::new(self.pg.url("postgres")).databases([self.db(slot)]);
+        let mut cfg = PostgresConfig::new(self.pg.url("postgres")).databases([self.db(slot)]);
+        cfg.restore_jobs = self.restore_jobs;
         Arc::new(Postgres::new(format!("pg{slot}"), cfg).unwrap())
     }
     fn failing_component(&self) -> Arc<dyn Component> {
@@ -52,12 +54,29 @@ impl Fixture for Fx {
     }
 }
 
+/// Parallel restore (`restore_jobs = 2`): the dump goes to a temporary file first.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_driver_passes_the_conformance_suite() {
     let Some(pg) = Pg::from_env() else { return };
     let fx = Fx {
         pg,
         prefix: "amber_conf".into(),
+        restore_jobs: 2,
+    };
+    let (repo, _guard) = testkit::temp_repo();
+    if let Err(e) = testkit::run_all(&fx, &repo).await {
+        panic!("{e}");
+    }
+}
+
+/// One job (the default): the artifact streams straight into pg_restore (damage shows at its end).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_driver_conforms_with_streamed_restore() {
+    let Some(pg) = Pg::from_env() else { return };
+    let fx = Fx {
+        pg,
+        prefix: "amber_conf_stream".into(),
+        restore_jobs: 1,
     };
     let (repo, _guard) = testkit::temp_repo();
     if let Err(e) = testkit::run_all(&fx, &repo).await {
