@@ -54,32 +54,21 @@ impl Fixture for Fx {
     }
 }
 
-/// Parallel restore (`restore_jobs = 2`): the dump goes to a temporary file first.
+/// Both restore paths, one after the other (they share the cluster's roles, so not at once):
+/// one job, the default, streams the artifact straight into pg_restore (damage shows at its
+/// end); two jobs first write the dump to a temporary file for a parallel pg_restore.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_driver_passes_the_conformance_suite() {
     let Some(pg) = Pg::from_env() else { return };
-    let fx = Fx {
-        pg,
-        prefix: "amber_conf".into(),
-        restore_jobs: 2,
-    };
-    let (repo, _guard) = testkit::temp_repo();
-    if let Err(e) = testkit::run_all(&fx, &repo).await {
-        panic!("{e}");
-    }
-}
-
-/// One job (the default): the artifact streams straight into pg_restore (damage shows at its end).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_driver_conforms_with_streamed_restore() {
-    let Some(pg) = Pg::from_env() else { return };
-    let fx = Fx {
-        pg,
-        prefix: "amber_conf_stream".into(),
-        restore_jobs: 1,
-    };
-    let (repo, _guard) = testkit::temp_repo();
-    if let Err(e) = testkit::run_all(&fx, &repo).await {
-        panic!("{e}");
+    for restore_jobs in [1, 2] {
+        let fx = Fx {
+            pg: pg.clone(),
+            prefix: format!("amber_conf_j{restore_jobs}"),
+            restore_jobs,
+        };
+        let (repo, _guard) = testkit::temp_repo();
+        if let Err(e) = testkit::run_all(&fx, &repo).await {
+            panic!("restore_jobs = {restore_jobs}: {e}");
+        }
     }
 }
