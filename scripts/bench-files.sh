@@ -122,22 +122,17 @@ for run in $(seq 1 "$RUNS"); do
   rm -rf "$WORK/ours-restore"
 done
 
-PB=$(printf '%s\n' "${peer_b[@]}" | median)
-OB=$(printf '%s\n' "${ours_b[@]}" | median)
-ORSS=$(printf '%s\n' "${ours_rss[@]}" | sort -n | tail -1)
-PR=$(printf '%s\n' "${peer_r[@]}" | median)
-OR=$(printf '%s\n' "${ours_r[@]}" | median)
-ORRSS=$(printf '%s\n' "${ours_rrss[@]}" | sort -n | tail -1)
 PEER_SIZE=$(stat -c %s "$WORK/peer.tar.zst")
+# shellcheck disable=SC2016 # markdown code spans, not shell
+PEER_BACKUP='`tar -cf - DIR \| zstd -3 -T0`' PEER_RESTORE='`zstd -d \| tar -x`'
 OURS_SIZE=$(find "$REPO" -name '*.zst' -printf '%s\n' | awk '{s+=$1} END {print s}')
 
 cat <<EOF2
 Data set: $FILES files, $BYTES bytes ($(nproc) cores, $(uname -m)); $RUNS runs, median wall time; peak RSS is the maximum over runs.
 
-| operation | peer | peer wall (s) | amber-dr wall (s) | ratio | amber-dr peak RSS (MiB) | stored bytes peer / amber-dr |
-|---|---|---|---|---|---|---|
-| backup | \`tar -cf - DIR \| zstd -3 -T0\` | $PB | $OB | $(awk "BEGIN {printf \"%.2f\", $OB/$PB}") | $(awk "BEGIN {printf \"%.1f\", $ORSS/1024}") | $PEER_SIZE / $OURS_SIZE |
-| restore | \`zstd -d \| tar -x\` | $PR | $OR | $(awk "BEGIN {printf \"%.2f\", $OR/$PR}") | $(awk "BEGIN {printf \"%.1f\", $ORRSS/1024}") | |
+$(bench_header)
+$(bench_row backup "$PEER_BACKUP" "${peer_b[*]}" "${ours_b[*]}" "${ours_rss[*]}" "$PEER_SIZE / $OURS_SIZE")
+$(bench_row restore "$PEER_RESTORE" "${peer_r[*]}" "${ours_r[*]}" "${ours_rrss[*]}")
 
 All runs: backup peer ${peer_b[*]} / amber-dr ${ours_b[*]}; restore peer ${peer_r[*]} / amber-dr ${ours_r[*]}.
 EOF2

@@ -86,22 +86,17 @@ for run in $(seq 1 "$RUNS"); do
   psql_q "DROP DATABASE IF EXISTS bench_ours_restore WITH (FORCE)"
 done
 
-PB=$(printf '%s\n' "${peer_b[@]}" | median)
-OB=$(printf '%s\n' "${ours_b[@]}" | median)
-ORSS=$(printf '%s\n' "${ours_rss[@]}" | sort -n | tail -1)
-PR=$(printf '%s\n' "${peer_r[@]}" | median)
-OR=$(printf '%s\n' "${ours_r[@]}" | median)
-ORRSS=$(printf '%s\n' "${ours_rrss[@]}" | sort -n | tail -1)
 PEER_SIZE=$(stat -c %s "$WORK/peer.dump")
+# shellcheck disable=SC2016 # markdown code spans, not shell
+PEER_BACKUP='`pg_dump -Fc -f FILE`' PEER_RESTORE='`createdb` + `pg_restore -j2`'
 OURS_SIZE=$(find "$WORK/repo" -name '*.zst' -printf '%s\n' | awk '{s+=$1} END {print s}')
 
 cat <<EOF2
 Data set: pgbench scale $SCALE ($((SCALE * 100000)) accounts), database size $SIZE bytes; PostgreSQL $("$BIN_DIR/postgres" --version | awk '{print $3}'); $(nproc) cores; $RUNS runs, median wall time; peak RSS is the maximum over runs.
 
-| operation | peer | peer wall (s) | amber-dr wall (s) | ratio | amber-dr peak RSS (MiB) | stored bytes peer / amber-dr |
-|---|---|---|---|---|---|---|
-| backup | \`pg_dump -Fc -f FILE\` | $PB | $OB | $(ratio "$OB" "$PB") | $(awk "BEGIN {printf \"%.1f\", $ORSS/1024}") | $PEER_SIZE / $OURS_SIZE |
-| restore (restore_jobs = $JOBS) | \`createdb\` + \`pg_restore -j2\` | $PR | $OR | $(ratio "$OR" "$PR") | $(awk "BEGIN {printf \"%.1f\", $ORRSS/1024}") | |
+$(bench_header)
+$(bench_row backup "$PEER_BACKUP" "${peer_b[*]}" "${ours_b[*]}" "${ours_rss[*]}" "$PEER_SIZE / $OURS_SIZE")
+$(bench_row "restore (restore_jobs = $JOBS)" "$PEER_RESTORE" "${peer_r[*]}" "${ours_r[*]}" "${ours_rrss[*]}")
 
 All runs: backup peer ${peer_b[*]} / amber-dr ${ours_b[*]}; restore peer ${peer_r[*]} / amber-dr ${ours_r[*]}.
 EOF2

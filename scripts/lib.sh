@@ -294,3 +294,20 @@ median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 # ratio A B: A/B with two decimals.
 ratio() { awk "BEGIN {printf \"%.2f\", $1/$2}"; }
 
+# bench_header: the header of the benchmark table that bench_row fills.
+bench_header() {
+  printf '| operation | peer | peer wall (s) | amber-dr wall (s) | ratio | amber-dr peak RSS (MiB) | stored bytes peer / amber-dr |\n'
+  printf '|---|---|---|---|---|---|---|\n'
+}
+
+# bench_row OPERATION PEER "PEER_TIMES" "OURS_TIMES" "OURS_RSS_KB" [STORED]: one table row with
+# the median wall times, their ratio and the maximum RSS (times and RSS space-separated).
+bench_row() {
+  local op="$1" peer="$2" pt="$3" ot="$4" rss="$5" stored="${6:-}" pm om rmax
+  pm=$(tr ' ' '\n' <<<"$pt" | median)
+  om=$(tr ' ' '\n' <<<"$ot" | median)
+  rmax=$(tr ' ' '\n' <<<"$rss" | sort -n | tail -1)
+  printf '| %s | %s | %s | %s | %s | %s | %s |\n' "$op" "$peer" "$pm" "$om" "$(ratio "$om" "$pm")" \
+    "$(awk "BEGIN {printf \"%.1f\", $rmax/1024}")" "$stored"
+}
+

@@ -5,55 +5,9 @@
 #[path = "../../amber-dr-files/tests/common/mod.rs"]
 mod common;
 
-use std::path::PathBuf;
-use std::sync::Arc;
-
-use amber_dr_core::testkit::{self, Fixture};
-use amber_dr_core::{async_trait, Component, Error, Repository, RepositoryConfig, Result};
+use amber_dr_core::testkit;
+use amber_dr_core::{Error, Repository, RepositoryConfig};
 use amber_dr_e2e::{s3_repository, unique_prefix};
-use amber_dr_files::{Files, FilesConfig};
-
-struct Dirs {
-    base: tempfile::TempDir,
-}
-
-impl Dirs {
-    fn dir(&self, slot: usize) -> PathBuf {
-        self.base.path().join(format!("uploads-{slot}"))
-    }
-}
-
-#[async_trait]
-impl Fixture for Dirs {
-    fn component(&self, slot: usize) -> Arc<dyn Component> {
-        Arc::new(Files::new(
-            format!("uploads{slot}"),
-            FilesConfig::new(self.dir(slot)),
-        ))
-    }
-    fn failing_component(&self) -> Arc<dyn Component> {
-        Arc::new(Files::new(
-            "missing",
-            FilesConfig::new(self.base.path().join("nope")),
-        ))
-    }
-    async fn populate(&self, slot: usize) -> Result<()> {
-        common::unlock(&self.dir(slot));
-        common::populate(&self.dir(slot), slot as u8 + 1);
-        Ok(())
-    }
-    async fn make_empty(&self, slot: usize) -> Result<()> {
-        common::make_empty(&self.dir(slot));
-        Ok(())
-    }
-    async fn destroy(&self, slot: usize) -> Result<()> {
-        common::destroy(&self.dir(slot));
-        Ok(())
-    }
-    async fn fingerprint(&self, slot: usize) -> Result<String> {
-        Ok(common::fingerprint(&self.dir(slot)))
-    }
-}
 
 fn repo_or_skip(name: &str) -> Option<Repository> {
     let Some(cfg) = s3_repository(&unique_prefix(name)) else {
@@ -69,13 +23,10 @@ async fn files_conformance_with_repository_on_s3() {
         return;
     };
     repo.check_access().await.unwrap();
-    let fx = Dirs {
-        base: tempfile::tempdir().unwrap(),
-    };
+    let fx = common::Dirs::new();
     if let Err(e) = testkit::run_all(&fx, &repo).await {
         panic!("{e}");
     }
-    common::unlock(fx.base.path());
 }
 
 #[tokio::test]

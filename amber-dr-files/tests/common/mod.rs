@@ -8,7 +8,68 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
 use std::path::Path;
 
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use amber_dr_core::testkit::Fixture;
+use amber_dr_core::{async_trait, Component, Result};
+use amber_dr_files::{Files, FilesConfig};
 use sha2::{Digest, Sha256};
+
+/// Two upload directories under a temp dir: the conformance fixture of the files driver.
+pub struct Dirs {
+    pub base: tempfile::TempDir,
+}
+
+impl Dirs {
+    pub fn new() -> Self {
+        Self {
+            base: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    pub fn dir(&self, slot: usize) -> PathBuf {
+        self.base.path().join(format!("uploads-{slot}"))
+    }
+}
+
+impl Drop for Dirs {
+    fn drop(&mut self) {
+        unlock(self.base.path());
+    }
+}
+
+#[async_trait]
+impl Fixture for Dirs {
+    fn component(&self, slot: usize) -> Arc<dyn Component> {
+        Arc::new(Files::new(
+            format!("uploads{slot}"),
+            FilesConfig::new(self.dir(slot)),
+        ))
+    }
+    fn failing_component(&self) -> Arc<dyn Component> {
+        Arc::new(Files::new(
+            "missing",
+            FilesConfig::new(self.base.path().join("no-such-dir")),
+        ))
+    }
+    async fn populate(&self, slot: usize) -> Result<()> {
+        unlock(&self.dir(slot));
+        populate(&self.dir(slot), slot as u8 + 1);
+        Ok(())
+    }
+    async fn make_empty(&self, slot: usize) -> Result<()> {
+        make_empty(&self.dir(slot));
+        Ok(())
+    }
+    async fn destroy(&self, slot: usize) -> Result<()> {
+        destroy(&self.dir(slot));
+        Ok(())
+    }
+    async fn fingerprint(&self, slot: usize) -> Result<String> {
+        Ok(fingerprint(&self.dir(slot)))
+    }
+}
 
 /// Fill `dir` with the awkward cases: nested and empty directories, relative and absolute
 /// symlinks (one pointing outside, one dangling), a non-UTF-8 name, unicode and spaces, a path
