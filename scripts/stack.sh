@@ -236,6 +236,15 @@ svc_s3_purge() {
 PG_PORT="${AMBER_DR_PG_PORT:-39200}"
 PG_PASSWORD="${AMBER_DR_PG_PASSWORD:-amberdr-pg}"
 PG_DIR="$STACK_DIR/pg"
+# The server runs as `postgres`: when the state dir is not reachable for that user (e.g. a
+# checkout under /root), keep the cluster in a directory of its own under /var/tmp.
+if [[ "$(id -u)" == 0 ]] && id postgres >/dev/null 2>&1 \
+  && ! runuser -u postgres -- test -x "$STACK_DIR" 2>/dev/null; then
+  mkdir -p "$STACK_DIR"
+  if ! runuser -u postgres -- test -x "$STACK_DIR" 2>/dev/null; then
+    PG_DIR="/var/tmp/amber-dr-stack-$(printf '%s' "$STACK_DIR" | md5sum | cut -c1-12)/pg"
+  fi
+fi
 PG_DATA="$PG_DIR/data"
 PG_LOG="$PG_DIR/postgres.log"
 PG_SOCK="$PG_DIR/sock"
@@ -286,6 +295,11 @@ svc_pg_start() {
       "set AMBER_DR_PG_PORT to a free port (e.g. AMBER_DR_PG_PORT=$((PG_PORT + 1)) scripts/stack.sh up)"
   fi
   mkdir -p "$PG_DIR" "$PG_SOCK"
+  if [[ "$(id -u)" == 0 ]] && ! runuser -u postgres -- test -x "$PG_DIR" 2>/dev/null; then
+    chmod o+x "$(dirname "$PG_DIR")" 2>/dev/null || true
+    runuser -u postgres -- test -x "$PG_DIR" \
+      || die "user postgres cannot reach $PG_DIR; set AMBER_DR_STACK_DIR to a directory it can enter"
+  fi
   touch "$PG_LOG"
   if [[ "$(id -u)" == 0 ]]; then
     # The server runs as `postgres` and must write its log, socket and data here.

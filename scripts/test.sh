@@ -11,6 +11,12 @@ set -euo pipefail
 cd "$AMBER_DR_REPO_ROOT"
 
 ensure_cargo
+# A minimal rustup profile lacks the linters.
+if command -v rustup >/dev/null 2>&1; then
+  for c in rustfmt clippy; do
+    rustup component list --installed 2>/dev/null | grep -q "^$c" || rustup component add "$c" >&2
+  done
+fi
 
 log "starting the local stack"
 scripts/stack.sh up

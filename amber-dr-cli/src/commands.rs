@@ -99,7 +99,11 @@ impl Ctx {
                 path.display()
             )));
         }
-        Ok(Some(Config::load(&path)?))
+        let cfg = Config::load(&path)?;
+        // Every command checks the whole file: a bad component section is a usage error even
+        // for `list`, rather than a confusing failure later.
+        cfg.build_components(&self.registry)?;
+        Ok(Some(cfg))
     }
 
     fn repo_config(&self, cfg: Option<&Config>) -> Result<RepositoryConfig, Failure> {

@@ -113,6 +113,8 @@ pub struct Repository {
     store: Arc<dyn ObjectStore>,
     url: String,
     compression: CompressionOptions,
+    /// The directory of a local repository (to clear staging files of killed runs).
+    local_root: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for Repository {
@@ -135,6 +137,7 @@ impl Repository {
         if url.is_empty() {
             return Err(Error::config("repository.url", "is empty"));
         }
+        let mut local_root = None;
         let store: Arc<dyn ObjectStore> = if let Some(rest) = url.strip_prefix("s3://") {
             Arc::new(Self::s3(config, rest)?)
         } else if url.contains("://") && !url.starts_with("file://") {
@@ -154,6 +157,7 @@ impl Repository {
                     source: Box::new(source),
                 })?
                 .with_automatic_cleanup(true);
+            local_root = Some(std::path::PathBuf::from(path));
             Arc::new(fs)
         };
         let mut compression = CompressionOptions::default();
@@ -170,6 +174,7 @@ impl Repository {
             store,
             url: url.to_string(),
             compression,
+            local_root,
         })
     }
 
@@ -231,6 +236,7 @@ impl Repository {
             store,
             url: url.into(),
             compression: CompressionOptions::default(),
+            local_root: None,
         }
     }
 
@@ -419,6 +425,16 @@ impl Repository {
             .try_collect::<Vec<_>>()
             .await
             .map_err(|e| self.err("delete", &prefix, e))?;
+        // A killed run leaves multipart staging files (`name#N`) that the object store does not
+        // list; on a local repository remove whatever is left of the backup's directory.
+        if let Some(root) = &self.local_root {
+            let dir = root.join(id);
+            match tokio::fs::remove_dir_all(&dir).await {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io("remove backup directory", dir, e)),
+            }
+        }
         Ok(())
     }
 
@@ -766,6 +782,11 @@ mod tests {
         assert_eq!(list.len(), 1);
         assert_eq!(list[0].status(), "incomplete");
         assert!(repo.resolve("latest").await.is_err());
+        // A killed run's staging file (invisible to the object store) goes with the backup.
+        std::fs::write(dir.path().join(&a).join("x/y.zst#1"), b"partial").expect("staging");
+        repo.delete_backup(&a).await.expect("delete");
+        assert!(!dir.path().join(&a).exists());
+        assert!(repo.list().await.expect("list").is_empty());
     }
 
     #[tokio::test]

@@ -515,32 +515,11 @@ impl Runner {
 
     async fn prune_locked(&self, policy: &RetentionPolicy, dry_run: bool) -> Result<PruneOutcome> {
         let entries = self.repo.list().await?;
-        let complete: Vec<(String, chrono::DateTime<Utc>)> = entries
-            .iter()
-            .filter_map(|e| {
-                e.manifest
-                    .as_ref()
-                    .filter(|m| m.is_complete())
-                    .map(|m| (e.id.clone(), m.started_at))
-            })
-            .collect();
-        let keep = policy.select(&complete);
-        let newest_kept = keep.iter().max().cloned();
+        let plan = prune_plan(&entries, policy);
         let mut kept = Vec::new();
         let mut deleted = Vec::new();
         for e in &entries {
-            let is_complete = e
-                .manifest
-                .as_ref()
-                .map(|m| m.is_complete())
-                .unwrap_or(false);
-            let delete = if is_complete {
-                !keep.contains(&e.id)
-            } else {
-                // Leftovers of failed or interrupted runs: delete those older than the newest
-                // kept backup; a newer one may be a run that is still going.
-                newest_kept.as_ref().map(|k| e.id < *k).unwrap_or(false)
-            };
+            let delete = !plan.contains(&e.id);
             if delete {
                 deleted.push(e.id.clone());
             } else {
@@ -581,4 +560,143 @@ async fn snapshot_one(c: Arc<dyn Component>, cx: SnapshotContext) -> ComponentRe
     rec.started_at = Some(started);
     rec.finished_at = Some(Utc::now());
     rec
+}
+
+/// The ids `prune` keeps. The keep rules count ordinary complete backups only (so that safety
+/// backups can never push the last real backup out). A safety backup is kept while it is not
+/// older than the oldest kept ordinary backup. Failed and interrupted runs are kept only when
+/// newer than the newest kept backup (one may still be running).
+pub(crate) fn prune_plan(
+    entries: &[crate::repository::BackupEntry],
+    policy: &RetentionPolicy,
+) -> std::collections::BTreeSet<String> {
+    let ordinary: Vec<(String, chrono::DateTime<Utc>)> = entries
+        .iter()
+        .filter_map(|e| {
+            e.manifest
+                .as_ref()
+                .filter(|m| m.is_complete() && m.purpose == BackupPurpose::Backup)
+                .map(|m| (e.id.clone(), m.started_at))
+        })
+        .collect();
+    let mut keep = policy.select(&ordinary);
+    let oldest_kept = keep.iter().min().cloned();
+    let newest_kept = keep.iter().max().cloned();
+    for e in entries {
+        let Some(m) = &e.manifest else {
+            if newest_kept.as_ref().map(|k| e.id > *k).unwrap_or(true) {
+                keep.insert(e.id.clone());
+            }
+            continue;
+        };
+        if m.is_complete() && m.purpose == BackupPurpose::Safety {
+            if oldest_kept.as_ref().map(|k| e.id >= *k).unwrap_or(true) {
+                keep.insert(e.id.clone());
+            }
+        } else if !m.is_complete() && newest_kept.as_ref().map(|k| e.id > *k).unwrap_or(true) {
+            keep.insert(e.id.clone());
+        }
+    }
+    keep
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::repository::BackupEntry;
+
+    fn entry(id: &str, purpose: Option<BackupPurpose>, complete: bool) -> BackupEntry {
+        let t = chrono::NaiveDateTime::parse_from_str(&id[..15], "%Y%m%d_%H%M%S")
+            .map(|n| n.and_utc())
+            .unwrap_or_else(|_| Utc::now());
+        BackupEntry {
+            id: id.into(),
+            manifest: purpose.map(|purpose| Manifest {
+                format_version: FORMAT_VERSION,
+                id: id.into(),
+                status: if complete {
+                    BackupStatus::Complete
+                } else {
+                    BackupStatus::Failed
+                },
+                purpose,
+                tool_version: "t".into(),
+                host: "h".into(),
+                started_at: t,
+                finished_at: t,
+                tags: vec![],
+                components: BTreeMap::new(),
+            }),
+            problem: None,
+        }
+    }
+
+    #[test]
+    fn safety_backups_never_push_out_real_backups() {
+        use BackupPurpose::*;
+        let entries = vec![
+            entry("20260101_000000", Some(Backup), true),
+            entry("20260102_000000", Some(Safety), true),
+            entry("20260103_000000", Some(Backup), true),
+            entry("20260104_000000", Some(Safety), true),
+            entry("20260105_000000", Some(Safety), true),
+        ];
+        let keep = prune_plan(
+            &entries,
+            &RetentionPolicy {
+                keep_last: 2,
+                ..Default::default()
+            },
+        );
+        let want: std::collections::BTreeSet<String> = [
+            "20260101_000000",
+            "20260102_000000",
+            "20260103_000000",
+            "20260104_000000",
+            "20260105_000000",
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect();
+        assert_eq!(
+            keep, want,
+            "both real backups kept, and the safety backups after the oldest"
+        );
+        let keep = prune_plan(
+            &entries,
+            &RetentionPolicy {
+                keep_last: 1,
+                ..Default::default()
+            },
+        );
+        assert!(keep.contains("20260103_000000") && !keep.contains("20260101_000000"));
+        assert!(
+            !keep.contains("20260102_000000"),
+            "older than every kept backup"
+        );
+        assert!(keep.contains("20260105_000000"));
+    }
+
+    #[test]
+    fn leftovers_go_unless_newer_than_every_kept_backup() {
+        use BackupPurpose::*;
+        let entries = vec![
+            entry("20260101_000000", None, false),
+            entry("20260102_000000", Some(Backup), false),
+            entry("20260103_000000", Some(Backup), true),
+            entry("20260104_000000", None, false),
+        ];
+        let keep = prune_plan(
+            &entries,
+            &RetentionPolicy {
+                keep_last: 5,
+                ..Default::default()
+            },
+        );
+        let want: std::collections::BTreeSet<String> = ["20260103_000000", "20260104_000000"]
+            .into_iter()
+            .map(String::from)
+            .collect();
+        assert_eq!(keep, want);
+    }
 }

@@ -67,6 +67,12 @@ pub(crate) struct DbInfo {
     pub collate: String,
     pub ctype: String,
     pub size: i64,
+    /// `c` (libc) or `i` (ICU), PostgreSQL 15+.
+    #[serde(default)]
+    pub locale_provider: Option<String>,
+    /// The ICU locale when the provider is ICU.
+    #[serde(default)]
+    pub icu_locale: Option<String>,
 }
 
 pub(crate) async fn server_version(c: &Client) -> Result<(u32, String), PgError> {
@@ -86,7 +92,8 @@ pub(crate) async fn databases(c: &Client) -> Result<Vec<DbInfo>, PgError> {
     let rows = c
         .query(
             "SELECT d.datname, pg_get_userbyid(d.datdba), pg_encoding_to_char(d.encoding), \
-             d.datcollate::text, d.datctype::text, pg_database_size(d.oid) \
+             d.datcollate::text, d.datctype::text, pg_database_size(d.oid), \
+             to_jsonb(d) ->> 'datlocprovider', to_jsonb(d) ->> 'daticulocale' \
              FROM pg_database d WHERE NOT d.datistemplate AND d.datallowconn \
              AND d.datname NOT LIKE '%\\_\\_amber\\_dr\\_%' ORDER BY 1",
             &[],
@@ -102,6 +109,8 @@ pub(crate) async fn databases(c: &Client) -> Result<Vec<DbInfo>, PgError> {
             collate: r.get(3),
             ctype: r.get(4),
             size: r.get(5),
+            locale_provider: r.get(6),
+            icu_locale: r.get(7),
         })
         .collect())
 }

@@ -77,6 +77,77 @@ impl Postgres {
         self.pg.get_dbname().unwrap_or("postgres").to_string()
     }
 
+    /// A database to connect to while the databases in `avoid` are renamed or dropped.
+    fn admin_db(&self, avoid: &[&str]) -> String {
+        [self.maintenance_db(), "postgres".into(), "template1".into()]
+            .into_iter()
+            .find(|d| !avoid.contains(&d.as_str()))
+            .unwrap_or_else(|| "template1".into())
+    }
+
+    /// Create the roles of the backup that the server lacks; existing roles are left exactly
+    /// as they are (a restore must not undo a password rotation or re-enable a login).
+    async fn apply_roles(
+        &self,
+        cx: &RestoreContext,
+        record: &ComponentRecord,
+        tools: &Tools,
+        globals: &str,
+        report: &mut RestoreReport,
+    ) -> Result<()> {
+        let err = self.err("restore");
+        let art = record.artifact(globals)?;
+        if art.size > MAX_GLOBALS {
+            return Err(self.err("restore")(PgError::Tools(format!(
+                "{} is {} bytes, more than the {MAX_GLOBALS} bytes roles and tablespaces can take",
+                art.path, art.size
+            ))));
+        }
+        let mut reader = cx.open_artifact(art).await?;
+        let mut text = Vec::new();
+        tokio::io::AsyncReadExt::read_to_end(&mut reader, &mut text)
+            .await
+            .map_err(|e| Error::from_io("read", &art.path, e))?;
+        let text = String::from_utf8_lossy(&text);
+        let db = self.maintenance_db();
+        let client = self.connect(&db).await.map_err(&err)?;
+        let existing: std::collections::HashSet<String> = client
+            .query("SELECT rolname FROM pg_roles", &[])
+            .await
+            .map_err(catalog::q(&db, "list roles"))
+            .map_err(&err)?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        drop(client);
+        let (sql, created, kept) = filter_globals(&text, &existing);
+        let mut cmd = self.tool(tools, "psql", &db);
+        cmd.args(["-X", "-q", "-v", "ON_ERROR_STOP=0", "-f", "-"]);
+        let out = process::stdin_from(cmd, sql.as_bytes(), "psql (roles)").await?;
+        let errors: Vec<&str> = out
+            .stderr
+            .lines()
+            .filter(|l| l.contains("ERROR") && !l.contains("already exists"))
+            .collect();
+        if !errors.is_empty() {
+            report
+                .warnings
+                .push(format!("roles: {}", errors.join("; ")));
+        }
+        if !created.is_empty() {
+            report
+                .actions
+                .push(format!("created missing roles: {}", created.join(", ")));
+        }
+        if !kept.is_empty() {
+            report.actions.push(format!(
+                "kept {} existing roles unchanged (passwords and attributes as they are now)",
+                kept.len()
+            ));
+        }
+        Ok(())
+    }
+
     async fn connect(&self, db: &str) -> Result<tokio_postgres::Client, PgError> {
         catalog::connect(&self.pg, db, &self.url(), self.config.connect_timeout()).await
     }
@@ -286,9 +357,12 @@ impl Postgres {
             None
         };
 
-        let maint = self.maintenance_db();
-        let admin = self.connect(&maint).await.map_err(&err)?;
         let scratch = scratch_name(target);
+        let old = format!("{scratch}_old");
+        // Administer from a database that is not being renamed (the URL's own database may be
+        // the one restored).
+        let maint = self.admin_db(&[target, &scratch, &old]);
+        let admin = self.connect(&maint).await.map_err(&err)?;
         let exec = |sql: String| {
             let admin = &admin;
             let maint = maint.clone();
@@ -306,8 +380,14 @@ impl Postgres {
         .await
         .map_err(&err)?;
         let create = |owner: bool| {
+            let icu = match (&rec.info.locale_provider, &rec.info.icu_locale) {
+                (Some(p), Some(l)) if p == "i" => {
+                    format!(" LOCALE_PROVIDER icu ICU_LOCALE {}", catalog::literal(l))
+                }
+                _ => String::new(),
+            };
             format!(
-                "CREATE DATABASE {} {}ENCODING {} LC_COLLATE {} LC_CTYPE {} TEMPLATE template0",
+                "CREATE DATABASE {} {}ENCODING {} LC_COLLATE {} LC_CTYPE {}{icu} TEMPLATE template0",
                 ident(&scratch),
                 if owner {
                     format!("OWNER {} ", ident(&rec.info.owner))
@@ -372,7 +452,6 @@ impl Postgres {
 
         // Swap: the scratch database takes the target's name.
         cx.progress().set_phase(format!("swapping {target} in"));
-        let old = format!("{scratch}_old");
         let exists = admin
             .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&target])
             .await
@@ -470,6 +549,60 @@ impl Postgres {
         cx.progress().add_items(1);
         Ok(())
     }
+}
+
+/// The most `globals.sql` (roles and tablespaces) a restore reads into memory.
+const MAX_GLOBALS: u64 = 64 * 1024 * 1024;
+
+/// The role named by a `CREATE ROLE` / `ALTER ROLE` line of pg_dumpall, unquoted.
+fn role_of(line: &str) -> Option<String> {
+    let rest = line
+        .strip_prefix("CREATE ROLE ")
+        .or_else(|| line.strip_prefix("ALTER ROLE "))?;
+    if let Some(q) = rest.strip_prefix('"') {
+        let mut out = String::new();
+        let mut chars = q.chars().peekable();
+        while let Some(c) = chars.next() {
+            if c == '"' {
+                if chars.peek() == Some(&'"') {
+                    chars.next();
+                    out.push('"');
+                } else {
+                    return Some(out);
+                }
+            } else {
+                out.push(c);
+            }
+        }
+        None
+    } else {
+        Some(rest.split([' ', ';']).next()?.to_string())
+    }
+}
+
+/// Drop the `CREATE ROLE` / `ALTER ROLE` statements of roles that exist already. Returns the
+/// SQL, the roles it creates and the existing roles it leaves alone.
+fn filter_globals(
+    sql: &str,
+    existing: &std::collections::HashSet<String>,
+) -> (String, Vec<String>, Vec<String>) {
+    let (mut out, mut created, mut kept) = (String::new(), Vec::new(), Vec::new());
+    for line in sql.lines() {
+        if let Some(role) = role_of(line) {
+            if existing.contains(&role) {
+                if line.starts_with("CREATE ROLE ") {
+                    kept.push(role);
+                }
+                continue;
+            }
+            if line.starts_with("CREATE ROLE ") {
+                created.push(role);
+            }
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    (out, created, kept)
 }
 
 /// A scratch database name derived from the target, within Postgres's 63-byte limit.
@@ -721,22 +854,8 @@ impl Component for Postgres {
         let (_, tools) = self.tools_for(&client).await.map_err(&err)?;
         drop(client);
         if let Some(g) = &details.globals {
-            cx.progress().set_phase("applying roles");
-            let art = record.artifact(g)?;
-            let reader = cx.open_artifact(art).await?;
-            let mut cmd = self.tool(&tools, "psql", &self.maintenance_db());
-            cmd.args(["-X", "-q", "-v", "ON_ERROR_STOP=0", "-f", "-"]);
-            let out = process::stdin_from(cmd, reader, "psql (roles)").await?;
-            let errors: Vec<&str> = out
-                .stderr
-                .lines()
-                .filter(|l| l.contains("ERROR") && !l.contains("already exists"))
-                .collect();
-            if !errors.is_empty() {
-                report
-                    .warnings
-                    .push(format!("roles: {}", errors.join("; ")));
-            }
+            cx.progress().set_phase("creating missing roles");
+            self.apply_roles(cx, record, &tools, g, &mut report).await?;
         }
         for d in selected {
             self.restore_db(cx, record, &tools, d, &target_of(d), &mut report)
@@ -755,6 +874,25 @@ mod tests {
         let long = "x".repeat(63);
         assert!(scratch_name(&long).len() <= 63);
         assert_eq!(scratch_name("amber"), "amber__amber_dr_restore");
+    }
+
+    #[test]
+    fn existing_roles_are_left_alone() {
+        let sql = "CREATE ROLE postgres;\nALTER ROLE postgres WITH SUPERUSER PASSWORD 'x';\n\
+                   CREATE ROLE \"we\"\"ird\";\nALTER ROLE \"we\"\"ird\" WITH LOGIN;\n\
+                   CREATE ROLE app;\nALTER ROLE app WITH LOGIN PASSWORD 'y';\nGRANT app TO postgres;\n";
+        let existing = ["postgres".to_string(), "app".to_string()]
+            .into_iter()
+            .collect();
+        let (out, created, kept) = filter_globals(sql, &existing);
+        assert_eq!(created, vec!["we\"ird".to_string()]);
+        assert_eq!(kept, vec!["postgres".to_string(), "app".to_string()]);
+        assert!(!out.contains("PASSWORD"), "{out}");
+        assert!(out.contains("GRANT app TO postgres;"), "{out}");
+        assert!(
+            out.contains("ALTER ROLE \"we\"\"ird\" WITH LOGIN;"),
+            "{out}"
+        );
     }
 
     #[test]

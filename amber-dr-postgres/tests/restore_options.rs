@@ -17,7 +17,23 @@ async fn one_database_of_two_and_restore_under_another_name() {
     let Some(pg) = Pg::from_env() else { return };
     let (a, b, drill) = ("amber_parts_a", "amber_parts_b", "amber_parts_drill");
     pg.populate(a);
-    pg.populate(b);
+    // b uses the ICU locale provider, which must survive a restore.
+    pg.psql(
+        "postgres",
+        &format!("DROP DATABASE IF EXISTS {b} WITH (FORCE)"),
+    );
+    pg.psql(
+        "postgres",
+        &format!("CREATE DATABASE {b} LOCALE_PROVIDER icu ICU_LOCALE 'en-US' TEMPLATE template0"),
+    );
+    pg.script(b, common::DATA_SQL);
+    // A role that exists only in the backup, and one that changes after it.
+    pg.psql("postgres", "DROP ROLE IF EXISTS amber_rt_role");
+    pg.psql(
+        "postgres",
+        "CREATE ROLE amber_rt_role LOGIN CONNECTION LIMIT 3",
+    );
+    pg.psql("postgres", "COMMENT ON ROLE amber_rt_role IS 'comes back'");
     pg.psql(
         "postgres",
         &format!("DROP DATABASE IF EXISTS {drill} WITH (FORCE)"),
@@ -49,12 +65,9 @@ async fn one_database_of_two_and_restore_under_another_name() {
     let sa = settings(a);
     assert!(sa.contains("work_mem=8MB"), "{sa}");
 
+    // The URL's own database is one of those restored (it cannot be renamed while connected).
     let c: Arc<dyn Component> = Arc::new(
-        Postgres::new(
-            "postgres",
-            PostgresConfig::new(pg.url("postgres")).databases([a, b]),
-        )
-        .unwrap(),
+        Postgres::new("postgres", PostgresConfig::new(pg.url(a)).databases([a, b])).unwrap(),
     );
     let (repo, _guard) = testkit::temp_repo();
     let runner = Runner::new(repo, vec![c]);
@@ -66,6 +79,15 @@ async fn one_database_of_two_and_restore_under_another_name() {
     pg.destroy(a);
     pg.destroy(b);
     let fb_destroyed = pg.fingerprint(b);
+    pg.psql("postgres", "DROP ROLE amber_rt_role");
+    pg.psql(
+        "postgres",
+        "ALTER ROLE amber_app NOLOGIN PASSWORD 'rotated-after-the-backup'",
+    );
+    let app_pw = pg.psql(
+        "postgres",
+        "SELECT rolpassword FROM pg_authid WHERE rolname = 'amber_app'",
+    );
 
     let only_a = RestorePlanOptions {
         selection: Selection::all(),
@@ -81,6 +103,33 @@ async fn one_database_of_two_and_restore_under_another_name() {
         "database-level settings and privileges restored"
     );
     assert_eq!(pg.fingerprint(b), fb_destroyed, "database b untouched");
+    // Missing roles come back as they were; existing ones are left as they are now.
+    assert_eq!(
+        pg.psql(
+            "postgres",
+            "SELECT rolcanlogin::text || ' ' || rolconnlimit || ' ' || shobj_description(oid, 'pg_authid') FROM pg_roles WHERE rolname = 'amber_rt_role'"
+        )
+        .trim(),
+        "true 3 comes back"
+    );
+    assert_eq!(
+        pg.psql(
+            "postgres",
+            "SELECT rolcanlogin FROM pg_roles WHERE rolname = 'amber_app'"
+        )
+        .trim(),
+        "f",
+        "an existing role's attributes are not overwritten"
+    );
+    assert_eq!(
+        pg.psql(
+            "postgres",
+            "SELECT rolpassword FROM pg_authid WHERE rolname = 'amber_app'"
+        ),
+        app_pw,
+        "an existing role's password is not overwritten"
+    );
+    pg.psql("postgres", "ALTER ROLE amber_app LOGIN");
 
     // Drill: b restored as another database; the live b stays as it is.
     let drill_plan = RestorePlanOptions {
@@ -93,6 +142,11 @@ async fn one_database_of_two_and_restore_under_another_name() {
     let out = runner.restore(&m.id, &drill_plan).await.unwrap();
     assert!(out.is_ok(), "{:?}", out.components);
     assert_eq!(pg.fingerprint(drill), fb, "drill database holds b's backup");
+    assert_eq!(
+        pg.psql("postgres", &format!("SELECT datlocprovider::text || ' ' || daticulocale FROM pg_database WHERE datname = '{drill}'")).trim(),
+        "i en-US",
+        "ICU locale provider kept"
+    );
     assert_eq!(
         pg.fingerprint(b),
         fb_destroyed,
