@@ -96,13 +96,6 @@ async fn one_database_of_two_and_restore_under_another_name() {
     };
     let out = runner.restore(&m.id, &only_a).await.unwrap();
     assert!(out.is_ok(), "{:?}", out.components);
-    assert_eq!(pg.fingerprint(a), fa, "database a restored");
-    assert_eq!(
-        settings(a),
-        sa,
-        "database-level settings and privileges restored"
-    );
-    assert_eq!(pg.fingerprint(b), fb_destroyed, "database b untouched");
     // Missing roles come back as they were; existing ones are left as they are now.
     assert_eq!(
         pg.psql(
@@ -130,6 +123,17 @@ async fn one_database_of_two_and_restore_under_another_name() {
         "an existing role's password is not overwritten"
     );
     pg.psql("postgres", "ALTER ROLE amber_app LOGIN");
+    assert_eq!(pg.fingerprint(a), fa, "database a restored");
+    assert_eq!(
+        settings(a),
+        sa,
+        "database-level settings and privileges restored"
+    );
+    assert_eq!(
+        pg.fingerprint(b),
+        fb_destroyed,
+        "database b untouched (but for the role fixed above)"
+    );
 
     // Drill: b restored as another database; the live b stays as it is.
     let drill_plan = RestorePlanOptions {

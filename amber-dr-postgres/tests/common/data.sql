@@ -108,6 +108,7 @@ DO $$ BEGIN
     CREATE ROLE amber_readonly;
   END IF;
 END $$;
+ALTER ROLE amber_app LOGIN;
 COMMENT ON ROLE amber_app IS 'the application';
 GRANT USAGE ON SCHEMA app TO amber_readonly;
 GRANT SELECT ON ALL TABLES IN SCHEMA app TO amber_readonly;
