@@ -101,6 +101,8 @@ pub struct ArtifactWriter {
     encoder: ZstdEncoder<StoredSink>,
     raw: u64,
     progress: Progress,
+    /// Fault injection (testkit): fail any write that would take the stream past this many bytes.
+    fail_after: Option<u64>,
 }
 
 impl std::fmt::Debug for ArtifactWriter {
@@ -120,6 +122,7 @@ impl ArtifactWriter {
         path: Path,
         compression: CompressionOptions,
         progress: Progress,
+        fail_after: Option<u64>,
     ) -> Result<Self> {
         let upload = store
             .put_multipart_opts(&path, Default::default())
@@ -149,6 +152,7 @@ impl ArtifactWriter {
             encoder,
             raw: 0,
             progress,
+            fail_after,
         })
     }
 
@@ -205,6 +209,14 @@ impl AsyncWrite for ArtifactWriter {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
+        if let Some(limit) = self.fail_after {
+            if self.raw + buf.len() as u64 > limit {
+                return Poll::Ready(Err(io::Error::other(format!(
+                    "injected write failure after {limit} bytes of {} (testkit)",
+                    self.path
+                ))));
+            }
+        }
         let n = ready!(Pin::new(&mut self.encoder).poll_write(cx, buf))?;
         self.raw += n as u64;
         self.progress.add_bytes(n as u64);

@@ -115,6 +115,8 @@ pub struct Repository {
     compression: CompressionOptions,
     /// The directory of a local repository (to clear staging files of killed runs).
     local_root: Option<std::path::PathBuf>,
+    /// Fault injection for the conformance suite: artifact writes fail past this many bytes.
+    fail_writes_after: Option<u64>,
 }
 
 impl std::fmt::Debug for Repository {
@@ -175,6 +177,7 @@ impl Repository {
             url: url.to_string(),
             compression,
             local_root,
+            fail_writes_after: None,
         })
     }
 
@@ -237,6 +240,7 @@ impl Repository {
             url: url.into(),
             compression: CompressionOptions::default(),
             local_root: None,
+            fail_writes_after: None,
         }
     }
 
@@ -248,6 +252,14 @@ impl Repository {
     /// The underlying object store (for drivers with shared blobs).
     pub fn store(&self) -> &Arc<dyn ObjectStore> {
         &self.store
+    }
+
+    /// A handle on the same repository whose artifact writes fail once a stream would pass
+    /// `bytes` (the conformance suite's interrupted snapshot).
+    #[cfg(feature = "testkit")]
+    pub fn with_write_failure_after(mut self, bytes: u64) -> Self {
+        self.fail_writes_after = Some(bytes);
+        self
     }
 
     /// The artifact compression settings.
@@ -460,6 +472,7 @@ impl Repository {
             path,
             self.compression,
             progress,
+            self.fail_writes_after,
         )
         .await
     }

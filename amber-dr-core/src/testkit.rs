@@ -12,6 +12,7 @@
 //! | [`partial_restore`] | two instances backed up, only one restored, the other untouched |
 //! | [`empty_source`] | an empty store round-trips to empty |
 //! | [`failed_snapshot`] | a snapshot that fails leaves no complete backup, `latest` skips it, restore refuses it |
+//! | [`interrupted_snapshot`] | a stream that breaks mid-write fails the snapshot: no artifact, no complete backup, the next backup works |
 
 use std::sync::Arc;
 
@@ -88,6 +89,7 @@ pub async fn run_all(fx: &dyn Fixture, repo: &Repository) -> Result<()> {
     partial_restore(fx, repo).await?;
     empty_source(fx, repo).await?;
     failed_snapshot(fx, repo).await?;
+    interrupted_snapshot(fx, repo).await?;
     Ok(())
 }
 
@@ -353,6 +355,42 @@ pub async fn failed_snapshot(fx: &dyn Fixture, repo: &Repository) -> Result<()> 
     let res = r.restore(&m.id, &plan(&[bad_name.as_str()], false)).await;
     check(res.is_err(), || {
         "restoring a failed component was not refused".into()
+    })?;
+    Ok(())
+}
+
+/// A snapshot whose artifact stream breaks partway (an injected write failure after 512 bytes)
+/// fails: the backup is not complete, the component records no artifact, `latest` does not
+/// move, and the next backup succeeds.
+pub async fn interrupted_snapshot(fx: &dyn Fixture, repo: &Repository) -> Result<()> {
+    fx.populate(0).await?;
+    let before = repo.resolve("latest").await.ok();
+    let faulty = repo.clone().with_write_failure_after(512);
+    let m = runner(&faulty, vec![fx.component(0)])
+        .backup(&BackupOptions::default())
+        .await?;
+    check(!m.is_complete(), || {
+        "a snapshot whose stream broke was marked complete".into()
+    })?;
+    let rec = m
+        .components
+        .values()
+        .next()
+        .ok_or_else(|| Error::Other("no component recorded".into()))?;
+    check(rec.error.is_some(), || {
+        "the broken stream's error was not recorded".into()
+    })?;
+    check(rec.artifacts.is_empty(), || {
+        format!("a failed snapshot recorded artifacts: {:?}", rec.artifacts)
+    })?;
+    check(repo.resolve("latest").await.ok() == before, || {
+        "`latest` moved to a broken backup".into()
+    })?;
+    let m = runner(repo, vec![fx.component(0)])
+        .backup(&BackupOptions::default())
+        .await?;
+    check(m.is_complete(), || {
+        format!("the backup after a broken one failed: {:?}", m.components)
     })?;
     Ok(())
 }
