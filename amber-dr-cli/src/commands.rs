@@ -137,7 +137,17 @@ impl Ctx {
                 }
             }
         }
-        Ok(Repository::open(&rc)?)
+        Repository::open(&rc).map_err(|e| match (e, cfg) {
+            // Name the file: `[repository]` values come from it (unless --repo gave the URL).
+            (amber_dr_core::Error::Config { location, message }, Some(c)) => {
+                amber_dr_core::Error::Config {
+                    location: format!("{}: {location}", c.source()),
+                    message,
+                }
+                .into()
+            }
+            (e, _) => e.into(),
+        })
     }
 
     fn runner(
