@@ -321,11 +321,7 @@ impl Component for Files {
             return Err(self.err("restore", FilesError::NoParent(target)));
         }
         let staging = parent.join(format!(".{name}.amber-dr-staging-{pid}"));
-        if tokio::fs::symlink_metadata(&staging).await.is_ok() {
-            tokio::fs::remove_dir_all(&staging)
-                .await
-                .map_err(|e| Error::io("remove stale staging directory", &staging, e))?;
-        }
+        self.clear_leftovers(&parent, &name, &mut report).await?;
         tokio::fs::create_dir(&staging)
             .await
             .map_err(|e| Error::io("create staging directory", &staging, e))?;
@@ -394,6 +390,40 @@ impl Component for Files {
 }
 
 impl Files {
+    /// Remove staging directories of earlier restores whose process is gone (an interrupted
+    /// restore), and point out directories set aside by a restore that died between its two
+    /// renames: those may hold the only copy of the old data, so they are never deleted here.
+    async fn clear_leftovers(
+        &self,
+        parent: &Path,
+        name: &str,
+        report: &mut RestoreReport,
+    ) -> Result<()> {
+        let staging_prefix = format!(".{name}.amber-dr-staging-");
+        let old_prefix = format!(".{name}.amber-dr-old-");
+        let mut rd = match tokio::fs::read_dir(parent).await {
+            Ok(rd) => rd,
+            Err(e) => return Err(Error::io("list", parent, e)),
+        };
+        while let Ok(Some(e)) = rd.next_entry().await {
+            let n = e.file_name().to_string_lossy().into_owned();
+            let pid_of = |prefix: &str| n.strip_prefix(prefix).and_then(|p| p.parse::<u32>().ok());
+            if let Some(pid) = pid_of(&staging_prefix) {
+                if pid == std::process::id() || !Path::new(&format!("/proc/{pid}")).exists() {
+                    tokio::fs::remove_dir_all(e.path()).await.map_err(|err| {
+                        Error::io("remove stale staging directory", e.path(), err)
+                    })?;
+                }
+            } else if pid_of(&old_prefix).is_some_and(|pid| pid != std::process::id()) {
+                report.warnings.push(format!(
+                    "`{}` was set aside by an interrupted restore and may hold older data; remove it when it is no longer needed",
+                    e.path().display()
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Extract the artifact into `staging`, drain it (hash check), apply the root's metadata
     /// and compare the tree on disk with the record.
     async fn extract_and_check(

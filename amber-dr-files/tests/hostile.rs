@@ -171,3 +171,44 @@ async fn corrupt_and_truncated_streams_leave_target_intact() {
     assert_eq!(common::fingerprint(&target), before);
     common::unlock(base.path());
 }
+
+#[tokio::test]
+async fn leftovers_of_an_interrupted_restore_are_handled() {
+    let base = tempfile::tempdir().unwrap();
+    let target = base.path().join("uploads");
+    common::populate(&target, 5);
+    // A dead restore's staging directory, and a directory an interrupted swap set aside.
+    let stale = base.path().join(".uploads.amber-dr-staging-999999999");
+    fs::create_dir_all(stale.join("partial")).unwrap();
+    let aside = base.path().join(".uploads.amber-dr-old-999999998");
+    fs::create_dir_all(&aside).unwrap();
+    fs::write(aside.join("only-copy.txt"), b"keep me").unwrap();
+
+    let (repo, _guard) = testkit::temp_repo();
+    let files: std::sync::Arc<dyn Component> =
+        std::sync::Arc::new(Files::new("uploads", FilesConfig::new(&target)));
+    let runner = amber_dr_core::Runner::new(repo, vec![files]);
+    let m = runner.backup(&Default::default()).await.unwrap();
+    let out = runner
+        .restore(&m.id, &amber_dr_core::RestorePlanOptions::default())
+        .await
+        .unwrap();
+    assert!(out.is_ok(), "{:?}", out.components);
+    assert!(
+        !stale.exists(),
+        "a dead restore's staging directory is removed"
+    );
+    assert_eq!(
+        fs::read(aside.join("only-copy.txt")).unwrap(),
+        b"keep me",
+        "set-aside data is never deleted"
+    );
+    let warnings = &out.components[0].report.as_ref().unwrap().warnings;
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("amber-dr-old-999999998")),
+        "{warnings:?}"
+    );
+    common::unlock(base.path());
+}

@@ -373,6 +373,19 @@ impl Postgres {
                     .map_err(catalog::q(&maint, &sql))
             }
         };
+        // A database set aside by an interrupted swap may be the only copy of the old data:
+        // never drop it here.
+        if admin
+            .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&old])
+            .await
+            .map_err(catalog::q(&maint, "look for an interrupted restore"))
+            .map_err(&err)?
+            .is_some()
+        {
+            return Err(err(PgError::Tools(format!(
+                "database `{old}` exists: an earlier restore of `{target}` was interrupted during its swap and it may hold the only copy of the old data; rename or drop it, then restore again"
+            ))));
+        }
         exec(format!(
             "DROP DATABASE IF EXISTS {} WITH (FORCE)",
             ident(&scratch)

@@ -179,4 +179,13 @@ async fn one_database_of_two_and_restore_under_another_name() {
         "postgres",
         &format!("DROP DATABASE IF EXISTS {drill} WITH (FORCE)"),
     );
+    // A database set aside by an interrupted swap is never dropped: the restore refuses.
+    let aside = format!("{a}__amber_dr_restore_old");
+    pg.psql("postgres", &format!("CREATE DATABASE {aside}"));
+    let before = pg.fingerprint(a);
+    let out = runner.restore(&m.id, &only_a).await.unwrap();
+    let err = out.components[0].error.clone().unwrap_or_default();
+    assert!(err.contains(&aside) && err.contains("interrupted"), "{err}");
+    assert_eq!(pg.fingerprint(a), before, "live database untouched");
+    pg.psql("postgres", &format!("DROP DATABASE {aside}"));
 }
