@@ -1273,6 +1273,13 @@ async fn prune(ctx: &Ctx, args: &PruneArgs) -> CmdResult {
             if o.dry_run { "would delete" } else { "deleted" }
         ));
     }
+    if o.blobs_deleted > 0 {
+        out.line(format!(
+            "  {} {} shared blobs no remaining backup references",
+            if o.dry_run { "would delete" } else { "deleted" },
+            o.blobs_deleted
+        ));
+    }
     Ok(OK)
 }
 

@@ -265,7 +265,8 @@ impl CheckedStored {
             .into_io());
         }
         let got = hex::encode(std::mem::take(&mut self.hasher).finalize());
-        if got != self.expected_sha256 {
+        // Blobs are named by their content's hash and carry no stored-bytes hash.
+        if !self.expected_sha256.is_empty() && got != self.expected_sha256 {
             return Err(Error::Corrupt {
                 artifact: self.artifact.clone(),
                 message: format!(
@@ -319,6 +320,8 @@ pub struct ArtifactReader {
     artifact: String,
     expected_raw: u64,
     raw: u64,
+    /// For content-addressed blobs: the SHA-256 the decompressed content must have.
+    raw_check: Option<(Sha256, String)>,
     state: ReadState,
     progress: Progress,
 }
@@ -388,9 +391,16 @@ impl ArtifactReader {
             artifact: record.path.clone(),
             expected_raw: record.size,
             raw: 0,
+            raw_check: None,
             state: ReadState::Decoding,
             progress,
         })
+    }
+
+    /// Also check, at the end of the stream, that the decompressed content hashes to `sha256`.
+    pub(crate) fn check_content_sha256(mut self, sha256: &str) -> Self {
+        self.raw_check = Some((Sha256::new(), sha256.to_string()));
+        self
     }
 
     /// Read and discard the rest of the stream, running the end-of-stream checks.
@@ -433,6 +443,13 @@ impl AsyncRead for ArtifactReader {
                             );
                             return Poll::Ready(Err(self.damaged(msg)));
                         }
+                        if let Some((hasher, want)) = self.raw_check.take() {
+                            let got = hex::encode(hasher.finalize());
+                            if got != want {
+                                let msg = format!("content hashes to {got}, its name says {want}");
+                                return Poll::Ready(Err(self.damaged(msg)));
+                            }
+                        }
                         return Poll::Ready(Ok(()));
                     }
                     let n = chunk.len();
@@ -460,6 +477,9 @@ impl AsyncRead for ArtifactReader {
                     }
                     self.raw += n as u64;
                     self.progress.add_bytes(n as u64);
+                    if let Some((hasher, _)) = self.raw_check.as_mut() {
+                        hasher.update(&buf.filled()[before..]);
+                    }
                     return Poll::Ready(Ok(()));
                 }
             }

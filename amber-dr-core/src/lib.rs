@@ -3,6 +3,7 @@
 #![deny(missing_docs)]
 
 pub mod artifact;
+pub mod blobs;
 pub mod component;
 mod error;
 pub mod manifest;
@@ -16,6 +17,7 @@ pub mod testkit;
 
 pub use artifact::{ArtifactReader, ArtifactWriter, CompressionOptions};
 pub use async_trait::async_trait;
+pub use blobs::{BlobRecord, BlobWriter, BLOB_REFS_SUFFIX};
 pub use component::{
     Capabilities, Component, ComponentSpec, Factory, Probe, ReadContext, Registry, RestoreContext,
     RestoreOptions, RestoreReport, SnapshotContext, SnapshotPurpose, VerifyContext, VerifyLevel,

@@ -477,6 +477,24 @@ impl Repository {
         .await
     }
 
+    /// Start writing a stream to an arbitrary path of the repository (blobs).
+    pub(crate) async fn create_stream_at(
+        &self,
+        path: &str,
+        progress: Progress,
+    ) -> Result<ArtifactWriter> {
+        ArtifactWriter::create(
+            &self.store,
+            &self.url,
+            "blob",
+            Path::from(path),
+            self.compression,
+            progress,
+            self.fail_writes_after,
+        )
+        .await
+    }
+
     /// Open an artifact for checked reading.
     pub async fn open_artifact(
         &self,
@@ -748,7 +766,7 @@ fn process_alive(pid: u32) -> bool {
     }
 }
 
-fn rand_token() -> u128 {
+pub(crate) fn rand_token() -> u128 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u128(

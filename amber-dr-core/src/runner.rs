@@ -139,6 +139,8 @@ pub struct PruneOutcome {
     pub kept: Vec<String>,
     /// Backups deleted (or, in a dry run, that would be).
     pub deleted: Vec<String>,
+    /// Shared blobs no remaining backup references, deleted (or that would be).
+    pub blobs_deleted: u64,
     /// Dry run: nothing deleted.
     pub dry_run: bool,
 }
@@ -531,9 +533,18 @@ impl Runner {
                 self.repo.delete_backup(id).await?;
             }
         }
+        // Mark and sweep the shared blobs: keep those a remaining backup references.
+        let with_manifest: Vec<String> = entries
+            .iter()
+            .filter(|e| e.manifest.is_some() && kept.contains(&e.id))
+            .map(|e| e.id.clone())
+            .collect();
+        let referenced = self.repo.referenced_blobs(&with_manifest).await?;
+        let blobs_deleted = self.repo.sweep_blobs(&referenced, dry_run).await?;
         Ok(PruneOutcome {
             kept,
             deleted,
+            blobs_deleted,
             dry_run,
         })
     }

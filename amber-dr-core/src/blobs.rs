@@ -1,0 +1,316 @@
+//! Content-addressed blobs shared by every backup of a repository.
+//!
+//! A driver that stores many independent items (S3 objects) writes each body once, under the
+//! SHA-256 of its content: `blobs/<first two hex digits>/<sha256>.zst` (zstd, like artifacts).
+//! A body already in the repository is never stored again, in this backup or any later one.
+//!
+//! Which blobs are still needed is declared by the backups themselves: a component lists the
+//! hashes it references, one per line, in an artifact whose name ends with
+//! [`BLOB_REFS_SUFFIX`]. `prune` (under the repository lock) reads those of every remaining
+//! backup and deletes the blobs no one references (mark and sweep).
+
+use std::collections::HashSet;
+use std::io;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
+use futures::{StreamExt, TryStreamExt};
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncBufReadExt, AsyncWrite, BufReader};
+
+use crate::artifact::{ArtifactReader, ArtifactWriter};
+use crate::manifest::ArtifactRecord;
+use crate::progress::Progress;
+use crate::repository::Repository;
+use crate::{Error, Result};
+
+/// Artifacts whose name ends with this list the blobs a backup references (one hex SHA-256 a line).
+pub const BLOB_REFS_SUFFIX: &str = ".blobrefs";
+
+const BLOBS: &str = "blobs";
+const TMP: &str = "blobs/tmp";
+
+/// A stored blob: the SHA-256 and length of its content.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlobRecord {
+    /// Hex SHA-256 of the content (also its name).
+    pub sha256: String,
+    /// Content length in bytes.
+    pub size: u64,
+    /// True if this write found the blob already stored (nothing new was kept).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deduplicated: bool,
+}
+
+/// Where the blob of content hash `sha256` lives.
+pub fn blob_path(sha256: &str) -> String {
+    let prefix = sha256.get(..2).unwrap_or("00");
+    format!("{BLOBS}/{prefix}/{sha256}.zst")
+}
+
+fn is_hash(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// Writes one blob: compresses and hashes the content, then files it under its hash (or drops
+/// it if that blob exists already). Dropping it without [`BlobWriter::finish`] stores nothing.
+pub struct BlobWriter {
+    inner: ArtifactWriter,
+    content: Sha256,
+    size: u64,
+    repo: Repository,
+}
+
+impl std::fmt::Debug for BlobWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BlobWriter")
+            .field("size", &self.size)
+            .finish()
+    }
+}
+
+impl AsyncWrite for BlobWriter {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let n = ready!(Pin::new(&mut self.inner).poll_write(cx, buf))?;
+        self.content.update(&buf[..n]);
+        self.size += n as u64;
+        Poll::Ready(Ok(n))
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+impl BlobWriter {
+    /// Complete the blob and file it under its content hash.
+    pub async fn finish(self) -> Result<BlobRecord> {
+        let tmp = self.inner.finish().await?;
+        let sha256 = hex::encode(self.content.finalize());
+        let final_path = Path::from(blob_path(&sha256));
+        let tmp_path = Path::from(tmp.path.as_str());
+        let store = self.repo.store();
+        let deduplicated = match store.head(&final_path).await {
+            Ok(_) => true,
+            Err(object_store::Error::NotFound { .. }) => false,
+            Err(source) => return Err(repo_err(&self.repo, "inspect", &final_path, source)),
+        };
+        if deduplicated {
+            let _ = store.delete(&tmp_path).await;
+        } else {
+            store
+                .rename(&tmp_path, &final_path)
+                .await
+                .map_err(|source| repo_err(&self.repo, "file blob", &final_path, source))?;
+        }
+        Ok(BlobRecord {
+            sha256,
+            size: self.size,
+            deduplicated,
+        })
+    }
+}
+
+fn repo_err(
+    repo: &Repository,
+    operation: &'static str,
+    path: &Path,
+    source: object_store::Error,
+) -> Error {
+    Error::Repository {
+        repo: repo.url().to_string(),
+        operation,
+        path: path.to_string(),
+        source: Box::new(source),
+    }
+}
+
+impl Repository {
+    /// True if the blob of content hash `sha256` is stored.
+    pub async fn has_blob(&self, sha256: &str) -> Result<bool> {
+        let p = Path::from(blob_path(sha256));
+        match self.store().head(&p).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(source) => Err(repo_err(self, "inspect", &p, source)),
+        }
+    }
+
+    /// Start writing a blob.
+    pub async fn write_blob(&self, progress: Progress) -> Result<BlobWriter> {
+        let token = format!("{:032x}", crate::repository::rand_token());
+        let inner = self
+            .create_stream_at(&format!("{TMP}/{token}.zst"), progress)
+            .await?;
+        Ok(BlobWriter {
+            inner,
+            content: Sha256::new(),
+            size: 0,
+            repo: self.clone(),
+        })
+    }
+
+    /// Open a blob for reading; at the end of the stream its length and content hash are
+    /// checked, and damage is an [`Error::Corrupt`] naming the blob.
+    pub async fn open_blob(&self, blob: &BlobRecord, progress: Progress) -> Result<ArtifactReader> {
+        if !is_hash(&blob.sha256) {
+            return Err(Error::Other(format!(
+                "`{}` is not a blob hash",
+                blob.sha256
+            )));
+        }
+        let path = blob_path(&blob.sha256);
+        let p = Path::from(path.as_str());
+        let stored = match self.store().head(&p).await {
+            Ok(m) => m.size,
+            Err(object_store::Error::NotFound { .. }) => {
+                return Err(Error::MissingArtifact { artifact: path })
+            }
+            Err(source) => return Err(repo_err(self, "inspect", &p, source)),
+        };
+        let record = ArtifactRecord {
+            name: "blob".into(),
+            path,
+            size: blob.size,
+            stored_size: stored,
+            sha256: String::new(),
+            compression: "zstd".into(),
+        };
+        Ok(self
+            .open_artifact(&record, progress)
+            .await?
+            .check_content_sha256(&blob.sha256))
+    }
+
+    /// Every blob hash referenced by the backups `ids` (through their `*.blobrefs` artifacts).
+    pub async fn referenced_blobs(&self, ids: &[String]) -> Result<HashSet<String>> {
+        let mut refs = HashSet::new();
+        for id in ids {
+            let m = self.read_manifest(id).await?;
+            for rec in m.components.values() {
+                for a in rec
+                    .artifacts
+                    .iter()
+                    .filter(|a| a.name.ends_with(BLOB_REFS_SUFFIX))
+                {
+                    let reader = self.open_artifact(a, Progress::none()).await?;
+                    let mut lines = BufReader::new(reader).lines();
+                    while let Some(line) = lines
+                        .next_line()
+                        .await
+                        .map_err(|e| Error::from_io("read", &a.path, e))?
+                    {
+                        let h = line.trim();
+                        if is_hash(h) {
+                            refs.insert(h.to_string());
+                        }
+                    }
+                }
+            }
+        }
+        Ok(refs)
+    }
+
+    /// Delete every blob not in `keep`, and every unfinished blob. Call under the repository
+    /// lock. Returns how many blobs were (or, in a dry run, would be) deleted.
+    pub async fn sweep_blobs(&self, keep: &HashSet<String>, dry_run: bool) -> Result<u64> {
+        let prefix = Path::from(BLOBS);
+        let mut doomed = Vec::new();
+        let mut listing = self.store().list(Some(&prefix));
+        while let Some(meta) = listing.next().await {
+            let meta = meta.map_err(|source| repo_err(self, "list", &prefix, source))?;
+            let loc = meta.location.to_string();
+            let name = loc.rsplit('/').next().unwrap_or("");
+            let hash = name.strip_suffix(".zst").unwrap_or(name);
+            if loc.starts_with(TMP) || !keep.contains(hash) {
+                doomed.push(meta.location);
+            }
+        }
+        let n = doomed.len() as u64;
+        if !dry_run && n > 0 {
+            let stream = futures::stream::iter(doomed.into_iter().map(Ok)).boxed();
+            self.store()
+                .delete_stream(stream)
+                .try_collect::<Vec<_>>()
+                .await
+                .map_err(|source| repo_err(self, "delete", &prefix, source))?;
+        }
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::repository::RepositoryConfig;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    async fn put(repo: &Repository, data: &[u8]) -> BlobRecord {
+        let mut w = repo.write_blob(Progress::none()).await.expect("blob");
+        w.write_all(data).await.expect("write");
+        w.finish().await.expect("finish")
+    }
+
+    #[tokio::test]
+    async fn blobs_dedup_verify_and_sweep() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let repo =
+            Repository::open(&RepositoryConfig::new(dir.path().to_string_lossy())).expect("open");
+        let a = put(&repo, b"hello blob").await;
+        assert!(!a.deduplicated);
+        let again = put(&repo, b"hello blob").await;
+        assert!(again.deduplicated && again.sha256 == a.sha256);
+        let b = put(&repo, &vec![7u8; 300_000]).await;
+        assert!(repo.has_blob(&a.sha256).await.expect("has"));
+
+        let mut out = Vec::new();
+        repo.open_blob(&a, Progress::none())
+            .await
+            .expect("open")
+            .read_to_end(&mut out)
+            .await
+            .expect("read");
+        assert_eq!(out, b"hello blob");
+
+        // A blob whose content does not match its name is damage, named.
+        let path = dir.path().join(blob_path(&b.sha256));
+        let other = dir.path().join(blob_path(&a.sha256));
+        std::fs::copy(&other, &path).expect("swap content");
+        let forged = BlobRecord {
+            size: 10,
+            ..b.clone()
+        };
+        let mut r = repo
+            .open_blob(&forged, Progress::none())
+            .await
+            .expect("open");
+        let err = r.read_to_end(&mut Vec::new()).await.expect_err("forged");
+        let err = Error::from_io("read", "x", err);
+        assert!(
+            err.is_damage() && err.to_string().contains(&b.sha256),
+            "{err}"
+        );
+
+        // Sweep keeps what is referenced and removes the rest.
+        let keep: HashSet<String> = [a.sha256.clone()].into_iter().collect();
+        assert_eq!(repo.sweep_blobs(&keep, true).await.expect("dry"), 1);
+        assert!(
+            repo.has_blob(&b.sha256).await.expect("has"),
+            "dry run deletes nothing"
+        );
+        assert_eq!(repo.sweep_blobs(&keep, false).await.expect("sweep"), 1);
+        assert!(!repo.has_blob(&b.sha256).await.expect("has"));
+        assert!(repo.has_blob(&a.sha256).await.expect("has"));
+    }
+}
