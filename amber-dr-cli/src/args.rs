@@ -176,6 +176,10 @@ pub struct RestoreArgs {
     /// Do not take a safety backup of the current state first.
     #[arg(long)]
     pub no_safety_backup: bool,
+    /// Leave items that are not in the backup (objects in restored buckets) instead of
+    /// deleting them.
+    #[arg(long)]
+    pub keep_extra: bool,
     /// Restore component NAME into another target (a directory, database, bucket, ...)
     /// instead of its configured one (repeatable).
     #[arg(long, value_name = "NAME=VALUE", value_parser = parse_target)]

@@ -1046,7 +1046,9 @@ async fn restore(ctx: &Ctx, args: &RestoreArgs) -> CmdResult {
             only: names.clone(),
             skip: Vec::new(),
         },
-        options: RestoreOptions::new().dry_run(dry_run),
+        options: RestoreOptions::new()
+            .dry_run(dry_run)
+            .keep_extra(args.keep_extra),
         safety_backup: safety && !dry_run,
     };
     let dry = interruptible(

@@ -97,6 +97,9 @@ pub struct RestoreOptions {
     /// Restore only these parts of the component (databases, buckets, collections); empty
     /// means all of it. A driver without parts refuses a non-empty list.
     pub items: Vec<String>,
+    /// Drivers that mirror (S3 buckets) leave items that are not in the backup instead of
+    /// deleting them.
+    pub keep_extra: bool,
 }
 
 impl RestoreOptions {
@@ -112,6 +115,11 @@ impl RestoreOptions {
     /// Set [`Self::target`].
     pub fn target(mut self, t: Option<String>) -> Self {
         self.target = t;
+        self
+    }
+    /// Set [`Self::keep_extra`].
+    pub fn keep_extra(mut self, v: bool) -> Self {
+        self.keep_extra = v;
         self
     }
     /// Set [`Self::items`].

@@ -129,6 +129,8 @@ impl std::fmt::Debug for Repository {
 
 const MANIFEST: &str = "manifest.json";
 const LOCK_PATH: &str = "locks/repository.lock";
+/// `locks/takeover-<token>`: the run that creates it may remove the stale lock `<token>`.
+const TAKEOVER_PREFIX: &str = "locks/takeover-";
 /// Top-level names that are not backup ids.
 const RESERVED: &[&str] = &["blobs", "locks"];
 
@@ -260,6 +262,11 @@ impl Repository {
     pub fn with_write_failure_after(mut self, bytes: u64) -> Self {
         self.fail_writes_after = Some(bytes);
         self
+    }
+
+    /// The directory of a local repository (None for object stores).
+    pub fn local_root(&self) -> Option<&std::path::Path> {
+        self.local_root.as_deref()
     }
 
     /// The artifact compression settings.
@@ -541,9 +548,25 @@ impl Repository {
         let holder = self.lock_holder().await?;
         let p = Path::from(LOCK_PATH);
         match self.store.delete(&p).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(holder),
-            Err(e) => Err(self.err("delete", &p, e)),
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(self.err("delete", &p, e)),
         }
+        // Takeover markers left by a run that died while taking over a stale lock.
+        let locks = Path::from("locks");
+        let markers: Vec<Path> = self
+            .store
+            .list(Some(&locks))
+            .try_filter(|m| {
+                futures::future::ready(m.location.as_ref().starts_with(TAKEOVER_PREFIX))
+            })
+            .map_ok(|m| m.location)
+            .try_collect()
+            .await
+            .map_err(|e| self.err("list", &locks, e))?;
+        for m in markers {
+            let _ = self.store.delete(&m).await;
+        }
+        Ok(holder)
     }
 }
 
@@ -655,7 +678,7 @@ impl RepoLock {
         let body = serde_json::to_vec_pretty(&info).unwrap_or_default();
         let path = Path::from(LOCK_PATH);
         let mut took_over = None;
-        for _attempt in 0..2 {
+        for _attempt in 0..4 {
             let put = repo
                 .store
                 .put_opts(
@@ -689,15 +712,52 @@ impl RepoLock {
                     });
                 }
                 Err(object_store::Error::AlreadyExists { .. }) => {
-                    let holder = repo
-                        .lock_holder()
-                        .await?
-                        .unwrap_or_else(LockInfo::unreadable);
-                    if holder.is_stale_here() && took_over.is_none() {
-                        tracing::warn!(holder = %holder, "removing stale repository lock: its process no longer runs");
-                        repo.break_lock().await?;
-                        took_over = Some(holder);
+                    let Some(holder) = repo.lock_holder().await? else {
+                        // Released between our attempt and our look: try again.
                         continue;
+                    };
+                    if holder.is_stale_here() && took_over.is_none() {
+                        // Several runs may find the same stale lock at once: only the one that
+                        // creates the takeover marker for it may remove it.
+                        let marker = Path::from(format!("{TAKEOVER_PREFIX}{}", holder.token));
+                        let claim = repo
+                            .store
+                            .put_opts(
+                                &marker,
+                                PutPayload::from(body.clone()),
+                                PutOptions {
+                                    mode: PutMode::Create,
+                                    ..Default::default()
+                                },
+                            )
+                            .await;
+                        match claim {
+                            Ok(_) => {
+                                tracing::warn!(holder = %holder, "removing stale repository lock: its process no longer runs");
+                                let still = repo.lock_holder().await?;
+                                if still.as_ref().map(|h| h.token.as_str())
+                                    == Some(holder.token.as_str())
+                                {
+                                    repo.store
+                                        .delete(&path)
+                                        .await
+                                        .map_err(|e| repo.err("delete stale lock", &path, e))?;
+                                }
+                                let _ = repo.store.delete(&marker).await;
+                                took_over = Some(holder);
+                                continue;
+                            }
+                            Err(object_store::Error::AlreadyExists { .. }) => {
+                                return Err(Error::Locked {
+                                    repo: repo.url.clone(),
+                                    holder: holder.to_string(),
+                                    path: LOCK_PATH.into(),
+                                    hint: "another run is taking over this stale lock; try again"
+                                        .into(),
+                                });
+                            }
+                            Err(e) => return Err(repo.err("claim stale lock", &marker, e)),
+                        }
                     }
                     return Err(Error::Locked {
                         repo: repo.url.clone(),
@@ -852,6 +912,17 @@ mod tests {
         let lock = repo.lock("backup").await.expect("stale lock taken over");
         assert_eq!(lock.took_over.as_ref().map(|h| h.pid), Some(999_999_999));
         lock.release().await.expect("release");
+
+        // Many runs finding the same stale lock at once: exactly one takes it over.
+        repo.put_bytes(LOCK_PATH, serde_json::to_vec(&stale).expect("json"))
+            .await
+            .expect("put");
+        let attempts = futures::future::join_all((0..8).map(|_| repo.lock("backup"))).await;
+        let winners: Vec<&RepoLock> = attempts.iter().filter_map(|r| r.as_ref().ok()).collect();
+        assert_eq!(winners.len(), 1, "exactly one run holds the lock");
+        for l in attempts.into_iter().flatten() {
+            l.release().await.expect("release");
+        }
 
         // A lock of another host is never taken over.
         let other = LockInfo {
