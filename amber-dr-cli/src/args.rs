@@ -78,11 +78,23 @@ pub struct InitArgs {
 pub struct SelectionArgs {
     /// Only these components (comma separated, repeatable). For restore, `NAME/PART` restores
     /// one part of a component (e.g. `postgres/amber`: one database).
-    #[arg(long, value_delimiter = ',', value_name = "NAMES")]
+    #[arg(long, value_delimiter = ',', value_name = "NAMES", value_parser = parse_name)]
     pub only: Vec<String>,
     /// Leave these components out (comma separated, repeatable).
-    #[arg(long, value_delimiter = ',', value_name = "NAMES")]
+    #[arg(long, value_delimiter = ',', value_name = "NAMES", value_parser = parse_name)]
     pub skip: Vec<String>,
+}
+
+/// A component name (or `NAME/PART`) in `--only`/`--skip`: an empty one (`--only ""`, from an
+/// unset variable, or a stray comma) is refused rather than read as "everything".
+fn parse_name(s: &str) -> Result<String, String> {
+    let t = s.trim();
+    if t.is_empty() || t.starts_with('/') || t.ends_with('/') {
+        return Err(format!(
+            "`{s}` is not a component name (expected NAME or NAME/PART, e.g. `uploads` or `postgres/amber`)"
+        ));
+    }
+    Ok(t.to_string())
 }
 
 impl SelectionArgs {

@@ -356,6 +356,12 @@ fn bad_configs_are_usage_errors_naming_file_and_key() {
     site.expect(2, &["backup", "--no-such-flag"]);
     let r = site.expect(2, &["backup", "--only", "nope"]);
     assert!(r.stderr.contains("nope"), "{}", r.both());
+    // An empty selection (an unset variable, a stray comma) never means "everything".
+    for only in ["", ",", "uploads,", "/x"] {
+        let r = site.expect(2, &["restore", "latest", "--yes", "--only", only]);
+        assert!(r.stderr.contains("not a component name"), "{}", r.both());
+    }
+    site.expect(2, &["backup", "--skip", ""]);
     site.expect(0, &["--help"]);
     site.expect(0, &["--version"]);
     let empty = Site::empty();

@@ -52,10 +52,98 @@ impl Files {
         e.into_core(&self.name, op)
     }
 
+    /// Refuse a directory that holds the local repository or lies inside it: backing it up
+    /// would archive the backups themselves, and restoring it would replace them.
+    fn refuse_repository_overlap(
+        &self,
+        op: &str,
+        dir: &Path,
+        repo: &amber_dr_core::Repository,
+    ) -> Result<()> {
+        if let Some(r) = repo.local_root() {
+            let r = resolved(r);
+            if overlaps(dir, &r) {
+                return Err(Error::config(
+                    format!("{op} of `{}`", self.name),
+                    format!(
+                        "directory `{}` overlaps the backup repository `{}`; keep the repository outside the directories it backs up (and restores)",
+                        dir.display(),
+                        r.display()
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Where a restore writes, checked so that it can never replace `/`, the repository,
+    /// the live directory (when restoring elsewhere), or something that is not a directory.
+    fn restore_target(
+        &self,
+        opts: &RestoreOptions,
+        repo: &amber_dr_core::Repository,
+    ) -> Result<PathBuf> {
+        let root = self.root();
+        let target = match &opts.target {
+            Some(t) if t.trim().is_empty() => {
+                return Err(Error::config(
+                    format!("restore of `{}`", self.name),
+                    "the target directory is empty",
+                ))
+            }
+            Some(t) => resolved(Path::new(t)),
+            None => root.clone(),
+        };
+        let refuse = |why: String| Err(Error::config(format!("restore of `{}`", self.name), why));
+        if target.parent().is_none() {
+            return refuse(format!(
+                "refusing to restore into `{}`: a restore replaces its target directory whole",
+                target.display()
+            ));
+        }
+        self.refuse_repository_overlap("restore", &target, repo)?;
+        if opts.target.is_some() && target != root && overlaps(&target, &root) {
+            return refuse(format!(
+                "target `{}` overlaps the configured directory `{}`; restore beside it, not into or over it",
+                target.display(),
+                root.display()
+            ));
+        }
+        if let Ok(m) = std::fs::symlink_metadata(&target) {
+            if !m.is_dir() {
+                return refuse(format!(
+                    "target `{}` exists and is not a directory; refusing to replace it",
+                    target.display()
+                ));
+            }
+        }
+        Ok(target)
+    }
+
     /// The directory, with a symlinked root resolved (a link to the data is followed once).
     fn root(&self) -> PathBuf {
-        std::fs::canonicalize(&self.config.path).unwrap_or_else(|_| self.config.path.clone())
+        resolved(&self.config.path)
     }
+}
+
+/// `p` made absolute with symlinks resolved as far as it exists (a path that does not exist
+/// yet is resolved through its parent), so that overlap checks compare real locations.
+fn resolved(p: &Path) -> PathBuf {
+    if let Ok(c) = std::fs::canonicalize(p) {
+        return c;
+    }
+    let abs = std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    match (abs.parent(), abs.file_name()) {
+        (Some(parent), Some(name)) => std::fs::canonicalize(parent)
+            .map(|c| c.join(name))
+            .unwrap_or(abs),
+        _ => abs,
+    }
+}
+
+/// One directory is the other or lies inside it.
+fn overlaps(a: &Path, b: &Path) -> bool {
+    a.starts_with(b) || b.starts_with(a)
 }
 
 fn stats_into(rec: &mut ComponentRecord, s: &TreeStats) {
@@ -147,6 +235,7 @@ impl Component for Files {
             }
             Ok(_) => {}
         }
+        self.refuse_repository_overlap("snapshot", &root, cx.repository())?;
         cx.progress().set_phase("archiving");
         let writer = cx.create_artifact(ARTIFACT).await?;
         let bridge = SyncIoBridge::new(writer);
@@ -259,10 +348,7 @@ impl Component for Files {
                 ),
             ));
         }
-        let target = match &opts.target {
-            Some(t) => PathBuf::from(t),
-            None => self.root(),
-        };
+        let target = self.restore_target(opts, cx.repository())?;
         let mut report = RestoreReport::default();
         let exists = tokio::fs::symlink_metadata(&target).await.is_ok();
         if opts.dry_run {

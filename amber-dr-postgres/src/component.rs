@@ -303,6 +303,40 @@ impl Postgres {
         ))
     }
 
+    /// A target override restores beside the live databases, never over one of them: it must
+    /// name a database that does not exist yet (or the backed-up database itself, which is an
+    /// ordinary restore), and never a template.
+    async fn check_new_target(&self, target: &str, source: &str) -> Result<()> {
+        let refuse = |why: String| Err(Error::config(format!("restore of `{}`", self.name), why));
+        if target.is_empty() || target.len() > 63 {
+            return refuse(format!(
+                "target database name `{target}` must be 1 to 63 bytes long"
+            ));
+        }
+        if target == "template0" || target == "template1" {
+            return refuse(format!(
+                "refusing to restore over the template database `{target}`"
+            ));
+        }
+        if target == source {
+            return Ok(());
+        }
+        let maint = self.maintenance_db();
+        let client = self.connect(&maint).await.map_err(self.err("restore"))?;
+        let exists = client
+            .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&target])
+            .await
+            .map_err(catalog::q(&maint, "look for the target database"))
+            .map_err(self.err("restore"))?
+            .is_some();
+        if exists {
+            return refuse(format!(
+                "target database `{target}` already exists; a restore under another name never replaces an existing database: drop it first (DROP DATABASE \"{target}\") or choose a new name"
+            ));
+        }
+        Ok(())
+    }
+
     /// Restore one database: fetch and check the dump, restore it into a scratch database,
     /// compare, then swap it in. The live database is untouched until the swap.
     async fn restore_db(
@@ -385,6 +419,17 @@ impl Postgres {
             return Err(err(PgError::Tools(format!(
                 "database `{old}` exists: an earlier restore of `{target}` was interrupted during its swap and it may hold the only copy of the old data; rename or drop it, then restore again"
             ))));
+        }
+        if admin
+            .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&scratch])
+            .await
+            .map_err(catalog::q(&maint, "look for a leftover scratch database"))
+            .map_err(&err)?
+            .is_some()
+        {
+            report.warnings.push(format!(
+                "dropped `{scratch}`, the scratch database of an earlier restore of `{target}` that did not finish"
+            ));
         }
         exec(format!(
             "DROP DATABASE IF EXISTS {} WITH (FORCE)",
@@ -846,6 +891,9 @@ impl Component for Postgres {
             ));
         }
         let target_of = |d: &DbRecord| opts.target.clone().unwrap_or_else(|| d.info.name.clone());
+        if let (Some(t), Some(d)) = (&opts.target, selected.first()) {
+            self.check_new_target(t, &d.info.name).await?;
+        }
         let mut report = RestoreReport::default();
         if opts.dry_run {
             if details.globals.is_some() {

@@ -157,6 +157,36 @@ async fn one_database_of_two_and_restore_under_another_name() {
         "live b untouched by the drill"
     );
 
+    // A target that exists (the drill again, a live database) or is a template is refused
+    // before anything changes.
+    let fa_now = pg.fingerprint(a);
+    for (target, needle) in [
+        (drill, "already exists"),
+        (a, "already exists"),
+        ("template1", "template database"),
+    ] {
+        let plan = RestorePlanOptions {
+            selection: Selection::all(),
+            options: RestoreOptions::new()
+                .items(vec![b.to_string()])
+                .target(Some(target.to_string())),
+            safety_backup: false,
+        };
+        let out = runner.restore(&m.id, &plan).await.unwrap();
+        let err = out.components[0].error.clone().unwrap_or_default();
+        assert!(err.contains(needle), "target {target}: {err}");
+    }
+    assert_eq!(
+        pg.fingerprint(a),
+        fa_now,
+        "live a untouched by a refused target"
+    );
+    assert_eq!(
+        pg.fingerprint(drill),
+        fb,
+        "existing drill database untouched"
+    );
+
     // A target with two databases selected is refused, naming the way out.
     let bad = RestorePlanOptions {
         selection: Selection::all(),
