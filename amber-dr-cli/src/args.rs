@@ -37,6 +37,17 @@ pub struct Cli {
     #[arg(short, long, global = true)]
     pub quiet: bool,
 
+    /// Write Prometheus text-format metrics of `backup` and `verify` runs to this file
+    /// (atomically replaced; values of earlier runs are kept), for node_exporter's textfile
+    /// collector.
+    #[arg(
+        long,
+        global = true,
+        env = "AMBER_DR_METRICS_FILE",
+        value_name = "PATH"
+    )]
+    pub metrics_file: Option<PathBuf>,
+
     /// What to do.
     #[command(subcommand)]
     pub command: Command,

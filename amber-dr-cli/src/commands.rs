@@ -40,6 +40,10 @@ pub struct Ctx {
     pub out: Output,
     /// The registered drivers.
     pub registry: Registry,
+    /// `--metrics-file`, if given.
+    pub metrics_file: Option<PathBuf>,
+    /// Set once this run's result went into the metrics file.
+    pub metrics_done: std::sync::atomic::AtomicBool,
 }
 
 /// Run the command of `cli`.
@@ -52,15 +56,24 @@ pub async fn dispatch(cli: Cli, registry: Registry) -> CmdResult {
             quiet: cli.quiet,
         },
         registry,
+        metrics_file: cli.metrics_file,
+        metrics_done: Default::default(),
     };
     match cli.command {
         Command::Init(a) => init(&ctx, &a),
         Command::Doctor => interruptible(doctor(&ctx), "interrupted").await,
-        Command::Backup(a) => backup(&ctx, &a).await,
+        Command::Backup(a) => {
+            let res = backup(&ctx, &a).await;
+            ctx.metrics_failure("backup", &res);
+            res
+        }
         Command::List => interruptible(list(&ctx), "interrupted").await,
         Command::Show(a) => interruptible(show(&ctx, &a), "interrupted").await,
         Command::Verify(a) => {
-            interruptible(verify(&ctx, &a), "interrupted: verification did not finish").await
+            let res =
+                interruptible(verify(&ctx, &a), "interrupted: verification did not finish").await;
+            ctx.metrics_failure("verify", &res);
+            res
         }
         Command::Restore(a) => restore(&ctx, &a).await,
         Command::Prune(a) => prune(&ctx, &a).await,
@@ -82,6 +95,33 @@ enum Needs {
 }
 
 impl Ctx {
+    /// Update the metrics file (if one was asked for) with `f`. A file that cannot be written
+    /// is reported and does not change the exit code.
+    fn metrics(&self, f: impl FnOnce(&mut amber_dr_core::metrics::MetricsFile)) {
+        let Some(path) = &self.metrics_file else {
+            return;
+        };
+        self.metrics_done
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let mut m = amber_dr_core::metrics::MetricsFile::load(path);
+        f(&mut m);
+        if let Err(e) = m.write(path) {
+            self.out
+                .note(format!("warning: metrics file not updated: {e}"));
+        }
+    }
+
+    /// A run that ended without a result (bad config, repository unreachable, lock held,
+    /// interrupted) drops its success gauge to 0.
+    fn metrics_failure(&self, what: &str, res: &CmdResult) {
+        if self.metrics_done.load(std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
+        if res.as_ref().map(|c| *c != OK).unwrap_or(true) {
+            self.metrics(|m| m.record_failure(what, chrono::Utc::now()));
+        }
+    }
+
     fn config_path(&self) -> PathBuf {
         self.config
             .clone()
@@ -539,6 +579,7 @@ async fn backup(ctx: &Ctx, args: &BackupArgs) -> CmdResult {
             if let Some(b) = &bars {
                 b.finish();
             }
+            ctx.metrics(|f| f.record_backup(&m));
             print_backup(ctx, &m);
             Ok(if m.is_complete() { OK } else { FAILURE })
         },
@@ -832,6 +873,7 @@ async fn verify(ctx: &Ctx, args: &VerifyArgs) -> CmdResult {
     let outcome = runner
         .verify(&args.backup, &args.select.selection(), level)
         .await?;
+    ctx.metrics(|f| f.record_verify(&outcome, chrono::Utc::now()));
     let ok = outcome.is_ok();
     if ctx.out.json {
         let mut v = serde_json::to_value(&outcome).unwrap_or_else(|_| json!({}));

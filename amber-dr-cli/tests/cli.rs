@@ -830,3 +830,76 @@ fn paths_are_relative_to_the_config_file_and_repo_to_the_cwd() {
         .is_file());
     elsewhere.expect(0, &["--repo", "other-repo", "verify", "latest"]);
 }
+
+#[test]
+fn metrics_file_records_runs_and_keeps_the_last_success() {
+    let site = Site::new();
+    let prom = site.path("metrics/amber-dr.prom");
+    fs::create_dir_all(prom.parent().expect("parent")).expect("mkdir");
+    let p = prom.to_str().expect("utf-8 path");
+    site.expect(0, &["--metrics-file", p, "backup"]);
+    site.expect(0, &["--metrics-file", p, "verify", "latest"]);
+    let first = fs::read_to_string(&prom).expect("metrics written");
+    let lbl = r#"{component="uploads",kind="files"}"#;
+    for line in [
+        "amber_dr_backup_last_run_success 1".to_string(),
+        format!("amber_dr_component_last_run_success{lbl} 1"),
+        r#"amber_dr_verify_last_run_success{level="full"} 1"#.to_string(),
+    ] {
+        assert!(first.lines().any(|l| l == line), "`{line}` in:\n{first}");
+    }
+    let success_line = |text: &str| {
+        text.lines()
+            .find(|l| {
+                l.starts_with(&format!(
+                    "amber_dr_component_last_success_timestamp_seconds{lbl} "
+                ))
+            })
+            .map(str::to_string)
+    };
+    let first_success = success_line(&first).expect("last success time");
+    assert!(first.lines().any(|l| l.starts_with(&format!(
+        "amber_dr_component_last_success_stored_bytes{lbl} "
+    ))));
+
+    // The uploads directory disappears: the run fails, the last success time stays.
+    fs::rename(site.uploads(), site.path("moved")).expect("mv");
+    site.expect(1, &["--metrics-file", p, "backup"]);
+    let second = fs::read_to_string(&prom).expect("metrics");
+    assert!(
+        second
+            .lines()
+            .any(|l| l == "amber_dr_backup_last_run_success 0"),
+        "{second}"
+    );
+    assert!(
+        second
+            .lines()
+            .any(|l| l == format!("amber_dr_component_last_run_success{lbl} 0")),
+        "{second}"
+    );
+    assert_eq!(
+        success_line(&second),
+        Some(first_success),
+        "last success kept"
+    );
+    // A run that cannot even start (a broken config) still drops the gauge.
+    fs::rename(site.path("moved"), site.uploads()).expect("mv back");
+    site.expect(0, &["--metrics-file", p, "backup"]);
+    fs::write(site.path("amber-dr.toml"), "not = [valid").expect("write");
+    site.expect(2, &["--metrics-file", p, "backup"]);
+    let third = fs::read_to_string(&prom).expect("metrics");
+    assert!(
+        third
+            .lines()
+            .any(|l| l == "amber_dr_backup_last_run_success 0"),
+        "{third}"
+    );
+    // Only the metrics file is in its directory: the temporary file was renamed over it.
+    assert_eq!(
+        fs::read_dir(prom.parent().expect("dir"))
+            .expect("ls")
+            .count(),
+        1
+    );
+}

@@ -7,6 +7,7 @@ pub mod blobs;
 pub mod component;
 mod error;
 pub mod manifest;
+pub mod metrics;
 pub mod process;
 pub mod progress;
 pub mod repository;
