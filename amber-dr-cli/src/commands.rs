@@ -986,6 +986,25 @@ impl Component for Overridden {
         record: &ComponentRecord,
         opts: &RestoreOptions,
     ) -> amber_dr_core::Result<RestoreReport> {
+        self.inner.restore(cx, record, &self.options(opts)).await
+    }
+    fn legacy_files(&self) -> Vec<&'static str> {
+        self.inner.legacy_files()
+    }
+    async fn restore_legacy(
+        &self,
+        cx: &RestoreContext,
+        file: &Path,
+        opts: &RestoreOptions,
+    ) -> amber_dr_core::Result<RestoreReport> {
+        self.inner
+            .restore_legacy(cx, file, &self.options(opts))
+            .await
+    }
+}
+
+impl Overridden {
+    fn options(&self, opts: &RestoreOptions) -> RestoreOptions {
         let mut opts = opts.clone();
         if self.target.is_some() {
             opts.target = self.target.clone();
@@ -993,26 +1012,61 @@ impl Component for Overridden {
         if !self.items.is_empty() {
             opts.items = self.items.clone();
         }
-        self.inner.restore(cx, record, &opts).await
+        opts
+    }
+}
+
+/// What `restore` restores from.
+enum RestoreSource {
+    /// An amber-dr backup.
+    Backup(Box<Manifest>),
+    /// A runbook backup directory.
+    Legacy(amber_dr_core::LegacyPlan),
+}
+
+impl RestoreSource {
+    async fn restore(
+        &self,
+        runner: &Runner,
+        plan: &RestorePlanOptions,
+    ) -> amber_dr_core::Result<RestoreOutcome> {
+        match self {
+            RestoreSource::Backup(m) => runner.restore(&m.id, plan).await,
+            RestoreSource::Legacy(lp) => runner.restore_legacy(&lp.dir, plan).await,
+        }
     }
 }
 
 async fn restore(ctx: &Ctx, args: &RestoreArgs) -> CmdResult {
-    // A legacy runbook directory (`./backups/YYYYMMDD_HHMMSS/` with postgres.sql, ...).
-    if args.backup != "latest" && !looks_like_id(&args.backup) && Path::new(&args.backup).is_dir() {
-        return Err(Failure::usage(format!(
-            "`{}` is a directory, not a backup id: legacy runbook directories (postgres.sql, neo4j.cypher, minio_data.tar.gz, uploads.tar.gz) are not supported yet; restore it with the old scripts/restore.sh, or pass an amber-dr backup id (see `amber-dr list`)",
-            args.backup
-        )));
-    }
+    // A runbook backup directory (`./backups/YYYYMMDD_HHMMSS/` with postgres.sql, ...).
+    let legacy_dir = (args.backup != "latest"
+        && !looks_like_id(&args.backup)
+        && Path::new(&args.backup).is_dir())
+    .then(|| PathBuf::from(&args.backup));
     let cfg = ctx.load_config(Needs::Config)?;
-    let repo = ctx.open_repo(cfg.as_ref(), false)?;
+    // A runbook restore still takes its safety backup into the repository, so it needs one
+    // (created if it is a new local directory).
+    let repo = ctx.open_repo(cfg.as_ref(), legacy_dir.is_some())?;
     let mut runner = ctx.runner(cfg.as_ref(), repo.clone(), None)?;
 
     // Resolve and plan.
-    let manifest = read_manifest(&repo, &args.backup).await?;
     let selection = args.select.selection();
-    let names = selection.apply(manifest.components.keys().map(String::as_str))?;
+    let (source, names) = match &legacy_dir {
+        Some(dir) => {
+            let lp = amber_dr_core::LegacyPlan::inspect(dir, runner.components())?;
+            let names: Vec<String> = lp
+                .select(&selection)?
+                .iter()
+                .filter_map(|p| p.component.clone())
+                .collect();
+            (RestoreSource::Legacy(lp), names)
+        }
+        None => {
+            let manifest = read_manifest(&repo, &args.backup).await?;
+            let names = selection.apply(manifest.components.keys().map(String::as_str))?;
+            (RestoreSource::Backup(Box::new(manifest)), names)
+        }
+    };
     let mut retargeted = Vec::new();
     let items = args.select.items();
     if !args.target.is_empty() || !items.is_empty() {
@@ -1057,31 +1111,56 @@ async fn restore(ctx: &Ctx, args: &RestoreArgs) -> CmdResult {
         );
     }
     let safety = !args.no_safety_backup;
-    let spec = manifest.id.clone();
-    let plan_json = json!({
-        "backup": manifest.id,
-        "backup_status": if manifest.is_complete() { "complete" } else { "failed" },
-        "taken_at": manifest.started_at,
-        "host": manifest.host,
-        "components": names.iter().map(|n| json!({
-            "name": n,
-            "kind": manifest.components.get(n).map(|r| r.kind.clone()),
-            "target": args.target.iter().find(|(t, _)| t == n).map(|(_, v)| v.clone()),
-        })).collect::<Vec<_>>(),
-        "safety_backup": safety,
-    });
+    let target_of = |n: &str| {
+        args.target
+            .iter()
+            .find(|(t, _)| t == n)
+            .map(|(_, v)| v.clone())
+    };
     let out = &ctx.out;
-    out.line(format!(
-        "restore plan: backup {} ({}, taken {} on host {})",
-        manifest.id,
-        if manifest.is_complete() {
-            "complete"
-        } else {
-            "FAILED, only its good components"
-        },
-        output::time(&manifest.started_at),
-        manifest.host
-    ));
+    let plan_json = match &source {
+        RestoreSource::Backup(manifest) => {
+            out.line(format!(
+                "restore plan: backup {} ({}, taken {} on host {})",
+                manifest.id,
+                if manifest.is_complete() {
+                    "complete"
+                } else {
+                    "FAILED, only its good components"
+                },
+                output::time(&manifest.started_at),
+                manifest.host
+            ));
+            json!({
+                "backup": manifest.id,
+                "backup_status": if manifest.is_complete() { "complete" } else { "failed" },
+                "taken_at": manifest.started_at,
+                "host": manifest.host,
+                "components": names.iter().map(|n| json!({
+                    "name": n,
+                    "kind": manifest.components.get(n).map(|r| r.kind.clone()),
+                    "target": target_of(n),
+                })).collect::<Vec<_>>(),
+                "safety_backup": safety,
+            })
+        }
+        RestoreSource::Legacy(lp) => {
+            out.line(format!(
+                "restore plan: runbook backup directory {} (no checksums: each file is read through before anything is replaced)",
+                lp.dir.display()
+            ));
+            json!({
+                "runbook_directory": lp.dir,
+                "parts": lp.parts,
+                "components": names.iter().map(|n| json!({
+                    "name": n,
+                    "file": lp.parts.iter().find(|p| p.component.as_deref() == Some(n)).map(|p| p.file.clone()),
+                    "target": target_of(n),
+                })).collect::<Vec<_>>(),
+                "safety_backup": safety,
+            })
+        }
+    };
     // What each driver would do (a dry run changes nothing and takes no lock).
     let plan = |dry_run: bool| RestorePlanOptions {
         selection: Selection {
@@ -1094,7 +1173,7 @@ async fn restore(ctx: &Ctx, args: &RestoreArgs) -> CmdResult {
         safety_backup: safety && !dry_run,
     };
     let dry = interruptible(
-        async { Ok(runner.restore(&spec, &plan(true)).await?) },
+        async { Ok(source.restore(&runner, &plan(true)).await?) },
         "interrupted: nothing was restored",
     )
     .await?;
@@ -1166,11 +1245,12 @@ async fn restore(ctx: &Ctx, args: &RestoreArgs) -> CmdResult {
     } else {
         None
     };
-    if let Some(b) = &bars {
-        runner = runner.with_progress(b.clone());
-    }
+    let runner = match &bars {
+        Some(b) => runner.clone().with_progress(b.clone()),
+        None => runner.clone(),
+    };
     let res = interruptible_locked(
-        async { Ok(runner.restore(&spec, &plan(false)).await?) },
+        async { Ok(source.restore(&runner, &plan(false)).await?) },
         &repo,
         "interrupted: the restore did not finish; the components being restored may be incomplete (see `amber-dr list` for a safety backup to restore from)",
     )

@@ -524,10 +524,44 @@ fn restore_asks_refuses_without_terminal_dry_runs_and_restores() {
     let r = site.expect(2, &["restore", &id, "--yes", "--target", "nope=/tmp/x"]);
     assert!(r.stderr.contains("nope"), "{}", r.both());
 
-    // A legacy runbook directory is not faked.
-    fs::create_dir_all(site.path("backups/20240101_000000")).expect("mkdir");
+    // A runbook backup directory: missing parts are listed and nothing happens without
+    // --only; with --only uploads its uploads.tar.gz is restored (after a safety backup).
+    let runbook = site.path("backups/20240101_000000");
+    fs::create_dir_all(&runbook).expect("mkdir");
     let r = site.expect(2, &["restore", "backups/20240101_000000", "--yes"]);
-    assert!(r.stderr.contains("legacy"), "{}", r.both());
+    assert!(
+        r.stderr.contains("`postgres.sql` is missing")
+            && r.stderr.contains("`uploads.tar.gz` is missing"),
+        "{}",
+        r.both()
+    );
+    let st = Command::new("tar")
+        .arg("czf")
+        .arg(runbook.join("uploads.tar.gz"))
+        .arg("-C")
+        .arg(&elsewhere)
+        .arg(".")
+        .status()
+        .expect("tar");
+    assert!(st.success());
+    let r = site.expect(2, &["restore", "backups/20240101_000000", "--yes"]);
+    assert!(r.stderr.contains("--only uploads"), "{}", r.both());
+    let r = site.expect(
+        0,
+        &[
+            "restore",
+            "backups/20240101_000000",
+            "--only",
+            "uploads",
+            "--yes",
+        ],
+    );
+    assert!(r.stdout.contains("safety backup"), "{}", r.both());
+    assert_eq!(
+        tree(&site.uploads()),
+        tree(&elsewhere),
+        "the runbook archive's content is restored"
+    );
 
     // An id that is not there.
     let r = site.expect(1, &["restore", "19990101_000000", "--yes"]);

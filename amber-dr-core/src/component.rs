@@ -332,6 +332,34 @@ pub trait Component: Send + Sync + std::fmt::Debug {
         record: &ComponentRecord,
         opts: &RestoreOptions,
     ) -> Result<RestoreReport>;
+
+    /// The files of the shell runbook's backup directory (`./backups/<id>/postgres.sql`,
+    /// `uploads.tar.gz`, ...; see [`crate::legacy::RUNBOOK_FILES`]) this driver restores with
+    /// [`Self::restore_legacy`]. Default: none.
+    fn legacy_files(&self) -> Vec<&'static str> {
+        Vec::new()
+    }
+
+    /// Restore from `file`, one of [`Self::legacy_files`] in a runbook backup directory.
+    /// There is no record to compare with: the driver must prove the whole file decodes before
+    /// it replaces live data. `cx` gives the repository (for overlap checks) and progress; its
+    /// backup id is the directory's path. Default: unsupported.
+    async fn restore_legacy(
+        &self,
+        cx: &RestoreContext,
+        file: &std::path::Path,
+        opts: &RestoreOptions,
+    ) -> Result<RestoreReport> {
+        let _ = (cx, opts);
+        Err(Error::config(
+            format!("restore of `{}`", self.name()),
+            format!(
+                "the {} driver cannot restore the runbook file `{}`",
+                self.kind(),
+                file.display()
+            ),
+        ))
+    }
 }
 
 /// What the registry hands a driver's factory: the component's name and its config section.

@@ -6,6 +6,7 @@ pub mod artifact;
 pub mod blobs;
 pub mod component;
 mod error;
+pub mod legacy;
 pub mod manifest;
 pub mod metrics;
 pub mod process;
@@ -25,6 +26,7 @@ pub use component::{
     VerifyReport,
 };
 pub use error::{Error, Result};
+pub use legacy::{LegacyPart, LegacyPlan, RUNBOOK_FILES};
 pub use manifest::{
     ArtifactRecord, BackupPurpose, BackupStatus, ComponentRecord, ComponentStatus, Manifest,
     FORMAT_VERSION,

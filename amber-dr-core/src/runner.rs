@@ -11,6 +11,7 @@ use crate::component::{
     Component, ReadContext, RestoreOptions, RestoreReport, SnapshotContext, SnapshotPurpose,
     VerifyLevel, VerifyReport,
 };
+use crate::legacy::LegacyPlan;
 use crate::manifest::{
     BackupPurpose, BackupStatus, ComponentRecord, ComponentStatus, Manifest, FORMAT_VERSION,
 };
@@ -59,6 +60,14 @@ impl Selection {
         }
         Ok(chosen)
     }
+}
+
+/// What a component is restored from.
+enum Source {
+    /// A snapshot of an amber-dr backup.
+    Record(Box<ComponentRecord>),
+    /// A file of a runbook backup directory.
+    Legacy(std::path::PathBuf),
 }
 
 /// Options of a backup.
@@ -400,7 +409,7 @@ impl Runner {
                     ),
                 ));
             }
-            targets.push((c.clone(), rec.clone()));
+            targets.push((c.clone(), Source::Record(Box::new(rec.clone()))));
         }
         if !manifest.is_complete() {
             tracing::warn!(backup = %id, "backup is not complete; restoring only components whose snapshot succeeded");
@@ -418,10 +427,41 @@ impl Runner {
         result
     }
 
+    /// Restore a runbook backup directory (`postgres.sql`, `uploads.tar.gz`, ...) through the
+    /// drivers that claim its files: plan (see [`LegacyPlan::select`]), safety backup of the
+    /// selected components' current state (unless disabled or a dry run), then restore.
+    pub async fn restore_legacy(
+        &self,
+        dir: &std::path::Path,
+        plan: &RestorePlanOptions,
+    ) -> Result<RestoreOutcome> {
+        let legacy = LegacyPlan::inspect(dir, &self.components)?;
+        let mut targets = Vec::new();
+        for part in legacy.select(&plan.selection)? {
+            let name = part.component.as_deref().unwrap_or_default();
+            let c = self
+                .component(name)
+                .ok_or_else(|| Error::Other(format!("component `{name}` vanished")))?;
+            targets.push((c.clone(), Source::Legacy(part.path.clone())));
+        }
+        let lock = if plan.options.dry_run {
+            None
+        } else {
+            Some(self.repo.lock("restore").await?)
+        };
+        let result = self
+            .restore_locked(&dir.display().to_string(), targets, plan)
+            .await;
+        if let Some(lock) = lock {
+            lock.release().await?;
+        }
+        result
+    }
+
     async fn restore_locked(
         &self,
         id: &str,
-        targets: Vec<(Arc<dyn Component>, ComponentRecord)>,
+        targets: Vec<(Arc<dyn Component>, Source)>,
         plan: &RestorePlanOptions,
     ) -> Result<RestoreOutcome> {
         let mut safety_backup = None;
@@ -462,7 +502,10 @@ impl Runner {
                 );
                 let opts = plan.options.clone();
                 set.spawn(async move {
-                    let res = c.restore(&cx, &rec, &opts).await;
+                    let res = match &rec {
+                        Source::Record(rec) => c.restore(&cx, rec, &opts).await,
+                        Source::Legacy(file) => c.restore_legacy(&cx, file, &opts).await,
+                    };
                     match res {
                         Ok(report) => ComponentRestore {
                             component: c.name().to_string(),

@@ -452,6 +452,7 @@ pub(crate) fn read_archive<R: Read>(
     mode: ReadMode<'_>,
     root_mode: u32,
     root_mtime: MTime,
+    strip: Option<&Path>,
     progress: &Progress,
 ) -> amber_dr_core::Result<(TreeSummary, R)> {
     let mut archive = tar::Archive::new(reader);
@@ -480,8 +481,28 @@ pub(crate) fn read_archive<R: Read>(
     for entry in archive.entries().map_err(read_err)? {
         let mut entry = entry.map_err(read_err)?;
         let raw_path = entry.path_bytes().into_owned();
-        let rel =
+        let mut rel =
             safe_rel_path(&raw_path).map_err(|why| unsafe_entry(artifact, &raw_path, &why))?;
+        if let Some(prefix) = strip {
+            // A foreign archive of `prefix/...`: its entries above and at `prefix` are the
+            // root's ancestors and the root itself; everything else must lie below it.
+            if prefix.starts_with(&rel) {
+                continue;
+            }
+            rel = rel
+                .strip_prefix(prefix)
+                .map_err(|_| {
+                    unsafe_entry(
+                        artifact,
+                        &raw_path,
+                        &format!(
+                            "it lies outside `{}`, the archive's top directory",
+                            prefix.display()
+                        ),
+                    )
+                })?
+                .to_path_buf();
+        }
         let kind = entry.header().entry_type();
         if kind == EntryType::XGlobalHeader {
             continue;
@@ -605,9 +626,21 @@ pub(crate) fn read_archive<R: Read>(
                     .link_name_bytes()
                     .ok_or_else(|| unsafe_entry(artifact, &raw_path, "hard link without a target"))?
                     .into_owned();
-                let trel = safe_rel_path(&target).map_err(|why| {
+                let mut trel = safe_rel_path(&target).map_err(|why| {
                     unsafe_entry(artifact, &raw_path, &format!("hard link target: {why}"))
                 })?;
+                if let Some(prefix) = strip {
+                    trel = trel
+                        .strip_prefix(prefix)
+                        .map_err(|_| {
+                            unsafe_entry(
+                                artifact,
+                                &raw_path,
+                                "hard link target outside the archive's top directory",
+                            )
+                        })?
+                        .to_path_buf();
+                }
                 if trel.ancestors().any(|a| links.contains(a)) {
                     return Err(unsafe_entry(
                         artifact,
@@ -648,6 +681,82 @@ pub(crate) fn read_archive<R: Read>(
     }
     let reader = archive.into_inner();
     Ok((fp.finish(warnings), reader))
+}
+
+/// How a foreign (runbook) archive is laid out: the directory prefix that is the tree's root
+/// (`uploads/`, `srv/amber/uploads/`, or none for an archive of `./...`), and that root's mode
+/// and mtime when the archive has an entry for it.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ForeignLayout {
+    pub strip: Option<PathBuf>,
+    pub root: Option<(u32, MTime)>,
+    pub entries: u64,
+}
+
+/// Walk a foreign tar stream's headers (every byte is read) and find its layout: the longest
+/// directory prefix common to every entry, cut after its last component named like one of
+/// `root_names` (the target directory's name, `uploads`).
+pub(crate) fn foreign_layout<R: Read>(
+    reader: R,
+    artifact: &str,
+    root_names: &[&OsStr],
+) -> amber_dr_core::Result<ForeignLayout> {
+    let read_err = |e: io::Error| Error::Corrupt {
+        artifact: artifact.to_string(),
+        message: format!("not a readable gzip-compressed tar archive: {e}"),
+    };
+    let mut archive = tar::Archive::new(reader);
+    let mut common: Option<Vec<std::ffi::OsString>> = None;
+    let mut metas: Vec<(PathBuf, u32, MTime)> = Vec::new();
+    let mut entries = 0u64;
+    for entry in archive.entries().map_err(read_err)? {
+        let entry = entry.map_err(read_err)?;
+        let raw = entry.path_bytes().into_owned();
+        let rel = safe_rel_path(&raw).map_err(|why| unsafe_entry(artifact, &raw, &why))?;
+        let kind = entry.header().entry_type();
+        if kind == EntryType::XGlobalHeader {
+            continue;
+        }
+        entries += 1;
+        let dir_part: Vec<std::ffi::OsString> = if kind == EntryType::Directory {
+            rel.iter().map(OsStr::to_os_string).collect()
+        } else {
+            rel.parent()
+                .map(|p| p.iter().map(OsStr::to_os_string).collect())
+                .unwrap_or_default()
+        };
+        common = Some(match common {
+            None => dir_part,
+            Some(c) => c
+                .into_iter()
+                .zip(dir_part)
+                .take_while(|(a, b)| a == b)
+                .map(|(a, _)| a)
+                .collect(),
+        });
+        if kind == EntryType::Directory && metas.len() < 64 {
+            let mtime = MTime {
+                secs: i64::try_from(entry.header().mtime().unwrap_or(0)).unwrap_or(0),
+                nanos: 0,
+            };
+            metas.push((rel, entry.header().mode().unwrap_or(0o755) & 0o7777, mtime));
+        }
+    }
+    let common = common.unwrap_or_default();
+    let cut = common
+        .iter()
+        .rposition(|c| root_names.contains(&c.as_os_str()));
+    let strip: Option<PathBuf> = cut.map(|i| common[..=i].iter().collect());
+    let root_path = strip.clone().unwrap_or_default();
+    let root = metas
+        .iter()
+        .find(|(p, _, _)| *p == root_path)
+        .map(|(_, m, t)| (*m, *t));
+    Ok(ForeignLayout {
+        strip,
+        root,
+        entries,
+    })
 }
 
 /// Apply the root directory's recorded mode and mtime.

@@ -16,6 +16,8 @@ use crate::config::FilesConfig;
 use crate::error::FilesError;
 
 const ARTIFACT: &str = "files.tar";
+/// The runbook's archive of the uploads directory (`tar czf`).
+const LEGACY_ARCHIVE: &str = "uploads.tar.gz";
 const IO_BUFFER: usize = 1024 * 1024;
 
 /// What the record keeps beyond stats: enough to rebuild and check the tree.
@@ -74,6 +76,19 @@ impl Files {
             }
         }
         Ok(())
+    }
+
+    fn refuse_items(&self, opts: &RestoreOptions) -> Result<()> {
+        if opts.items.is_empty() {
+            return Ok(());
+        }
+        Err(Error::config(
+            format!("restore of `{}`", self.name),
+            format!(
+                "a `files` component has no parts to choose from (asked for {}); restore it whole",
+                opts.items.join(", ")
+            ),
+        ))
     }
 
     /// Where a restore writes, checked so that it can never replace `/`, the repository,
@@ -151,6 +166,26 @@ fn stats_into(rec: &mut ComponentRecord, s: &TreeStats) {
     rec.set_stat("directories", s.directories);
     rec.set_stat("symlinks", s.symlinks);
     rec.set_stat("bytes", s.bytes);
+}
+
+/// Actions and stats of a restored tree.
+fn report_restored(report: &mut RestoreReport, target: &Path, summary: &TreeStats, from: &str) {
+    report.actions.push(format!(
+        "restored `{}` from {from}: {} files, {} directories, {} symlinks, {} bytes",
+        target.display(),
+        summary.files,
+        summary.directories,
+        summary.symlinks,
+        summary.bytes
+    ));
+    report.stats.insert("files".into(), summary.files.into());
+    report
+        .stats
+        .insert("directories".into(), summary.directories.into());
+    report
+        .stats
+        .insert("symlinks".into(), summary.symlinks.into());
+    report.stats.insert("bytes".into(), summary.bytes.into());
 }
 
 fn join_err(e: tokio::task::JoinError) -> Error {
@@ -296,6 +331,7 @@ impl Component for Files {
                 ReadMode::Check,
                 details.root_mode,
                 details.root_mtime,
+                None,
                 &progress,
             )
         })
@@ -332,6 +368,116 @@ impl Component for Files {
         Ok(report)
     }
 
+    fn legacy_files(&self) -> Vec<&'static str> {
+        vec![LEGACY_ARCHIVE]
+    }
+
+    /// The runbook's `uploads.tar.gz` (`tar czf` of the directory, with or without its own
+    /// name or a longer path as prefix): read through once to find its layout and prove it
+    /// decodes, then extracted into a staging directory with every safety check of an
+    /// amber-dr archive, compared with what the archive held, and swapped in.
+    async fn restore_legacy(
+        &self,
+        cx: &RestoreContext,
+        file: &Path,
+        opts: &RestoreOptions,
+    ) -> Result<RestoreReport> {
+        self.refuse_items(opts)?;
+        let target = self.restore_target(opts, cx.repository())?;
+        let exists = tokio::fs::symlink_metadata(&target).await.is_ok();
+        let mut report = RestoreReport::default();
+        let open = |file: &Path| -> Result<flate2::read::MultiGzDecoder<BufReader<std::fs::File>>> {
+            let f = std::fs::File::open(file).map_err(|e| Error::io("open", file, e))?;
+            Ok(flate2::read::MultiGzDecoder::new(BufReader::with_capacity(
+                IO_BUFFER, f,
+            )))
+        };
+        cx.progress().set_phase("reading runbook archive");
+        let names: Vec<std::ffi::OsString> = [
+            target.file_name().map(|n| n.to_os_string()),
+            self.config.path.file_name().map(|n| n.to_os_string()),
+            Some("uploads".into()),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        let (f, label) = (file.to_path_buf(), file.display().to_string());
+        let layout = tokio::task::spawn_blocking(move || {
+            let refs: Vec<&std::ffi::OsStr> = names.iter().map(|n| n.as_os_str()).collect();
+            archive::foreign_layout(open(&f)?, &label, &refs)
+        })
+        .await
+        .map_err(join_err)??;
+        if opts.dry_run {
+            report.actions.push(format!(
+                "{} `{}` with the {} entries of runbook archive `{}`{}",
+                if exists { "replace" } else { "create" },
+                target.display(),
+                layout.entries,
+                file.display(),
+                layout
+                    .strip
+                    .as_ref()
+                    .map(|p| format!(" under `{}/`", p.display()))
+                    .unwrap_or_default()
+            ));
+            return Ok(report);
+        }
+        let (root_mode, root_mtime) = layout.root.unwrap_or((0o755, MTime::default()));
+        let summary = self
+            .replace_dir(&target, exists, &mut report, |staging| {
+                let (f, label, strip) = (
+                    file.to_path_buf(),
+                    file.display().to_string(),
+                    layout.strip.clone(),
+                );
+                let progress = cx.progress().clone();
+                async move {
+                    cx.progress().set_phase("extracting runbook archive");
+                    let st = staging.clone();
+                    let (from_archive, _) = tokio::task::spawn_blocking(move || {
+                        archive::read_archive(
+                            open(&f)?,
+                            &label,
+                            ReadMode::Extract(&st),
+                            root_mode,
+                            root_mtime,
+                            strip.as_deref(),
+                            &progress,
+                        )
+                    })
+                    .await
+                    .map_err(join_err)??;
+                    let st = staging.clone();
+                    let on_disk = tokio::task::spawn_blocking(move || {
+                        archive::apply_root_meta(&st, root_mode, root_mtime)?;
+                        archive::scan_tree(&st)
+                    })
+                    .await
+                    .map_err(join_err)?
+                    .map_err(|e| Error::io("scan restored tree", &staging, e))?;
+                    if on_disk.stats != from_archive.stats {
+                        return Err(self.err(
+                            "restore",
+                            FilesError::Mismatch(format!(
+                                "on disk {:?}, in the archive {:?}; the old directory is unchanged",
+                                on_disk.stats, from_archive.stats
+                            )),
+                        ));
+                    }
+                    Ok(on_disk.stats)
+                }
+            })
+            .await?;
+        report_restored(
+            &mut report,
+            &target,
+            &summary,
+            &format!("runbook archive `{}`", file.display()),
+        );
+        Ok(report)
+    }
+
     async fn restore(
         &self,
         cx: &RestoreContext,
@@ -339,15 +485,7 @@ impl Component for Files {
         opts: &RestoreOptions,
     ) -> Result<RestoreReport> {
         let details: Details = record.details()?;
-        if !opts.items.is_empty() {
-            return Err(Error::config(
-                format!("restore of `{}`", self.name),
-                format!(
-                    "a `files` component has no parts to choose from (asked for {}); restore it whole",
-                    opts.items.join(", ")
-                ),
-            ));
-        }
+        self.refuse_items(opts)?;
         let target = self.restore_target(opts, cx.repository())?;
         let mut report = RestoreReport::default();
         let exists = tokio::fs::symlink_metadata(&target).await.is_ok();
@@ -403,16 +541,50 @@ impl Component for Files {
             return Ok(report);
         }
 
+        let summary = self
+            .replace_dir(&target, exists, &mut report, |staging| async move {
+                self.extract_and_check(cx, record, &details, &staging).await
+            })
+            .await?;
+        report_restored(&mut report, &target, &summary, "the backup");
+        Ok(report)
+    }
+}
+
+impl Files {
+    /// Fill a staging directory beside `target` with `fill`, then swap it in: target → aside,
+    /// staging → target (undone if the second rename fails), aside removed. A failed `fill`
+    /// removes the staging directory and leaves the target as it was.
+    async fn replace_dir<F, Fut>(
+        &self,
+        target: &Path,
+        exists: bool,
+        report: &mut RestoreReport,
+        fill: F,
+    ) -> Result<TreeStats>
+    where
+        F: FnOnce(PathBuf) -> Fut,
+        Fut: std::future::Future<Output = Result<TreeStats>>,
+    {
+        let parent = target
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        let Some(name) = target.file_name().map(|n| n.to_string_lossy().into_owned()) else {
+            return Err(self.err("restore", FilesError::NoParent(target.to_path_buf())));
+        };
         if !parent.is_dir() {
-            return Err(self.err("restore", FilesError::NoParent(target)));
+            return Err(self.err("restore", FilesError::NoParent(target.to_path_buf())));
         }
+        let pid = std::process::id();
+        let aside = parent.join(format!(".{name}.amber-dr-old-{pid}"));
         let staging = parent.join(format!(".{name}.amber-dr-staging-{pid}"));
-        self.clear_leftovers(&parent, &name, &mut report).await?;
+        self.clear_leftovers(&parent, &name, report).await?;
         tokio::fs::create_dir(&staging)
             .await
             .map_err(|e| Error::io("create staging directory", &staging, e))?;
-
-        let result = self.extract_and_check(cx, record, &details, &staging).await;
+        let result = fill(staging.clone()).await;
         let summary = match result {
             Ok(s) => s,
             Err(e) => {
@@ -420,29 +592,27 @@ impl Component for Files {
                 return Err(e);
             }
         };
-
-        // Swap: target → aside, staging → target; undo the first rename if the second fails.
         if exists {
-            if let Err(source) = tokio::fs::rename(&target, &aside).await {
+            if let Err(source) = tokio::fs::rename(target, &aside).await {
                 let _ = tokio::fs::remove_dir_all(&staging).await;
                 return Err(self.err(
                     "restore",
                     FilesError::Swap {
-                        path: target,
+                        path: target.to_path_buf(),
                         source,
                     },
                 ));
             }
         }
-        if let Err(source) = tokio::fs::rename(&staging, &target).await {
+        if let Err(source) = tokio::fs::rename(&staging, target).await {
             if exists {
-                let _ = tokio::fs::rename(&aside, &target).await;
+                let _ = tokio::fs::rename(&aside, target).await;
             }
             let _ = tokio::fs::remove_dir_all(&staging).await;
             return Err(self.err(
                 "restore",
                 FilesError::Swap {
-                    path: target,
+                    path: target.to_path_buf(),
                     source,
                 },
             ));
@@ -455,27 +625,9 @@ impl Component for Files {
                 ));
             }
         }
-        report.actions.push(format!(
-            "restored `{}`: {} files, {} directories, {} symlinks, {} bytes",
-            target.display(),
-            summary.files,
-            summary.directories,
-            summary.symlinks,
-            summary.bytes
-        ));
-        report.stats.insert("files".into(), summary.files.into());
-        report
-            .stats
-            .insert("directories".into(), summary.directories.into());
-        report
-            .stats
-            .insert("symlinks".into(), summary.symlinks.into());
-        report.stats.insert("bytes".into(), summary.bytes.into());
-        Ok(report)
+        Ok(summary)
     }
-}
 
-impl Files {
     /// Remove staging directories of earlier restores whose process is gone (an interrupted
     /// restore), and point out directories set aside by a restore that died between its two
     /// renames: those may hold the only copy of the old data, so they are never deleted here.
@@ -534,6 +686,7 @@ impl Files {
                 ReadMode::Extract(&st),
                 root_mode,
                 root_mtime,
+                None,
                 &progress,
             )
         })

@@ -212,3 +212,37 @@ async fn leftovers_of_an_interrupted_restore_are_handled() {
     );
     common::unlock(base.path());
 }
+
+#[tokio::test]
+async fn hostile_runbook_archive_is_refused() {
+    use std::io::Write;
+    let base = tempfile::tempdir().unwrap();
+    let target = base.path().join("uploads");
+    common::populate(&target, 4);
+    let before = common::fingerprint(&target);
+    let runbook = base.path().join("runbook");
+    fs::create_dir_all(&runbook).unwrap();
+    let tar = raw_tar(&[
+        E::Dir(b"uploads/"),
+        E::File(b"uploads/ok.txt", b"fine"),
+        E::File(b"uploads/../../escaped.txt", b"evil"),
+    ]);
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&tar).unwrap();
+    fs::write(runbook.join("uploads.tar.gz"), gz.finish().unwrap()).unwrap();
+    let (repo, _guard) = testkit::temp_repo();
+    let files: std::sync::Arc<dyn Component> =
+        std::sync::Arc::new(Files::new("uploads", FilesConfig::new(&target)));
+    let runner = amber_dr_core::Runner::new(repo, vec![files]);
+    let mut plan = amber_dr_core::RestorePlanOptions::default();
+    plan.selection.only = vec!["uploads".into()];
+    let res = runner.restore_legacy(&runbook, &plan).await;
+    let err = match res {
+        Err(e) => e.to_string(),
+        Ok(o) => o.components[0].error.clone().expect("refused"),
+    };
+    assert!(err.contains(".."), "{err}");
+    assert!(!base.path().join("escaped.txt").exists());
+    assert_eq!(common::fingerprint(&target), before);
+    common::unlock(base.path());
+}

@@ -1,0 +1,170 @@
+//! The shell runbook's backup directories (`./backups/YYYYMMDD_HHMMSS/`), restored through
+//! the drivers that claim their files (see [`crate::Component::legacy_files`]).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::component::Component;
+use crate::runner::Selection;
+use crate::{Error, Result};
+
+/// The files the runbook's `backup.sh` writes into each backup directory.
+pub const RUNBOOK_FILES: &[&str] = &[
+    "postgres.sql",
+    "neo4j.cypher",
+    "minio_data.tar.gz",
+    "uploads.tar.gz",
+];
+
+/// One file of a runbook directory and what restores it.
+#[derive(Debug, Clone, Serialize)]
+pub struct LegacyPart {
+    /// The file name (`postgres.sql`).
+    pub file: String,
+    /// Its full path.
+    pub path: PathBuf,
+    /// Its size; `None` when the file is missing.
+    pub size: Option<u64>,
+    /// The configured component that restores it, if any.
+    pub component: Option<String>,
+}
+
+/// What a runbook directory holds, matched against the configured components.
+#[derive(Debug, Clone, Serialize)]
+pub struct LegacyPlan {
+    /// The directory.
+    pub dir: PathBuf,
+    /// Every runbook file (present or not) and every other file a driver claims.
+    pub parts: Vec<LegacyPart>,
+}
+
+/// The component that restores `file`: the one claiming it; among several, the one named like
+/// the file (`postgres` for `postgres.sql`, `uploads` for `uploads.tar.gz`).
+fn claimant(components: &[Arc<dyn Component>], file: &str) -> Result<Option<String>> {
+    let claiming: Vec<&Arc<dyn Component>> = components
+        .iter()
+        .filter(|c| c.legacy_files().contains(&file))
+        .collect();
+    match claiming.as_slice() {
+        [] => Ok(None),
+        [one] => Ok(Some(one.name().to_string())),
+        many => {
+            let stem = file.split(['.', '_']).next().unwrap_or(file);
+            if let Some(c) = many.iter().find(|c| c.name() == stem) {
+                return Ok(Some(c.name().to_string()));
+            }
+            Err(Error::config(
+                "legacy restore",
+                format!(
+                    "`{file}` could be restored by {}; name one of them `{stem}` in the config",
+                    many.iter()
+                        .map(|c| format!("`{}`", c.name()))
+                        .collect::<Vec<_>>()
+                        .join(" or ")
+                ),
+            ))
+        }
+    }
+}
+
+impl LegacyPlan {
+    /// Look at `dir` and match its files with `components`.
+    pub fn inspect(dir: &Path, components: &[Arc<dyn Component>]) -> Result<Self> {
+        let meta =
+            std::fs::metadata(dir).map_err(|e| Error::io("open runbook directory", dir, e))?;
+        if !meta.is_dir() {
+            return Err(Error::config(
+                "legacy restore",
+                format!("`{}` is not a directory", dir.display()),
+            ));
+        }
+        let mut files: Vec<&'static str> = RUNBOOK_FILES.to_vec();
+        for c in components {
+            for f in c.legacy_files() {
+                if !files.contains(&f) {
+                    files.push(f);
+                }
+            }
+        }
+        let mut parts = Vec::new();
+        for file in files {
+            let path = dir.join(file);
+            let size = match std::fs::metadata(&path) {
+                Ok(m) if m.is_file() => Some(m.len()),
+                Ok(_) => None,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                Err(e) => return Err(Error::io("inspect", &path, e)),
+            };
+            parts.push(LegacyPart {
+                file: file.to_string(),
+                path,
+                size,
+                component: claimant(components, file)?,
+            });
+        }
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            parts,
+        })
+    }
+
+    /// The parts to restore for `selection`. Without `--only`/`--skip`, every runbook file must
+    /// be present, non-empty and claimed by a configured component; otherwise the restore is
+    /// refused with the list of what is missing. With a selection, only the selected
+    /// components' files must be there.
+    pub fn select(&self, selection: &Selection) -> Result<Vec<&LegacyPart>> {
+        let claimed: Vec<&str> = self
+            .parts
+            .iter()
+            .filter_map(|p| p.component.as_deref())
+            .collect();
+        let explicit = !selection.only.is_empty() || !selection.skip.is_empty();
+        let names = selection.apply(claimed.iter().copied())?;
+        let mut problems = Vec::new();
+        let mut chosen = Vec::new();
+        for p in &self.parts {
+            let selected = p
+                .component
+                .as_deref()
+                .is_some_and(|c| names.iter().any(|n| n == c));
+            let runbook = RUNBOOK_FILES.contains(&p.file.as_str());
+            if !selected && (explicit || !runbook) {
+                continue;
+            }
+            match (p.size, &p.component) {
+                (None, _) => problems.push(format!("`{}` is missing", p.file)),
+                (Some(0), _) => problems.push(format!("`{}` is empty", p.file)),
+                (Some(_), None) => {
+                    problems.push(format!("no configured component restores `{}`", p.file))
+                }
+                (Some(_), Some(_)) => chosen.push(p),
+            }
+        }
+        if !problems.is_empty() {
+            return Err(Error::config(
+                format!("runbook backup {}", self.dir.display()),
+                {
+                    let there: Vec<&str> = chosen
+                        .iter()
+                        .filter_map(|p| p.component.as_deref())
+                        .collect();
+                    let hint = if there.is_empty() {
+                        String::new()
+                    } else {
+                        format!(
+                            ". Restore the parts that are there with --only {}",
+                            there.join(",")
+                        )
+                    };
+                    format!(
+                        "refused, nothing was changed: {}{hint}",
+                        problems.join("; ")
+                    )
+                },
+            ));
+        }
+        Ok(chosen)
+    }
+}
