@@ -337,60 +337,23 @@ impl Postgres {
         Ok(())
     }
 
-    /// Restore one database: fetch and check the dump, restore it into a scratch database,
-    /// compare, then swap it in. The live database is untouched until the swap.
-    async fn restore_db(
+    /// Restore into a scratch database beside `target` (created like `like`, or with the
+    /// server's defaults), let `fill` load and check it, then swap it in under `target`'s
+    /// name. The live database is untouched until the swap; a failed `fill` drops the scratch
+    /// database. Refuses when a database set aside by an interrupted swap exists.
+    async fn via_scratch<T, F, Fut>(
         &self,
         cx: &RestoreContext,
-        record: &ComponentRecord,
-        tools: &Tools,
-        rec: &DbRecord,
         target: &str,
+        like: Option<&catalog::DbInfo>,
         report: &mut RestoreReport,
-    ) -> Result<()> {
+        fill: F,
+    ) -> Result<T>
+    where
+        F: FnOnce(String) -> Fut,
+        Fut: std::future::Future<Output = Result<T>>,
+    {
         let err = self.err("restore");
-        let art = record.artifact(&rec.artifact)?.clone();
-        cx.progress()
-            .set_phase(format!("fetching dump of {}", rec.info.name));
-        cx.progress().set_total_bytes(art.size);
-        // Parallel pg_restore needs a seekable file; one job can read the artifact as it streams.
-        let jobs = self.config.restore_jobs.max(1);
-        let dump_file = if jobs > 1 {
-            let tmp_dir = self
-                .config
-                .temp_dir
-                .clone()
-                .unwrap_or_else(std::env::temp_dir);
-            let file = tempfile::Builder::new()
-                .prefix("amber-dr-pg-")
-                .suffix(".dump")
-                .tempfile_in(&tmp_dir)
-                .map_err(|e| Error::io("create temporary dump file in", &tmp_dir, e))?;
-            let reader = cx.open_artifact(&art).await?;
-            let mut reader = tokio::io::BufReader::with_capacity(1024 * 1024, reader);
-            let mut out = tokio::fs::File::create(file.path())
-                .await
-                .map_err(|e| Error::io("write", file.path(), e))?;
-            tokio::io::copy_buf(&mut reader, &mut out)
-                .await
-                .map_err(|e| Error::from_io("fetch dump into", file.path(), e))?;
-            tokio::io::AsyncWriteExt::flush(&mut out)
-                .await
-                .map_err(|e| Error::io("write", file.path(), e))?;
-            // Prove the dump is readable before anything on the server changes.
-            let mut list = Command::new(tools.bin("pg_restore"));
-            list.arg("--list").arg(file.path());
-            process::output(list, "pg_restore --list")
-                .await
-                .map_err(|e| Error::Corrupt {
-                    artifact: art.path.clone(),
-                    message: format!("the dump's table of contents cannot be read: {e}"),
-                })?;
-            Some(file)
-        } else {
-            None
-        };
-
         let scratch = scratch_name(target);
         let old = format!("{scratch}_old");
         // Administer from a database that is not being renamed (the URL's own database may be
@@ -437,66 +400,40 @@ impl Postgres {
         ))
         .await
         .map_err(&err)?;
-        let create = |owner: bool| {
-            let icu = match (&rec.info.locale_provider, &rec.info.icu_locale) {
-                (Some(p), Some(l)) if p == "i" => {
-                    format!(" LOCALE_PROVIDER icu ICU_LOCALE {}", catalog::literal(l))
-                }
-                _ => String::new(),
-            };
-            format!(
-                "CREATE DATABASE {} {}ENCODING {} LC_COLLATE {} LC_CTYPE {}{icu} TEMPLATE template0",
-                ident(&scratch),
-                if owner {
-                    format!("OWNER {} ", ident(&rec.info.owner))
-                } else {
-                    String::new()
-                },
-                catalog::literal(&rec.info.encoding),
-                catalog::literal(&rec.info.collate),
-                catalog::literal(&rec.info.ctype),
-            )
+        let create = |owner: bool| match like {
+            None => format!("CREATE DATABASE {} TEMPLATE template0", ident(&scratch)),
+            Some(info) => {
+                let icu = match (&info.locale_provider, &info.icu_locale) {
+                    (Some(p), Some(l)) if p == "i" => {
+                        format!(" LOCALE_PROVIDER icu ICU_LOCALE {}", catalog::literal(l))
+                    }
+                    _ => String::new(),
+                };
+                format!(
+                    "CREATE DATABASE {} {}ENCODING {} LC_COLLATE {} LC_CTYPE {}{icu} TEMPLATE template0",
+                    ident(&scratch),
+                    if owner {
+                        format!("OWNER {} ", ident(&info.owner))
+                    } else {
+                        String::new()
+                    },
+                    catalog::literal(&info.encoding),
+                    catalog::literal(&info.collate),
+                    catalog::literal(&info.ctype),
+                )
+            }
         };
         if let Err(e) = exec(create(true)).await {
+            let owner = like.map(|i| i.owner.as_str()).unwrap_or_default();
             report.warnings.push(format!(
-                "database `{target}`: could not keep owner `{}` ({}); owned by the connecting user",
-                rec.info.owner,
+                "database `{target}`: could not keep owner `{owner}` ({}); owned by the connecting user",
                 e.server_message()
             ));
             exec(create(false)).await.map_err(&err)?;
         }
 
-        let result = async {
-            cx.progress().set_phase(format!("pg_restore into {target}"));
-            let mut cmd = self.tool(tools, "pg_restore", &scratch);
-            cmd.arg("--exit-on-error")
-                .arg(format!("--dbname={}", conninfo_dbname(&scratch)));
-            let what = format!("pg_restore of database `{}`", rec.info.name);
-            match &dump_file {
-                Some(file) => {
-                    cmd.arg(format!("--jobs={jobs}")).arg(file.path());
-                    process::output(cmd, &what).await?;
-                }
-                None => {
-                    // Streamed: damage found at the end of the artifact fails the restore
-                    // here, and the scratch database is dropped.
-                    let reader = cx.open_artifact(&art).await?;
-                    process::stdin_from(cmd, reader, &what).await?;
-                }
-            }
-            let client = self.connect(&scratch).await.map_err(&err)?;
-            let live = catalog::counts(&client, &scratch).await.map_err(&err)?;
-            drop(client);
-            if let Some(d) = live.diff(&rec.counts) {
-                return Err(err(PgError::Mismatch {
-                    db: target.to_string(),
-                    detail: d,
-                }));
-            }
-            Ok(live)
-        }
-        .await;
-        let live = match result {
+        let result = fill(scratch.clone()).await;
+        let value = match result {
             Ok(l) => l,
             Err(e) => {
                 let _ = exec(format!(
@@ -585,8 +522,109 @@ impl Postgres {
                 ));
             }
         }
+        Ok(value)
+    }
+
+    /// Restore one database: fetch and check the dump, restore it into a scratch database,
+    /// compare, then swap it in. The live database is untouched until the swap.
+    async fn restore_db(
+        &self,
+        cx: &RestoreContext,
+        record: &ComponentRecord,
+        tools: &Tools,
+        rec: &DbRecord,
+        target: &str,
+        report: &mut RestoreReport,
+    ) -> Result<()> {
+        let err = self.err("restore");
+        let art = record.artifact(&rec.artifact)?.clone();
+        cx.progress()
+            .set_phase(format!("fetching dump of {}", rec.info.name));
+        cx.progress().set_total_bytes(art.size);
+        // Parallel pg_restore needs a seekable file; one job can read the artifact as it streams.
+        let jobs = self.config.restore_jobs.max(1);
+        let dump_file = if jobs > 1 {
+            let tmp_dir = self
+                .config
+                .temp_dir
+                .clone()
+                .unwrap_or_else(std::env::temp_dir);
+            let file = tempfile::Builder::new()
+                .prefix("amber-dr-pg-")
+                .suffix(".dump")
+                .tempfile_in(&tmp_dir)
+                .map_err(|e| Error::io("create temporary dump file in", &tmp_dir, e))?;
+            let reader = cx.open_artifact(&art).await?;
+            let mut reader = tokio::io::BufReader::with_capacity(1024 * 1024, reader);
+            let mut out = tokio::fs::File::create(file.path())
+                .await
+                .map_err(|e| Error::io("write", file.path(), e))?;
+            tokio::io::copy_buf(&mut reader, &mut out)
+                .await
+                .map_err(|e| Error::from_io("fetch dump into", file.path(), e))?;
+            tokio::io::AsyncWriteExt::flush(&mut out)
+                .await
+                .map_err(|e| Error::io("write", file.path(), e))?;
+            // Prove the dump is readable before anything on the server changes.
+            let mut list = Command::new(tools.bin("pg_restore"));
+            list.arg("--list").arg(file.path());
+            process::output(list, "pg_restore --list")
+                .await
+                .map_err(|e| Error::Corrupt {
+                    artifact: art.path.clone(),
+                    message: format!("the dump's table of contents cannot be read: {e}"),
+                })?;
+            Some(file)
+        } else {
+            None
+        };
+
+        let (dump_file, art, err) = (&dump_file, &art, &err);
+        let live = self
+            .via_scratch(
+                cx,
+                target,
+                Some(&rec.info),
+                report,
+                move |scratch| async move {
+                    cx.progress().set_phase(format!("pg_restore into {target}"));
+                    let mut cmd = self.tool(tools, "pg_restore", &scratch);
+                    cmd.arg("--exit-on-error")
+                        .arg(format!("--dbname={}", conninfo_dbname(&scratch)));
+                    let what = format!("pg_restore of database `{}`", rec.info.name);
+                    match &dump_file {
+                        Some(file) => {
+                            cmd.arg(format!("--jobs={jobs}")).arg(file.path());
+                            process::output(cmd, &what).await?;
+                        }
+                        None => {
+                            // Streamed: damage found at the end of the artifact fails the restore
+                            // here, and the scratch database is dropped.
+                            let reader = cx.open_artifact(&art).await?;
+                            process::stdin_from(cmd, reader, &what).await?;
+                        }
+                    }
+                    let client = self.connect(&scratch).await.map_err(&err)?;
+                    let live = catalog::counts(&client, &scratch).await.map_err(&err)?;
+                    drop(client);
+                    if let Some(d) = live.diff(&rec.counts) {
+                        return Err(err(PgError::Mismatch {
+                            db: target.to_string(),
+                            detail: d,
+                        }));
+                    }
+                    Ok(live)
+                },
+            )
+            .await?;
+        let maint = self.admin_db(&[target]);
+        let admin = self.connect(&maint).await.map_err(err)?;
         for sql in catalog::props_sql(target, &rec.props) {
-            if let Err(e) = exec(sql.clone()).await {
+            if let Err(e) = admin
+                .batch_execute(&sql)
+                .await
+                .map_err(catalog::q(&maint, &sql))
+            {
                 report.warnings.push(format!(
                     "database `{target}`: `{sql}` failed: {}",
                     e.server_message()
