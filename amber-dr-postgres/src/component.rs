@@ -337,6 +337,31 @@ impl Postgres {
         Ok(())
     }
 
+    /// Give database `target` the database-level properties (comment, privileges, settings)
+    /// a dump without `--create` does not carry; a property that cannot be set is a warning.
+    async fn apply_props(
+        &self,
+        target: &str,
+        props: &catalog::DbProps,
+        report: &mut RestoreReport,
+    ) -> Result<()> {
+        let maint = self.admin_db(&[target]);
+        let admin = self.connect(&maint).await.map_err(self.err("restore"))?;
+        for sql in catalog::props_sql(target, props) {
+            if let Err(e) = admin
+                .batch_execute(&sql)
+                .await
+                .map_err(catalog::q(&maint, &sql))
+            {
+                report.warnings.push(format!(
+                    "database `{target}`: `{sql}` failed: {}",
+                    e.server_message()
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Restore into a scratch database beside `target` (created like `like`, or with the
     /// server's defaults), let `fill` load and check it, then swap it in under `target`'s
     /// name. The live database is untouched until the swap; a failed `fill` drops the scratch
@@ -600,7 +625,7 @@ impl Postgres {
                         None => {
                             // Streamed: damage found at the end of the artifact fails the restore
                             // here, and the scratch database is dropped.
-                            let reader = cx.open_artifact(&art).await?;
+                            let reader = cx.open_artifact(art).await?;
                             process::stdin_from(cmd, reader, &what).await?;
                         }
                     }
@@ -617,20 +642,7 @@ impl Postgres {
                 },
             )
             .await?;
-        let maint = self.admin_db(&[target]);
-        let admin = self.connect(&maint).await.map_err(err)?;
-        for sql in catalog::props_sql(target, &rec.props) {
-            if let Err(e) = admin
-                .batch_execute(&sql)
-                .await
-                .map_err(catalog::q(&maint, &sql))
-            {
-                report.warnings.push(format!(
-                    "database `{target}`: `{sql}` failed: {}",
-                    e.server_message()
-                ));
-            }
-        }
+        self.apply_props(target, &rec.props, report).await?;
         report.actions.push(format!(
             "restored database `{target}` from `{}`: {} tables, {} rows, {} sequences, {} large objects",
             rec.info.name,
@@ -645,6 +657,50 @@ impl Postgres {
         cx.progress().add_items(1);
         Ok(())
     }
+}
+
+/// The runbook's plain-SQL dump of the application database.
+const LEGACY_SQL: &str = "postgres.sql";
+
+/// Look at the head of a runbook SQL file: a `pg_dump` plain dump is fine, a `pg_dumpall`
+/// cluster dump or a custom-format archive is refused, anything else is loaded with a warning.
+async fn legacy_sql_kind(file: &std::path::Path) -> Result<Option<String>> {
+    use tokio::io::AsyncReadExt;
+    let mut head = vec![0u8; 8192];
+    let mut f = tokio::fs::File::open(file)
+        .await
+        .map_err(|e| Error::io("open", file, e))?;
+    let mut n = 0;
+    while n < head.len() {
+        let r = f
+            .read(&mut head[n..])
+            .await
+            .map_err(|e| Error::io("read", file, e))?;
+        if r == 0 {
+            break;
+        }
+        n += r;
+    }
+    let head = String::from_utf8_lossy(&head[..n]);
+    let refuse = |why: &str| {
+        Err(Error::config(
+            format!("runbook file {}", file.display()),
+            why.to_string(),
+        ))
+    };
+    if head.starts_with("PGDMP") {
+        return refuse("this is a pg_dump custom-format archive, not the runbook's SQL; restore it with pg_restore");
+    }
+    if head.contains("-- PostgreSQL database cluster dump") {
+        return refuse("this is a pg_dumpall cluster dump (roles and every database); amber-dr restores the runbook's single-database pg_dump SQL only — load this one with psql by hand");
+    }
+    if head.contains("-- PostgreSQL database dump") {
+        return Ok(None);
+    }
+    Ok(Some(format!(
+        "`{}` does not start like pg_dump output; loading it as SQL anyway",
+        file.display()
+    )))
 }
 
 /// The most `globals.sql` (roles and tablespaces) a restore reads into memory.
@@ -887,6 +943,102 @@ impl Component for Postgres {
                     .push(format!("artifact `{}`: {e}", art.path)),
             }
         }
+        Ok(report)
+    }
+
+    fn legacy_files(&self) -> Vec<&'static str> {
+        vec![LEGACY_SQL]
+    }
+
+    /// The runbook's `postgres.sql` (plain `pg_dump` of one database): loaded with
+    /// `psql --single-transaction -v ON_ERROR_STOP=1` into a scratch database created like the
+    /// live one, then swapped in under the URL's database name (or `--target`); the live
+    /// database's comment, privileges and settings (not in such a dump) are kept. Any SQL error
+    /// drops the scratch database and leaves the live one untouched. A `pg_dumpall` file is
+    /// refused: it would recreate roles and every database at once.
+    async fn restore_legacy(
+        &self,
+        cx: &RestoreContext,
+        file: &std::path::Path,
+        opts: &RestoreOptions,
+    ) -> Result<RestoreReport> {
+        let err = self.err("restore");
+        if !opts.items.is_empty() {
+            return Err(Error::config(
+                format!("restore of `{}`", self.name),
+                format!(
+                    "the runbook's {LEGACY_SQL} holds one database; it is restored into the URL's database or --target, not {}",
+                    opts.items.join(", ")
+                ),
+            ));
+        }
+        let own = self.maintenance_db();
+        let target = opts.target.clone().unwrap_or_else(|| own.clone());
+        if opts.target.is_some() {
+            self.check_new_target(&target, &own).await?;
+        }
+        let kind = legacy_sql_kind(file).await?;
+        let mut report = RestoreReport::default();
+        if let Some(w) = kind {
+            report.warnings.push(w);
+        }
+        if opts.dry_run {
+            report.actions.push(format!(
+                "replace database `{target}` with runbook SQL dump `{}`, loaded with psql in one transaction into a scratch database and swapped in",
+                file.display()
+            ));
+            return Ok(report);
+        }
+        let client = self.connect(&own).await.map_err(&err)?;
+        let (_, tools) = self.tools_for(&client).await.map_err(&err)?;
+        let like = catalog::databases(&client)
+            .await
+            .map_err(&err)?
+            .into_iter()
+            .find(|d| d.name == target);
+        // The runbook's dump has no database-level properties (no `--create`): keep those of
+        // the database it replaces.
+        let props = match &like {
+            Some(_) => Some(catalog::db_props(&client, &target).await.map_err(&err)?),
+            None => None,
+        };
+        drop(client);
+        cx.progress()
+            .set_phase(format!("psql {LEGACY_SQL} into {target}"));
+        let tools = &tools;
+        let err_ref = &err;
+        let live = self
+            .via_scratch(
+                cx,
+                &target,
+                like.as_ref(),
+                &mut report,
+                move |scratch| async move {
+                    let mut cmd = self.tool(tools, "psql", &scratch);
+                    cmd.args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction"])
+                        .arg("--output=/dev/null")
+                        .arg("--file")
+                        .arg(file);
+                    process::output(cmd, &format!("psql of `{}`", file.display())).await?;
+                    let client = self.connect(&scratch).await.map_err(err_ref)?;
+                    catalog::counts(&client, &scratch).await.map_err(err_ref)
+                },
+            )
+            .await?;
+        if let Some(props) = &props {
+            self.apply_props(&target, props, &mut report).await?;
+        }
+        report.actions.push(format!(
+            "restored database `{target}` from runbook SQL dump `{}`: {} tables, {} rows, {} sequences, {} large objects",
+            file.display(),
+            live.tables.len(),
+            live.rows(),
+            live.sequences.len(),
+            live.large_objects
+        ));
+        report
+            .stats
+            .insert(format!("rows.{target}"), live.rows().into());
         Ok(report)
     }
 

@@ -51,7 +51,7 @@ impl Pg {
         )
     }
 
-    fn cmd(&self, tool: &str, db: &str) -> Command {
+    pub fn cmd(&self, tool: &str, db: &str) -> Command {
         let mut c = Command::new(format!("{}/{tool}", self.bindir));
         c.env("PGHOST", &self.host)
             .env("PGPORT", &self.port)
