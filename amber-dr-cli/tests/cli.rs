@@ -937,3 +937,70 @@ fn metrics_file_records_runs_and_keeps_the_last_success() {
         1
     );
 }
+
+#[test]
+fn runbook_scripts_wrap_amber_dr_and_restore_asks_for_y() {
+    let site = Site::new();
+    let scripts = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts");
+    let run = |script: &str, args: &[&str], stdin: &str| {
+        use std::io::Write;
+        let mut child = Command::new(scripts.join(script))
+            .args(args)
+            .current_dir(site.dir.path())
+            .env("AMBER_DR_BIN", BIN)
+            .env("AMBER_DR_CONFIG", site.path("amber-dr.toml"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run script");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(stdin.as_bytes())
+            .expect("write");
+        let out = child.wait_with_output().expect("wait");
+        Run::from(out, args)
+    };
+    let r = run("backup.sh", &[], "");
+    assert_eq!(r.code, 0, "{}", r.both());
+    let id = r.stdout.lines().last().expect("id").to_string();
+    assert!(
+        site.repo().join(&id).join("manifest.json").exists(),
+        "{}",
+        r.both()
+    );
+    assert!(r.stderr.contains("verified"), "{}", r.both());
+
+    let before = tree(&site.uploads());
+    fs::write(
+        site.uploads().join("readme.txt"),
+        "changed after the backup\n",
+    )
+    .expect("write");
+    let changed = tree(&site.uploads());
+    // Anything but `y`: nothing happens.
+    let r = run("restore.sh", &[&id], "n\n");
+    assert_eq!(r.code, 1, "{}", r.both());
+    assert!(r.stderr.contains("Type y to continue"), "{}", r.both());
+    assert!(
+        r.stdout.contains("restore plan"),
+        "the plan is shown first: {}",
+        r.both()
+    );
+    assert_eq!(tree(&site.uploads()), changed);
+    // `y`: restored, by id and by the backup's directory alike.
+    let r = run("restore.sh", &["latest"], "y\n");
+    assert_eq!(r.code, 0, "{}", r.both());
+    assert_eq!(tree(&site.uploads()), before);
+    fs::write(site.uploads().join("readme.txt"), "changed again\n").expect("write");
+    let dir = site.repo().join(&id);
+    let r = run(
+        "restore.sh",
+        &[dir.to_str().expect("utf-8"), "--only", "uploads"],
+        "y\n",
+    );
+    assert_eq!(r.code, 0, "{}", r.both());
+    assert_eq!(tree(&site.uploads()), before);
+}
