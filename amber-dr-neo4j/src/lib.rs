@@ -1,0 +1,27 @@
+#![doc = include_str!("../README.md")]
+#![deny(missing_docs)]
+
+mod component;
+mod config;
+mod error;
+pub mod value;
+
+pub use component::Neo4j;
+pub use config::Neo4jConfig;
+
+use std::sync::Arc;
+
+use amber_dr_core::{Component, ComponentSpec, Registry, Result};
+
+/// The driver kind.
+pub const KIND: &str = "neo4j";
+
+/// Register the `neo4j` driver.
+pub fn register(registry: &mut Registry) {
+    registry.register(KIND, factory);
+}
+
+fn factory(spec: &ComponentSpec) -> Result<Arc<dyn Component>> {
+    let config: Neo4jConfig = spec.parse()?;
+    Ok(Arc::new(Neo4j::new(spec.name.clone(), config)?))
+}
