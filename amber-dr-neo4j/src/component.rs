@@ -201,6 +201,25 @@ fn rel_insert_query(typ: &str) -> String {
     )
 }
 
+/// The server's message out of neo4rs's debug text of an unexpected failure response
+/// (`... "message" }: String(BoltString { value: "Graph not found: x" }) ...`).
+fn server_words(m: &str) -> String {
+    let code = m
+        .find("Neo.ClientError.")
+        .or_else(|| m.find("Neo.TransientError."))
+        .map(|i| m[i..].split('"').next().unwrap_or_default().to_string());
+    let message = m
+        .find("\"message\" }: String(BoltString { value: \"")
+        .map(|i| {
+            let rest = &m[i + 41..];
+            rest.split("\" })").next().unwrap_or_default().to_string()
+        });
+    match (code, message) {
+        (Some(c), Some(msg)) => format!("{c}: {msg}"),
+        _ => m.to_string(),
+    }
+}
+
 /// Quote a name for Cypher.
 fn quote(name: &str) -> String {
     format!("`{}`", name.replace('`', "``"))
@@ -425,27 +444,28 @@ impl Neo4j {
                     })
             })
             .await?;
-        // The pool connects lazily: a first query surfaces refused connections, wrong
-        // credentials and a database that does not exist.
+        // The pool connects lazily: a first transaction surfaces refused connections, wrong
+        // credentials and a database that does not exist. (Explicit transactions are not
+        // retried by neo4rs, unlike `execute`/`run`, which retry for up to 60 s.)
         self.timed("connect", async {
-            let mut s = graph.execute_on(db, Query::new("RETURN 1 AS one".into())).await;
-            match &mut s {
-                Ok(stream) => stream.next().await.map(|_| ()),
-                Err(_) => s.map(|_| ()),
-            }
-            .map_err(|e| match &e {
-                neo4rs::Error::Neo4j(n) if n.code().contains("Database") => Neo4jError::Data {
+            let ping = async {
+                let mut txn = graph.start_txn_on(db).await?;
+                txn.run(Query::new("RETURN 1".into())).await?;
+                txn.rollback().await
+            };
+            ping.await.map_err(|e| match bolt_message(&e) {
+                m if m.contains("Neo.ClientError.Database.") => Neo4jError::Data {
                     uri: self.cfg.uri.clone(),
                     db: db.to_string(),
                     message: format!(
                         "the database does not exist or is not available ({}); check `database` in the config",
-                        bolt_message(&e)
+                        server_words(&m)
                     ),
                 },
-                _ => Neo4jError::Connect {
+                m => Neo4jError::Connect {
                     uri: self.cfg.uri.clone(),
                     user: self.cfg.user.clone(),
-                    message: bolt_message(&e),
+                    message: server_words(&m),
                 },
             })
         })
@@ -578,19 +598,21 @@ impl Neo4j {
         Ok(out)
     }
 
-    /// Stream every node (then every relationship) of the live graph to `on_node`/`on_rel`
-    /// as their canonical JSON line, page by page.
-    async fn export<'a>(
+    /// Stream every node, then every relationship, of the live graph into the tally and, when
+    /// given, the two sinks (nodes, relationships) as canonical JSON lines, page by page.
+    async fn export(
         &self,
         g: &Graph,
         db: &str,
         ids: Ids,
         tally: &mut Tally,
-        mut nodes: Option<&'a mut LineSink>,
-        mut rels: Option<&'a mut LineSink>,
-        progress: Option<&amber_dr_core::Progress>,
+        sinks: Option<(&mut LineSink, &mut LineSink, &amber_dr_core::Progress)>,
     ) -> Result<()> {
         let op = "export";
+        let (mut nodes, mut rels, progress) = match sinks {
+            Some((n, r, p)) => (Some(n), Some(r), Some(p)),
+            None => (None, None, None),
+        };
         let mut s = g
             .execute_on(db, Query::new(node_query(ids)))
             .await
@@ -898,8 +920,7 @@ impl Neo4j {
         // Read the restored graph back with the temporary ids: same export, same fingerprint.
         progress.set_phase("comparing with the backup");
         let mut live = Tally::default();
-        self.export(g, db, Ids::Restored, &mut live, None, None, None)
-            .await?;
+        self.export(g, db, Ids::Restored, &mut live, None).await?;
 
         progress.set_phase("removing temporary ids");
         self.run(
@@ -1007,9 +1028,7 @@ impl Component for Neo4j {
             &db,
             Ids::Source,
             &mut tally,
-            Some(&mut nodes),
-            Some(&mut rels),
-            Some(cx.progress()),
+            Some((&mut nodes, &mut rels, cx.progress())),
         )
         .await?;
         rec.artifacts.push(nodes.finish().await?);

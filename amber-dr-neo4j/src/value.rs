@@ -6,7 +6,9 @@
 //! Bolt structures: the export query decomposes them in Cypher into strings and integers
 //! ([`ENCODE_FN`]), and restore rebuilds them in Cypher from the same parts ([`DECODE_FN`]).
 //! Integers, floats (as IEEE bits: NaN, ±Infinity and -0.0 included), strings, booleans,
-//! byte arrays and lists of those travel as plain Bolt values, which are exact.
+//! byte arrays and lists of those travel as plain Bolt values, which are exact — except that
+//! neo4rs 0.8 reads the packstream tiny integers -16..-1 as 240..255, so every integer read
+//! from the server travels as its decimal text (`toString`), and integer lists also as text.
 
 use std::collections::BTreeMap;
 
@@ -102,12 +104,13 @@ pub struct RelRecord {
 /// values and points decomposed (tags as in [`Value`]), anything else `['raw', v]`.
 /// Used as `ENCODE_FN.replace("v", ...)`: the placeholder is `$V$`.
 pub(crate) const ENCODE_FN: &str = "CASE \
+  WHEN $V$ IS :: INTEGER THEN ['int', toString($V$)] \
   WHEN $V$ IS :: DATE THEN ['date', toString($V$)] \
   WHEN $V$ IS :: LOCAL TIME THEN ['local_time', toString($V$)] \
   WHEN $V$ IS :: ZONED TIME THEN ['time', toString($V$)] \
   WHEN $V$ IS :: LOCAL DATETIME THEN ['local_date_time', toString($V$)] \
-  WHEN $V$ IS :: ZONED DATETIME THEN ['date_time', [$V$.epochSeconds, $V$.nanosecond, $V$.timezone]] \
-  WHEN $V$ IS :: DURATION THEN ['duration', [$V$.months, $V$.days, $V$.seconds, $V$.nanosecondsOfSecond]] \
+  WHEN $V$ IS :: ZONED DATETIME THEN ['date_time', [toString($V$.epochSeconds), toString($V$.nanosecond), $V$.timezone]] \
+  WHEN $V$ IS :: DURATION THEN ['duration', [toString($V$.months), toString($V$.days), toString($V$.seconds), toString($V$.nanosecondsOfSecond)]] \
   WHEN $V$ IS :: POINT THEN ['point', CASE WHEN $V$.srid IN [4979, 9157] THEN [$V$.srid, $V$.x, $V$.y, $V$.z] ELSE [$V$.srid, $V$.x, $V$.y] END] \
   ELSE ['raw', $V$] END";
 
@@ -125,11 +128,15 @@ pub(crate) const DECODE_FN: &str = "CASE $T$ \
   END";
 
 /// The expression that encodes property value `v` (an expression) for export. A list whose
-/// first element is temporal or a point is encoded element by element (`['list', [...]]`).
+/// first element is temporal or a point is encoded element by element (`['list', [...]]`); a
+/// list of integers as `['ints', [text...], v]` (a byte array, which Cypher also sees as a
+/// list of integers, then arrives as bytes in `v`).
 pub(crate) fn encode_expr(v: &str) -> String {
     let scalar = |x: &str| ENCODE_FN.replace("$V$", x);
     format!(
-        "CASE WHEN {v} IS :: LIST<ANY> AND size({v}) > 0 AND NOT ({v}[0] IS :: INTEGER OR {v}[0] IS :: FLOAT \
+        "CASE WHEN {v} IS :: LIST<ANY> AND size({v}) > 0 AND {v}[0] IS :: INTEGER \
+         THEN ['ints', [e IN {v} | toString(e)], {v}] \
+         WHEN {v} IS :: LIST<ANY> AND size({v}) > 0 AND NOT ({v}[0] IS :: FLOAT \
          OR {v}[0] IS :: STRING OR {v}[0] IS :: BOOLEAN) THEN ['list', [e IN {v} | {}]] ELSE {} END",
         scalar("e"),
         scalar(v)
@@ -152,9 +159,13 @@ pub(crate) fn decode_expr(c: &str) -> String {
 #[error("{0}")]
 pub struct Unrepresentable(pub String);
 
+/// An integer sent as decimal text (see the module docs).
 fn int(b: &BoltType, what: &str) -> Result<i64, Unrepresentable> {
     match b {
-        BoltType::Integer(i) => Ok(i.value),
+        BoltType::String(s) => s
+            .value
+            .parse()
+            .map_err(|e| Unrepresentable(format!("{what}: `{}` is not an integer: {e}", s.value))),
         other => Err(Unrepresentable(format!(
             "{what}: expected an integer, got {other:?}"
         ))),
@@ -188,11 +199,18 @@ fn list<'a>(b: &'a BoltType, what: &str) -> Result<&'a [BoltType], Unrepresentab
     }
 }
 
+/// A point's SRID (a positive integer, so the tiny-integer misreading cannot hit it).
+fn srid_of(b: &BoltType) -> Result<i64, Unrepresentable> {
+    match b {
+        BoltType::Integer(i) if i.value > 0 => Ok(i.value),
+        other => Err(Unrepresentable(format!("point srid: got {other:?}"))),
+    }
+}
+
 /// A plain Bolt value (from a `raw` encoding) as a [`Value`].
 fn from_raw(b: &BoltType) -> Result<Value, Unrepresentable> {
     Ok(match b {
         BoltType::Boolean(x) => Value::Bool(x.value),
-        BoltType::Integer(x) => Value::Int(x.value),
         BoltType::Float(x) => Value::Float(x.value.to_bits()),
         BoltType::String(x) => Value::Str(x.value.clone()),
         BoltType::Bytes(x) => Value::Bytes(hex::encode(&x.value)),
@@ -207,8 +225,21 @@ fn from_raw(b: &BoltType) -> Result<Value, Unrepresentable> {
 
 /// One `[tag, payload]` pair from [`encode_expr`] as a [`Value`].
 pub(crate) fn from_encoded(b: &BoltType) -> Result<Value, Unrepresentable> {
-    let pair = list(b, "encoded value")?;
-    let [tag, payload] = pair else {
+    let parts = list(b, "encoded value")?;
+    if let [tag, texts, raw] = parts {
+        if string(tag, "encoded value tag")? == "ints" {
+            return Ok(match raw {
+                BoltType::Bytes(x) => Value::Bytes(hex::encode(&x.value)),
+                _ => Value::List(
+                    list(texts, "integer list")?
+                        .iter()
+                        .map(|t| int(t, "integer list element").map(Value::Int))
+                        .collect::<Result<_, _>>()?,
+                ),
+            });
+        }
+    }
+    let [tag, payload] = parts else {
         return Err(Unrepresentable(format!(
             "encoded value: expected [tag, payload], got {b:?}"
         )));
@@ -216,6 +247,7 @@ pub(crate) fn from_encoded(b: &BoltType) -> Result<Value, Unrepresentable> {
     let tag = string(tag, "encoded value tag")?;
     Ok(match tag.as_str() {
         "raw" => from_raw(payload)?,
+        "int" => Value::Int(int(payload, "integer")?),
         "list" => Value::List(
             list(payload, "list")?
                 .iter()
@@ -245,13 +277,13 @@ pub(crate) fn from_encoded(b: &BoltType) -> Result<Value, Unrepresentable> {
         },
         "point" => match list(payload, "point")? {
             [srid, x, y] => Value::Point {
-                srid: int(srid, "point srid")?,
+                srid: srid_of(srid)?,
                 x: float_bits(x, "point x")?,
                 y: float_bits(y, "point y")?,
                 z: None,
             },
             [srid, x, y, z] => Value::Point {
-                srid: int(srid, "point srid")?,
+                srid: srid_of(srid)?,
                 x: float_bits(x, "point x")?,
                 y: float_bits(y, "point y")?,
                 z: Some(float_bits(z, "point z")?),

@@ -207,20 +207,23 @@ impl Neo {
 }
 
 /// Exact, comparable form of a property value: temporal values and points as their ISO text,
-/// durations as their four parts, lists element by element, everything else as is (floats and
-/// byte arrays keep their Bolt type).
+/// durations as their four parts, integers as text (neo4rs 0.8 reads the tiny integers
+/// -16..-1 as 240..255), lists element by element, everything else as is (floats and byte
+/// arrays keep their Bolt type; an integer list also comes as itself, so a byte array shows).
 fn repr(v: &str) -> String {
     let scalar = |x: &str| {
         format!(
-            "CASE WHEN {x} IS :: DURATION THEN [{x}.months, {x}.days, {x}.seconds, {x}.nanosecondsOfSecond] \
+            "CASE WHEN {x} IS :: DURATION THEN [toString({x}.months), toString({x}.days), toString({x}.seconds), toString({x}.nanosecondsOfSecond)] \
              WHEN {x} IS :: DATE OR {x} IS :: LOCAL TIME OR {x} IS :: ZONED TIME OR {x} IS :: LOCAL DATETIME \
-             OR {x} IS :: ZONED DATETIME OR {x} IS :: POINT THEN toString({x}) ELSE {x} END"
+             OR {x} IS :: ZONED DATETIME OR {x} IS :: POINT OR {x} IS :: INTEGER THEN toString({x}) ELSE {x} END"
         )
     };
     format!(
         "CASE WHEN {v} IS :: LIST<ANY> AND size({v}) > 0 AND ({v}[0] IS :: DURATION OR {v}[0] IS :: POINT \
          OR {v}[0] IS :: DATE OR {v}[0] IS :: ZONED DATETIME OR {v}[0] IS :: LOCAL TIME OR {v}[0] IS :: ZONED TIME \
-         OR {v}[0] IS :: LOCAL DATETIME) THEN [x IN {v} | {}] ELSE {} END",
+         OR {v}[0] IS :: LOCAL DATETIME) THEN [x IN {v} | {}] \
+         WHEN {v} IS :: LIST<ANY> AND size({v}) > 0 AND {v}[0] IS :: INTEGER THEN [[x IN {v} | toString(x)], {v}] \
+         ELSE {} END",
         scalar("x"),
         scalar(v)
     )
