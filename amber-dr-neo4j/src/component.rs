@@ -946,6 +946,114 @@ impl Neo4j {
     }
 }
 
+/// What [`Neo4j::replay_cypher`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReplayReport {
+    /// Statements run.
+    pub statements: u64,
+    /// `:begin` … `:commit` transactions committed.
+    pub transactions: u64,
+}
+
+impl Neo4j {
+    /// Replay a legacy `neo4j.cypher` script — what `apoc.export.cypher.all` writes in its
+    /// default cypher-shell format, the runbook's backup — into the configured database, in
+    /// order, statement by statement (streamed: one statement in memory at a time). Statements
+    /// between `:begin` and `:commit` run in one transaction; others each in their own. The
+    /// database is not emptied first. `source` names the script in messages.
+    pub async fn replay_cypher<R>(&self, input: R, source: &str) -> Result<ReplayReport>
+    where
+        R: tokio::io::AsyncBufRead + Unpin + Send,
+    {
+        use crate::legacy::{preview, Item, ScriptReader};
+        let op = "replay";
+        let db = self.cfg.database.clone();
+        let g = self.connect(&db).await.map_err(|e| self.err(op, e))?;
+        let mut script = ScriptReader::new(input);
+        let mut txn: Option<neo4rs::Txn> = None;
+        let mut report = ReplayReport::default();
+        let at = |line: u64| format!("{source}, line {line}");
+        loop {
+            let item = script.next().await.map_err(|e| {
+                Error::component(&self.name, KIND, op, format!("{}: {e}", at(script.line_no)))
+            })?;
+            let Some(item) = item else { break };
+            let line = script.line_no;
+            match item {
+                Item::Command(c) if c == "begin" => {
+                    if txn.is_some() {
+                        return Err(Error::component(
+                            &self.name,
+                            KIND,
+                            op,
+                            format!("{}: `:begin` inside a transaction", at(line)),
+                        ));
+                    }
+                    txn = Some(g.start_txn_on(db.as_str()).await.map_err(|e| {
+                        self.err(
+                            op,
+                            self.query_err(&db, &format!("begin at {}", at(line)), &e),
+                        )
+                    })?);
+                }
+                Item::Command(c) if c == "commit" => {
+                    let t = txn.take().ok_or_else(|| {
+                        Error::component(
+                            &self.name,
+                            KIND,
+                            op,
+                            format!("{}: `:commit` without `:begin`", at(line)),
+                        )
+                    })?;
+                    t.commit().await.map_err(|e| {
+                        self.err(
+                            op,
+                            self.query_err(&db, &format!("commit at {}", at(line)), &e),
+                        )
+                    })?;
+                    report.transactions += 1;
+                }
+                Item::Command(c) if c == "rollback" => {
+                    if let Some(t) = txn.take() {
+                        t.rollback().await.map_err(|e| {
+                            self.err(
+                                op,
+                                self.query_err(&db, &format!("rollback at {}", at(line)), &e),
+                            )
+                        })?;
+                    }
+                }
+                Item::Command(c) => {
+                    return Err(Error::component(
+                        &self.name,
+                        KIND,
+                        op,
+                        format!("{}: unsupported cypher-shell command `:{c}`", at(line)),
+                    ))
+                }
+                Item::Statement(stmt) => {
+                    let what = format!("statement ending at {}: {}", at(line), preview(&stmt));
+                    let res = match txn.as_mut() {
+                        Some(t) => t.run(Query::new(stmt)).await,
+                        None => g.run_on(&db, Query::new(stmt)).await,
+                    };
+                    res.map_err(|e| self.err(op, self.query_err(&db, &what, &e)))?;
+                    report.statements += 1;
+                }
+            }
+        }
+        if txn.is_some() {
+            return Err(Error::component(
+                &self.name,
+                KIND,
+                op,
+                format!("{source}: the script ends inside a `:begin` transaction (nothing of it was committed)"),
+            ));
+        }
+        Ok(report)
+    }
+}
+
 #[async_trait]
 impl Component for Neo4j {
     fn kind(&self) -> &'static str {

@@ -4,9 +4,10 @@
 mod component;
 mod config;
 mod error;
+mod legacy;
 pub mod value;
 
-pub use component::Neo4j;
+pub use component::{Neo4j, ReplayReport};
 pub use config::Neo4jConfig;
 
 use std::sync::Arc;
