@@ -375,6 +375,8 @@ NEO4J_LOG="$NEO4J_DIR/neo4j.log"
 NEO4J_CONFIG="$NEO4J_DIR/config"
 NEO4J_LAUNCHER_SRC="$AMBER_DR_REPO_ROOT/scripts/neo4j-launcher"
 NEO4J_MAIN=amberdr.Neo4jLauncher
+# The official Python driver, for scripts/cypher.py (the demo's tool outside amber-dr).
+NEO4J_PY_DRIVER=neo4j==6.4.1
 
 # The launcher's build dir in the cache, keyed by the hash of its sources (a changed pom or
 # launcher builds anew; an unchanged one is reused).
@@ -407,10 +409,30 @@ _neo4j_do_install() {
   log "neo4j: launcher built in $((SECONDS - start))s ($build)"
 }
 
+neo4j_py_dir() {
+  printf '%s/neo4j-py\n' "$(amber_cache_dir)"
+}
+
+_neo4j_py_install() {
+  local venv
+  venv="$(neo4j_py_dir)"
+  [[ -x "$venv/bin/python" ]] && "$venv/bin/python" -c 'import neo4j' 2>/dev/null && return 0
+  if ! python3 -c 'import ensurepip' 2>/dev/null; then
+    ensure_apt_pkg python3
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >&2 \
+      || die "apt-get install python3-venv failed"
+  fi
+  log "neo4j: installing the Python driver ($NEO4J_PY_DRIVER) into $venv (first time only)"
+  rm -rf -- "$venv"
+  python3 -m venv "$venv" >&2 || die "python3 -m venv $venv failed"
+  "$venv/bin/pip" install -q "$NEO4J_PY_DRIVER" >&2 || die "pip install $NEO4J_PY_DRIVER failed"
+}
+
 svc_neo4j_install() {
   ensure_apt_pkg java openjdk-17-jre-headless
   ensure_apt_pkg javac openjdk-17-jdk-headless
   ensure_apt_pkg mvn maven
+  with_lock "$(amber_cache_dir)/.neo4j-py.install.lock" _neo4j_py_install
   [[ -f "$(neo4j_build_dir)/ok" ]] && return 0
   with_lock "$(amber_cache_dir)/.neo4j-launcher.install.lock" _neo4j_do_install
 }
@@ -521,6 +543,7 @@ svc_neo4j_env() {
   printf 'export AMBER_DR_NEO4J_URI_2=%q\n' "bolt://$HOST:$NEO4J_PORT_2"
   printf 'export AMBER_DR_NEO4J_USER=neo4j\n'
   printf 'export AMBER_DR_NEO4J_PASSWORD=%q\n' "$NEO4J_PASSWORD"
+  printf 'export AMBER_DR_NEO4J_PYTHON=%q\n' "$(neo4j_py_dir)/bin/python"
 }
 
 svc_neo4j_purge() {
