@@ -23,7 +23,10 @@ async fn main() {
     match mode.as_str() {
         "json-export" | "cypher-export" => {
             let (q, col) = if mode == "json-export" {
-                ("CALL apoc.export.json.all(null, {stream: true}) YIELD data RETURN data", "data")
+                (
+                    "CALL apoc.export.json.all(null, {stream: true}) YIELD data RETURN data",
+                    "data",
+                )
             } else {
                 (
                     "CALL apoc.export.cypher.all(null, {stream: true}) YIELD cypherStatements RETURN cypherStatements AS data",
