@@ -27,7 +27,7 @@ rc="${PIPESTATUS[0]}"
 set -e
 id="$(tail -n 1 "$out")"
 if [[ "$rc" != 0 ]]; then
-  printf 'backup.sh: backup %s FAILED (exit %s); it will never be used as `latest`\n' "${id:-?}" "$rc" >&2
+  printf 'backup.sh: backup %s FAILED (exit %s); it will never be used as latest\n' "${id:-?}" "$rc" >&2
   exit "$rc"
 fi
 "$bin" -q verify "$id" --quick || {

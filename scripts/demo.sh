@@ -45,13 +45,19 @@ else
   REPO_TOML=$'[repository]\nurl = "./backups"'
 fi
 cat > amber-dr.toml <<TOML
-# Demo config: Postgres and the uploads directory (the other stores join as their drivers land).
+# Demo config: Postgres, the Neo4j graph and the uploads directory (the other stores join as
+# their drivers land).
 $REPO_TOML
 
 [components.postgres]
 kind = "postgres"
 url = "postgres://postgres:\${AMBER_DR_PG_PASSWORD}@$AMBER_DR_PG_HOST:$AMBER_DR_PG_PORT/postgres"
 databases = ["amber_demo"]
+
+[components.neo4j]
+kind = "neo4j"
+uri = "$AMBER_DR_NEO4J_URI"
+password = "\${AMBER_DR_NEO4J_PASSWORD}"
 
 [components.uploads]
 kind = "files"
@@ -85,7 +91,37 @@ pg_listing() {
 pg_listing > original-postgres.txt
 cat original-postgres.txt >&2
 
-step "4b. sample data: uploads with the awkward cases"
+step "4b. sample data: the Neo4j graph (entities mentioned in documents, by Postgres document id)"
+cypher() { "$AMBER_DR_NEO4J_PYTHON" "$AMBER_DR_REPO_ROOT/scripts/cypher.py" "$AMBER_DR_NEO4J_URI" "$AMBER_DR_NEO4J_PASSWORD"; }
+DOC_IDS=$("${PSQL[@]}" -At -d amber_demo -c "SELECT string_agg(id::text, ',' ORDER BY id) FROM documents")
+cypher <<CYPHER
+MATCH (n) CALL { WITH n DETACH DELETE n } IN TRANSACTIONS OF 5000 ROWS
+;
+CREATE CONSTRAINT demo_document_id IF NOT EXISTS FOR (d:Document) REQUIRE d.pg_document_id IS UNIQUE
+;
+UNWIND [$DOC_IDS] AS id
+CREATE (d:Document {pg_document_id: id, indexed: datetime({epochSeconds: 1700000000 + id, timezone: 'Europe/Berlin'})})
+;
+UNWIND range(0, 199) AS i
+CREATE (:Entity:\`Named Entity\` {name: 'entity ' + i, score: i / 7.0, aliases: ['e' + i, 'ë' + i]})
+;
+MATCH (e:Entity) MATCH (d:Document) WHERE d.pg_document_id % 200 = toInteger(substring(e.name, 7))
+CREATE (e)-[:MENTIONED_IN {weight: -0.0, since: date('2024-02-29'), span: duration({months: 1, days: -2})}]->(d)
+;
+MATCH (a:Entity {name: 'entity 1'}), (b:Entity {name: 'entity 2'})
+CREATE (a)-[:RELATED]->(b), (a)-[:RELATED]->(b), (a)-[:RELATED]->(a)
+CYPHER
+graph_listing() {
+  {
+    printf 'MATCH (n) RETURN labels(n), properties(n)\n;\n'
+    printf 'MATCH (a)-[r]->(b) RETURN labels(a), properties(a), type(r), properties(r), labels(b), properties(b)\n'
+  } | cypher | LC_ALL=C sort | sha256sum
+  printf 'MATCH (n) RETURN count(n)\n;\nMATCH ()-[r]->() RETURN count(r)\n' | cypher
+}
+graph_listing > original-graph.txt
+cat original-graph.txt >&2
+
+step "4c. sample data: uploads with the awkward cases"
 mkdir -p uploads/tenant-1/docs uploads/tenant-2 "uploads/empty dir/nested"
 printf 'quarterly report\n' > uploads/tenant-1/docs/report.txt
 head -c 5000000 /dev/urandom > uploads/tenant-1/docs/scan.pdf
@@ -118,9 +154,11 @@ step "7. amber-dr list / show"
 step "8. amber-dr verify (full)"
 "$AMBER" verify "$ID"
 
-step "9. disaster: a table dropped, rows deleted and changed; files deleted, overwritten, added"
+step "9. disaster: a table dropped, rows deleted and changed; entities deleted, documents changed; files deleted, overwritten, added"
 "${PSQL[@]}" -d amber_demo -c "DROP TABLE documents" -c "DELETE FROM users WHERE email LIKE 'user1%'" -c "UPDATE tenants SET settings = '{}'"
 if diff <(pg_listing 2>/dev/null || true) original-postgres.txt >/dev/null; then die "the disaster did not change Postgres"; fi
+printf 'MATCH (e:Entity) WHERE e.name ENDS WITH "7" DETACH DELETE e\n;\nMATCH (d:Document) SET d.indexed = null, d.junk = true\n' | cypher
+if diff <(graph_listing) original-graph.txt >/dev/null; then die "the disaster did not change the graph"; fi
 rm -rf uploads/tenant-1
 printf 'ransom note\n' > uploads/tenant-2/empty.txt
 printf 'junk\n' > uploads/new-junk.txt
@@ -133,9 +171,11 @@ step "10. amber-dr restore --dry-run (changes nothing)"
 step "11. amber-dr restore --yes (takes a safety backup of the damaged state first)"
 "$AMBER" restore "$ID" --yes
 
-step "12. compare with tools outside amber-dr: psql checksums, diff -r, modes/mtimes/links listing"
+step "12. compare with tools outside amber-dr: psql checksums, Cypher listing (Python driver), diff -r, modes/mtimes/links listing"
 diff original-postgres.txt <(pg_listing)
 echo "restored Postgres rows and sequence are identical to the original" >&2
+diff original-graph.txt <(graph_listing)
+echo "restored graph is identical to the original (labels, properties, relationships)" >&2
 diff -r --no-dereference original-uploads uploads
 diff <(listing original-uploads) <(listing uploads)
 echo "restored uploads are identical to the original (content, modes, mtimes, symlinks)" >&2

@@ -20,6 +20,9 @@
 #   AMBER_DR_S3_REGION    region clients should sign for (default us-east-1)
 #   AMBER_DR_PG_PORT      Postgres port on 127.0.0.1 (default 39200)
 #   AMBER_DR_PG_PASSWORD  password of the `postgres` superuser (default amberdr-pg)
+#   AMBER_DR_NEO4J_PORT   Bolt port of the first Neo4j on 127.0.0.1 (default 39400)
+#   AMBER_DR_NEO4J_PORT_2 Bolt port of the second, independent Neo4j (default NEO4J_PORT + 1)
+#   AMBER_DR_NEO4J_PASSWORD  password of the `neo4j` user (default amberdr-neo4j)
 #
 # Adding a service: write svc_<name>_install / _start / _stop / _status / _env
 # (and optionally _purge) below and add <name> to SERVICES. Start order is the
@@ -29,7 +32,7 @@ set -euo pipefail
 # shellcheck source=scripts/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-SERVICES=(s3 pg)
+SERVICES=(s3 pg neo4j)
 
 STACK_DIR="${AMBER_DR_STACK_DIR:-$AMBER_DR_REPO_ROOT/.stack}"
 ENV_FILE="$STACK_DIR/env"
@@ -356,6 +359,195 @@ svc_pg_env() {
 
 svc_pg_purge() {
   rm -rf -- "$PG_DIR"
+}
+
+# ================================================================ neo4j (Neo4j 5.26 Community)
+# Neo4j embedded in a small Java launcher (scripts/neo4j-launcher), its jars fetched from Maven
+# Central into the cache by Maven, APOC core on the classpath and in the plugin dir. One JVM
+# runs two independent DBMSs (two Bolt ports) so that tests have two instances; Community has
+# one user database per DBMS. Authentication is on (user neo4j).
+NEO4J_PORT="${AMBER_DR_NEO4J_PORT:-39400}"
+NEO4J_PORT_2="${AMBER_DR_NEO4J_PORT_2:-$((NEO4J_PORT + 1))}"
+NEO4J_PASSWORD="${AMBER_DR_NEO4J_PASSWORD:-amberdr-neo4j}"
+NEO4J_DIR="$STACK_DIR/neo4j"
+NEO4J_PIDFILE="$NEO4J_DIR/neo4j.pid"
+NEO4J_LOG="$NEO4J_DIR/neo4j.log"
+NEO4J_CONFIG="$NEO4J_DIR/config"
+NEO4J_LAUNCHER_SRC="$AMBER_DR_REPO_ROOT/scripts/neo4j-launcher"
+NEO4J_MAIN=amberdr.Neo4jLauncher
+# The official Python driver, for scripts/cypher.py (the demo's tool outside amber-dr).
+NEO4J_PY_DRIVER=neo4j==6.4.1
+
+# The launcher's build dir in the cache, keyed by the hash of its sources (a changed pom or
+# launcher builds anew; an unchanged one is reused).
+neo4j_build_dir() {
+  local h
+  h="$(cat "$NEO4J_LAUNCHER_SRC/pom.xml" "$NEO4J_LAUNCHER_SRC"/src/main/java/amberdr/*.java | sha256sum | cut -c1-16)"
+  printf '%s/neo4j-launcher/%s\n' "$(amber_cache_dir)" "$h"
+}
+
+_neo4j_do_install() {
+  local build cache
+  build="$(neo4j_build_dir)"
+  [[ -f "$build/ok" ]] && return 0
+  cache="$(amber_cache_dir)"
+  log "neo4j: fetching Neo4j and APOC from Maven Central into $cache/m2 (first time only)"
+  local start=$SECONDS
+  rm -rf -- "$build"
+  mkdir -p "$build/classes" "$build/plugins"
+  mvn -B -q -f "$NEO4J_LAUNCHER_SRC/pom.xml" -Dmaven.repo.local="$cache/m2" \
+    dependency:build-classpath -Dmdep.outputFile="$build/classpath.txt" >&2 \
+    || die "mvn could not resolve the Neo4j launcher's dependencies (see output above)"
+  javac -nowarn -d "$build/classes" -cp "$(cat "$build/classpath.txt")" \
+    "$NEO4J_LAUNCHER_SRC"/src/main/java/amberdr/*.java >&2 \
+    || die "javac failed on the Neo4j launcher"
+  local apoc
+  apoc="$(tr ':' '\n' <"$build/classpath.txt" | grep '/apoc-core-' | head -n1)"
+  [[ -f "$apoc" ]] || die "APOC core jar not found on the launcher's classpath"
+  cp "$apoc" "$build/plugins/"
+  touch "$build/ok"
+  log "neo4j: launcher built in $((SECONDS - start))s ($build)"
+}
+
+neo4j_py_dir() {
+  printf '%s/neo4j-py\n' "$(amber_cache_dir)"
+}
+
+_neo4j_py_install() {
+  local venv
+  venv="$(neo4j_py_dir)"
+  [[ -x "$venv/bin/python" ]] && "$venv/bin/python" -c 'import neo4j' 2>/dev/null && return 0
+  if ! python3 -c 'import ensurepip' 2>/dev/null; then
+    ensure_apt_pkg python3
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >&2 \
+      || die "apt-get install python3-venv failed"
+  fi
+  log "neo4j: installing the Python driver ($NEO4J_PY_DRIVER) into $venv (first time only)"
+  rm -rf -- "$venv"
+  python3 -m venv "$venv" >&2 || die "python3 -m venv $venv failed"
+  "$venv/bin/pip" install -q "$NEO4J_PY_DRIVER" >&2 || die "pip install $NEO4J_PY_DRIVER failed"
+}
+
+svc_neo4j_install() {
+  ensure_apt_pkg java openjdk-17-jre-headless
+  ensure_apt_pkg javac openjdk-17-jdk-headless
+  ensure_apt_pkg mvn maven
+  with_lock "$(amber_cache_dir)/.neo4j-py.install.lock" _neo4j_py_install
+  [[ -f "$(neo4j_build_dir)/ok" ]] && return 0
+  with_lock "$(amber_cache_dir)/.neo4j-launcher.install.lock" _neo4j_do_install
+}
+
+neo4j_load_running_config() {
+  [[ -f "$NEO4J_CONFIG" ]] || return 1
+  local port="" port2="" password=""
+  # shellcheck disable=SC1090
+  . "$NEO4J_CONFIG"
+  RUN_NEO4J_PORT="$port"
+  RUN_NEO4J_PORT_2="$port2"
+  RUN_NEO4J_PASSWORD="$password"
+}
+
+neo4j_running_pid() {
+  local pid
+  pid="$(pidfile_alive "$NEO4J_PIDFILE" "$NEO4J_MAIN")" || return 1
+  neo4j_load_running_config || return 1
+  port_open "$HOST" "$RUN_NEO4J_PORT" || return 1
+  port_open "$HOST" "$RUN_NEO4J_PORT_2" || return 1
+  printf '%s\n' "$pid"
+}
+
+svc_neo4j_start() {
+  local pid build
+  if pid="$(neo4j_running_pid)"; then
+    neo4j_load_running_config
+    if [[ "$RUN_NEO4J_PORT" != "$NEO4J_PORT" || "$RUN_NEO4J_PORT_2" != "$NEO4J_PORT_2" \
+      || "$RUN_NEO4J_PASSWORD" != "$NEO4J_PASSWORD" ]]; then
+      die "neo4j is already running (pid $pid, ports $RUN_NEO4J_PORT/$RUN_NEO4J_PORT_2) with other" \
+        "settings than requested (AMBER_DR_NEO4J_PORT/PORT_2/PASSWORD); run 'scripts/stack.sh down' first"
+    fi
+    log "neo4j: already running (pid $pid) at bolt://$HOST:$NEO4J_PORT and bolt://$HOST:$NEO4J_PORT_2"
+    return 0
+  fi
+  if pidfile_alive "$NEO4J_PIDFILE" "$NEO4J_MAIN" >/dev/null; then
+    warn "neo4j: pid $(pidfile_read "$NEO4J_PIDFILE") is alive but not answering; restarting it"
+    stop_pidfile "$NEO4J_PIDFILE" "$NEO4J_MAIN" 30
+  fi
+  rm -f "$NEO4J_PIDFILE"
+  local p
+  for p in "$NEO4J_PORT" "$NEO4J_PORT_2"; do
+    if port_open "$HOST" "$p"; then
+      die "port $p on $HOST is already in use by another process;" \
+        "set AMBER_DR_NEO4J_PORT (and AMBER_DR_NEO4J_PORT_2) to free ports"
+    fi
+  done
+  build="$(neo4j_build_dir)"
+  mkdir -p "$NEO4J_DIR"
+  (
+    umask 077
+    printf 'port=%q\nport2=%q\npassword=%q\n' "$NEO4J_PORT" "$NEO4J_PORT_2" "$NEO4J_PASSWORD" >"$NEO4J_CONFIG"
+  )
+  NEO4J_LAUNCHER_PASSWORD="$NEO4J_PASSWORD" start_bg "$NEO4J_PIDFILE" "$NEO4J_LOG" \
+    java -Xms256m -Xmx1g -XX:+UseSerialGC -Dapoc.export.file.enabled=true \
+    -cp "$build/classes:$(cat "$build/classpath.txt")" "$NEO4J_MAIN" "$build/plugins" \
+    "$NEO4J_DIR/a:$NEO4J_PORT" "$NEO4J_DIR/b:$NEO4J_PORT_2"
+  pid="$(pidfile_read "$NEO4J_PIDFILE")"
+  local deadline=$((SECONDS + 120)) ok=""
+  while ((SECONDS < deadline)); do
+    pid_alive "$pid" || break
+    if port_open "$HOST" "$NEO4J_PORT" && port_open "$HOST" "$NEO4J_PORT_2" \
+      && tail -n 5 "$NEO4J_LOG" | grep -q '^READY$'; then
+      ok=1
+      break
+    fi
+    sleep 0.5
+  done
+  if [[ -z "$ok" ]]; then
+    local why="did not become ready within 120s"
+    pid_alive "$pid" || why="exited"
+    printf '%s\n' "----- last lines of $NEO4J_LOG -----" >&2
+    tail -n 30 "$NEO4J_LOG" >&2 || true
+    printf '%s\n' "-----" >&2
+    stop_pidfile "$NEO4J_PIDFILE" "$NEO4J_MAIN" 30 || true
+    die "neo4j $why on ports $NEO4J_PORT/$NEO4J_PORT_2 (AMBER_DR_NEO4J_PORT); log: $NEO4J_LOG"
+  fi
+  log "neo4j: started Neo4j (pid $pid) at bolt://$HOST:$NEO4J_PORT and bolt://$HOST:$NEO4J_PORT_2, data in $NEO4J_DIR"
+}
+
+svc_neo4j_stop() {
+  local pid
+  if pid="$(pidfile_alive "$NEO4J_PIDFILE" "$NEO4J_MAIN")"; then
+    stop_pidfile "$NEO4J_PIDFILE" "$NEO4J_MAIN" 60
+    log "neo4j: stopped (pid $pid)"
+  else
+    rm -f "$NEO4J_PIDFILE"
+    log "neo4j: not running"
+  fi
+}
+
+svc_neo4j_status() {
+  local pid port="$NEO4J_PORT" port2="$NEO4J_PORT_2"
+  if neo4j_load_running_config; then
+    port="$RUN_NEO4J_PORT"
+    port2="$RUN_NEO4J_PORT_2"
+  fi
+  if pid="$(neo4j_running_pid)"; then
+    printf '%-8s %-8s %s (pid %s)\n' neo4j running "bolt://$HOST:$port bolt://$HOST:$port2" "$pid"
+    return 0
+  fi
+  printf '%-8s %-8s %s\n' neo4j stopped "bolt://$HOST:$port bolt://$HOST:$port2"
+  return 1
+}
+
+svc_neo4j_env() {
+  printf 'export AMBER_DR_NEO4J_URI=%q\n' "bolt://$HOST:$NEO4J_PORT"
+  printf 'export AMBER_DR_NEO4J_URI_2=%q\n' "bolt://$HOST:$NEO4J_PORT_2"
+  printf 'export AMBER_DR_NEO4J_USER=neo4j\n'
+  printf 'export AMBER_DR_NEO4J_PASSWORD=%q\n' "$NEO4J_PASSWORD"
+  printf 'export AMBER_DR_NEO4J_PYTHON=%q\n' "$(neo4j_py_dir)/bin/python"
+}
+
+svc_neo4j_purge() {
+  rm -rf -- "$NEO4J_DIR"
 }
 
 # ================================================================ driver

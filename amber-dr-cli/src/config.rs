@@ -401,6 +401,7 @@ const TEMPLATE_COMPONENTS: &[TemplateComponent] = &[
         body: r#"uri = "bolt://127.0.0.1:7687"
 user = "neo4j"
 password = "${NEO4J_PASSWORD}"
+# database = "neo4j"                # the database to back up and restore
 "#,
     },
     TemplateComponent {

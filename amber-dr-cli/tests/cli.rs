@@ -63,6 +63,8 @@ impl Site {
             .current_dir(self.dir.path())
             .env_remove("AMBER_DR_CONFIG")
             .env_remove("RUST_LOG")
+            // The `init` template's live neo4j component reads it (its server need not run).
+            .env("NEO4J_PASSWORD", "amber-dr-cli-tests")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -242,7 +244,8 @@ fn init_writes_a_config_that_loads() {
     );
     // Registered drivers are live, the others commented out.
     assert!(text.contains("\n[components.postgres]"), "{text}");
-    assert!(text.contains("# [components.neo4j]"), "{text}");
+    assert!(text.contains("\n[components.neo4j]"), "{text}");
+    assert!(text.contains("# [components.minio]"), "{text}");
     assert!(text.contains("[docker]"), "{text}");
 
     // Not overwritten without --force.
@@ -262,6 +265,7 @@ fn init_writes_a_config_that_loads() {
         r.both()
     );
     assert!(r.stdout.contains("postgres (postgres)"), "{}", r.both());
+    assert!(r.stdout.contains("neo4j (neo4j)"), "{}", r.both());
     let r = site.expect(0, &["backup", "--only", "uploads"]);
     let id = r.stdout.lines().last().unwrap_or_default().to_string();
     assert!(

@@ -1,0 +1,1405 @@
+//! The `neo4j` component: export over Bolt into typed JSON-lines artifacts, batched restore.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+
+use amber_dr_core::{
+    async_trait, ArtifactRecord, ArtifactWriter, Capabilities, Component, ComponentRecord, Error,
+    Probe, ReadContext, RestoreContext, RestoreOptions, RestoreReport, Result, SnapshotContext,
+    SnapshotPurpose, VerifyContext, VerifyLevel, VerifyReport,
+};
+use neo4rs::{BoltList, BoltMap, BoltString, BoltType, ConfigBuilder, Graph, Query};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+use crate::config::Neo4jConfig;
+use crate::error::{bolt_message, Neo4jError};
+use crate::value::{
+    decode_expr, encode_expr, props_from_bolt, props_to_params, NodeRecord, RelRecord,
+};
+use crate::KIND;
+
+/// Artifact names.
+const SCHEMA: &str = "schema.json";
+const NODES: &str = "nodes.jsonl";
+const RELS: &str = "relationships.jsonl";
+
+/// The temporary label and property that link relationships to restored nodes.
+/// The runbook's APOC export.
+const LEGACY_CYPHER: &str = "neo4j.cypher";
+const TMP_LABEL: &str = "_AmberDrRestore";
+const TMP_ID: &str = "__amber_dr_id";
+const TMP_INDEX: &str = "amber_dr_restore_id";
+
+/// Bytes buffered before a write into the artifact stream.
+const WRITE_CHUNK: usize = 1 << 20;
+
+/// One schema statement of the backup.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub(crate) struct SchemaItem {
+    /// `constraint` or `index`.
+    kind: String,
+    /// Its name.
+    name: String,
+    /// Index type (RANGE, TEXT, POINT, FULLTEXT, VECTOR) or constraint type.
+    #[serde(rename = "type")]
+    typ: String,
+    /// The `createStatement` Neo4j gave, options included.
+    statement: String,
+}
+
+/// Restore data kept in the record.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Details {
+    database: String,
+    fingerprint: String,
+}
+
+/// Counts and an order-independent content fingerprint of a stream of records.
+#[derive(Debug, Default, Clone, PartialEq)]
+struct Tally {
+    nodes: u64,
+    rels: u64,
+    by_label: BTreeMap<String, u64>,
+    by_type: BTreeMap<String, u64>,
+    node_sum: u128,
+    rel_sum: u128,
+}
+
+fn line_hash(line: &[u8]) -> u128 {
+    let d = Sha256::digest(line);
+    let mut b = [0u8; 16];
+    b.copy_from_slice(&d[..16]);
+    u128::from_be_bytes(b)
+}
+
+impl Tally {
+    fn add_node(&mut self, n: &NodeRecord, line: &[u8]) {
+        self.nodes += 1;
+        for l in &n.labels {
+            *self.by_label.entry(l.clone()).or_default() += 1;
+        }
+        self.node_sum = self.node_sum.wrapping_add(line_hash(line));
+    }
+    fn add_rel(&mut self, r: &RelRecord, line: &[u8]) {
+        self.rels += 1;
+        *self.by_type.entry(r.typ.clone()).or_default() += 1;
+        self.rel_sum = self.rel_sum.wrapping_add(line_hash(line));
+    }
+    /// The fingerprint: counts and the wrapping sums of every record's SHA-256 (so the order
+    /// of the records does not matter, duplicates do).
+    fn fingerprint(&self) -> String {
+        format!(
+            "n{}:{:032x}/r{}:{:032x}",
+            self.nodes, self.node_sum, self.rels, self.rel_sum
+        )
+    }
+    fn write_stats(&self, rec: &mut ComponentRecord) {
+        rec.set_stat("nodes", self.nodes);
+        rec.set_stat("relationships", self.rels);
+        for (l, n) in &self.by_label {
+            rec.set_stat(format!("nodes.label.{l}"), n);
+        }
+        for (t, n) in &self.by_type {
+            rec.set_stat(format!("relationships.type.{t}"), n);
+        }
+        rec.set_stat("fingerprint", self.fingerprint());
+    }
+    /// Differences from the counts and fingerprint of `rec`, in words.
+    fn differences(&self, rec: &ComponentRecord) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut expect = ComponentRecord::new(KIND, "x");
+        self.write_stats(&mut expect);
+        let keys: std::collections::BTreeSet<&String> = rec
+            .stats
+            .keys()
+            .chain(expect.stats.keys())
+            .filter(|k| {
+                k.as_str() == "nodes"
+                    || k.as_str() == "relationships"
+                    || k.as_str() == "fingerprint"
+                    || k.starts_with("nodes.label.")
+                    || k.starts_with("relationships.type.")
+            })
+            .collect();
+        for k in keys {
+            let (a, b) = (rec.stats.get(k), expect.stats.get(k));
+            if a != b {
+                out.push(format!(
+                    "{k}: backup has {}, found {}",
+                    a.map(|v| v.to_string()).unwrap_or_else(|| "none".into()),
+                    b.map(|v| v.to_string()).unwrap_or_else(|| "none".into())
+                ));
+            }
+        }
+        out
+    }
+}
+
+/// The Neo4j component. See the crate docs.
+#[derive(Debug)]
+pub struct Neo4j {
+    name: String,
+    cfg: Neo4jConfig,
+}
+
+/// What the export queries read: the source ids, or the temporary ids of a restore.
+#[derive(Clone, Copy, PartialEq)]
+enum Ids {
+    Source,
+    Restored,
+}
+
+fn node_query(ids: Ids) -> String {
+    let (m, id, labels, keys) = match ids {
+        Ids::Source => (
+            "MATCH (n)",
+            "id(n)".to_string(),
+            "labels(n)".to_string(),
+            "keys(n)".to_string(),
+        ),
+        Ids::Restored => (
+            "MATCH (n)",
+            format!("n.`{TMP_ID}`"),
+            format!("[l IN labels(n) WHERE l <> '{TMP_LABEL}']"),
+            format!("[k IN keys(n) WHERE k <> '{TMP_ID}']"),
+        ),
+    };
+    format!(
+        "{m} RETURN {id} AS id, {labels} AS labels, [k IN {keys} | [k, {}]] AS props",
+        encode_expr("n[k]")
+    )
+}
+
+fn rel_query(ids: Ids) -> String {
+    let (s, e) = match ids {
+        Ids::Source => ("id(a)".to_string(), "id(b)".to_string()),
+        Ids::Restored => (format!("a.`{TMP_ID}`"), format!("b.`{TMP_ID}`")),
+    };
+    format!(
+        "MATCH (a)-[r]->(b) RETURN {s} AS s, {e} AS e, type(r) AS type, [k IN keys(r) | [k, {}]] AS props",
+        encode_expr("r[k]")
+    )
+}
+
+fn node_insert_query() -> String {
+    format!(
+        "UNWIND $rows AS r CREATE (n:`{TMP_LABEL}`) SET n:$(r.labels) SET n += r.props, n.`{TMP_ID}` = r.id \
+         WITH n, r FOREACH (c IN r.cx | SET n[c[0]] = {})",
+        decode_expr("c")
+    )
+}
+
+/// Relationships of one type (Neo4j 5.26 evaluates a dynamic `$(...)` type in CREATE once per
+/// query, not per row, so the type is spelled out and batches are grouped by type).
+fn rel_insert_query(typ: &str) -> String {
+    format!(
+        "UNWIND $rows AS r MATCH (a:`{TMP_LABEL}` {{`{TMP_ID}`: r.s}}) MATCH (b:`{TMP_LABEL}` {{`{TMP_ID}`: r.e}}) \
+         CREATE (a)-[x:{}]->(b) SET x += r.props \
+         WITH x, r FOREACH (c IN r.cx | SET x[c[0]] = {})",
+        quote(typ),
+        decode_expr("c")
+    )
+}
+
+/// The server's message out of neo4rs's debug text of an unexpected failure response
+/// (`... "message" }: String(BoltString { value: "Graph not found: x" }) ...`).
+fn server_words(m: &str) -> String {
+    let code = m
+        .find("Neo.ClientError.")
+        .or_else(|| m.find("Neo.TransientError."))
+        .map(|i| m[i..].split('"').next().unwrap_or_default().to_string());
+    let message = m
+        .find("\"message\" }: String(BoltString { value: \"")
+        .map(|i| {
+            let rest = &m[i + 41..];
+            rest.split("\" })").next().unwrap_or_default().to_string()
+        });
+    match (code, message) {
+        (Some(c), Some(msg)) => format!("{c}: {msg}"),
+        _ => m.to_string(),
+    }
+}
+
+/// Quote a name for Cypher.
+fn quote(name: &str) -> String {
+    format!("`{}`", name.replace('`', "``"))
+}
+
+fn bmap(pairs: Vec<(&str, BoltType)>) -> BoltType {
+    let mut m = BoltMap::new();
+    for (k, v) in pairs {
+        m.put(BoltString::new(k), v);
+    }
+    BoltType::Map(m)
+}
+
+fn row_get(row: &neo4rs::Row, key: &str) -> std::result::Result<BoltType, String> {
+    row.get::<BoltType>(key)
+        .map_err(|e| format!("column `{key}`: {e}"))
+}
+
+fn row_i64(row: &neo4rs::Row, key: &str) -> std::result::Result<i64, String> {
+    match row_get(row, key)? {
+        BoltType::Integer(i) => Ok(i.value),
+        other => Err(format!(
+            "column `{key}`: expected an integer, got {other:?}"
+        )),
+    }
+}
+
+fn row_string(row: &neo4rs::Row, key: &str) -> std::result::Result<String, String> {
+    match row_get(row, key)? {
+        BoltType::String(s) => Ok(s.value),
+        BoltType::Null(_) => Ok(String::new()),
+        other => Err(format!("column `{key}`: expected a string, got {other:?}")),
+    }
+}
+
+fn row_strings(row: &neo4rs::Row, key: &str) -> std::result::Result<Vec<String>, String> {
+    match row_get(row, key)? {
+        BoltType::List(l) => l
+            .value
+            .into_iter()
+            .map(|v| match v {
+                BoltType::String(s) => Ok(s.value),
+                other => Err(format!("column `{key}`: expected strings, got {other:?}")),
+            })
+            .collect(),
+        other => Err(format!("column `{key}`: expected a list, got {other:?}")),
+    }
+}
+
+/// A line buffer in front of an artifact stream.
+struct LineSink {
+    writer: ArtifactWriter,
+    buf: Vec<u8>,
+}
+
+impl LineSink {
+    fn new(writer: ArtifactWriter) -> Self {
+        Self {
+            writer,
+            buf: Vec::with_capacity(WRITE_CHUNK + 4096),
+        }
+    }
+    async fn push(&mut self, line: &[u8]) -> Result<()> {
+        self.buf.extend_from_slice(line);
+        self.buf.push(b'\n');
+        if self.buf.len() >= WRITE_CHUNK {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+    async fn flush(&mut self) -> Result<()> {
+        if !self.buf.is_empty() {
+            let path = self.writer.path().to_string();
+            self.writer
+                .write_all(&self.buf)
+                .await
+                .map_err(|e| Error::from_io("write", path, e))?;
+            self.buf.clear();
+        }
+        Ok(())
+    }
+    async fn finish(mut self) -> Result<ArtifactRecord> {
+        self.flush().await?;
+        self.writer.finish().await
+    }
+}
+
+/// Lines of one artifact, checked (length and SHA-256) when the end is reached.
+struct LineSource {
+    reader: BufReader<amber_dr_core::ArtifactReader>,
+    path: String,
+    line: String,
+}
+
+impl LineSource {
+    async fn open(cx: &ReadContext, art: &ArtifactRecord) -> Result<Self> {
+        Ok(Self {
+            reader: BufReader::with_capacity(256 * 1024, cx.open_artifact(art).await?),
+            path: art.path.clone(),
+            line: String::new(),
+        })
+    }
+    /// The next line, without its newline; `None` at the end.
+    async fn next(&mut self) -> Result<Option<&str>> {
+        self.line.clear();
+        let n = self
+            .reader
+            .read_line(&mut self.line)
+            .await
+            .map_err(|e| Error::from_io("read", &self.path, e))?;
+        if n == 0 {
+            return Ok(None);
+        }
+        if self.line.ends_with('\n') {
+            self.line.pop();
+        }
+        Ok(Some(&self.line))
+    }
+    fn corrupt(&self, message: String) -> Error {
+        Error::Corrupt {
+            artifact: self.path.clone(),
+            message,
+        }
+    }
+    async fn finish(self) -> Result<()> {
+        self.reader.into_inner().finish().await
+    }
+}
+
+impl Neo4j {
+    /// A component named `name` (from the config) with `cfg`.
+    pub fn new(name: impl Into<String>, cfg: Neo4jConfig) -> Result<Self> {
+        let name = name.into();
+        let loc = format!("component `{name}`");
+        if !(cfg.uri.starts_with("bolt://") || cfg.uri.starts_with("neo4j://")) {
+            return Err(Error::config(
+                loc,
+                format!(
+                    "uri `{}` must start with bolt:// or neo4j:// (TLS schemes are not supported yet)",
+                    cfg.uri
+                ),
+            ));
+        }
+        if cfg.page_size == 0 || cfg.batch_size == 0 {
+            return Err(Error::config(
+                loc,
+                "page_size and batch_size must be at least 1",
+            ));
+        }
+        if cfg.database.is_empty() {
+            return Err(Error::config(loc, "database must not be empty"));
+        }
+        Ok(Self { name, cfg })
+    }
+
+    fn err(&self, op: &str, e: Neo4jError) -> Error {
+        e.into_core(&self.name, op)
+    }
+
+    fn query_err(&self, db: &str, what: &str, e: &neo4rs::Error) -> Neo4jError {
+        Neo4jError::Query {
+            uri: self.cfg.uri.clone(),
+            db: db.to_string(),
+            what: what.to_string(),
+            message: bolt_message(e),
+        }
+    }
+
+    fn data_err(&self, db: &str, message: impl Into<String>) -> Neo4jError {
+        Neo4jError::Data {
+            uri: self.cfg.uri.clone(),
+            db: db.to_string(),
+            message: message.into(),
+        }
+    }
+
+    /// Run `fut` under the connect timeout.
+    async fn timed<T>(
+        &self,
+        what: &str,
+        fut: impl Future<Output = std::result::Result<T, Neo4jError>>,
+    ) -> std::result::Result<T, Neo4jError> {
+        match tokio::time::timeout(self.cfg.connect_timeout(), fut).await {
+            Ok(r) => r,
+            Err(_) => Err(Neo4jError::Timeout {
+                uri: self.cfg.uri.clone(),
+                secs: self.cfg.connect_timeout().as_secs(),
+                what: what.to_string(),
+            }),
+        }
+    }
+
+    /// Connect and check that the credentials and the database `db` work.
+    async fn connect(&self, db: &str) -> std::result::Result<Graph, Neo4jError> {
+        let uri = self
+            .cfg
+            .uri
+            .strip_prefix("neo4j://")
+            .map(|rest| format!("bolt://{rest}"))
+            .unwrap_or_else(|| self.cfg.uri.clone());
+        let config = ConfigBuilder::default()
+            .uri(uri)
+            .user(self.cfg.user.clone())
+            .password(self.cfg.password.clone())
+            .db(db)
+            .fetch_size(self.cfg.page_size)
+            .max_connections(2)
+            .build()
+            .map_err(|e| Neo4jError::Connect {
+                uri: self.cfg.uri.clone(),
+                user: self.cfg.user.clone(),
+                message: bolt_message(&e),
+            })?;
+        let graph = self
+            .timed("connect", async {
+                Graph::connect(config)
+                    .await
+                    .map_err(|e| Neo4jError::Connect {
+                        uri: self.cfg.uri.clone(),
+                        user: self.cfg.user.clone(),
+                        message: bolt_message(&e),
+                    })
+            })
+            .await?;
+        // The pool connects lazily: a first transaction surfaces refused connections, wrong
+        // credentials and a database that does not exist. (Explicit transactions are not
+        // retried by neo4rs, unlike `execute`/`run`, which retry for up to 60 s.)
+        self.timed("connect", async {
+            let ping = async {
+                let mut txn = graph.start_txn_on(db).await?;
+                txn.run(Query::new("RETURN 1".into())).await?;
+                txn.rollback().await
+            };
+            ping.await.map_err(|e| match bolt_message(&e) {
+                m if m.contains("Neo.ClientError.Database.") => Neo4jError::Data {
+                    uri: self.cfg.uri.clone(),
+                    db: db.to_string(),
+                    message: format!(
+                        "the database does not exist or is not available ({}); check `database` in the config",
+                        server_words(&m)
+                    ),
+                },
+                m => Neo4jError::Connect {
+                    uri: self.cfg.uri.clone(),
+                    user: self.cfg.user.clone(),
+                    message: server_words(&m),
+                },
+            })
+        })
+        .await?;
+        Ok(graph)
+    }
+
+    /// All rows of a small query.
+    async fn rows(
+        &self,
+        g: &Graph,
+        db: &str,
+        what: &str,
+        q: Query,
+    ) -> std::result::Result<Vec<neo4rs::Row>, Neo4jError> {
+        let mut s = g
+            .execute_on(db, q)
+            .await
+            .map_err(|e| self.query_err(db, what, &e))?;
+        let mut out = Vec::new();
+        while let Some(r) = s.next().await.map_err(|e| self.query_err(db, what, &e))? {
+            out.push(r);
+        }
+        Ok(out)
+    }
+
+    async fn run(
+        &self,
+        g: &Graph,
+        db: &str,
+        what: &str,
+        q: Query,
+    ) -> std::result::Result<(), Neo4jError> {
+        g.run_on(db, q)
+            .await
+            .map_err(|e| self.query_err(db, what, &e))
+    }
+
+    async fn server_version(
+        &self,
+        g: &Graph,
+        db: &str,
+    ) -> std::result::Result<(String, String), Neo4jError> {
+        let rows = self
+            .rows(
+                g,
+                db,
+                "dbms.components",
+                Query::new("CALL dbms.components() YIELD name, versions, edition RETURN name, versions[0] AS version, edition".into()),
+            )
+            .await?;
+        let r = rows
+            .first()
+            .ok_or_else(|| self.data_err(db, "dbms.components() returned nothing"))?;
+        let version = row_string(r, "version").map_err(|e| self.data_err(db, e))?;
+        let edition = row_string(r, "edition").map_err(|e| self.data_err(db, e))?;
+        Ok((version, edition))
+    }
+
+    /// The last committed transaction id of `db`, where the server tells it
+    /// (`SHOW DATABASES ... lastCommittedTxn`: Enterprise; Community reports none).
+    async fn last_tx(&self, g: &Graph, db: &str) -> Option<i64> {
+        let q = Query::new("SHOW DATABASES YIELD name, lastCommittedTxn WHERE name = $db RETURN lastCommittedTxn AS tx".into())
+            .param("db", db);
+        let rows = self.rows(g, "system", "SHOW DATABASES", q).await.ok()?;
+        rows.first().and_then(|r| row_i64(r, "tx").ok())
+    }
+
+    async fn counts(&self, g: &Graph, db: &str) -> std::result::Result<(i64, i64), Neo4jError> {
+        let n = self
+            .rows(
+                g,
+                db,
+                "count nodes",
+                Query::new("MATCH (n) RETURN count(n) AS c".into()),
+            )
+            .await?;
+        let r = self
+            .rows(
+                g,
+                db,
+                "count relationships",
+                Query::new("MATCH ()-[r]->() RETURN count(r) AS c".into()),
+            )
+            .await?;
+        let get =
+            |rows: &[neo4rs::Row]| rows.first().and_then(|x| row_i64(x, "c").ok()).unwrap_or(0);
+        Ok((get(&n), get(&r)))
+    }
+
+    /// Constraints and indexes to back up: lookup indexes and indexes owned by constraints
+    /// are skipped (they come back by themselves).
+    async fn schema(
+        &self,
+        g: &Graph,
+        db: &str,
+    ) -> std::result::Result<Vec<SchemaItem>, Neo4jError> {
+        let mut out = Vec::new();
+        for r in self
+            .rows(g, db, "SHOW CONSTRAINTS", Query::new("SHOW CONSTRAINTS YIELD name, type, createStatement RETURN name, type, createStatement ORDER BY name".into()))
+            .await?
+        {
+            out.push(SchemaItem {
+                kind: "constraint".into(),
+                name: row_string(&r, "name").map_err(|e| self.data_err(db, e))?,
+                typ: row_string(&r, "type").map_err(|e| self.data_err(db, e))?,
+                statement: row_string(&r, "createStatement").map_err(|e| self.data_err(db, e))?,
+            });
+        }
+        for r in self
+            .rows(
+                g,
+                db,
+                "SHOW INDEXES",
+                Query::new(format!(
+                    "SHOW INDEXES YIELD name, type, owningConstraint, createStatement \
+                 WHERE type <> 'LOOKUP' AND owningConstraint IS NULL AND name <> '{TMP_INDEX}' \
+                 RETURN name, type, createStatement ORDER BY name"
+                )),
+            )
+            .await?
+        {
+            out.push(SchemaItem {
+                kind: "index".into(),
+                name: row_string(&r, "name").map_err(|e| self.data_err(db, e))?,
+                typ: row_string(&r, "type").map_err(|e| self.data_err(db, e))?,
+                statement: row_string(&r, "createStatement").map_err(|e| self.data_err(db, e))?,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Stream every node, then every relationship, of the live graph into the tally and, when
+    /// given, the two sinks (nodes, relationships) as canonical JSON lines, page by page.
+    async fn export(
+        &self,
+        g: &Graph,
+        db: &str,
+        ids: Ids,
+        tally: &mut Tally,
+        sinks: Option<(&mut LineSink, &mut LineSink, &amber_dr_core::Progress)>,
+    ) -> Result<()> {
+        let op = "export";
+        let (mut nodes, mut rels, progress) = match sinks {
+            Some((n, r, p)) => (Some(n), Some(r), Some(p)),
+            None => (None, None, None),
+        };
+        let mut s = g
+            .execute_on(db, Query::new(node_query(ids)))
+            .await
+            .map_err(|e| self.err(op, self.query_err(db, "read nodes", &e)))?;
+        while let Some(row) = s
+            .next()
+            .await
+            .map_err(|e| self.err(op, self.query_err(db, "read nodes", &e)))?
+        {
+            let rec = (|| -> std::result::Result<NodeRecord, String> {
+                let mut labels = row_strings(&row, "labels")?;
+                labels.sort();
+                let id = row_i64(&row, "id")?;
+                let props = props_from_bolt(&row_get(&row, "props")?)
+                    .map_err(|e| format!("node {id}: {e}"))?;
+                Ok(NodeRecord { id, labels, props })
+            })()
+            .map_err(|e| self.err(op, self.data_err(db, e)))?;
+            let line = serde_json::to_vec(&rec).map_err(|e| Error::Other(e.to_string()))?;
+            tally.add_node(&rec, &line);
+            if let Some(sink) = nodes.as_deref_mut() {
+                sink.push(&line).await?;
+            }
+            if let Some(p) = progress {
+                p.add_items(1);
+            }
+        }
+        let mut s = g
+            .execute_on(db, Query::new(rel_query(ids)))
+            .await
+            .map_err(|e| self.err(op, self.query_err(db, "read relationships", &e)))?;
+        while let Some(row) = s
+            .next()
+            .await
+            .map_err(|e| self.err(op, self.query_err(db, "read relationships", &e)))?
+        {
+            let rec = (|| -> std::result::Result<RelRecord, String> {
+                let typ = row_string(&row, "type")?;
+                let props = props_from_bolt(&row_get(&row, "props")?)
+                    .map_err(|e| format!("relationship of type `{typ}`: {e}"))?;
+                Ok(RelRecord {
+                    s: row_i64(&row, "s")?,
+                    e: row_i64(&row, "e")?,
+                    typ,
+                    props,
+                })
+            })()
+            .map_err(|e| self.err(op, self.data_err(db, e)))?;
+            let line = serde_json::to_vec(&rec).map_err(|e| Error::Other(e.to_string()))?;
+            tally.add_rel(&rec, &line);
+            if let Some(sink) = rels.as_deref_mut() {
+                sink.push(&line).await?;
+            }
+            if let Some(p) = progress {
+                p.add_items(1);
+            }
+        }
+        Ok(())
+    }
+
+    /// Read every artifact of `rec` to the end, decoding each record; returns the schema
+    /// and the tally. Damage is an error for which `is_damage()` holds.
+    async fn decode_all(
+        &self,
+        cx: &ReadContext,
+        rec: &ComponentRecord,
+    ) -> Result<(Vec<SchemaItem>, Tally)> {
+        let mut tally = Tally::default();
+        let art = rec.artifact(SCHEMA)?;
+        let mut src = LineSource::open(cx, art).await?;
+        let mut text = String::new();
+        while let Some(l) = src.next().await? {
+            text.push_str(l);
+            text.push('\n');
+        }
+        let schema: Vec<SchemaItem> = serde_json::from_str(&text)
+            .map_err(|e| src.corrupt(format!("not a schema list: {e}")))?;
+        src.finish().await?;
+
+        let mut src = LineSource::open(cx, rec.artifact(NODES)?).await?;
+        loop {
+            let Some(l) = src.next().await? else { break };
+            let n: NodeRecord = serde_json::from_str(l).map_err(|e| Error::Corrupt {
+                artifact: rec
+                    .artifact(NODES)
+                    .map(|a| a.path.clone())
+                    .unwrap_or_default(),
+                message: format!("a node record does not decode: {e}"),
+            })?;
+            let line = serde_json::to_vec(&n).map_err(|e| Error::Other(e.to_string()))?;
+            tally.add_node(&n, &line);
+        }
+        src.finish().await?;
+
+        let mut src = LineSource::open(cx, rec.artifact(RELS)?).await?;
+        loop {
+            let Some(l) = src.next().await? else { break };
+            let r: RelRecord = serde_json::from_str(l).map_err(|e| Error::Corrupt {
+                artifact: rec
+                    .artifact(RELS)
+                    .map(|a| a.path.clone())
+                    .unwrap_or_default(),
+                message: format!("a relationship record does not decode: {e}"),
+            })?;
+            let line = serde_json::to_vec(&r).map_err(|e| Error::Other(e.to_string()))?;
+            tally.add_rel(&r, &line);
+        }
+        src.finish().await?;
+        Ok((schema, tally))
+    }
+
+    /// Drop every constraint and index (lookup indexes stay), then delete all data in
+    /// batches.
+    async fn empty(&self, g: &Graph, db: &str) -> std::result::Result<(), Neo4jError> {
+        for r in self
+            .rows(
+                g,
+                db,
+                "SHOW CONSTRAINTS",
+                Query::new("SHOW CONSTRAINTS YIELD name RETURN name".into()),
+            )
+            .await?
+        {
+            let name = row_string(&r, "name").map_err(|e| self.data_err(db, e))?;
+            self.run(
+                g,
+                db,
+                "drop constraint",
+                Query::new(format!("DROP CONSTRAINT {} IF EXISTS", quote(&name))),
+            )
+            .await?;
+        }
+        for r in self
+            .rows(g, db, "SHOW INDEXES", Query::new("SHOW INDEXES YIELD name, type, owningConstraint WHERE type <> 'LOOKUP' AND owningConstraint IS NULL RETURN name".into()))
+            .await?
+        {
+            let name = row_string(&r, "name").map_err(|e| self.data_err(db, e))?;
+            self.run(g, db, "drop index", Query::new(format!("DROP INDEX {} IF EXISTS", quote(&name))))
+                .await?;
+        }
+        self.run(
+            g,
+            db,
+            "delete all nodes and relationships in batches",
+            Query::new(format!(
+                "MATCH (n) CALL {{ WITH n DETACH DELETE n }} IN TRANSACTIONS OF {} ROWS",
+                self.cfg.batch_size
+            )),
+        )
+        .await
+    }
+
+    async fn await_indexes(&self, g: &Graph, db: &str) -> std::result::Result<(), Neo4jError> {
+        self.run(
+            g,
+            db,
+            "wait for indexes",
+            Query::new("CALL db.awaitIndexes(3600)".into()),
+        )
+        .await
+    }
+
+    async fn insert_batch(
+        &self,
+        g: &Graph,
+        db: &str,
+        what: &str,
+        query: &str,
+        rows: &mut Vec<BoltType>,
+    ) -> std::result::Result<(), Neo4jError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let batch = BoltType::List(BoltList::from(std::mem::take(rows)));
+        self.run(
+            g,
+            db,
+            what,
+            Query::new(query.to_string()).param("rows", batch),
+        )
+        .await
+    }
+
+    async fn restore_into(
+        &self,
+        cx: &RestoreContext,
+        rec: &ComponentRecord,
+        g: &Graph,
+        db: &str,
+        schema: &[SchemaItem],
+        report: &mut RestoreReport,
+    ) -> Result<Tally> {
+        let op = "restore";
+        let progress = cx.progress();
+        progress.set_phase("emptying the database");
+        self.empty(g, db).await.map_err(|e| self.err(op, e))?;
+        report.actions.push(format!(
+            "emptied database `{db}` (constraints, indexes, data in batches of {})",
+            self.cfg.batch_size
+        ));
+
+        progress.set_phase("schema");
+        for item in schema {
+            self.run(
+                g,
+                db,
+                &format!("create {} `{}`", item.kind, item.name),
+                Query::new(item.statement.clone()),
+            )
+            .await
+            .map_err(|e| self.err(op, e))?;
+        }
+        self.run(
+            g,
+            db,
+            "create the temporary restore index",
+            Query::new(format!(
+                "CREATE INDEX {TMP_INDEX} IF NOT EXISTS FOR (n:`{TMP_LABEL}`) ON (n.`{TMP_ID}`)"
+            )),
+        )
+        .await
+        .map_err(|e| self.err(op, e))?;
+        self.await_indexes(g, db)
+            .await
+            .map_err(|e| self.err(op, e))?;
+        report
+            .actions
+            .push(format!("created {} constraints/indexes", schema.len()));
+
+        progress.set_phase("nodes");
+        let q = node_insert_query();
+        let mut src = LineSource::open(cx, rec.artifact(NODES)?).await?;
+        let mut rows = Vec::with_capacity(self.cfg.batch_size);
+        let mut count = 0u64;
+        loop {
+            let Some(l) = src.next().await? else { break };
+            let n: NodeRecord =
+                serde_json::from_str(l).map_err(|e| src.corrupt(format!("node record: {e}")))?;
+            let (plain, cx_props) = props_to_params(&n.props)
+                .map_err(|e| self.err(op, self.data_err(db, format!("node {}: {e}", n.id))))?;
+            rows.push(bmap(vec![
+                ("id", BoltType::from(n.id)),
+                ("labels", BoltType::from(n.labels)),
+                ("props", plain),
+                ("cx", cx_props),
+            ]));
+            count += 1;
+            if rows.len() >= self.cfg.batch_size {
+                self.insert_batch(g, db, "create nodes", &q, &mut rows)
+                    .await
+                    .map_err(|e| self.err(op, e))?;
+                progress.add_items(self.cfg.batch_size as u64);
+            }
+        }
+        self.insert_batch(g, db, "create nodes", &q, &mut rows)
+            .await
+            .map_err(|e| self.err(op, e))?;
+        src.finish().await?;
+        report.actions.push(format!("created {count} nodes"));
+
+        progress.set_phase("relationships");
+        let mut src = LineSource::open(cx, rec.artifact(RELS)?).await?;
+        let mut count = 0u64;
+        let mut pending = 0usize;
+        let mut groups: BTreeMap<String, Vec<BoltType>> = BTreeMap::new();
+        loop {
+            let Some(l) = src.next().await? else { break };
+            let r: RelRecord = serde_json::from_str(l)
+                .map_err(|e| src.corrupt(format!("relationship record: {e}")))?;
+            let (plain, cx_props) = props_to_params(&r.props).map_err(|e| {
+                self.err(
+                    op,
+                    self.data_err(db, format!("relationship {}->{}: {e}", r.s, r.e)),
+                )
+            })?;
+            groups.entry(r.typ).or_default().push(bmap(vec![
+                ("s", BoltType::from(r.s)),
+                ("e", BoltType::from(r.e)),
+                ("props", plain),
+                ("cx", cx_props),
+            ]));
+            count += 1;
+            pending += 1;
+            if pending >= self.cfg.batch_size {
+                for (typ, rows) in groups.iter_mut() {
+                    self.insert_batch(g, db, "create relationships", &rel_insert_query(typ), rows)
+                        .await
+                        .map_err(|e| self.err(op, e))?;
+                }
+                groups.clear();
+                progress.add_items(pending as u64);
+                pending = 0;
+            }
+        }
+        for (typ, rows) in groups.iter_mut() {
+            self.insert_batch(g, db, "create relationships", &rel_insert_query(typ), rows)
+                .await
+                .map_err(|e| self.err(op, e))?;
+        }
+        src.finish().await?;
+        report
+            .actions
+            .push(format!("created {count} relationships"));
+
+        // Read the restored graph back with the temporary ids: same export, same fingerprint.
+        progress.set_phase("comparing with the backup");
+        let mut live = Tally::default();
+        self.export(g, db, Ids::Restored, &mut live, None).await?;
+
+        progress.set_phase("removing temporary ids");
+        self.run(
+            g,
+            db,
+            "remove the temporary ids",
+            Query::new(format!(
+                "MATCH (n:`{TMP_LABEL}`) CALL {{ WITH n REMOVE n:`{TMP_LABEL}`, n.`{TMP_ID}` }} IN TRANSACTIONS OF {} ROWS",
+                self.cfg.batch_size
+            )),
+        )
+        .await
+        .map_err(|e| self.err(op, e))?;
+        self.run(
+            g,
+            db,
+            "drop the temporary index",
+            Query::new(format!("DROP INDEX {TMP_INDEX} IF EXISTS")),
+        )
+        .await
+        .map_err(|e| self.err(op, e))?;
+        Ok(live)
+    }
+}
+
+/// What [`Neo4j::replay_cypher`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReplayReport {
+    /// Statements run.
+    pub statements: u64,
+    /// `:begin` … `:commit` transactions committed.
+    pub transactions: u64,
+}
+
+impl Neo4j {
+    /// Replay a legacy `neo4j.cypher` script — what `apoc.export.cypher.all` writes in its
+    /// default cypher-shell format, the runbook's backup — into the configured database, in
+    /// order, statement by statement (streamed: one statement in memory at a time). Statements
+    /// between `:begin` and `:commit` run in one transaction; others each in their own. The
+    /// database is not emptied first. `source` names the script in messages.
+    pub async fn replay_cypher<R>(&self, input: R, source: &str) -> Result<ReplayReport>
+    where
+        R: tokio::io::AsyncBufRead + Unpin + Send,
+    {
+        self.replay_cypher_into(&self.cfg.database, input, source)
+            .await
+    }
+
+    /// [`Self::replay_cypher`] into database `db`.
+    async fn replay_cypher_into<R>(&self, db: &str, input: R, source: &str) -> Result<ReplayReport>
+    where
+        R: tokio::io::AsyncBufRead + Unpin + Send,
+    {
+        use crate::legacy::{preview, Item, ScriptReader};
+        let op = "replay";
+        let db = db.to_string();
+        let g = self.connect(&db).await.map_err(|e| self.err(op, e))?;
+        let mut script = ScriptReader::new(input);
+        let mut txn: Option<neo4rs::Txn> = None;
+        let mut report = ReplayReport::default();
+        let at = |line: u64| format!("{source}, line {line}");
+        loop {
+            let item = script.next().await.map_err(|e| {
+                Error::component(&self.name, KIND, op, format!("{}: {e}", at(script.line_no)))
+            })?;
+            let Some(item) = item else { break };
+            let line = script.line_no;
+            match item {
+                Item::Command(c) if c == "begin" => {
+                    if txn.is_some() {
+                        return Err(Error::component(
+                            &self.name,
+                            KIND,
+                            op,
+                            format!("{}: `:begin` inside a transaction", at(line)),
+                        ));
+                    }
+                    txn = Some(g.start_txn_on(db.as_str()).await.map_err(|e| {
+                        self.err(
+                            op,
+                            self.query_err(&db, &format!("begin at {}", at(line)), &e),
+                        )
+                    })?);
+                }
+                Item::Command(c) if c == "commit" => {
+                    let t = txn.take().ok_or_else(|| {
+                        Error::component(
+                            &self.name,
+                            KIND,
+                            op,
+                            format!("{}: `:commit` without `:begin`", at(line)),
+                        )
+                    })?;
+                    t.commit().await.map_err(|e| {
+                        self.err(
+                            op,
+                            self.query_err(&db, &format!("commit at {}", at(line)), &e),
+                        )
+                    })?;
+                    report.transactions += 1;
+                }
+                Item::Command(c) if c == "rollback" => {
+                    if let Some(t) = txn.take() {
+                        t.rollback().await.map_err(|e| {
+                            self.err(
+                                op,
+                                self.query_err(&db, &format!("rollback at {}", at(line)), &e),
+                            )
+                        })?;
+                    }
+                }
+                Item::Command(c) => {
+                    return Err(Error::component(
+                        &self.name,
+                        KIND,
+                        op,
+                        format!("{}: unsupported cypher-shell command `:{c}`", at(line)),
+                    ))
+                }
+                Item::Statement(stmt) => {
+                    let what = format!("statement ending at {}: {}", at(line), preview(&stmt));
+                    let res = match txn.as_mut() {
+                        Some(t) => t.run(Query::new(stmt)).await,
+                        None => g.run_on(&db, Query::new(stmt)).await,
+                    };
+                    res.map_err(|e| self.err(op, self.query_err(&db, &what, &e)))?;
+                    report.statements += 1;
+                }
+            }
+        }
+        if txn.is_some() {
+            return Err(Error::component(
+                &self.name,
+                KIND,
+                op,
+                format!("{source}: the script ends inside a `:begin` transaction (nothing of it was committed)"),
+            ));
+        }
+        Ok(report)
+    }
+}
+
+#[async_trait]
+impl Component for Neo4j {
+    fn kind(&self) -> &'static str {
+        KIND
+    }
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::new()
+            .online_snapshot(true)
+            .consistent_snapshot(false)
+            .restore_to_target(true)
+            .restore_needs_downtime(true)
+            .deep_verify(true)
+    }
+
+    async fn probe(&self) -> Result<Probe> {
+        let db = &self.cfg.database;
+        let g = self.connect(db).await.map_err(|e| self.err("probe", e))?;
+        let (version, edition) = self
+            .server_version(&g, db)
+            .await
+            .map_err(|e| self.err("probe", e))?;
+        let (nodes, rels) = self
+            .counts(&g, db)
+            .await
+            .map_err(|e| self.err("probe", e))?;
+        let mut p = Probe {
+            reachable: true,
+            version: Some(version),
+            ..Probe::default()
+        };
+        p.details.insert("edition".into(), edition.into());
+        p.details.insert("database".into(), db.clone().into());
+        p.details.insert("nodes".into(), nodes.into());
+        p.details.insert("relationships".into(), rels.into());
+        match self.last_tx(&g, db).await {
+            Some(tx) => {
+                p.details.insert("last_committed_tx".into(), tx.into());
+            }
+            None => p.warnings.push(
+                "the server does not report its last committed transaction id (Community): \
+                 a backup cannot tell whether writes happened during the export"
+                    .into(),
+            ),
+        }
+        Ok(p)
+    }
+
+    async fn snapshot(&self, cx: &SnapshotContext) -> Result<ComponentRecord> {
+        let op = "snapshot";
+        let db = self.cfg.database.clone();
+        let g = self.connect(&db).await.map_err(|e| self.err(op, e))?;
+        let mut rec = ComponentRecord::new(KIND, &self.name);
+        let (version, edition) = self
+            .server_version(&g, &db)
+            .await
+            .map_err(|e| self.err(op, e))?;
+        rec.server_version = Some(format!("Neo4j {version} {edition}"));
+        let tx_before = self.last_tx(&g, &db).await;
+
+        cx.progress().set_phase("schema");
+        let schema = self.schema(&g, &db).await.map_err(|e| self.err(op, e))?;
+        let mut w = cx.create_artifact(SCHEMA).await?;
+        let bytes = serde_json::to_vec_pretty(&schema).map_err(|e| Error::Other(e.to_string()))?;
+        w.write_all(&bytes)
+            .await
+            .map_err(|e| Error::from_io("write", w.path().to_string(), e))?;
+        rec.artifacts.push(w.finish().await?);
+
+        cx.progress().set_phase("nodes and relationships");
+        let mut nodes = LineSink::new(cx.create_artifact(NODES).await?);
+        let mut rels = LineSink::new(cx.create_artifact(RELS).await?);
+        let mut tally = Tally::default();
+        self.export(
+            &g,
+            &db,
+            Ids::Source,
+            &mut tally,
+            Some((&mut nodes, &mut rels, cx.progress())),
+        )
+        .await?;
+        rec.artifacts.push(nodes.finish().await?);
+        rec.artifacts.push(rels.finish().await?);
+        tally.write_stats(&mut rec);
+        rec.set_stat("schema_items", schema.len());
+
+        let tx_after = self.last_tx(&g, &db).await;
+        rec.consistency
+            .insert("isolation".into(), "read committed (not a snapshot)".into());
+        match (tx_before, tx_after) {
+            (Some(b), Some(a)) => {
+                rec.consistency.insert("last_tx_before".into(), b.into());
+                rec.consistency.insert("last_tx_after".into(), a.into());
+                if a != b {
+                    rec.warnings.push(format!(
+                        "database `{db}` committed transactions {}..={a} during the export: the backup may mix states from before and after them; pause writers for an exact copy",
+                        b + 1
+                    ));
+                }
+            }
+            _ => {
+                rec.consistency.insert(
+                    "last_tx".into(),
+                    "not reported by this server (Community)".into(),
+                );
+            }
+        }
+        if cx.purpose() == SnapshotPurpose::Safety {
+            tracing::debug!(component = %self.name, "safety snapshot of database {db}");
+        }
+        rec.set_details(&Details {
+            database: db,
+            fingerprint: tally.fingerprint(),
+        })?;
+        Ok(rec)
+    }
+
+    async fn verify(
+        &self,
+        cx: &VerifyContext,
+        rec: &ComponentRecord,
+        level: VerifyLevel,
+    ) -> Result<VerifyReport> {
+        if level == VerifyLevel::Quick {
+            return cx.verify_artifacts(rec, level).await;
+        }
+        let mut report = VerifyReport {
+            artifacts_checked: rec.artifacts.len() as u64,
+            bytes_read: rec.artifacts.iter().map(|a| a.stored_size).sum(),
+            ..VerifyReport::default()
+        };
+        match self.decode_all(cx, rec).await {
+            Ok((schema, tally)) => {
+                let diffs = tally.differences(rec);
+                if !diffs.is_empty() {
+                    let path = rec
+                        .artifact(NODES)
+                        .map(|a| a.path.clone())
+                        .unwrap_or_default();
+                    report.problems.push(format!(
+                        "artifacts `{path}` and `{}` decode, but differ from the record: {}",
+                        rec.artifact(RELS)
+                            .map(|a| a.path.clone())
+                            .unwrap_or_default(),
+                        diffs.join("; ")
+                    ));
+                }
+                report.notes.push(format!(
+                    "decoded {} schema items, {} nodes and {} relationships; counts and fingerprint match",
+                    schema.len(),
+                    tally.nodes,
+                    tally.rels
+                ));
+            }
+            Err(e) if e.is_damage() => report.problems.push(e.to_string()),
+            Err(e) => return Err(e),
+        }
+        Ok(report)
+    }
+
+    fn legacy_files(&self) -> Vec<&'static str> {
+        vec![LEGACY_CYPHER]
+    }
+
+    /// The runbook's `neo4j.cypher` (`apoc.export.cypher.all`, cypher-shell format): read
+    /// through once first (every statement must be complete and every `:begin` closed, or
+    /// nothing changes), then the database (or `--target`) is emptied — constraints, indexes,
+    /// data — and the script replayed in order. A statement the server rejects stops the
+    /// replay with the file and line; the database then holds what ran before it, and the
+    /// safety backup taken first is the way back.
+    async fn restore_legacy(
+        &self,
+        cx: &RestoreContext,
+        file: &std::path::Path,
+        opts: &RestoreOptions,
+    ) -> Result<RestoreReport> {
+        use crate::legacy::{Item, ScriptReader};
+        let op = "restore";
+        if !opts.items.is_empty() {
+            return Err(Error::component(
+                &self.name,
+                KIND,
+                op,
+                "a Neo4j component has no parts to restore separately; restore it whole",
+            ));
+        }
+        let db = opts
+            .target
+            .clone()
+            .unwrap_or_else(|| self.cfg.database.clone());
+        let source = file.display().to_string();
+        let open = || async {
+            tokio::fs::File::open(file)
+                .await
+                .map(|f| tokio::io::BufReader::with_capacity(1 << 20, f))
+                .map_err(|e| Error::io("open", file, e))
+        };
+        cx.progress().set_phase("reading the runbook script");
+        let mut script = ScriptReader::new(open().await?);
+        let (mut statements, mut open_txn) = (0u64, false);
+        loop {
+            let item = script.next().await.map_err(|e| Error::Corrupt {
+                artifact: format!("{source}, line {}", script.line_no),
+                message: e.to_string(),
+            })?;
+            match item {
+                None => break,
+                Some(Item::Statement(_)) => statements += 1,
+                Some(Item::Command(c)) if c == "begin" => open_txn = true,
+                Some(Item::Command(c)) if c == "commit" || c == "rollback" => open_txn = false,
+                Some(Item::Command(_)) => {}
+            }
+        }
+        if statements == 0 || open_txn {
+            return Err(Error::Corrupt {
+                artifact: source,
+                message: if statements == 0 {
+                    "the script holds no Cypher statement".into()
+                } else {
+                    "the script ends inside a `:begin` transaction (truncated?)".into()
+                },
+            });
+        }
+        let mut report = RestoreReport::default();
+        if opts.dry_run {
+            report.actions.push(format!(
+                "would empty database `{db}` on {} and replay the {statements} statements of `{source}`",
+                self.cfg.uri
+            ));
+            return Ok(report);
+        }
+        let g = self.connect(&db).await.map_err(|e| self.err(op, e))?;
+        cx.progress().set_phase("emptying the database");
+        self.empty(&g, &db).await.map_err(|e| self.err(op, e))?;
+        cx.progress().set_phase("replaying the runbook script");
+        let replayed = self.replay_cypher_into(&db, open().await?, &source).await?;
+        let count = |q: &'static str| {
+            let (g, db) = (&g, &db);
+            async move {
+                let rows = self
+                    .rows(g, db, "count the restored graph", Query::new(q.into()))
+                    .await
+                    .map_err(|e| self.err(op, e))?;
+                rows.first()
+                    .map(|r| row_i64(r, "c"))
+                    .transpose()
+                    .map_err(|e| self.err(op, self.data_err(db, e)))
+                    .map(Option::unwrap_or_default)
+            }
+        };
+        let nodes = count("MATCH (n) RETURN count(n) AS c").await?;
+        let rels = count("MATCH ()-[r]->() RETURN count(r) AS c").await?;
+        report.actions.push(format!(
+            "replayed `{source}` into database `{db}`: {} statements in {} transactions; the database now holds {nodes} nodes and {rels} relationships",
+            replayed.statements, replayed.transactions
+        ));
+        report.stats.insert("nodes".into(), nodes.into());
+        report.stats.insert("relationships".into(), rels.into());
+        Ok(report)
+    }
+
+    async fn restore(
+        &self,
+        cx: &RestoreContext,
+        rec: &ComponentRecord,
+        opts: &RestoreOptions,
+    ) -> Result<RestoreReport> {
+        let op = "restore";
+        if !opts.items.is_empty() {
+            return Err(Error::component(
+                &self.name,
+                KIND,
+                op,
+                "a Neo4j component has no parts to restore separately; restore it whole",
+            ));
+        }
+        let db = opts
+            .target
+            .clone()
+            .unwrap_or_else(|| self.cfg.database.clone());
+        let mut report = RestoreReport::default();
+        if opts.dry_run {
+            report.actions.push(format!(
+                "would check every artifact, then empty database `{db}` on {} and load {} nodes and {} relationships",
+                self.cfg.uri,
+                rec.stat_u64("nodes").unwrap_or(0),
+                rec.stat_u64("relationships").unwrap_or(0)
+            ));
+            return Ok(report);
+        }
+        // Prove the backup readable before the database is touched.
+        cx.progress().set_phase("checking the backup");
+        let (schema, tally) = self.decode_all(cx, rec).await?;
+        let diffs = tally.differences(rec);
+        if !diffs.is_empty() {
+            return Err(Error::Corrupt {
+                artifact: rec.artifact(NODES)?.path.clone(),
+                message: format!("the artifacts differ from the record: {}", diffs.join("; ")),
+            });
+        }
+        report.actions.push(format!(
+            "checked the backup: {} nodes, {} relationships, {} schema items",
+            tally.nodes,
+            tally.rels,
+            schema.len()
+        ));
+        let g = self.connect(&db).await.map_err(|e| self.err(op, e))?;
+        let live = self
+            .restore_into(cx, rec, &g, &db, &schema, &mut report)
+            .await?;
+        let diffs = live.differences(rec);
+        if !diffs.is_empty() {
+            return Err(self.err(
+                op,
+                Neo4jError::Mismatch {
+                    uri: self.cfg.uri.clone(),
+                    db: db.clone(),
+                    detail: diffs.join("; "),
+                },
+            ));
+        }
+        report.stats.insert("nodes".into(), live.nodes.into());
+        report
+            .stats
+            .insert("relationships".into(), live.rels.into());
+        report
+            .stats
+            .insert("fingerprint".into(), live.fingerprint().into());
+        report
+            .actions
+            .push("the restored graph matches the backup's counts and fingerprint".into());
+        Ok(report)
+    }
+}

@@ -1,0 +1,28 @@
+#![doc = include_str!("../README.md")]
+#![deny(missing_docs)]
+
+mod component;
+mod config;
+mod error;
+mod legacy;
+pub mod value;
+
+pub use component::{Neo4j, ReplayReport};
+pub use config::Neo4jConfig;
+
+use std::sync::Arc;
+
+use amber_dr_core::{Component, ComponentSpec, Registry, Result};
+
+/// The driver kind.
+pub const KIND: &str = "neo4j";
+
+/// Register the `neo4j` driver.
+pub fn register(registry: &mut Registry) {
+    registry.register(KIND, factory);
+}
+
+fn factory(spec: &ComponentSpec) -> Result<Arc<dyn Component>> {
+    let config: Neo4jConfig = spec.parse()?;
+    Ok(Arc::new(Neo4j::new(spec.name.clone(), config)?))
+}
