@@ -430,9 +430,9 @@ async fn snapshot_object(
     obj: ObjectSummary,
 ) -> Result<Snap> {
     if let Some(p) = prev.get(&(bucket.clone(), obj.key.clone())) {
+        // Listings without ETags (s3s-fs) fall back to size and last-modified.
         if p.size == obj.size
-            && p.etag.is_some()
-            && p.etag == obj.etag
+            && (obj.etag.is_none() || p.etag == obj.etag)
             && p.last_modified.is_some()
             && p.last_modified == obj.last_modified
             && repo.has_blob(&p.sha256).await?
@@ -467,11 +467,11 @@ async fn snapshot_object(
     }
     // A body that changed after the listing: record what was read, and make the next backup
     // read it again (its listing will not match this record's last-modified).
-    let last_modified = if info.etag.is_some() && info.etag == obj.etag {
-        obj.last_modified
-    } else {
-        None
+    let unchanged = match &obj.etag {
+        Some(listed) => info.etag.as_ref() == Some(listed),
+        None => same_second(obj.last_modified.as_deref(), info.last_modified.as_deref()),
     };
+    let last_modified = if unchanged { obj.last_modified } else { None };
     Ok(Snap::Read {
         new: !blob.deduplicated,
         entry: Entry {
@@ -484,6 +484,20 @@ async fn snapshot_object(
             sha256: blob.sha256,
         },
     })
+}
+
+/// True if a listing's last-modified (ISO 8601) and a GET's (HTTP date) are the same second.
+fn same_second(listed: Option<&str>, got: Option<&str>) -> bool {
+    let (Some(listed), Some(got)) = (listed, got) else {
+        return false;
+    };
+    match (
+        chrono::DateTime::parse_from_rfc3339(listed),
+        chrono::DateTime::parse_from_rfc2822(got),
+    ) {
+        (Ok(a), Ok(b)) => a.timestamp() == b.timestamp(),
+        _ => false,
+    }
 }
 
 /// A reader that passes `inner` through but holds back its last chunk until `inner` has
@@ -970,5 +984,60 @@ async fn check_blob(
                 .map(|_| ())
                 .map_err(|e| Error::from_io("read", path, e))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listing_and_get_dates_compare_by_second() {
+        let listed = Some("2026-11-26T04:33:01.929Z");
+        assert!(same_second(listed, Some("Thu, 26 Nov 2026 04:33:01 GMT")));
+        assert!(!same_second(listed, Some("Thu, 26 Nov 2026 04:33:02 GMT")));
+        assert!(!same_second(None, Some("Thu, 26 Nov 2026 04:33:01 GMT")));
+        assert!(!same_second(listed, Some("not a date")));
+    }
+
+    #[tokio::test]
+    async fn hold_back_delivers_everything_or_fails_before_the_end() {
+        let data: Vec<u8> = (0..200_000u32).map(|i| i as u8).collect();
+        let mut out = Vec::new();
+        hold_back_last(std::io::Cursor::new(data.clone()))
+            .read_to_end(&mut out)
+            .await
+            .expect("read");
+        assert_eq!(out, data);
+
+        // A reader that fails at its end: the last chunk never comes out.
+        struct FailAtEnd(std::io::Cursor<Vec<u8>>);
+        impl AsyncRead for FailAtEnd {
+            fn poll_read(
+                mut self: std::pin::Pin<&mut Self>,
+                cx: &mut std::task::Context<'_>,
+                buf: &mut tokio::io::ReadBuf<'_>,
+            ) -> std::task::Poll<std::io::Result<()>> {
+                let before = buf.filled().len();
+                match std::pin::Pin::new(&mut self.0).poll_read(cx, buf) {
+                    std::task::Poll::Ready(Ok(())) if buf.filled().len() == before => {
+                        std::task::Poll::Ready(Err(std::io::Error::other("hash mismatch")))
+                    }
+                    other => other,
+                }
+            }
+        }
+        let mut r = hold_back_last(FailAtEnd(std::io::Cursor::new(data.clone())));
+        let mut got = 0usize;
+        let mut buf = vec![0u8; 8192];
+        let err = loop {
+            match r.read(&mut buf).await {
+                Ok(0) => panic!("ended without the error"),
+                Ok(n) => got += n,
+                Err(e) => break e,
+            }
+        };
+        assert!(err.to_string().contains("hash mismatch"));
+        assert!(got < data.len(), "the whole body came out before the error");
     }
 }

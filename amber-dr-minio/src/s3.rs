@@ -434,7 +434,10 @@ impl S3Client {
         let prefix = base.path().trim_end_matches('/');
         let mut host = base.host_str().unwrap_or_default().to_string();
         let mut path = String::from(prefix);
-        let virtual_hosted = !self.inner.cfg.path_style && bucket.is_some_and(dns_compatible);
+        // Virtual hosts need a DNS name: an IP address endpoint is always path style.
+        let virtual_hosted = !self.inner.cfg.path_style
+            && base.domain().is_some()
+            && bucket.is_some_and(dns_compatible);
         match bucket {
             Some(b) if virtual_hosted => host = format!("{b}.{host}"),
             Some(b) => {
@@ -1748,8 +1751,17 @@ mod tests {
             key: Some("k"),
         };
         let (url, uri) = v.target(&cx, "").expect("target");
+        assert_eq!(uri, "/bkt/k", "an IP address cannot take a virtual host");
+        assert_eq!(url.as_str(), "http://127.0.0.1:9000/bkt/k");
+        let named = S3Client::new(S3Config {
+            endpoint: "http://s3.example.test:9000".into(),
+            path_style: false,
+            ..v.inner.cfg.clone()
+        })
+        .expect("client");
+        let (url, uri) = named.target(&cx, "").expect("target");
         assert_eq!(uri, "/k");
-        assert_eq!(url.as_str(), "http://bkt.127.0.0.1:9000/k");
+        assert_eq!(url.as_str(), "http://bkt.s3.example.test:9000/k");
     }
 
     #[tokio::test]

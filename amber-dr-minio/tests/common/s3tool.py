@@ -7,6 +7,7 @@ usage: s3tool.py ENDPOINT ACCESS SECRET COMMAND ARGS...
   destroy BUCKET_A BUCKET_B           change, delete and add objects; delete BUCKET_B
   fingerprint BUCKET...               one line per object: key, size, sha256, headers
   put BUCKET KEY SIZE SEED            one object of SIZE pseudo-random bytes
+  populate-many BUCKET N              N small objects (100 to 999 bytes)
 """
 
 import hashlib
@@ -166,6 +167,17 @@ elif cmd == "destroy":
     destroy(args[0], args[1])
 elif cmd == "fingerprint":
     fingerprint(args)
+elif cmd == "populate-many":
+    from concurrent.futures import ThreadPoolExecutor
+
+    empty(args[0])
+    n = int(args[1])
+
+    def put(i):
+        s3.put_object(Bucket=args[0], Key=f"obj/{i % 37:02}/{i:06}.txt", Body=body(100 + i % 900, i))
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(put, range(n)))
 elif cmd == "put":
     ensure(args[0])
     s3.put_object(Bucket=args[0], Key=args[1], Body=body(int(args[2]), args[3]))
