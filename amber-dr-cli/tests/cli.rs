@@ -63,6 +63,8 @@ impl Site {
             .current_dir(self.dir.path())
             .env_remove("AMBER_DR_CONFIG")
             .env_remove("RUST_LOG")
+            // The `init` template's minio section reads its secret from the environment.
+            .env("MINIO_SECRET_KEY", "minio-test-secret")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -242,6 +244,7 @@ fn init_writes_a_config_that_loads() {
     );
     // Registered drivers are live, the others commented out.
     assert!(text.contains("\n[components.postgres]"), "{text}");
+    assert!(text.contains("\n[components.minio]"), "{text}");
     assert!(text.contains("# [components.neo4j]"), "{text}");
     assert!(text.contains("[docker]"), "{text}");
 
@@ -262,6 +265,7 @@ fn init_writes_a_config_that_loads() {
         r.both()
     );
     assert!(r.stdout.contains("postgres (postgres)"), "{}", r.both());
+    assert!(r.stdout.contains("minio (minio)"), "{}", r.both());
     let r = site.expect(0, &["backup", "--only", "uploads"]);
     let id = r.stdout.lines().last().unwrap_or_default().to_string();
     assert!(
