@@ -67,3 +67,19 @@ async fn minio_driver_passes_the_conformance_suite() {
         panic!("{e}");
     }
 }
+
+/// The same suite with the repository itself on S3 (another prefix of the same s3s-fs): blobs,
+/// index and manifests all stored remotely, as for off-site backups.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn minio_driver_passes_the_conformance_suite_with_repository_on_s3() {
+    let Some(s3) = S3::s3s() else { return };
+    let repo = common::s3_repository(&s3, "minio-conf");
+    repo.check_access().await.unwrap();
+    let fx = Fx {
+        s3,
+        prefix: common::unique("confs3"),
+    };
+    if let Err(e) = testkit::run_all(&fx, &repo).await {
+        panic!("{e}");
+    }
+}

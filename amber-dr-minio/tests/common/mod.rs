@@ -4,7 +4,7 @@
 
 use std::process::Command;
 
-use amber_dr_core::testkit;
+use amber_dr_core::{testkit, Repository, RepositoryConfig};
 use amber_dr_minio::{Minio, MinioConfig};
 
 const TOOL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/common/s3tool.py");
@@ -128,4 +128,16 @@ pub fn unique(prefix: &str) -> String {
         .as_nanos()
         % 1_000_000_000;
     format!("{prefix}-{n}")
+}
+
+/// A repository under a fresh prefix of the stack's repository bucket on s3s-fs.
+pub fn s3_repository(s3: &S3, name: &str) -> Repository {
+    let bucket = var("AMBER_DR_S3_BUCKET").unwrap_or_else(|| "amber-dr-repo".into());
+    let mut cfg = RepositoryConfig::new(format!("s3://{bucket}/{}", unique(name)));
+    cfg.endpoint = Some(s3.endpoint.clone());
+    cfg.region = Some(var("AMBER_DR_S3_REGION").unwrap_or_else(|| "us-east-1".into()));
+    cfg.access_key_id = Some(s3.access_key.clone());
+    cfg.secret_access_key = Some(s3.secret_key.clone());
+    cfg.allow_http = Some(true);
+    Repository::open(&cfg).unwrap()
 }
