@@ -418,3 +418,108 @@ async fn large_multipart_object() {
     assert!(out.is_ok(), "{:?}", out.components);
     assert_eq!(s3.fingerprint(&[&bucket]), original);
 }
+
+/// A TCP proxy in front of the S3 server that goes down for good once `cut_after` bytes of
+/// responses have passed: open connections are dropped, new ones refused.
+struct Proxy {
+    addr: std::net::SocketAddr,
+}
+
+async fn proxy(upstream: &str, cut_after: u64) -> Proxy {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let upstream = upstream.trim_start_matches("http://").to_string();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let sent = Arc::new(AtomicU64::new(0));
+    let down = Arc::new(AtomicBool::new(false));
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            if down.load(Ordering::SeqCst) {
+                drop(client);
+                continue;
+            }
+            let (sent, down, upstream) = (sent.clone(), down.clone(), upstream.clone());
+            tokio::spawn(async move {
+                let Ok(server) = tokio::net::TcpStream::connect(&upstream).await else {
+                    return;
+                };
+                let (mut cr, mut cw) = client.into_split();
+                let (mut sr, mut sw) = server.into_split();
+                let up = tokio::spawn(async move {
+                    let _ = tokio::io::copy(&mut cr, &mut sw).await;
+                });
+                let mut buf = vec![0u8; 16 * 1024];
+                loop {
+                    if down.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    let n = match sr.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => n,
+                    };
+                    if sent.fetch_add(n as u64, Ordering::SeqCst) + n as u64 > cut_after {
+                        down.store(true, Ordering::SeqCst);
+                        break;
+                    }
+                    if cw.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                }
+                up.abort();
+            });
+        }
+    });
+    Proxy { addr }
+}
+
+/// The endpoint goes down in the middle of a backup: the backup is not complete, and the next
+/// run stores only the bodies the broken run had not stored yet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoint_down_mid_backup_then_resume() {
+    let Some(s3) = S3::s3s() else { return };
+    let bucket = unique("down");
+    s3.tool(&["empty", &bucket]);
+    for i in 0..24 {
+        s3.tool(&[
+            "put",
+            &bucket,
+            &format!("obj-{i:02}"),
+            "200000",
+            &i.to_string(),
+        ]);
+    }
+    let (repo, dir) = testkit::temp_repo();
+    let p = proxy(&s3.endpoint, 2_000_000).await;
+    let mut cfg = s3.config(&[&bucket]);
+    cfg.endpoint = format!("http://{}", p.addr);
+    cfg.concurrency = 2;
+    let m = runner(&repo, Minio::new("docs", cfg).unwrap())
+        .backup(&BackupOptions::default())
+        .await
+        .unwrap();
+    assert!(
+        !m.is_complete(),
+        "a backup through a dead endpoint completed"
+    );
+    let err = m.components["docs"].error.clone().unwrap();
+    assert!(
+        err.contains(&p.addr.to_string()),
+        "names the endpoint: {err}"
+    );
+    let stored = blob_files(dir.path()).len();
+    assert!(
+        stored > 0 && stored < 24,
+        "{stored} blobs stored before the cut"
+    );
+
+    let r = runner(&repo, s3.component("docs", &[&bucket]));
+    let m = backup(&r).await;
+    assert_eq!(stat(&m, "objects"), 24);
+    assert_eq!(
+        stat(&m, "blobs_new"),
+        24 - stored as u64,
+        "bodies stored by the broken run were stored again"
+    );
+    assert_eq!(blob_files(dir.path()).len(), 24);
+}
