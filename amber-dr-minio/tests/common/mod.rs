@@ -2,12 +2,14 @@
 //! — a client independent of the driver under test.
 #![allow(dead_code, missing_docs, clippy::unwrap_used)]
 
-use std::process::Command;
+use std::io::Write;
+use std::process::{Command, Stdio};
 
 use amber_dr_core::{testkit, Repository, RepositoryConfig};
 use amber_dr_minio::{Minio, MinioConfig};
 
-const TOOL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/common/s3tool.py");
+/// Run from stdin (`python - ARGS`), so that suites of other crates can include this module.
+const TOOL: &str = include_str!("s3tool.py");
 
 #[derive(Clone, Debug)]
 pub struct S3 {
@@ -80,11 +82,23 @@ impl S3 {
     }
 
     pub fn try_tool(&self, args: &[&str]) -> Result<String, String> {
-        let out = Command::new(&self.python)
-            .arg(TOOL)
+        let mut child = Command::new(&self.python)
+            .arg("-")
             .args([&self.endpoint, &self.access_key, &self.secret_key])
             .args(args)
-            .output()
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot run {}: {e}", self.python))?;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(TOOL.as_bytes())
+            .map_err(|e| format!("cannot feed s3tool.py to {}: {e}", self.python))?;
+        let out = child
+            .wait_with_output()
             .map_err(|e| format!("cannot run {}: {e}", self.python))?;
         if !out.status.success() {
             return Err(format!(
