@@ -30,7 +30,8 @@ eval "$(scripts/stack.sh env)"
 PY="$AMBER_DR_S3_PYTHON"
 BUCKET="bench-minio-$OBJECTS"
 
-# rclone's remote `s3:` from the environment (no config file).
+# rclone's remote `s3:` from the environment (no config file). rclone runs without
+# AWS_CA_BUNDLE: its SDK refuses a custom CA bundle with its own HTTP transport.
 export RCLONE_CONFIG_S3_TYPE=s3 RCLONE_CONFIG_S3_PROVIDER=Other
 export RCLONE_CONFIG_S3_ENDPOINT="$AMBER_DR_S3_ENDPOINT" RCLONE_CONFIG_S3_REGION="$AMBER_DR_S3_REGION"
 export RCLONE_CONFIG_S3_ACCESS_KEY_ID="$AMBER_DR_S3_ACCESS_KEY"
@@ -116,7 +117,7 @@ peer_b=(); ours_b=(); ours_rss=(); ours_i=(); ours_irss=(); peer_r=(); ours_r=()
 for run in $(seq 1 "$RUNS"); do
   log "run $run/$RUNS: rclone copy s3:$BUCKET DIR"
   rm -rf "$WORK/rclone"
-  time_cmd "$WORK/t" rclone copy --transfers 8 --checkers 16 "s3:$BUCKET" "$WORK/rclone"
+  time_cmd "$WORK/t" env -u AWS_CA_BUNDLE rclone copy --transfers 8 --checkers 16 "s3:$BUCKET" "$WORK/rclone"
   peer_b+=("$(cut -d' ' -f1 "$WORK/t")")
 
   log "run $run/$RUNS: amber-dr backup --only minio"
@@ -131,7 +132,7 @@ for run in $(seq 1 "$RUNS"); do
 
   log "run $run/$RUNS: rclone copy DIR s3:NEW-BUCKET"
   s3py drop "$BUCKET-peer"
-  time_cmd "$WORK/t" rclone copy --transfers 8 --checkers 16 "$WORK/rclone" "s3:$BUCKET-peer"
+  time_cmd "$WORK/t" env -u AWS_CA_BUNDLE rclone copy --transfers 8 --checkers 16 "$WORK/rclone" "s3:$BUCKET-peer"
   peer_r+=("$(cut -d' ' -f1 "$WORK/t")")
   s3py drop "$BUCKET-peer"
 

@@ -5,9 +5,9 @@ use std::sync::Arc;
 
 use amber_dr_core::{
     async_trait, ArtifactReader, ArtifactWriter, BlobRecord, Capabilities, Component,
-    ComponentRecord, Error, Probe, Progress, Repository, RestoreContext, RestoreOptions,
-    RestoreReport, Result, SnapshotContext, SnapshotPurpose, VerifyContext, VerifyLevel,
-    VerifyReport,
+    ComponentRecord, CompressionOptions, Error, Probe, Progress, Repository, RestoreContext,
+    RestoreOptions, RestoreReport, Result, SnapshotContext, SnapshotPurpose, VerifyContext,
+    VerifyLevel, VerifyReport,
 };
 use bytes::Bytes;
 use futures::stream::{FuturesOrdered, FuturesUnordered};
@@ -191,6 +191,13 @@ impl Minio {
                 .map(|b| format!("bucket `{b}` does not exist: recorded as absent")),
         );
         let prev = Arc::new(prev);
+        // Objects are compressed in parallel with each other: one zstd thread per blob, not a
+        // pool of workers per (often small) blob.
+        let mut blob_repo = cx.repository().clone();
+        blob_repo.set_compression(CompressionOptions {
+            workers: 0,
+            ..blob_repo.compression()
+        });
         progress.set_phase("copying objects");
         let (mut objects, mut bytes, mut read, mut read_bytes, mut new_blobs, mut reused) =
             (0u64, 0u64, 0u64, 0u64, 0u64, 0u64);
@@ -214,7 +221,7 @@ impl Minio {
                             let obj = obj.map_err(self.s3_err("list objects"))?;
                             running.push_back(tokio::spawn(snapshot_object(
                                 self.clone(),
-                                cx.repository().clone(),
+                                blob_repo.clone(),
                                 progress.clone(),
                                 prev.clone(),
                                 bucket.clone(),
@@ -420,7 +427,9 @@ async fn next_entry(lines: &mut EntryLines, path: &str) -> Result<Option<Entry>>
 }
 
 /// Back up one object: reuse the previous record if size, ETag and last-modified are
-/// unchanged and its blob is stored; otherwise stream the body into a blob.
+/// unchanged; otherwise stream the body into a blob. The reused blob is not looked up: the
+/// previous backup references it, and `prune` (under the same repository lock as backups)
+/// never deletes a blob a remaining backup references; damage is `verify`'s to find.
 async fn snapshot_object(
     m: Minio,
     repo: Repository,
@@ -435,7 +444,6 @@ async fn snapshot_object(
             && (obj.etag.is_none() || p.etag == obj.etag)
             && p.last_modified.is_some()
             && p.last_modified == obj.last_modified
-            && repo.has_blob(&p.sha256).await?
         {
             return Ok(Snap::Reused(p.clone()));
         }
@@ -449,7 +457,7 @@ async fn snapshot_object(
     };
     let mut w = repo.write_blob(progress).await?;
     let what = format!("s3://{bucket}/{}", obj.key);
-    tokio::io::copy(&mut body, &mut w)
+    tokio::io::copy_buf(&mut body, &mut w)
         .await
         .map_err(|e| Error::from_io("read object", what.clone(), e))?;
     w.shutdown()
@@ -868,61 +876,53 @@ impl Component for Minio {
         cx.progress().set_phase("putting objects");
         let put = self.restore_objects(cx, index, &map).await?;
 
+        // One listing per bucket after the puts: the objects not in the backup are deleted
+        // (unless keep_extra), the rest are counted and compared with the record.
+        cx.progress()
+            .set_phase("deleting extra objects and comparing");
         let mut deleted = 0u64;
-        if !opts.keep_extra {
-            cx.progress()
-                .set_phase("deleting objects not in the backup");
-            for (src, dst) in &map {
-                if absent.contains(src) && !existing.contains(dst) {
-                    continue;
-                }
-                let wanted = &keys[src];
-                let extra: Vec<String> = self
-                    .client
-                    .list_all(dst, None)
-                    .try_filter_map(
-                        |o| async move { Ok((!wanted.contains(&o.key)).then_some(o.key)) },
-                    )
-                    .try_collect()
-                    .await
-                    .map_err(self.s3_err("restore"))?;
-                deleted += extra.len() as u64;
-                let drop_bucket = absent.contains(src) && existing.contains(dst);
-                futures::stream::iter(extra)
-                    .map(|k| async move {
-                        self.client
-                            .delete_object(dst, &k)
-                            .await
-                            .map_err(self.s3_err("restore"))
-                    })
-                    .buffer_unordered(self.config.concurrency())
-                    .try_collect::<Vec<()>>()
-                    .await?;
-                if drop_bucket {
-                    self.client
-                        .delete_bucket(dst)
-                        .await
-                        .map_err(self.s3_err("restore"))?;
-                }
-            }
-        }
-
-        // Compare the live buckets with the record.
-        cx.progress().set_phase("comparing");
         let (mut live_objects, mut live_bytes) = (0u64, 0u64);
         for (src, dst) in &map {
-            if absent.contains(src) {
+            let is_absent = absent.contains(src);
+            if is_absent && (opts.keep_extra || !existing.contains(dst)) {
                 continue;
             }
-            let (n, size) = self
+            let wanted = &keys[src];
+            let keep_extra = opts.keep_extra;
+            let (extra, n, size) = self
                 .client
                 .list_all(dst, None)
                 .try_fold(
-                    (0u64, 0u64),
-                    |(n, s), o| async move { Ok((n + 1, s + o.size)) },
+                    (Vec::new(), 0u64, 0u64),
+                    |(mut extra, n, s), o| async move {
+                        if !keep_extra && !wanted.contains(&o.key) {
+                            extra.push(o.key);
+                            Ok((extra, n, s))
+                        } else {
+                            Ok((extra, n + 1, s + o.size))
+                        }
+                    },
                 )
                 .await
                 .map_err(self.s3_err("restore"))?;
+            deleted += extra.len() as u64;
+            futures::stream::iter(extra)
+                .map(|k| async move {
+                    self.client
+                        .delete_object(dst, &k)
+                        .await
+                        .map_err(self.s3_err("restore"))
+                })
+                .buffer_unordered(self.config.concurrency())
+                .try_collect::<Vec<()>>()
+                .await?;
+            if is_absent {
+                self.client
+                    .delete_bucket(dst)
+                    .await
+                    .map_err(self.s3_err("restore"))?;
+                continue;
+            }
             let st = stats
                 .get(src.as_str())
                 .copied()

@@ -300,6 +300,17 @@ impl AsyncRead for ObjectBody {
     }
 }
 
+/// Hands out the body's chunks as they arrive (no copy through a small buffer).
+impl tokio::io::AsyncBufRead for ObjectBody {
+    fn poll_fill_buf(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<&[u8]>> {
+        Pin::new(&mut self.get_mut().inner).poll_fill_buf(cx)
+    }
+
+    fn consume(mut self: Pin<&mut Self>, amt: usize) {
+        Pin::new(&mut self.inner).consume(amt)
+    }
+}
+
 impl fmt::Debug for ObjectBody {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("ObjectBody")
