@@ -149,13 +149,16 @@ PEER_SIZE=$(du -sb "$WORK/rclone" | cut -f1)
 OURS_SIZE=$(find "$WORK/repo" -name '*.zst' -printf '%s\n' | awk '{s+=$1} END {print s}')
 rm -rf "$WORK/rclone"
 
+# shellcheck disable=SC2016 # markdown code spans, not shell
+PEER_BACKUP='`rclone copy s3:BUCKET DIR`' PEER_RESTORE='`rclone copy DIR s3:BUCKET`'
+
 cat <<EOF2
 Data set: one bucket of $OBJECTS objects, $SIZE bytes (97% of 1-256 KB, 3% of 1-5 MB; half random, half text) on s3s-fs; $(nproc) cores; $RUNS runs, median wall time; peak RSS is the maximum over runs.
 
 $(bench_header)
-$(bench_row "backup (first)" '`rclone copy s3:BUCKET DIR`' "${peer_b[*]}" "${ours_b[*]}" "${ours_rss[*]}" "$PEER_SIZE / $OURS_SIZE")
+$(bench_row "backup (first)" "$PEER_BACKUP" "${peer_b[*]}" "${ours_b[*]}" "${ours_rss[*]}" "$PEER_SIZE / $OURS_SIZE")
 $(bench_row "backup after changing 1%" '(first backup)' "${ours_b[*]}" "${ours_i[*]}" "${ours_irss[*]}")
-$(bench_row "restore (new bucket)" '`rclone copy DIR s3:BUCKET`' "${peer_r[*]}" "${ours_r[*]}" "${ours_rrss[*]}")
+$(bench_row "restore (new bucket)" "$PEER_RESTORE" "${peer_r[*]}" "${ours_r[*]}" "${ours_rrss[*]}")
 
 All runs: backup peer ${peer_b[*]} / amber-dr ${ours_b[*]}; second backup ${ours_i[*]}; restore peer ${peer_r[*]} / amber-dr ${ours_r[*]}.
 EOF2
