@@ -45,8 +45,8 @@ else
   REPO_TOML=$'[repository]\nurl = "./backups"'
 fi
 cat > amber-dr.toml <<TOML
-# Demo config: Postgres, the Neo4j graph and the uploads directory (the other stores join as
-# their drivers land).
+# Demo config: Postgres, the Neo4j graph, the uploads directory and the documents bucket (the
+# other stores join as their drivers land).
 $REPO_TOML
 
 [components.postgres]
@@ -62,6 +62,13 @@ password = "\${AMBER_DR_NEO4J_PASSWORD}"
 [components.uploads]
 kind = "files"
 path = "./uploads"
+
+[components.minio]
+kind = "minio"
+endpoint = "\${AMBER_DR_S3_ENDPOINT}"
+access_key = "\${AMBER_DR_S3_ACCESS_KEY}"
+secret_key = "\${AMBER_DR_S3_SECRET_KEY}"
+buckets = ["amber-demo-documents"]
 TOML
 cat amber-dr.toml >&2
 
@@ -140,6 +147,58 @@ cp -a uploads original-uploads
 listing() { (cd "$1" && find . -printf '%y %m %T@ %s %l %P\n' | LC_ALL=C sort); }
 find uploads | head -20 >&2
 
+step "4d. sample data: the documents bucket, one object per documents.minio_key (boto3)"
+# s3py COMMAND: fill | disaster | listing of the bucket, with boto3 (outside amber-dr).
+s3py() {
+  "$AMBER_DR_S3_PYTHON" - "$@" <<'PY'
+import hashlib, os, sys
+from concurrent.futures import ThreadPoolExecutor
+import boto3
+from botocore.config import Config
+s3 = boto3.client("s3", endpoint_url=os.environ["AMBER_DR_S3_ENDPOINT"],
+    aws_access_key_id=os.environ["AMBER_DR_S3_ACCESS_KEY"],
+    aws_secret_access_key=os.environ["AMBER_DR_S3_SECRET_KEY"], region_name="us-east-1",
+    config=Config(s3={"addressing_style": "path"}, max_pool_connections=16,
+                  request_checksum_calculation="when_required"))
+# Raw keys in listings: boto3's encoding-type=url round trip turns `+` into a space here.
+import botocore.handlers
+s3.meta.events.unregister("before-parameter-build.s3.ListObjectsV2",
+                          botocore.handlers.set_list_objects_encoding_type_url)
+B = "amber-demo-documents"
+def keys():
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=B):
+        yield from (o["Key"] for o in page.get("Contents", []))
+cmd = sys.argv[1]
+if cmd == "fill":
+    try:
+        for k in list(keys()):
+            s3.delete_object(Bucket=B, Key=k)
+    except s3.exceptions.NoSuchBucket:
+        s3.create_bucket(Bucket=B)
+    def put(i):
+        s3.put_object(Bucket=B, Key=f"documents/tenant-{1 + i % 2}/{i}",
+                      Body=f"document {i}\n".encode() * (1 + i % 50), ContentType="application/pdf",
+                      Metadata={"tenant": str(1 + i % 2), "doc-id": str(i)})
+    with ThreadPoolExecutor(8) as p:
+        list(p.map(put, range(1, 5001)))
+    s3.put_object(Bucket=B, Key="notes/réunion 2024+Q1 #1.txt", Body=b"minutes", ContentType="text/plain")
+elif cmd == "disaster":
+    ks = sorted(keys())
+    for k in ks[:500]:
+        s3.delete_object(Bucket=B, Key=k)
+    s3.put_object(Bucket=B, Key=ks[600], Body=b"ransom note")
+    s3.put_object(Bucket=B, Key="junk/new.bin", Body=b"junk")
+elif cmd == "listing":
+    for k in sorted(keys()):
+        h = s3.head_object(Bucket=B, Key=k)
+        body = s3.get_object(Bucket=B, Key=k)["Body"].read()
+        print(k, len(body), hashlib.sha256(body).hexdigest(), h.get("ContentType"), sorted(h.get("Metadata", {}).items()))
+PY
+}
+s3py fill
+s3py listing > original-documents.txt
+echo "$(wc -l < original-documents.txt) objects in s3://amber-demo-documents" >&2
+
 step "5. amber-dr doctor"
 "$AMBER" doctor
 
@@ -164,6 +223,9 @@ printf 'ransom note\n' > uploads/tenant-2/empty.txt
 printf 'junk\n' > uploads/new-junk.txt
 if diff -r original-uploads uploads >/dev/null 2>&1; then die "the disaster did not change anything"; fi
 echo "uploads now differs from the original" >&2
+s3py disaster
+if diff <(s3py listing) original-documents.txt >/dev/null; then die "the disaster did not change the bucket"; fi
+echo "the documents bucket now differs from the original (500 deleted, 1 overwritten, 1 added)" >&2
 
 step "10. amber-dr restore --dry-run (changes nothing)"
 "$AMBER" restore "$ID" --dry-run
@@ -180,6 +242,11 @@ diff -r --no-dereference original-uploads uploads
 diff <(listing original-uploads) <(listing uploads)
 echo "restored uploads are identical to the original (content, modes, mtimes, symlinks)" >&2
 "${PSQL[@]}" -At -d amber_demo -c "SELECT count(*) || ' documents point at uploads under tenant-1/ and tenant-2/' FROM documents" >&2
+diff original-documents.txt <(s3py listing)
+echo "restored bucket is identical to the original (keys, bodies, content types, metadata)" >&2
+diff <("${PSQL[@]}" -At -d amber_demo -c "SELECT minio_key FROM documents ORDER BY 1" | LC_ALL=C sort) \
+  <(grep '^documents/' original-documents.txt | cut -d' ' -f1 | LC_ALL=C sort)
+echo "every documents.minio_key in Postgres names an object in the restored bucket" >&2
 
 step "13. the repository now holds the backup and the safety backup"
 "$AMBER" list

@@ -23,6 +23,7 @@
 #   AMBER_DR_NEO4J_PORT   Bolt port of the first Neo4j on 127.0.0.1 (default 39400)
 #   AMBER_DR_NEO4J_PORT_2 Bolt port of the second, independent Neo4j (default NEO4J_PORT + 1)
 #   AMBER_DR_NEO4J_PASSWORD  password of the `neo4j` user (default amberdr-neo4j)
+#   AMBER_DR_MOTO_PORT    moto (in-memory S3 for key edge cases) port on 127.0.0.1 (default 39300)
 #
 # Adding a service: write svc_<name>_install / _start / _stop / _status / _env
 # (and optionally _purge) below and add <name> to SERVICES. Start order is the
@@ -32,7 +33,7 @@ set -euo pipefail
 # shellcheck source=scripts/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-SERVICES=(s3 pg neo4j)
+SERVICES=(s3 pg neo4j moto)
 
 STACK_DIR="${AMBER_DR_STACK_DIR:-$AMBER_DR_REPO_ROOT/.stack}"
 ENV_FILE="$STACK_DIR/env"
@@ -548,6 +549,156 @@ svc_neo4j_env() {
 
 svc_neo4j_purge() {
   rm -rf -- "$NEO4J_DIR"
+}
+
+# ================================================================ moto (S3 edge cases)
+# moto's server (Apache-2.0, PyPI) answers S3 without s3s-fs's key limits (keys over ~150
+# bytes, keys ending in `/`). It accepts any signature and keeps data in memory: tests use
+# it for key and header edge cases only, never for authentication or durability.
+MOTO_VERSION=5.1.22
+MOTO_PORT="${AMBER_DR_MOTO_PORT:-39300}"
+MOTO_DIR="$STACK_DIR/moto"
+MOTO_PIDFILE="$MOTO_DIR/moto.pid"
+MOTO_CHILDREN="$MOTO_DIR/moto.children" # pids of the server's children, for stop
+MOTO_LOG="$MOTO_DIR/moto.log"
+
+moto_venv() {
+  printf '%s/moto-venv\n' "$(amber_cache_dir)"
+}
+
+moto_endpoint() {
+  printf 'http://%s:%s\n' "$HOST" "$MOTO_PORT"
+}
+
+moto_installed() {
+  local venv
+  venv="$(moto_venv)"
+  [[ -x "$venv/bin/moto_server" && "$(cat "$venv/.amber-dr-moto-version" 2>/dev/null)" == "$MOTO_VERSION" ]]
+}
+
+_moto_do_install() {
+  moto_installed && return 0
+  local venv
+  venv="$(moto_venv)"
+  log "installing moto[server] $MOTO_VERSION into $venv (first time only)"
+  rm -rf -- "$venv"
+  python3 -m venv "$venv" >&2 || die "python3 -m venv $venv failed (Debian: apt-get install python3-venv)"
+  "$venv/bin/pip" install -q "moto[server]==$MOTO_VERSION" >&2 \
+    || die "pip install moto[server]==$MOTO_VERSION failed (see output above)"
+  [[ -x "$venv/bin/moto_server" ]] || die "moto installed but $venv/bin/moto_server is missing"
+  printf '%s\n' "$MOTO_VERSION" >"$venv/.amber-dr-moto-version"
+}
+
+svc_moto_install() {
+  ensure_apt_pkg curl
+  moto_installed && return 0
+  ensure_apt_pkg python3
+  if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
+    # Debian ships venv/ensurepip in a package of its own.
+    need_cmd apt-get || die "python3's venv module is missing; install python3-venv by hand"
+    local sudo=""
+    [[ "$(id -u)" == 0 ]] || sudo="sudo"
+    log "installing Debian package 'python3-venv' (for moto's virtualenv)"
+    $sudo apt-get update -qq >&2 || die "apt-get update failed"
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq python3-venv >&2 \
+      || die "apt-get install python3-venv failed"
+  fi
+  with_lock "$(amber_cache_dir)/.moto.install.lock" _moto_do_install
+}
+
+# Pids whose parent is $1 (from /proc; no procps needed).
+child_pids() {
+  local stat rest _state ppid f
+  for f in /proc/[0-9]*/stat; do
+    stat="$(cat "$f" 2>/dev/null)" || continue
+    rest="${stat##*) }"
+    read -r _state ppid _ <<<"$rest"
+    if [[ "$ppid" == "$1" ]]; then
+      f="${f#/proc/}"
+      printf '%s\n' "${f%/stat}"
+    fi
+  done
+}
+
+moto_running_pid() {
+  local pid
+  pid="$(pidfile_alive "$MOTO_PIDFILE" moto_server)" || return 1
+  port_open "$HOST" "$MOTO_PORT" || return 1
+  printf '%s\n' "$pid"
+}
+
+svc_moto_start() {
+  local pid
+  if pid="$(moto_running_pid)"; then
+    log "moto: already running (pid $pid) at $(moto_endpoint)"
+    return 0
+  fi
+  if pidfile_alive "$MOTO_PIDFILE" moto_server >/dev/null; then
+    warn "moto: pid $(pidfile_read "$MOTO_PIDFILE") is alive but not answering; restarting it"
+    svc_moto_stop
+  fi
+  rm -f "$MOTO_PIDFILE" "$MOTO_CHILDREN"
+  if port_open "$HOST" "$MOTO_PORT"; then
+    die "port $MOTO_PORT on $HOST is already in use by another process;" \
+      "set AMBER_DR_MOTO_PORT to a free port (e.g. AMBER_DR_MOTO_PORT=$((MOTO_PORT + 1)) scripts/stack.sh up)"
+  fi
+  mkdir -p "$MOTO_DIR"
+  start_bg "$MOTO_PIDFILE" "$MOTO_LOG" "$(moto_venv)/bin/moto_server" -H "$HOST" -p "$MOTO_PORT"
+  pid="$(pidfile_read "$MOTO_PIDFILE")"
+  if ! http_wait "$(moto_endpoint)/" 30 || ! pid_alive "$pid" moto_server; then
+    printf '%s\n' "----- last lines of $MOTO_LOG -----" >&2
+    tail -n 30 "$MOTO_LOG" >&2 || true
+    printf '%s\n' "-----" >&2
+    svc_moto_stop || true
+    die "moto did not answer within 30s on port $MOTO_PORT (AMBER_DR_MOTO_PORT); log: $MOTO_LOG"
+  fi
+  child_pids "$pid" >"$MOTO_CHILDREN" || true
+  log "moto: started moto_server $MOTO_VERSION (pid $pid) at $(moto_endpoint) (in memory)"
+}
+
+svc_moto_stop() {
+  local pid child children=()
+  if pid="$(pidfile_alive "$MOTO_PIDFILE" moto_server)"; then
+    # The server may serve from a child process (a reloader's worker); remember the children
+    # now (they are re-parented once the server exits), then stop the process group.
+    mapfile -t children < <(child_pids "$pid"; cat "$MOTO_CHILDREN" 2>/dev/null || true)
+    stop_pidfile "$MOTO_PIDFILE" moto_server 10
+    for child in "${children[@]}"; do
+      [[ "$child" =~ ^[0-9]+$ ]] || continue
+      if pid_alive "$child" moto; then
+        kill -TERM "$child" 2>/dev/null || true
+        sleep 0.5
+        if pid_alive "$child" moto; then kill -KILL "$child" 2>/dev/null || true; fi
+      fi
+    done
+    log "moto: stopped moto_server (pid $pid)"
+  else
+    rm -f "$MOTO_PIDFILE"
+    log "moto: not running"
+  fi
+  rm -f "$MOTO_CHILDREN"
+}
+
+svc_moto_status() {
+  local pid
+  if pid="$(moto_running_pid)"; then
+    printf '%-8s %-8s %s (pid %s)\n' moto running "$(moto_endpoint)" "$pid"
+    return 0
+  fi
+  printf '%-8s %-8s %s\n' moto stopped "$(moto_endpoint)"
+  return 1
+}
+
+svc_moto_env() {
+  printf 'export AMBER_DR_MOTO_ENDPOINT=%q\n' "$(moto_endpoint)"
+  # A Python with boto3 (moto's dependency): the S3 tests check restores with it, a client
+  # independent of the driver.
+  printf 'export AMBER_DR_S3_PYTHON=%q\n' "$(moto_venv)/bin/python"
+}
+
+svc_moto_purge() {
+  # Data lives in memory; only logs and pidfiles are here. The venv cache stays.
+  rm -rf -- "$MOTO_DIR"
 }
 
 # ================================================================ driver

@@ -65,6 +65,8 @@ impl Site {
             .env_remove("RUST_LOG")
             // The `init` template's live neo4j component reads it (its server need not run).
             .env("NEO4J_PASSWORD", "amber-dr-cli-tests")
+            // The `init` template's minio section reads its secret from the environment.
+            .env("MINIO_SECRET_KEY", "minio-test-secret")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -245,7 +247,7 @@ fn init_writes_a_config_that_loads() {
     // Registered drivers are live, the others commented out.
     assert!(text.contains("\n[components.postgres]"), "{text}");
     assert!(text.contains("\n[components.neo4j]"), "{text}");
-    assert!(text.contains("# [components.minio]"), "{text}");
+    assert!(text.contains("\n[components.minio]"), "{text}");
     assert!(text.contains("[docker]"), "{text}");
 
     // Not overwritten without --force.
@@ -266,6 +268,7 @@ fn init_writes_a_config_that_loads() {
     );
     assert!(r.stdout.contains("postgres (postgres)"), "{}", r.both());
     assert!(r.stdout.contains("neo4j (neo4j)"), "{}", r.both());
+    assert!(r.stdout.contains("minio (minio)"), "{}", r.both());
     let r = site.expect(0, &["backup", "--only", "uploads"]);
     let id = r.stdout.lines().last().unwrap_or_default().to_string();
     assert!(

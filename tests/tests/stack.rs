@@ -1,10 +1,13 @@
-//! The whole local stack through the library: Postgres and an uploads directory backed up
-//! together into a repository on S3, both destroyed, restored, and compared with psql and an
-//! independent tree listing; then a partial restore of Postgres alone.
+//! The whole local stack through the library: Postgres, an uploads directory and two S3 buckets
+//! (the `minio` driver on s3s-fs) backed up together into a repository on S3, all destroyed,
+//! restored, and compared with psql, an independent tree listing and boto3; then a partial
+//! restore of Postgres alone.
 #![allow(missing_docs, clippy::unwrap_used)]
 
 #[path = "../../amber-dr-files/tests/common/mod.rs"]
 mod files_common;
+#[path = "../../amber-dr-minio/tests/common/mod.rs"]
+mod minio_common;
 #[path = "../../amber-dr-postgres/tests/common/mod.rs"]
 mod pg_common;
 
@@ -23,6 +26,9 @@ async fn postgres_and_uploads_into_s3_and_back() {
     let Some(pg) = pg_common::Pg::from_env() else {
         return;
     };
+    let Some(s3) = minio_common::S3::s3s() else {
+        return;
+    };
     let Some(cfg) = s3_repository(&unique_prefix("stack")) else {
         testkit::service_missing("the S3 endpoint (AMBER_DR_S3_ENDPOINT)");
         return;
@@ -33,7 +39,13 @@ async fn postgres_and_uploads_into_s3_and_back() {
     let uploads = base.path().join("uploads");
     pg.populate(db);
     files_common::populate(&uploads, 42);
+    let (docs, other) = (
+        minio_common::unique("e2e-docs"),
+        minio_common::unique("e2e-other"),
+    );
+    s3.tool(&["populate", &docs, &other]);
     let (pg0, files0) = (pg.fingerprint(db), files_common::fingerprint(&uploads));
+    let s3_0 = s3.fingerprint(&[&docs, &other]);
 
     let components: Vec<Arc<dyn Component>> = vec![
         Arc::new(
@@ -44,6 +56,7 @@ async fn postgres_and_uploads_into_s3_and_back() {
             .unwrap(),
         ),
         Arc::new(Files::new("uploads", FilesConfig::new(&uploads))),
+        Arc::new(s3.component("minio", &[&docs, &other])),
     ];
     let runner = Runner::new(repo.clone(), components);
     let m = runner
@@ -54,7 +67,7 @@ async fn postgres_and_uploads_into_s3_and_back() {
         .await
         .unwrap();
     assert!(m.is_complete(), "{:?}", m.components);
-    assert_eq!(m.components.len(), 2);
+    assert_eq!(m.components.len(), 3);
     let v = runner
         .verify("latest", &Selection::all(), VerifyLevel::Full)
         .await
@@ -63,6 +76,8 @@ async fn postgres_and_uploads_into_s3_and_back() {
 
     pg.destroy(db);
     files_common::destroy(&uploads);
+    s3.tool(&["destroy", &docs, &other]);
+    assert_ne!(s3.fingerprint(&[&docs, &other]), s3_0);
     assert_ne!(pg.fingerprint(db), pg0);
     assert_ne!(files_common::fingerprint(&uploads), files0);
 
@@ -84,6 +99,7 @@ async fn postgres_and_uploads_into_s3_and_back() {
         files0,
         "uploads identical"
     );
+    assert_eq!(s3.fingerprint(&[&docs, &other]), s3_0, "buckets identical");
 
     // Partial: Postgres back to the backup while uploads keep newer data.
     pg.destroy(db);

@@ -1,0 +1,27 @@
+#![doc = include_str!("../README.md")]
+#![deny(missing_docs)]
+
+mod component;
+mod config;
+mod index;
+pub mod s3;
+
+pub use component::Minio;
+pub use config::MinioConfig;
+
+use std::sync::Arc;
+
+use amber_dr_core::{Component, ComponentSpec, Registry, Result};
+
+/// The driver kind.
+pub const KIND: &str = "minio";
+
+/// Register the `minio` driver.
+pub fn register(registry: &mut Registry) {
+    registry.register(KIND, factory);
+}
+
+fn factory(spec: &ComponentSpec) -> Result<Arc<dyn Component>> {
+    let config: MinioConfig = spec.parse()?;
+    Ok(Arc::new(Minio::new(spec.name.clone(), config)?))
+}
