@@ -31,7 +31,17 @@ import org.neo4j.io.ByteUnit;
 public final class Neo4jLauncher {
     private Neo4jLauncher() {}
 
-    public static void main(String[] args) throws Exception {
+    public static void main(String[] args) {
+        try {
+            run(args);
+        } catch (Exception e) {
+            // The DBMS threads would keep the JVM alive: exit, so that the stack sees it.
+            e.printStackTrace();
+            System.exit(1);
+        }
+    }
+
+    private static void run(String[] args) throws Exception {
         if (args.length < 2) {
             System.err.println("usage: Neo4jLauncher PLUGIN_DIR HOME_DIR:PORT [HOME_DIR:PORT ...]");
             System.exit(2);
@@ -70,9 +80,16 @@ public final class Neo4jLauncher {
             services.add(dbms);
             // Set the password through the embedded API (no auth there), then Bolt needs it.
             GraphDatabaseService system = dbms.database(GraphDatabaseSettings.SYSTEM_DATABASE_NAME);
-            system.executeTransactionally(
-                    "ALTER USER neo4j SET PASSWORD $pw CHANGE NOT REQUIRED",
-                    java.util.Map.of("pw", password));
+            try {
+                system.executeTransactionally(
+                        "ALTER USER neo4j SET PASSWORD $pw CHANGE NOT REQUIRED",
+                        java.util.Map.of("pw", password));
+            } catch (RuntimeException e) {
+                // A restart with the same password: nothing to change.
+                if (!String.valueOf(e.getMessage()).contains("cannot be the same")) {
+                    throw e;
+                }
+            }
             System.out.println("started " + home + " on bolt://127.0.0.1:" + port);
         }
         System.out.println("READY");
