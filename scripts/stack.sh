@@ -20,6 +20,7 @@
 #   AMBER_DR_S3_REGION    region clients should sign for (default us-east-1)
 #   AMBER_DR_PG_PORT      Postgres port on 127.0.0.1 (default 39200)
 #   AMBER_DR_PG_PASSWORD  password of the `postgres` superuser (default amberdr-pg)
+#   AMBER_DR_ETCD_PORT    etcd client port on 127.0.0.1 (default 39500); the peer port is +1
 #
 # Adding a service: write svc_<name>_install / _start / _stop / _status / _env
 # (and optionally _purge) below and add <name> to SERVICES. Start order is the
@@ -29,7 +30,7 @@ set -euo pipefail
 # shellcheck source=scripts/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-SERVICES=(s3 pg)
+SERVICES=(s3 pg etcd)
 
 STACK_DIR="${AMBER_DR_STACK_DIR:-$AMBER_DR_REPO_ROOT/.stack}"
 ENV_FILE="$STACK_DIR/env"
@@ -356,6 +357,115 @@ svc_pg_env() {
 
 svc_pg_purge() {
   rm -rf -- "$PG_DIR"
+}
+
+# ================================================================ etcd (Debian etcd-server 3.4)
+# A single-member etcd with its data in the state dir; no auth, plain HTTP on 127.0.0.1.
+ETCD_PORT="${AMBER_DR_ETCD_PORT:-39500}"
+ETCD_PEER_PORT="$((ETCD_PORT + 1))"
+ETCD_DIR="$STACK_DIR/etcd"
+ETCD_PIDFILE="$ETCD_DIR/etcd.pid"
+ETCD_LOG="$ETCD_DIR/etcd.log"
+ETCD_CONFIG="$ETCD_DIR/config"
+
+etcd_endpoint() {
+  printf 'http://%s:%s\n' "$HOST" "$ETCD_PORT"
+}
+
+svc_etcd_install() {
+  ensure_apt_pkg curl
+  ensure_apt_pkg etcd etcd-server
+}
+
+# Port of the running etcd of this stack dir (from its config file).
+etcd_running_port() {
+  local port=""
+  [[ -f "$ETCD_CONFIG" ]] || return 1
+  # shellcheck disable=SC1090
+  . "$ETCD_CONFIG"
+  printf '%s\n' "$port"
+}
+
+etcd_healthy() {
+  curl -fsS --max-time 2 "http://$HOST:$1/health" 2>/dev/null | grep -q '"health":"true"'
+}
+
+svc_etcd_start() {
+  local pid port
+  if pid="$(pidfile_alive "$ETCD_PIDFILE" etcd)"; then
+    port="$(etcd_running_port || true)"
+    if [[ -n "$port" && "$port" != "$ETCD_PORT" ]]; then
+      die "etcd is already running (pid $pid, port $port) with another port than AMBER_DR_ETCD_PORT=$ETCD_PORT;" \
+        "run 'scripts/stack.sh down' first"
+    fi
+    if etcd_healthy "$ETCD_PORT"; then
+      log "etcd: already running (pid $pid) at $(etcd_endpoint)"
+      return 0
+    fi
+    warn "etcd: pid $pid is alive but not healthy; restarting it"
+    stop_pidfile "$ETCD_PIDFILE" etcd 10
+  fi
+  rm -f "$ETCD_PIDFILE"
+  local p
+  for p in "$ETCD_PORT" "$ETCD_PEER_PORT"; do
+    if port_open "$HOST" "$p"; then
+      die "port $p on $HOST is already in use by another process;" \
+        "set AMBER_DR_ETCD_PORT to a free port (client port; the peer port is the next one)"
+    fi
+  done
+  mkdir -p "$ETCD_DIR"
+  printf 'port=%q\n' "$ETCD_PORT" >"$ETCD_CONFIG"
+  start_bg "$ETCD_PIDFILE" "$ETCD_LOG" etcd --name amber-dr \
+    --data-dir "$ETCD_DIR/data" \
+    --listen-client-urls "http://$HOST:$ETCD_PORT" --advertise-client-urls "http://$HOST:$ETCD_PORT" \
+    --listen-peer-urls "http://$HOST:$ETCD_PEER_PORT" \
+    --initial-advertise-peer-urls "http://$HOST:$ETCD_PEER_PORT" \
+    --initial-cluster "amber-dr=http://$HOST:$ETCD_PEER_PORT"
+  pid="$(pidfile_read "$ETCD_PIDFILE")"
+  local deadline=$((SECONDS + 30)) ok=""
+  while ((SECONDS < deadline)); do
+    pid_alive "$pid" || break
+    if etcd_healthy "$ETCD_PORT"; then
+      ok=1
+      break
+    fi
+    sleep 0.25
+  done
+  if [[ -z "$ok" ]]; then
+    tail -n 30 "$ETCD_LOG" >&2 || true
+    stop_pidfile "$ETCD_PIDFILE" etcd 5 || true
+    die "etcd did not become healthy on port $ETCD_PORT (AMBER_DR_ETCD_PORT); log: $ETCD_LOG"
+  fi
+  log "etcd: started $(etcd --version 2>/dev/null | head -n1) (pid $pid) at $(etcd_endpoint), data in $ETCD_DIR/data"
+}
+
+svc_etcd_stop() {
+  local pid
+  if pid="$(pidfile_alive "$ETCD_PIDFILE" etcd)"; then
+    stop_pidfile "$ETCD_PIDFILE" etcd 10
+    log "etcd: stopped (pid $pid)"
+  else
+    rm -f "$ETCD_PIDFILE"
+    log "etcd: not running"
+  fi
+}
+
+svc_etcd_status() {
+  local pid
+  if pid="$(pidfile_alive "$ETCD_PIDFILE" etcd)" && etcd_healthy "$ETCD_PORT"; then
+    printf '%-8s %-8s %s (pid %s)\n' etcd running "$(etcd_endpoint)" "$pid"
+    return 0
+  fi
+  printf '%-8s %-8s %s\n' etcd stopped "$(etcd_endpoint)"
+  return 1
+}
+
+svc_etcd_env() {
+  printf 'export AMBER_DR_ETCD_ENDPOINT=%q\n' "$(etcd_endpoint)"
+}
+
+svc_etcd_purge() {
+  rm -rf -- "$ETCD_DIR"
 }
 
 # ================================================================ driver

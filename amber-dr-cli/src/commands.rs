@@ -1048,7 +1048,8 @@ async fn restore(ctx: &Ctx, args: &RestoreArgs) -> CmdResult {
         },
         options: RestoreOptions::new()
             .dry_run(dry_run)
-            .keep_extra(args.keep_extra),
+            .keep_extra(args.keep_extra)
+            .force(args.force),
         safety_backup: safety && !dry_run,
     };
     let dry = interruptible(
@@ -1165,6 +1166,9 @@ async fn restore(ctx: &Ctx, args: &RestoreArgs) -> CmdResult {
     } else {
         out.line("");
         print_restore_components(out, &outcome, &args.target);
+        for f in &outcome.forced {
+            out.note(format!("warning: restored anyway (--force): {f}"));
+        }
         if let Some(id) = &outcome.safety_backup {
             out.line(format!("safety backup taken before the restore: {id}"));
         }
