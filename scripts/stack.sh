@@ -375,6 +375,7 @@ etcd_endpoint() {
 svc_etcd_install() {
   ensure_apt_pkg curl
   ensure_apt_pkg etcd etcd-server
+  ensure_apt_pkg etcdctl etcd-client # the tests check the data with it, independently of the driver
 }
 
 # Port of the running etcd of this stack dir (from its config file).

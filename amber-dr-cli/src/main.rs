@@ -6,5 +6,6 @@ fn main() {
     let mut registry = Registry::new();
     amber_dr_files::register(&mut registry);
     amber_dr_postgres::register(&mut registry);
+    amber_dr_etcd::register(&mut registry);
     std::process::exit(amber_dr_cli::run(std::env::args_os(), registry));
 }

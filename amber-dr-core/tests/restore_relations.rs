@@ -105,25 +105,41 @@ async fn relations_are_enforced_unless_forced() {
     assert!(m.is_complete());
 
     // Without its pair: refused, nothing restored, the message names both and the way out.
-    let err = runner.restore(&m.id, &plan(&["meta"], false)).await.unwrap_err();
+    let err = runner
+        .restore(&m.id, &plan(&["meta"], false))
+        .await
+        .unwrap_err();
     let msg = err.to_string();
     assert!(err.is_usage(), "{msg}");
-    assert!(msg.contains("`meta` must be restored together with `bucket`"), "{msg}");
-    assert!(msg.contains("physical pair") && msg.contains("--force"), "{msg}");
+    assert!(
+        msg.contains("`meta` must be restored together with `bucket`"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("physical pair") && msg.contains("--force"),
+        "{msg}"
+    );
     assert!(restored.lock().unwrap().is_empty());
 
     // Everything at once: the conflict with the logical component is refused.
     let err = runner.restore(&m.id, &plan(&[], false)).await.unwrap_err();
     assert!(
-        err.to_string().contains("must not be restored together with `logical`"),
+        err.to_string()
+            .contains("must not be restored together with `logical`"),
         "{err}"
     );
     assert!(restored.lock().unwrap().is_empty());
 
     // The pair alone is fine; the logical one alone is fine.
-    let out = runner.restore(&m.id, &plan(&["meta", "bucket"], false)).await.unwrap();
+    let out = runner
+        .restore(&m.id, &plan(&["meta", "bucket"], false))
+        .await
+        .unwrap();
     assert!(out.is_ok() && out.forced.is_empty());
-    runner.restore(&m.id, &plan(&["logical"], false)).await.unwrap();
+    runner
+        .restore(&m.id, &plan(&["logical"], false))
+        .await
+        .unwrap();
 
     // Forced: restored, and the broken relation is reported.
     restored.lock().unwrap().clear();

@@ -44,8 +44,6 @@ pub(crate) struct Kv {
 pub(crate) struct Page {
     pub kvs: Vec<Kv>,
     pub more: bool,
-    /// The store's revision when the request was served.
-    pub header_revision: i64,
 }
 
 #[derive(Deserialize)]
@@ -111,11 +109,13 @@ pub(crate) fn prefix_end(prefix: &[u8]) -> Vec<u8> {
 #[derive(Debug, Clone)]
 pub(crate) struct Client {
     http: reqwest::Client,
-    endpoint: String,
+    endpoints: Vec<String>,
+    /// Index of the endpoint that answered last.
+    current: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Client {
-    pub(crate) fn new(endpoint: &str, timeout: std::time::Duration) -> Result<Self, String> {
+    pub(crate) fn new(endpoints: &[String], timeout: std::time::Duration) -> Result<Self, String> {
         let http = reqwest::Client::builder()
             .connect_timeout(timeout)
             .timeout(timeout)
@@ -123,21 +123,59 @@ impl Client {
             .map_err(|e| e.to_string())?;
         Ok(Self {
             http,
-            endpoint: endpoint.trim_end_matches('/').to_string(),
+            endpoints: endpoints
+                .iter()
+                .map(|e| e.trim_end_matches('/').to_string())
+                .collect(),
+            current: Default::default(),
         })
     }
 
+    /// The endpoint in use (the one that answered last).
     pub(crate) fn endpoint(&self) -> &str {
-        &self.endpoint
+        let i = self.current.load(std::sync::atomic::Ordering::Relaxed);
+        &self.endpoints[i % self.endpoints.len()]
     }
 
+    /// One request, to the endpoint that answered last, then to the others while they cannot
+    /// be reached (a refused or timed-out connection; a server's error answer is final).
     async fn call<T: serde::de::DeserializeOwned>(
         &self,
         path: &str,
         what: &str,
         body: Value,
     ) -> Result<T, EtcdError> {
-        let url = format!("{}{path}", self.endpoint);
+        let start = self.current.load(std::sync::atomic::Ordering::Relaxed);
+        let n = self.endpoints.len();
+        let mut unreachable = Vec::new();
+        for i in 0..n {
+            let idx = (start + i) % n;
+            match self.call_one(&self.endpoints[idx], path, what, &body).await {
+                Err(EtcdError::Unreachable { message, .. }) => {
+                    unreachable.push(format!("{}: {message}", self.endpoints[idx]));
+                }
+                other => {
+                    self.current
+                        .store(idx, std::sync::atomic::Ordering::Relaxed);
+                    return other;
+                }
+            }
+        }
+        Err(EtcdError::Unreachable {
+            endpoint: self.endpoints.join(", "),
+            what: what.to_string(),
+            message: unreachable.join("; "),
+        })
+    }
+
+    async fn call_one<T: serde::de::DeserializeOwned>(
+        &self,
+        endpoint: &str,
+        path: &str,
+        what: &str,
+        body: &Value,
+    ) -> Result<T, EtcdError> {
+        let url = format!("{endpoint}{path}");
         let resp = self
             .http
             .post(&url)
@@ -146,13 +184,13 @@ impl Client {
             .send()
             .await
             .map_err(|e| EtcdError::Unreachable {
-                endpoint: self.endpoint.clone(),
+                endpoint: endpoint.to_string(),
                 what: what.to_string(),
                 message: error_chain(&e),
             })?;
         let status = resp.status();
         let bytes = resp.bytes().await.map_err(|e| EtcdError::Unreachable {
-            endpoint: self.endpoint.clone(),
+            endpoint: endpoint.to_string(),
             what: what.to_string(),
             message: error_chain(&e),
         })?;
@@ -168,13 +206,13 @@ impl Client {
                 })
                 .unwrap_or_else(|| String::from_utf8_lossy(&bytes).chars().take(300).collect());
             return Err(EtcdError::Server {
-                endpoint: self.endpoint.clone(),
+                endpoint: endpoint.to_string(),
                 what: what.to_string(),
                 message: format!("HTTP {status}: {message}"),
             });
         }
         serde_json::from_slice(&bytes).map_err(|e| EtcdError::Protocol {
-            endpoint: self.endpoint.clone(),
+            endpoint: endpoint.to_string(),
             what: what.to_string(),
             message: e.to_string(),
         })
@@ -182,7 +220,7 @@ impl Client {
 
     fn protocol(&self, what: &str, message: impl Into<String>) -> EtcdError {
         EtcdError::Protocol {
-            endpoint: self.endpoint.clone(),
+            endpoint: self.endpoint().to_string(),
             what: what.to_string(),
             message: message.into(),
         }
@@ -217,7 +255,7 @@ impl Client {
                 }),
             )
             .await?;
-        let header_revision = self.revision(&r.header, what)?;
+        self.revision(&r.header, what)?;
         let mut kvs = Vec::with_capacity(r.kvs.len());
         for kv in r.kvs {
             let key = B64
@@ -231,11 +269,7 @@ impl Client {
             };
             kvs.push(Kv { key, value });
         }
-        Ok(Page {
-            kvs,
-            more: r.more,
-            header_revision,
-        })
+        Ok(Page { kvs, more: r.more })
     }
 
     /// Number of keys in `[from, end)` now, and the revision it was counted at.

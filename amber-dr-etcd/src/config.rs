@@ -8,8 +8,10 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct EtcdConfig {
-    /// Client URL of one member, e.g. `http://127.0.0.1:2379` (the v3 JSON gateway is used).
-    pub endpoint: String,
+    /// Client URLs of the cluster's members, e.g. `["http://127.0.0.1:2379"]` (the v3 JSON
+    /// gateway is used). Requests go to the first that answers; the next is tried when one
+    /// cannot be reached.
+    pub endpoints: Vec<String>,
     /// Only keys starting with these bytes (UTF-8) are backed up, deleted and restored.
     /// Required; `""` means the whole keyspace.
     pub prefix: String,
@@ -56,7 +58,7 @@ impl EtcdConfig {
     /// A config for `endpoint` and `prefix`, everything else default.
     pub fn new(endpoint: impl Into<String>, prefix: impl Into<String>) -> Self {
         Self {
-            endpoint: endpoint.into(),
+            endpoints: vec![endpoint.into()],
             prefix: prefix.into(),
             page_keys: default_page_keys(),
             batch_ops: default_batch_ops(),

@@ -142,6 +142,8 @@ mod tests {
         let mut r = KvReader::new(&buf[..buf.len() - 3]).await.expect("header");
         r.next().await.expect("first");
         assert!(r.next().await.is_err());
-        assert!(KvReader::new(&b"garbage header here!!!!"[..]).await.is_err());
+        assert!(KvReader::new(&b"garbage header here!!!!"[..])
+            .await
+            .is_err());
     }
 }
