@@ -21,6 +21,9 @@
 #   AMBER_DR_PG_PORT      Postgres port on 127.0.0.1 (default 39200)
 #   AMBER_DR_PG_PASSWORD  password of the `postgres` superuser (default amberdr-pg)
 #   AMBER_DR_ETCD_PORT    etcd client port on 127.0.0.1 (default 39500); the peer port is +1
+#   AMBER_DR_MILVUS_PORT  Milvus gRPC port on 127.0.0.1 (default 39530); its internal ports are
+#                         the next eight (+1..+8); its metrics/health port is the first free one
+#                         from 9091 up (the milvus wrapper picks it; it cannot be set)
 #
 # Adding a service: write svc_<name>_install / _start / _stop / _status / _env
 # (and optionally _purge) below and add <name> to SERVICES. Start order is the
@@ -30,7 +33,7 @@ set -euo pipefail
 # shellcheck source=scripts/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-SERVICES=(s3 pg etcd)
+SERVICES=(s3 pg etcd milvus)
 
 STACK_DIR="${AMBER_DR_STACK_DIR:-$AMBER_DR_REPO_ROOT/.stack}"
 ENV_FILE="$STACK_DIR/env"
@@ -467,6 +470,150 @@ svc_etcd_env() {
 
 svc_etcd_purge() {
   rm -rf -- "$ETCD_DIR"
+}
+
+# ================================================================ milvus (PyPI wheel milvus==2.3.5)
+# A real Milvus 2.3.5 standalone binary (the `milvus` wheel) in a cached venv, with its
+# metadata in the stack's etcd (root path `by-dev`) and its segments in the stack's S3 server
+# (bucket `milvus-bucket`): Amber's topology. SIGTERM does not stop it: stop = SIGKILL.
+MILVUS_VERSION=2.3.5
+MILVUS_PORT="${AMBER_DR_MILVUS_PORT:-39530}"
+MILVUS_BUCKET=milvus-bucket
+MILVUS_ROOT_PATH=by-dev
+MILVUS_DIR="$STACK_DIR/milvus"
+MILVUS_PIDFILE="$MILVUS_DIR/milvus.pid"
+MILVUS_LOG="$MILVUS_DIR/milvus.log"
+MILVUS_CONFIG="$MILVUS_DIR/config"
+
+milvus_venv() {
+  printf '%s/milvus-%s-venv\n' "$(amber_cache_dir)" "$MILVUS_VERSION"
+}
+
+_milvus_do_install() {
+  local v
+  v="$(milvus_venv)"
+  [[ -x "$v/bin/milvus-server" && -x "$v/bin/python" ]] && "$v/bin/python" -c 'import pymilvus' 2>/dev/null && return 0
+  log "installing milvus==$MILVUS_VERSION and pymilvus into $v (first time only)"
+  rm -rf -- "$v"
+  python3 -m venv "$v" || die "python3 -m venv failed (install python3-venv)"
+  # pymilvus: the tests' independent client, and the server's readiness check.
+  # (pymilvus 2.3 needs pkg_resources, marshmallow 3 and protobuf 4: pinned.)
+  "$v/bin/pip" install -q "milvus==$MILVUS_VERSION" "pymilvus==2.3.7" "setuptools<70" "marshmallow<3.20" "protobuf<5" >&2 \
+    || { rm -rf -- "$v"; die "pip install milvus==$MILVUS_VERSION failed"; }
+}
+
+svc_milvus_install() {
+  ensure_apt_pkg python3
+  with_lock "$(amber_cache_dir)/.milvus.install.lock" _milvus_do_install
+}
+
+# Is Milvus answering on PORT? (pymilvus asks for the server version.)
+milvus_ready() {
+  "$(milvus_venv)/bin/python" - "$1" <<'PY' >/dev/null 2>&1
+import sys
+from pymilvus import connections, utility
+connections.connect(host="127.0.0.1", port=sys.argv[1], timeout=3)
+utility.get_server_version()
+PY
+}
+
+svc_milvus_start() {
+  local pid port=""
+  if pid="$(pidfile_alive "$MILVUS_PIDFILE" milvus)"; then
+    [[ -f "$MILVUS_CONFIG" ]] && port="$(sed -n 's/^port=//p' "$MILVUS_CONFIG")"
+    if [[ -n "$port" && "$port" != "$MILVUS_PORT" ]]; then
+      die "milvus is already running (pid $pid, port $port) with another port than AMBER_DR_MILVUS_PORT=$MILVUS_PORT;" \
+        "run 'scripts/stack.sh down' first"
+    fi
+    if milvus_ready "$MILVUS_PORT"; then
+      log "milvus: already running (pid $pid) at $HOST:$MILVUS_PORT"
+      return 0
+    fi
+    warn "milvus: pid $pid is alive but not answering; restarting it"
+    svc_milvus_stop
+  fi
+  rm -f "$MILVUS_PIDFILE"
+  local p
+  for ((p = MILVUS_PORT; p <= MILVUS_PORT + 8; p++)); do
+    if port_open "$HOST" "$p"; then
+      die "port $p on $HOST is already in use by another process; Milvus needs AMBER_DR_MILVUS_PORT" \
+        "and the eight ports after it: set AMBER_DR_MILVUS_PORT to a free range"
+    fi
+  done
+  mkdir -p "$MILVUS_DIR/data"
+  printf 'port=%q\n' "$MILVUS_PORT" >"$MILVUS_CONFIG"
+  start_bg "$MILVUS_PIDFILE" "$MILVUS_LOG" "$(milvus_venv)/bin/milvus-server" \
+    --data "$MILVUS_DIR/data" \
+    --proxy-port "$MILVUS_PORT" --proxy-internal-port "$((MILVUS_PORT + 1))" \
+    --root-coord-port "$((MILVUS_PORT + 2))" --query-coord-port "$((MILVUS_PORT + 3))" \
+    --query-node-port "$((MILVUS_PORT + 4))" --index-coord-port "$((MILVUS_PORT + 5))" \
+    --index-node-port "$((MILVUS_PORT + 6))" --data-coord-port "$((MILVUS_PORT + 7))" \
+    --data-node-port "$((MILVUS_PORT + 8))" \
+    --extra-config etcd.use.embed=false --extra-config "etcd.endpoints=$HOST:$ETCD_PORT" \
+    --extra-config "etcd.rootPath=$MILVUS_ROOT_PATH" \
+    --extra-config common.storageType=minio --extra-config "minio.address=$HOST" \
+    --extra-config "minio.port=$S3_PORT" --extra-config "minio.accessKeyID=$S3_ACCESS_KEY" \
+    --extra-config "minio.secretAccessKey=$S3_SECRET_KEY" \
+    --extra-config "minio.bucketName=$MILVUS_BUCKET"
+  pid="$(pidfile_read "$MILVUS_PIDFILE")"
+  local deadline=$((SECONDS + 120)) ok=""
+  while ((SECONDS < deadline)); do
+    pid_alive "$pid" || break
+    if milvus_ready "$MILVUS_PORT"; then
+      ok=1
+      break
+    fi
+    sleep 1
+  done
+  if [[ -z "$ok" ]]; then
+    tail -n 30 "$MILVUS_LOG" >&2 || true
+    svc_milvus_stop || true
+    die "milvus did not answer on port $MILVUS_PORT within 120s (AMBER_DR_MILVUS_PORT); log: $MILVUS_LOG"
+  fi
+  log "milvus: started $MILVUS_VERSION (pid $pid) at $HOST:$MILVUS_PORT (etcd root path $MILVUS_ROOT_PATH, bucket $MILVUS_BUCKET)"
+}
+
+# SIGKILL the wrapper's whole process group (Milvus ignores SIGTERM).
+svc_milvus_stop() {
+  local pid pgid
+  if pid="$(pidfile_alive "$MILVUS_PIDFILE" milvus)"; then
+    pgid="$(pid_pgid "$pid" || true)"
+    if [[ "$pgid" == "$pid" ]]; then
+      kill -KILL -- "-$pid" 2>/dev/null || true
+    else
+      kill -KILL -- "$pid" 2>/dev/null || true
+    fi
+    local deadline=$((SECONDS + 10))
+    while ((SECONDS < deadline)) && kill -0 "$pid" 2>/dev/null; do
+      sleep 0.1
+    done
+    rm -f "$MILVUS_PIDFILE"
+    log "milvus: stopped (pid $pid)"
+  else
+    rm -f "$MILVUS_PIDFILE"
+    log "milvus: not running"
+  fi
+}
+
+svc_milvus_status() {
+  local pid
+  if pid="$(pidfile_alive "$MILVUS_PIDFILE" milvus)" && milvus_ready "$MILVUS_PORT"; then
+    printf '%-8s %-8s %s (pid %s)\n' milvus running "http://$HOST:$MILVUS_PORT" "$pid"
+    return 0
+  fi
+  printf '%-8s %-8s %s\n' milvus stopped "http://$HOST:$MILVUS_PORT"
+  return 1
+}
+
+svc_milvus_env() {
+  printf 'export AMBER_DR_MILVUS_ENDPOINT=%q\n' "http://$HOST:$MILVUS_PORT"
+  printf 'export AMBER_DR_MILVUS_PYTHON=%q\n' "$(milvus_venv)/bin/python"
+  printf 'export AMBER_DR_MILVUS_ETCD_ROOT=%q\n' "$MILVUS_ROOT_PATH"
+  printf 'export AMBER_DR_MILVUS_BUCKET=%q\n' "$MILVUS_BUCKET"
+}
+
+svc_milvus_purge() {
+  rm -rf -- "$MILVUS_DIR"
 }
 
 # ================================================================ driver
