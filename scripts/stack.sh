@@ -556,7 +556,8 @@ svc_milvus_start() {
     --extra-config "minio.secretAccessKey=$S3_SECRET_KEY" \
     --extra-config "minio.bucketName=$MILVUS_BUCKET"
   pid="$(pidfile_read "$MILVUS_PIDFILE")"
-  local deadline=$((SECONDS + 120)) ok=""
+  # Recovering collections after an unclean stop can take minutes on a loaded machine.
+  local deadline=$((SECONDS + 300)) ok=""
   while ((SECONDS < deadline)); do
     pid_alive "$pid" || break
     if milvus_ready "$MILVUS_PORT"; then
@@ -568,7 +569,7 @@ svc_milvus_start() {
   if [[ -z "$ok" ]]; then
     tail -n 30 "$MILVUS_LOG" >&2 || true
     svc_milvus_stop || true
-    die "milvus did not answer on port $MILVUS_PORT within 120s (AMBER_DR_MILVUS_PORT); log: $MILVUS_LOG"
+    die "milvus did not answer on port $MILVUS_PORT within 300s (AMBER_DR_MILVUS_PORT); log: $MILVUS_LOG"
   fi
   log "milvus: started $MILVUS_VERSION (pid $pid) at $HOST:$MILVUS_PORT (etcd root path $MILVUS_ROOT_PATH, bucket $MILVUS_BUCKET)"
 }

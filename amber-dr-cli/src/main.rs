@@ -7,5 +7,6 @@ fn main() {
     amber_dr_files::register(&mut registry);
     amber_dr_postgres::register(&mut registry);
     amber_dr_etcd::register(&mut registry);
+    amber_dr_milvus::register(&mut registry);
     std::process::exit(amber_dr_cli::run(std::env::args_os(), registry));
 }
