@@ -91,6 +91,10 @@ struct Pager {
 struct Details {
     server_version: String,
     collections: Vec<CollectionRecord>,
+    /// Configured collections that did not exist when a safety snapshot was taken
+    /// (`db`, `name`): restoring the snapshot drops them again.
+    #[serde(default)]
+    absent: Vec<(String, String)>,
 }
 
 /// A Milvus server (2.3 or later), backed up logically over gRPC. See the crate docs.
@@ -632,6 +636,65 @@ impl Milvus {
         }
     }
 
+    /// Export each stream (a partition, or the whole collection) into its own artifact.
+    #[allow(clippy::too_many_arguments, clippy::type_complexity)]
+    async fn export_streams(
+        &self,
+        cx: &SnapshotContext,
+        c: &mut Client,
+        db: &str,
+        coll: &str,
+        index: usize,
+        schema: &CollectionSchema,
+        streams: &[Option<String>],
+        page_rows: usize,
+    ) -> Result<(
+        Vec<amber_dr_core::ArtifactRecord>,
+        Vec<PartitionRecord>,
+        u64,
+    )> {
+        let op = "snapshot";
+        let mut artifacts = Vec::new();
+        let mut records = Vec::new();
+        let mut entities = 0;
+        for (j, part) in streams.iter().enumerate() {
+            let artifact = format!("c{index:03}-p{j:03}.pages");
+            let w = cx.create_artifact(&artifact).await?;
+            let path = w.path().to_string();
+            let mut w = BufWriter::with_capacity(256 * 1024, w);
+            let io = |e| Error::from_io("write", &path, e);
+            w.write_all(pages::HEADER).await.map_err(io)?;
+            let mut pager = self.pager(op, db, coll, part.as_deref(), schema, page_rows)?;
+            while let Some((bytes, n)) = self.next_page(c, op, &mut pager).await? {
+                pages::write_page(&mut w, &bytes).await.map_err(io)?;
+                cx.progress().add_items(n);
+            }
+            w.flush().await.map_err(io)?;
+            artifacts.push(w.into_inner().finish().await?);
+            // The count the server gives now must match what was read page by page.
+            let live = self
+                .count(c, db, coll, part.as_deref())
+                .await
+                .map_err(self.err(op))?;
+            if live != pager.digest.rows {
+                return Err(self.fail(op, format!(
+                    "`{db}.{coll}`{}: read {} entities page by page but count(*) says {live}: the collection changed during the export (or cannot be paged by key); run the backup again",
+                    part.as_deref().map(|p| format!(" partition `{p}`")).unwrap_or_default(),
+                    pager.digest.rows
+                )));
+            }
+            entities += pager.digest.rows;
+            records.push(PartitionRecord {
+                name: part.clone().unwrap_or_default(),
+                artifact,
+                entities: pager.digest.rows,
+                pages: pager.pages,
+                fingerprint: pager.digest.fingerprint(),
+            });
+        }
+        Ok((artifacts, records, entities))
+    }
+
     #[allow(deprecated)] // `CollectionSchema::auto_id`: what Milvus 2.3 sets
     async fn snapshot_collection(
         &self,
@@ -674,47 +737,17 @@ impl Milvus {
         } else {
             partitions.iter().cloned().map(Some).collect()
         };
-        let mut artifacts = Vec::new();
-        let mut records = Vec::new();
-        let mut entities = 0;
-        for (j, part) in streams.iter().enumerate() {
-            let artifact = format!("c{index:03}-p{j:03}.pages");
-            let w = cx.create_artifact(&artifact).await?;
-            let path = w.path().to_string();
-            let mut w = BufWriter::with_capacity(256 * 1024, w);
-            let io = |e| Error::from_io("write", &path, e);
-            w.write_all(pages::HEADER).await.map_err(io)?;
-            let mut pager = self.pager(op, db, coll, part.as_deref(), &schema, page_rows)?;
-            while let Some((bytes, n)) = self.next_page(c, op, &mut pager).await? {
-                pages::write_page(&mut w, &bytes).await.map_err(io)?;
-                cx.progress().add_items(n);
-            }
-            w.flush().await.map_err(io)?;
-            artifacts.push(w.into_inner().finish().await?);
-            // The count the server gives now must match what was read page by page.
-            let live = self
-                .count(c, db, coll, part.as_deref())
-                .await
-                .map_err(self.err(op))?;
-            if live != pager.digest.rows {
-                return Err(self.fail(op, format!(
-                    "`{db}.{coll}`{}: read {} entities page by page but count(*) says {live}: the collection changed during the export (or cannot be paged by key); run the backup again",
-                    part.as_deref().map(|p| format!(" partition `{p}`")).unwrap_or_default(),
-                    pager.digest.rows
-                )));
-            }
-            entities += pager.digest.rows;
-            records.push(PartitionRecord {
-                name: part.clone().unwrap_or_default(),
-                artifact,
-                entities: pager.digest.rows,
-                pages: pager.pages,
-                fingerprint: pager.digest.fingerprint(),
-            });
-        }
+        let exported = self
+            .export_streams(cx, c, db, coll, index, &schema, &streams, page_rows)
+            .await;
+        // Released again (it was loaded only to be read), whether the export worked or not.
         if !loaded {
-            self.release(c, db, coll).await.map_err(self.err(op))?;
+            let released = self.release(c, db, coll).await.map_err(self.err(op));
+            if exported.is_ok() {
+                released?;
+            }
         }
+        let (artifacts, records, entities) = exported?;
         Ok((
             CollectionRecord {
                 db: db.to_string(),
@@ -794,21 +827,15 @@ impl Milvus {
         Ok(())
     }
 
-    /// Drop `db.name` (with its aliases) if it exists, recreate it from `rec` and fill it.
-    #[allow(deprecated, clippy::too_many_arguments)] // `CollectionSchema::auto_id`: Milvus 2.3 reads it
-    async fn restore_collection(
+    /// Drop `db.name` and its aliases, if it exists.
+    async fn drop_if_exists(
         &self,
-        cx: &RestoreContext,
         c: &mut Client,
-        record: &ComponentRecord,
-        rec: &CollectionRecord,
         db: &str,
         name: &str,
         report: &mut RestoreReport,
     ) -> Result<()> {
-        let op = "restore";
-        let e = self.err(op);
-        let same_place = db == rec.db && name == rec.name;
+        let e = self.err("restore");
         if self.exists(c, db, name).await.map_err(&e)? {
             let desc = self.describe(c, db, name).await.map_err(&e)?;
             for alias in &desc.aliases {
@@ -841,6 +868,25 @@ impl Milvus {
             c.check(&what, Some(&s)).map_err(&e)?;
             report.actions.push(format!("dropped `{db}.{name}`"));
         }
+        Ok(())
+    }
+
+    /// Drop `db.name` (with its aliases) if it exists, recreate it from `rec` and fill it.
+    #[allow(deprecated, clippy::too_many_arguments)] // `CollectionSchema::auto_id`: Milvus 2.3 reads it
+    async fn restore_collection(
+        &self,
+        cx: &RestoreContext,
+        c: &mut Client,
+        record: &ComponentRecord,
+        rec: &CollectionRecord,
+        db: &str,
+        name: &str,
+        report: &mut RestoreReport,
+    ) -> Result<()> {
+        let op = "restore";
+        let e = self.err(op);
+        let same_place = db == rec.db && name == rec.name;
+        self.drop_if_exists(c, db, name, report).await?;
         let mut schema = CollectionSchema::decode(
             hex::decode(&rec.schema_hex)
                 .map_err(|x| self.fail(op, format!("schema of `{}` in the record: {x}", rec.name)))?
@@ -1268,6 +1314,7 @@ impl Component for Milvus {
         let version = self.version(&mut c).await.map_err(self.err(op))?;
         let mut rec = ComponentRecord::new(crate::KIND, &self.name);
         let mut collections = Vec::new();
+        let mut absent = Vec::new();
         let mut index = 0;
         for db in &self.config.databases {
             let names = self
@@ -1289,6 +1336,9 @@ impl Component for Milvus {
                                 names.join(", ")
                             ),
                         ));
+                    }
+                    if wdb == db && !names.iter().any(|n| n == wname) {
+                        absent.push((db.clone(), wname.to_string()));
                     }
                 }
             }
@@ -1316,6 +1366,7 @@ impl Component for Milvus {
         rec.set_details(&Details {
             server_version: version,
             collections,
+            absent,
         })?;
         Ok(rec)
     }
@@ -1367,7 +1418,17 @@ impl Component for Milvus {
             "checked the entities of {} collections",
             plan.len()
         ));
+        // A whole restore brings back the absence of configured collections that did not
+        // exist when the snapshot was taken.
+        let drop_absent = opts.items.is_empty() && opts.target.is_none();
         if opts.dry_run {
+            if drop_absent {
+                for (db, name) in &details.absent {
+                    report.actions.push(format!(
+                        "would drop `{db}.{name}` if it exists (it did not when the snapshot was taken)"
+                    ));
+                }
+            }
             for (coll, db, name) in &plan {
                 report.actions.push(format!(
                     "would drop and recreate `{db}.{name}` from `{}.{}` ({} entities, {} partitions, {} indexes{})",
@@ -1382,6 +1443,11 @@ impl Component for Milvus {
             return Ok(report);
         }
         let mut c = self.connect(op).await?;
+        if drop_absent {
+            for (db, name) in &details.absent {
+                self.drop_if_exists(&mut c, db, name, &mut report).await?;
+            }
+        }
         for (coll, db, name) in &plan {
             cx.progress().set_phase(format!("restoring {db}.{name}"));
             self.restore_collection(cx, &mut c, record, coll, db, name, &mut report)
