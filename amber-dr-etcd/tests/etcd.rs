@@ -226,3 +226,31 @@ async fn an_unreachable_endpoint_is_skipped() {
     assert!(p.reachable);
     assert_eq!(p.details["endpoint"], serde_json::json!(e.endpoint));
 }
+
+/// `restore_with` and `conflicts_with` in the config become the component's restore relations.
+#[test]
+fn relations_come_from_the_config() {
+    let mut cfg = EtcdConfig::new("http://127.0.0.1:2379", "by-dev/");
+    cfg.restore_with = vec!["milvus-bucket".into()];
+    cfg.conflicts_with = vec!["milvus".into()];
+    let e = Etcd::new("milvus-etcd", cfg).unwrap();
+    let rels = e.restore_relations();
+    assert_eq!(rels.len(), 2, "{rels:?}");
+    let sel = |names: &[&str]| names.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let broken = |names: &[&str]| {
+        rels.iter()
+            .filter_map(|r| r.violation("milvus-etcd", &sel(names)))
+            .count()
+    };
+    assert_eq!(broken(&["milvus-etcd"]), 1, "alone: its bucket is missing");
+    assert_eq!(
+        broken(&["milvus-etcd", "milvus-bucket"]),
+        0,
+        "the physical pair"
+    );
+    assert_eq!(
+        broken(&["milvus-etcd", "milvus-bucket", "milvus"]),
+        1,
+        "with the logical restore"
+    );
+}
