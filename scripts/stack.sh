@@ -24,6 +24,10 @@
 #   AMBER_DR_NEO4J_PORT_2 Bolt port of the second, independent Neo4j (default NEO4J_PORT + 1)
 #   AMBER_DR_NEO4J_PASSWORD  password of the `neo4j` user (default amberdr-neo4j)
 #   AMBER_DR_MOTO_PORT    moto (in-memory S3 for key edge cases) port on 127.0.0.1 (default 39300)
+#   AMBER_DR_ETCD_PORT    etcd client port on 127.0.0.1 (default 39500); the peer port is +1
+#   AMBER_DR_MILVUS_PORT  Milvus gRPC port on 127.0.0.1 (default 39530); its internal ports are
+#                         the next eight (+1..+8); its metrics/health port is the first free one
+#                         from 9091 up (the milvus wrapper picks it; it cannot be set)
 #
 # Adding a service: write svc_<name>_install / _start / _stop / _status / _env
 # (and optionally _purge) below and add <name> to SERVICES. Start order is the
@@ -33,7 +37,7 @@ set -euo pipefail
 # shellcheck source=scripts/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-SERVICES=(s3 pg neo4j moto)
+SERVICES=(s3 pg neo4j moto etcd milvus)
 
 STACK_DIR="${AMBER_DR_STACK_DIR:-$AMBER_DR_REPO_ROOT/.stack}"
 ENV_FILE="$STACK_DIR/env"
@@ -699,6 +703,261 @@ svc_moto_env() {
 svc_moto_purge() {
   # Data lives in memory; only logs and pidfiles are here. The venv cache stays.
   rm -rf -- "$MOTO_DIR"
+}
+
+# ================================================================ etcd (Debian etcd-server 3.4)
+# A single-member etcd with its data in the state dir; no auth, plain HTTP on 127.0.0.1.
+ETCD_PORT="${AMBER_DR_ETCD_PORT:-39500}"
+ETCD_PEER_PORT="$((ETCD_PORT + 1))"
+ETCD_DIR="$STACK_DIR/etcd"
+ETCD_PIDFILE="$ETCD_DIR/etcd.pid"
+ETCD_LOG="$ETCD_DIR/etcd.log"
+ETCD_CONFIG="$ETCD_DIR/config"
+
+etcd_endpoint() {
+  printf 'http://%s:%s\n' "$HOST" "$ETCD_PORT"
+}
+
+svc_etcd_install() {
+  ensure_apt_pkg curl
+  ensure_apt_pkg etcd etcd-server
+  ensure_apt_pkg etcdctl etcd-client # the tests check the data with it, independently of the driver
+}
+
+# Port of the running etcd of this stack dir (from its config file).
+etcd_running_port() {
+  local port=""
+  [[ -f "$ETCD_CONFIG" ]] || return 1
+  # shellcheck disable=SC1090
+  . "$ETCD_CONFIG"
+  printf '%s\n' "$port"
+}
+
+etcd_healthy() {
+  curl -fsS --max-time 2 "http://$HOST:$1/health" 2>/dev/null | grep -q '"health":"true"'
+}
+
+svc_etcd_start() {
+  local pid port
+  if pid="$(pidfile_alive "$ETCD_PIDFILE" etcd)"; then
+    port="$(etcd_running_port || true)"
+    if [[ -n "$port" && "$port" != "$ETCD_PORT" ]]; then
+      die "etcd is already running (pid $pid, port $port) with another port than AMBER_DR_ETCD_PORT=$ETCD_PORT;" \
+        "run 'scripts/stack.sh down' first"
+    fi
+    if etcd_healthy "$ETCD_PORT"; then
+      log "etcd: already running (pid $pid) at $(etcd_endpoint)"
+      return 0
+    fi
+    warn "etcd: pid $pid is alive but not healthy; restarting it"
+    stop_pidfile "$ETCD_PIDFILE" etcd 10
+  fi
+  rm -f "$ETCD_PIDFILE"
+  local p
+  for p in "$ETCD_PORT" "$ETCD_PEER_PORT"; do
+    if port_open "$HOST" "$p"; then
+      die "port $p on $HOST is already in use by another process;" \
+        "set AMBER_DR_ETCD_PORT to a free port (client port; the peer port is the next one)"
+    fi
+  done
+  mkdir -p "$ETCD_DIR"
+  printf 'port=%q\n' "$ETCD_PORT" >"$ETCD_CONFIG"
+  start_bg "$ETCD_PIDFILE" "$ETCD_LOG" etcd --name amber-dr \
+    --data-dir "$ETCD_DIR/data" \
+    --listen-client-urls "http://$HOST:$ETCD_PORT" --advertise-client-urls "http://$HOST:$ETCD_PORT" \
+    --listen-peer-urls "http://$HOST:$ETCD_PEER_PORT" \
+    --initial-advertise-peer-urls "http://$HOST:$ETCD_PEER_PORT" \
+    --initial-cluster "amber-dr=http://$HOST:$ETCD_PEER_PORT"
+  pid="$(pidfile_read "$ETCD_PIDFILE")"
+  local deadline=$((SECONDS + 30)) ok=""
+  while ((SECONDS < deadline)); do
+    pid_alive "$pid" || break
+    if etcd_healthy "$ETCD_PORT"; then
+      ok=1
+      break
+    fi
+    sleep 0.25
+  done
+  if [[ -z "$ok" ]]; then
+    tail -n 30 "$ETCD_LOG" >&2 || true
+    stop_pidfile "$ETCD_PIDFILE" etcd 5 || true
+    die "etcd did not become healthy on port $ETCD_PORT (AMBER_DR_ETCD_PORT); log: $ETCD_LOG"
+  fi
+  log "etcd: started $(etcd --version 2>/dev/null | head -n1) (pid $pid) at $(etcd_endpoint), data in $ETCD_DIR/data"
+}
+
+svc_etcd_stop() {
+  local pid
+  if pid="$(pidfile_alive "$ETCD_PIDFILE" etcd)"; then
+    stop_pidfile "$ETCD_PIDFILE" etcd 10
+    log "etcd: stopped (pid $pid)"
+  else
+    rm -f "$ETCD_PIDFILE"
+    log "etcd: not running"
+  fi
+}
+
+svc_etcd_status() {
+  local pid
+  if pid="$(pidfile_alive "$ETCD_PIDFILE" etcd)" && etcd_healthy "$ETCD_PORT"; then
+    printf '%-8s %-8s %s (pid %s)\n' etcd running "$(etcd_endpoint)" "$pid"
+    return 0
+  fi
+  printf '%-8s %-8s %s\n' etcd stopped "$(etcd_endpoint)"
+  return 1
+}
+
+svc_etcd_env() {
+  printf 'export AMBER_DR_ETCD_ENDPOINT=%q\n' "$(etcd_endpoint)"
+}
+
+svc_etcd_purge() {
+  rm -rf -- "$ETCD_DIR"
+}
+
+# ================================================================ milvus (PyPI wheel milvus==2.3.5)
+# A real Milvus 2.3.5 standalone binary (the `milvus` wheel) in a cached venv, with its
+# metadata in the stack's etcd (root path `by-dev`) and its segments in the stack's S3 server
+# (bucket `milvus-bucket`): Amber's topology. SIGTERM does not stop it: stop = SIGKILL.
+MILVUS_VERSION=2.3.5
+MILVUS_PORT="${AMBER_DR_MILVUS_PORT:-39530}"
+MILVUS_BUCKET=milvus-bucket
+MILVUS_ROOT_PATH=by-dev
+MILVUS_DIR="$STACK_DIR/milvus"
+MILVUS_PIDFILE="$MILVUS_DIR/milvus.pid"
+MILVUS_LOG="$MILVUS_DIR/milvus.log"
+MILVUS_CONFIG="$MILVUS_DIR/config"
+
+milvus_venv() {
+  printf '%s/milvus-%s-venv\n' "$(amber_cache_dir)" "$MILVUS_VERSION"
+}
+
+_milvus_do_install() {
+  local v
+  v="$(milvus_venv)"
+  [[ -x "$v/bin/milvus-server" && -x "$v/bin/python" ]] && "$v/bin/python" -c 'import pymilvus' 2>/dev/null && return 0
+  log "installing milvus==$MILVUS_VERSION and pymilvus into $v (first time only)"
+  rm -rf -- "$v"
+  python3 -m venv "$v" || die "python3 -m venv failed (install python3-venv)"
+  # pymilvus: the tests' independent client, and the server's readiness check.
+  # (pymilvus 2.3 needs pkg_resources, marshmallow 3 and protobuf 4: pinned.)
+  "$v/bin/pip" install -q "milvus==$MILVUS_VERSION" "pymilvus==2.3.7" "setuptools<70" "marshmallow<3.20" "protobuf<5" >&2 \
+    || { rm -rf -- "$v"; die "pip install milvus==$MILVUS_VERSION failed"; }
+}
+
+svc_milvus_install() {
+  ensure_apt_pkg python3
+  with_lock "$(amber_cache_dir)/.milvus.install.lock" _milvus_do_install
+}
+
+# Is Milvus answering on PORT? (pymilvus asks for the server version.)
+milvus_ready() {
+  "$(milvus_venv)/bin/python" - "$1" <<'PY' >/dev/null 2>&1
+import sys
+from pymilvus import connections, utility
+connections.connect(host="127.0.0.1", port=sys.argv[1], timeout=3)
+utility.get_server_version()
+PY
+}
+
+svc_milvus_start() {
+  local pid port=""
+  if pid="$(pidfile_alive "$MILVUS_PIDFILE" milvus)"; then
+    [[ -f "$MILVUS_CONFIG" ]] && port="$(sed -n 's/^port=//p' "$MILVUS_CONFIG")"
+    if [[ -n "$port" && "$port" != "$MILVUS_PORT" ]]; then
+      die "milvus is already running (pid $pid, port $port) with another port than AMBER_DR_MILVUS_PORT=$MILVUS_PORT;" \
+        "run 'scripts/stack.sh down' first"
+    fi
+    if milvus_ready "$MILVUS_PORT"; then
+      log "milvus: already running (pid $pid) at $HOST:$MILVUS_PORT"
+      return 0
+    fi
+    warn "milvus: pid $pid is alive but not answering; restarting it"
+    svc_milvus_stop
+  fi
+  rm -f "$MILVUS_PIDFILE"
+  local p
+  for ((p = MILVUS_PORT; p <= MILVUS_PORT + 8; p++)); do
+    if port_open "$HOST" "$p"; then
+      die "port $p on $HOST is already in use by another process; Milvus needs AMBER_DR_MILVUS_PORT" \
+        "and the eight ports after it: set AMBER_DR_MILVUS_PORT to a free range"
+    fi
+  done
+  mkdir -p "$MILVUS_DIR/data"
+  printf 'port=%q\n' "$MILVUS_PORT" >"$MILVUS_CONFIG"
+  start_bg "$MILVUS_PIDFILE" "$MILVUS_LOG" "$(milvus_venv)/bin/milvus-server" \
+    --data "$MILVUS_DIR/data" \
+    --proxy-port "$MILVUS_PORT" --proxy-internal-port "$((MILVUS_PORT + 1))" \
+    --root-coord-port "$((MILVUS_PORT + 2))" --query-coord-port "$((MILVUS_PORT + 3))" \
+    --query-node-port "$((MILVUS_PORT + 4))" --index-coord-port "$((MILVUS_PORT + 5))" \
+    --index-node-port "$((MILVUS_PORT + 6))" --data-coord-port "$((MILVUS_PORT + 7))" \
+    --data-node-port "$((MILVUS_PORT + 8))" \
+    --extra-config etcd.use.embed=false --extra-config "etcd.endpoints=$HOST:$ETCD_PORT" \
+    --extra-config "etcd.rootPath=$MILVUS_ROOT_PATH" \
+    --extra-config common.storageType=minio --extra-config "minio.address=$HOST" \
+    --extra-config "minio.port=$S3_PORT" --extra-config "minio.accessKeyID=$S3_ACCESS_KEY" \
+    --extra-config "minio.secretAccessKey=$S3_SECRET_KEY" \
+    --extra-config "minio.bucketName=$MILVUS_BUCKET"
+  pid="$(pidfile_read "$MILVUS_PIDFILE")"
+  # Recovering collections after an unclean stop can take minutes on a loaded machine.
+  local deadline=$((SECONDS + 300)) ok=""
+  while ((SECONDS < deadline)); do
+    pid_alive "$pid" || break
+    if milvus_ready "$MILVUS_PORT"; then
+      ok=1
+      break
+    fi
+    sleep 1
+  done
+  if [[ -z "$ok" ]]; then
+    tail -n 30 "$MILVUS_LOG" >&2 || true
+    svc_milvus_stop || true
+    die "milvus did not answer on port $MILVUS_PORT within 300s (AMBER_DR_MILVUS_PORT); log: $MILVUS_LOG"
+  fi
+  log "milvus: started $MILVUS_VERSION (pid $pid) at $HOST:$MILVUS_PORT (etcd root path $MILVUS_ROOT_PATH, bucket $MILVUS_BUCKET)"
+}
+
+# SIGKILL the wrapper's whole process group (Milvus ignores SIGTERM).
+svc_milvus_stop() {
+  local pid pgid
+  if pid="$(pidfile_alive "$MILVUS_PIDFILE" milvus)"; then
+    pgid="$(pid_pgid "$pid" || true)"
+    if [[ "$pgid" == "$pid" ]]; then
+      kill -KILL -- "-$pid" 2>/dev/null || true
+    else
+      kill -KILL -- "$pid" 2>/dev/null || true
+    fi
+    local deadline=$((SECONDS + 10))
+    while ((SECONDS < deadline)) && kill -0 "$pid" 2>/dev/null; do
+      sleep 0.1
+    done
+    rm -f "$MILVUS_PIDFILE"
+    log "milvus: stopped (pid $pid)"
+  else
+    rm -f "$MILVUS_PIDFILE"
+    log "milvus: not running"
+  fi
+}
+
+svc_milvus_status() {
+  local pid
+  if pid="$(pidfile_alive "$MILVUS_PIDFILE" milvus)" && milvus_ready "$MILVUS_PORT"; then
+    printf '%-8s %-8s %s (pid %s)\n' milvus running "http://$HOST:$MILVUS_PORT" "$pid"
+    return 0
+  fi
+  printf '%-8s %-8s %s\n' milvus stopped "http://$HOST:$MILVUS_PORT"
+  return 1
+}
+
+svc_milvus_env() {
+  printf 'export AMBER_DR_MILVUS_ENDPOINT=%q\n' "http://$HOST:$MILVUS_PORT"
+  printf 'export AMBER_DR_MILVUS_PYTHON=%q\n' "$(milvus_venv)/bin/python"
+  printf 'export AMBER_DR_MILVUS_ETCD_ROOT=%q\n' "$MILVUS_ROOT_PATH"
+  printf 'export AMBER_DR_MILVUS_BUCKET=%q\n' "$MILVUS_BUCKET"
+}
+
+svc_milvus_purge() {
+  rm -rf -- "$MILVUS_DIR"
 }
 
 # ================================================================ driver

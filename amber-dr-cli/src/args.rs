@@ -203,6 +203,10 @@ pub struct RestoreArgs {
     /// deleting them.
     #[arg(long)]
     pub keep_extra: bool,
+    /// Restore even when the plan breaks a component's declared restore relations (e.g. an
+    /// etcd prefix restored without the bucket it must be restored with).
+    #[arg(long)]
+    pub force: bool,
     /// Restore component NAME into another target (a directory, database, bucket, ...)
     /// instead of its configured one (repeatable).
     #[arg(long, value_name = "NAME=VALUE", value_parser = parse_target)]

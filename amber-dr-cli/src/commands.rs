@@ -991,6 +991,9 @@ impl Component for Overridden {
     fn legacy_files(&self) -> Vec<&'static str> {
         self.inner.legacy_files()
     }
+    fn restore_relations(&self) -> Vec<amber_dr_core::RestoreRelation> {
+        self.inner.restore_relations()
+    }
     async fn restore_legacy(
         &self,
         cx: &RestoreContext,
@@ -1169,7 +1172,8 @@ async fn restore(ctx: &Ctx, args: &RestoreArgs) -> CmdResult {
         },
         options: RestoreOptions::new()
             .dry_run(dry_run)
-            .keep_extra(args.keep_extra),
+            .keep_extra(args.keep_extra)
+            .force(args.force),
         safety_backup: safety && !dry_run,
     };
     let dry = interruptible(
@@ -1287,6 +1291,9 @@ async fn restore(ctx: &Ctx, args: &RestoreArgs) -> CmdResult {
     } else {
         out.line("");
         print_restore_components(out, &outcome, &args.target);
+        for f in &outcome.forced {
+            out.note(format!("warning: restored anyway (--force): {f}"));
+        }
         if let Some(id) = &outcome.safety_backup {
             out.line(format!("safety backup taken before the restore: {id}"));
         }

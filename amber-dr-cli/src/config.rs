@@ -494,6 +494,8 @@ const ETCD_NOTE: &str = r#"# [components.etcd]                 # etcd data the a
 # kind = "etcd"                     # prefix is NOT selected here: it is only consistent with
 # endpoints = ["http://127.0.0.1:2379"]   # Milvus's bucket, restored together, Milvus stopped.
 # prefix = "app/"
+# conflicts_with = ["milvus"]       # if this prefix ever covers Milvus's root path: never
+#                                   # restore it together with the logical Milvus backup
 "#;
 
 #[cfg(test)]

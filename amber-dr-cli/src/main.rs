@@ -8,5 +8,7 @@ fn main() {
     amber_dr_postgres::register(&mut registry);
     amber_dr_neo4j::register(&mut registry);
     amber_dr_minio::register(&mut registry);
+    amber_dr_etcd::register(&mut registry);
+    amber_dr_milvus::register(&mut registry);
     std::process::exit(amber_dr_cli::run(std::env::args_os(), registry));
 }

@@ -298,7 +298,7 @@ fn bad_configs_are_usage_errors_naming_file_and_key() {
         (
             "unknown kind",
             "[repository]\nurl = \"./repo\"\n[components.db]\nkind = \"oracle\"\n",
-            &["components.db.kind", "oracle", "known kinds: files"],
+            &["components.db.kind", "oracle", "known kinds: ", "files, "],
         ),
         (
             "unset variable",

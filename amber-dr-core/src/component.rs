@@ -100,6 +100,9 @@ pub struct RestoreOptions {
     /// Drivers that mirror (S3 buckets) leave items that are not in the backup instead of
     /// deleting them.
     pub keep_extra: bool,
+    /// Restore even when the plan breaks a component's declared [`RestoreRelation`]s (the
+    /// runner refuses such plans otherwise).
+    pub force: bool,
 }
 
 impl RestoreOptions {
@@ -122,10 +125,60 @@ impl RestoreOptions {
         self.keep_extra = v;
         self
     }
+    /// Set [`Self::force`].
+    pub fn force(mut self, v: bool) -> Self {
+        self.force = v;
+        self
+    }
     /// Set [`Self::items`].
     pub fn items(mut self, items: Vec<String>) -> Self {
         self.items = items;
         self
+    }
+}
+
+/// How restoring a component relates to other components of the same config, declared by
+/// the component ([`Component::restore_relations`]) and enforced by the runner's restore
+/// planning: a plan that breaks a relation is refused unless [`RestoreOptions::force`] is set.
+///
+/// Example: an etcd prefix holding a store's metadata is only consistent with that store's
+/// bucket when both are restored together, and must never be restored under a logical restore
+/// of the same store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "relation")]
+pub enum RestoreRelation {
+    /// This component must be restored in the same run as `component`.
+    RestoreWith {
+        /// The other component's name in the config.
+        component: String,
+        /// Why, in words, for the refusal message.
+        reason: String,
+    },
+    /// This component must not be restored in the same run as `component`.
+    ConflictsWith {
+        /// The other component's name in the config.
+        component: String,
+        /// Why, in words, for the refusal message.
+        reason: String,
+    },
+}
+
+impl RestoreRelation {
+    /// The problem with restoring `name` when `selected` components are restored in the same
+    /// run, if any.
+    pub fn violation(&self, name: &str, selected: &[String]) -> Option<String> {
+        match self {
+            RestoreRelation::RestoreWith { component, reason } => {
+                (!selected.iter().any(|s| s == component)).then(|| {
+                    format!("`{name}` must be restored together with `{component}`, which this restore leaves out: {reason}")
+                })
+            }
+            RestoreRelation::ConflictsWith { component, reason } => {
+                (selected.iter().any(|s| s == component) && component != name).then(|| {
+                    format!("`{name}` must not be restored together with `{component}`: {reason}")
+                })
+            }
+        }
     }
 }
 
@@ -314,6 +367,12 @@ pub trait Component: Send + Sync + std::fmt::Debug {
 
     /// Stream the store into artifacts of `cx` and return the component's record.
     async fn snapshot(&self, cx: &SnapshotContext) -> Result<ComponentRecord>;
+
+    /// How restoring this component relates to other components (restore together, never
+    /// together). Default: no relations.
+    fn restore_relations(&self) -> Vec<RestoreRelation> {
+        Vec::new()
+    }
 
     /// Check a stored snapshot. Damage goes into the report's problems (or is returned as an
     /// error for which [`Error::is_damage`] holds); other errors mean verify could not run.

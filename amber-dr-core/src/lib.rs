@@ -22,8 +22,8 @@ pub use async_trait::async_trait;
 pub use blobs::{BlobRecord, BlobWriter, BLOB_REFS_SUFFIX};
 pub use component::{
     Capabilities, Component, ComponentSpec, Factory, Probe, ReadContext, Registry, RestoreContext,
-    RestoreOptions, RestoreReport, SnapshotContext, SnapshotPurpose, VerifyContext, VerifyLevel,
-    VerifyReport,
+    RestoreOptions, RestoreRelation, RestoreReport, SnapshotContext, SnapshotPurpose,
+    VerifyContext, VerifyLevel, VerifyReport,
 };
 pub use error::{Error, Result};
 pub use legacy::{LegacyPart, LegacyPlan, RUNBOOK_FILES};

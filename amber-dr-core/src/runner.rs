@@ -121,6 +121,9 @@ pub struct RestoreOutcome {
     pub safety_backup: Option<String>,
     /// Per component, in selection order.
     pub components: Vec<ComponentRestore>,
+    /// Declared restore relations this restore broke because it was forced.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub forced: Vec<String>,
 }
 
 impl RestoreOutcome {
@@ -414,6 +417,7 @@ impl Runner {
         if !manifest.is_complete() {
             tracing::warn!(backup = %id, "backup is not complete; restoring only components whose snapshot succeeded");
         }
+        let forced = check_relations(&targets, &names, plan.options.force)?;
 
         let lock = if plan.options.dry_run {
             None
@@ -424,7 +428,10 @@ impl Runner {
         if let Some(lock) = lock {
             lock.release().await?;
         }
-        result
+        result.map(|mut r| {
+            r.forced = forced;
+            r
+        })
     }
 
     /// Restore a runbook backup directory (`postgres.sql`, `uploads.tar.gz`, ...) through the
@@ -444,6 +451,8 @@ impl Runner {
                 .ok_or_else(|| Error::Other(format!("component `{name}` vanished")))?;
             targets.push((c.clone(), Source::Legacy(part.path.clone())));
         }
+        let names: Vec<String> = targets.iter().map(|(c, _)| c.name().to_string()).collect();
+        let forced = check_relations(&targets, &names, plan.options.force)?;
         let lock = if plan.options.dry_run {
             None
         } else {
@@ -455,7 +464,10 @@ impl Runner {
         if let Some(lock) = lock {
             lock.release().await?;
         }
-        result
+        result.map(|mut r| {
+            r.forced = forced;
+            r
+        })
     }
 
     async fn restore_locked(
@@ -534,6 +546,7 @@ impl Runner {
             dry_run: plan.options.dry_run,
             safety_backup,
             components: results,
+            forced: Vec::new(),
         })
     }
 
@@ -591,6 +604,40 @@ impl Runner {
             dry_run,
         })
     }
+}
+
+/// The declared restore relations of the selected components that this plan breaks: an error
+/// naming each of them, or (forced) the list, logged as warnings.
+fn check_relations<T>(
+    targets: &[(Arc<dyn Component>, T)],
+    selected: &[String],
+    force: bool,
+) -> Result<Vec<String>> {
+    let problems: Vec<String> = targets
+        .iter()
+        .flat_map(|(c, _)| {
+            c.restore_relations()
+                .into_iter()
+                .filter_map(|r| r.violation(c.name(), selected))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    if problems.is_empty() {
+        return Ok(problems);
+    }
+    if !force {
+        return Err(Error::config(
+            "restore plan",
+            format!(
+                "refused, nothing was changed: {}. Change the selection (--only/--skip), or pass --force to restore anyway",
+                problems.join("; ")
+            ),
+        ));
+    }
+    for p in &problems {
+        tracing::warn!("restoring anyway (--force): {p}");
+    }
+    Ok(problems)
 }
 
 async fn snapshot_one(c: Arc<dyn Component>, cx: SnapshotContext) -> ComponentRecord {

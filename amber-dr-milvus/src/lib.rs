@@ -1,0 +1,27 @@
+#![doc = include_str!("../README.md")]
+#![deny(missing_docs)]
+
+mod client;
+mod component;
+mod config;
+mod pages;
+
+pub use component::Milvus;
+pub use config::MilvusConfig;
+
+use std::sync::Arc;
+
+use amber_dr_core::{Component, ComponentSpec, Registry, Result};
+
+/// The driver kind.
+pub const KIND: &str = "milvus";
+
+/// Register the `milvus` driver.
+pub fn register(registry: &mut Registry) {
+    registry.register(KIND, factory);
+}
+
+fn factory(spec: &ComponentSpec) -> Result<Arc<dyn Component>> {
+    let config: MilvusConfig = spec.parse()?;
+    Ok(Arc::new(Milvus::new(spec.name.clone(), config)?))
+}

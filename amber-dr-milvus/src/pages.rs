@@ -1,0 +1,100 @@
+//! Entity artifacts: a header line, then pages, each a `u32` big-endian length and a
+//! protobuf `QueryResults` holding the page's columns (`FieldData`) exactly as the server
+//! returned them, so every field type the server has — present and future — round-trips
+//! without the driver decoding it.
+//!
+//! The fingerprint is the SHA-256 over the pages' bytes, with columns in name order and field
+//! ids cleared; re-exporting the restored collection with the same page size gives the same.
+
+use milvus::proto::milvus::QueryResults;
+use milvus::proto::schema::FieldData;
+use prost::Message;
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+/// First bytes of an entities artifact.
+pub(crate) const HEADER: &[u8] = b"amber-dr milvus pages v1\n";
+const MAX_PAGE: u32 = 512 * 1024 * 1024;
+
+/// A page in canonical form: columns sorted by name, field ids cleared.
+pub(crate) fn canonical(mut fields: Vec<FieldData>) -> QueryResults {
+    fields.sort_by(|a, b| a.field_name.cmp(&b.field_name));
+    for f in &mut fields {
+        f.field_id = 0;
+    }
+    QueryResults {
+        fields_data: fields,
+        ..Default::default()
+    }
+}
+
+/// Running fingerprint of pages.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Digest2 {
+    hasher: Sha256,
+    pub rows: u64,
+}
+
+impl Digest2 {
+    pub(crate) fn add(&mut self, page: &[u8], rows: u64) {
+        self.hasher.update((page.len() as u64).to_be_bytes());
+        self.hasher.update(page);
+        self.rows += rows;
+    }
+    pub(crate) fn fingerprint(&self) -> String {
+        hex::encode(self.hasher.clone().finalize())
+    }
+}
+
+pub(crate) async fn write_page<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    page: &[u8],
+) -> std::io::Result<()> {
+    w.write_all(&(page.len() as u32).to_be_bytes()).await?;
+    w.write_all(page).await
+}
+
+pub(crate) async fn read_header<R: AsyncRead + Unpin>(r: &mut R) -> Result<(), String> {
+    let mut h = vec![0u8; HEADER.len()];
+    r.read_exact(&mut h)
+        .await
+        .map_err(|e| format!("cannot read the header: {e}"))?;
+    if h != HEADER {
+        return Err("not a milvus entities artifact".into());
+    }
+    Ok(())
+}
+
+/// The next page's bytes, or `None` at a clean end.
+pub(crate) async fn read_page<R: AsyncRead + Unpin>(r: &mut R) -> std::io::Result<Option<Vec<u8>>> {
+    let mut len = [0u8; 4];
+    let mut got = 0;
+    while got < 4 {
+        let n = r.read(&mut len[got..]).await?;
+        if n == 0 {
+            if got == 0 {
+                return Ok(None);
+            }
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "the stream ends inside a page header",
+            ));
+        }
+        got += n;
+    }
+    let n = u32::from_be_bytes(len);
+    if n > MAX_PAGE {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("implausible page length {n}"),
+        ));
+    }
+    let mut page = vec![0u8; n as usize];
+    r.read_exact(&mut page).await?;
+    Ok(Some(page))
+}
+
+/// Decode a page.
+pub(crate) fn decode(page: &[u8]) -> Result<QueryResults, String> {
+    QueryResults::decode(page).map_err(|e| format!("a page does not decode: {e}"))
+}
