@@ -246,20 +246,15 @@ impl Postgres {
         }
     }
 
-    async fn dump_db(
-        &self,
-        cx: &SnapshotContext,
-        tools: &Tools,
-        idx: usize,
-        info: DbInfo,
-    ) -> Result<(DbRecord, amber_dr_core::ArtifactRecord)> {
-        let db = info.name.clone();
+    /// Open a repeatable-read transaction in `db` and export its snapshot: from here on, what
+    /// `pg_dump --snapshot` of this database reads is fixed.
+    async fn open_snapshot(&self, db: &str) -> Result<OpenSnapshot> {
         let err = self.err("snapshot");
-        let client = self.connect(&db).await.map_err(&err)?;
+        let client = self.connect(db).await.map_err(&err)?;
         client
             .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             .await
-            .map_err(catalog::q(&db, "begin snapshot transaction"))
+            .map_err(catalog::q(db, "begin snapshot transaction"))
             .map_err(&err)?;
         let row = client
             .query_one(
@@ -267,9 +262,30 @@ impl Postgres {
                 &[],
             )
             .await
-            .map_err(catalog::q(&db, "export snapshot"))
+            .map_err(catalog::q(db, "export snapshot"))
             .map_err(&err)?;
-        let (snapshot, wal_lsn): (String, Option<String>) = (row.get(0), row.get(1));
+        Ok(OpenSnapshot {
+            client,
+            snapshot: row.get(0),
+            wal_lsn: row.get(1),
+        })
+    }
+
+    async fn dump_db(
+        &self,
+        cx: &SnapshotContext,
+        tools: &Tools,
+        idx: usize,
+        info: DbInfo,
+        open: OpenSnapshot,
+    ) -> Result<(DbRecord, amber_dr_core::ArtifactRecord)> {
+        let db = info.name.clone();
+        let err = self.err("snapshot");
+        let OpenSnapshot {
+            client,
+            snapshot,
+            wal_lsn,
+        } = open;
         let props = catalog::db_props(&client, &db).await.map_err(&err)?;
 
         let artifact = format!("db-{idx:03}.dump");
@@ -856,6 +872,16 @@ impl Component for Postgres {
         let dbs = self.select(&all).map_err(&err)?;
         drop(client);
 
+        // Export a snapshot in every database first, so that all of them describe the same
+        // moment (give or take the few milliseconds between the exports) and the application
+        // can resume before the dumps run. One connection per database is held meanwhile.
+        cx.progress().set_phase("exporting snapshots");
+        let mut open = Vec::with_capacity(dbs.len());
+        for info in &dbs {
+            open.push(self.open_snapshot(&info.name).await?);
+        }
+        cx.mark_consistent();
+
         let mut rec = ComponentRecord::new(crate::KIND, &self.name);
         rec.server_version = Some(format!("PostgreSQL {server_version}"));
         cx.progress().set_phase("dumping globals");
@@ -865,8 +891,8 @@ impl Component for Postgres {
 
         cx.progress().set_phase("dumping databases");
         let mut records = Vec::new();
-        for (idx, info) in dbs.into_iter().enumerate() {
-            let (r, art) = self.dump_db(cx, &tools, idx, info).await?;
+        for (idx, (info, open)) in dbs.into_iter().zip(open).enumerate() {
+            let (r, art) = self.dump_db(cx, &tools, idx, info, open).await?;
             rec.consistency.insert(
                 format!("snapshot.{}", r.info.name),
                 r.snapshot.clone().into(),
@@ -1114,6 +1140,13 @@ impl Component for Postgres {
         }
         Ok(report)
     }
+}
+
+/// A transaction that holds an exported snapshot of one database.
+struct OpenSnapshot {
+    client: tokio_postgres::Client,
+    snapshot: String,
+    wal_lsn: Option<String>,
 }
 
 #[cfg(test)]

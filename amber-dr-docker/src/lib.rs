@@ -1,0 +1,8 @@
+#![doc = include_str!("../README.md")]
+#![deny(missing_docs)]
+
+mod config;
+mod hooks;
+
+pub use config::{DockerConfig, COMPOSE_PROJECT_LABEL, COMPOSE_SERVICE_LABEL, DEFAULT_SOCKET};
+pub use hooks::{DockerHooks, Reporter};
