@@ -92,7 +92,7 @@ struct Watch {
     inner: DockerHooks,
     apps: Vec<(String, std::path::PathBuf)>,
     engine: Engine,
-    seen: Arc<Mutex<Vec<(String, Vec<(String, usize)>)>>>,
+    seen: Arc<Mutex<Seen>>,
 }
 
 impl Watch {
