@@ -71,7 +71,7 @@ impl Inner {
     }
 
     fn say(&self, line: String) {
-        tracing::info!(target: "amber_dr_docker", "{line}");
+        tracing::debug!(target: "amber_dr_docker", "{line}");
         (self.report)(&line);
     }
 
