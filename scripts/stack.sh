@@ -394,14 +394,15 @@ docker_running() {
 docker_image() {
   docker_cli image inspect "$DOCKER_IMAGE" >/dev/null 2>&1 && return 0
   local root tar bb
-  bb="$(command -v busybox)"
-  file -L "$bb" 2>/dev/null | grep -q 'dynamically linked' && bb=/bin/busybox
+  # busybox-static's binary: it runs in an image that has nothing else.
+  bb=/bin/busybox
+  [[ -x "$bb" ]] || bb="$(command -v busybox)"
   root="$(mktemp -d)"
   tar="$root.tar"
   mkdir -p "$root/bin" "$root/tmp" "$root/data"
   cp "$bb" "$root/bin/busybox"
   local applet
-  for applet in sh ls cat echo sleep date mkdir rm env true false seq wc tail head; do
+  for applet in sh ls cat echo sleep date mkdir mv cp rm env true false seq wc tail head; do
     ln -s busybox "$root/bin/$applet"
   done
   tar -C "$root" -cf "$tar" .
