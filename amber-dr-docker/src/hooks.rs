@@ -36,6 +36,8 @@ struct State {
     paused: Vec<(Target, Instant)>,
     /// Stopped by us.
     stopped: Vec<Target>,
+    /// Started again by us after this restore: a fresh start, no restart needed.
+    started: Vec<String>,
 }
 
 /// The state behind [`DockerHooks`].
@@ -338,6 +340,7 @@ impl Inner {
                 };
                 match res {
                     Ok(()) => {
+                        st.started.push(t.id.clone());
                         let line = format!("docker: started {} again", t.label);
                         me.say(line.clone());
                         done.push(line);
@@ -382,6 +385,7 @@ impl Inner {
             )
             .await?;
             let mut st = me.state.lock().await;
+            st.started.clear();
             for t in targets {
                 if st.stopped.iter().any(|s| s.id == t.id) {
                     continue;
@@ -421,8 +425,12 @@ impl Inner {
                     "restart_after_restore",
                 )
                 .await?;
+            let started = std::mem::take(&mut me.state.lock().await.started);
             let mut errors = Vec::new();
             for t in targets {
+                if started.contains(&t.id) {
+                    continue;
+                }
                 let opts = RestartContainerOptions {
                     t: Some(me.config.stop_timeout_secs as i32),
                     signal: None,
