@@ -485,6 +485,27 @@ async fn doctor(ctx: &Ctx) -> CmdResult {
             Err(e) => return Err(Failure::failed(format!("a probe task died: {e}"))),
         }
     }
+    // The Docker engine and the containers of `[docker]`.
+    let mut docker_json = serde_json::Value::Null;
+    if let Some(d) = ctx.docker_hooks(cfg)? {
+        let res = tokio::time::timeout(PROBE_TIMEOUT, d.check()).await;
+        let err = match res {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(Failure::from(e).message),
+            Err(_) => Some(format!("no answer within {} s", PROBE_TIMEOUT.as_secs())),
+        };
+        docker_json = json!({ "socket": d.socket(), "ok": err.is_none(), "error": err });
+        match err {
+            None => repo_lines.push(format!(
+                "docker unix://{}: reachable, every container in [docker] exists",
+                d.socket()
+            )),
+            Some(e) => {
+                ok = false;
+                repo_lines.push(format!("docker: PROBLEM: {e}"));
+            }
+        }
+    }
     let mut comp_json = Vec::new();
     let mut comp_lines = Vec::new();
     for (c, probe) in components.iter().zip(probes) {
@@ -552,6 +573,7 @@ async fn doctor(ctx: &Ctx) -> CmdResult {
             "ok": ok,
             "repository": repo_json,
             "components": comp_json,
+            "docker": docker_json,
             "drivers": ctx.registry.kinds(),
         }));
     } else {

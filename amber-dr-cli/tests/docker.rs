@@ -309,6 +309,24 @@ fn bad_docker_settings_are_clear_errors() {
     assert!(!err.contains("docker: paused"), "{err}");
     app.assert_alive();
 
+    // doctor says so too, naming the container.
+    let (code, out, err) = amber(tmp.path(), &["doctor"]);
+    assert_ne!(code, 0);
+    assert!(
+        out.contains("docker: PROBLEM") && out.contains(&missing),
+        "{out}\n{err}"
+    );
+    write_config(
+        tmp.path(),
+        &format!(
+            "host = \"{host}\"\npause_during_backup = [\"{}\"]",
+            app.name
+        ),
+    );
+    let (code, out, err) = amber(tmp.path(), &["doctor"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("every container in [docker] exists"), "{out}");
+
     // An unknown key: a usage error naming the section.
     write_config(tmp.path(), "pause_during_bakcup = [\"x\"]");
     let (code, _, err) = amber(tmp.path(), &["backup"]);
