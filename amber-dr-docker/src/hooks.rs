@@ -370,7 +370,8 @@ impl Inner {
             return Ok(());
         }
         self.locked(|me, docker| async move {
-            // Both lists are checked before anything is stopped.
+            // Every list is checked before anything is stopped (the safety backup pauses
+            // `pause_during_backup`).
             let targets = me
                 .resolve(
                     &docker,
@@ -382,6 +383,12 @@ impl Inner {
                 &docker,
                 &me.config.restart_after_restore,
                 "restart_after_restore",
+            )
+            .await?;
+            me.resolve(
+                &docker,
+                &me.config.pause_during_backup,
+                "pause_during_backup",
             )
             .await?;
             let mut st = me.state.lock().await;
