@@ -81,41 +81,9 @@ impl Inner {
         Error::Other(format!("docker (unix://{}): {what}", self.socket))
     }
 
-    /// Connect (once) and check that the engine answers: a missing socket or a permission
-    /// problem is reported with the socket's path.
+    /// Connect (once) and check that the engine answers.
     async fn client(&self) -> Result<&Docker> {
-        self.client
-            .get_or_try_init(|| async {
-                let path = std::path::Path::new(&self.socket);
-                if !path.exists() {
-                    return Err(self.err(format!(
-                        "the Docker socket {} does not exist: is the Docker engine running on this host? (set `host` under [docker] if it listens elsewhere)",
-                        self.socket
-                    )));
-                }
-                if let Err(e) = tokio::net::UnixStream::connect(path).await {
-                    let hint = if e.kind() == std::io::ErrorKind::PermissionDenied {
-                        " (permission denied: run amber-dr as root or as a member of the group that owns the socket, usually `docker`)"
-                    } else {
-                        ""
-                    };
-                    return Err(self.err(format!(
-                        "cannot connect to the Docker socket {}: {e}{hint}",
-                        self.socket
-                    )));
-                }
-                let docker = Docker::connect_with_unix(
-                    &self.socket,
-                    REQUEST_TIMEOUT_SECS,
-                    bollard::API_DEFAULT_VERSION,
-                )
-                .map_err(|e| self.err(e))?;
-                docker
-                    .negotiate_version()
-                    .await
-                    .map_err(|e| self.err(format!("the engine did not answer: {e}")))
-            })
-            .await
+        self.client.get_or_try_init(|| connect(&self.socket)).await
     }
 
     /// Resolve config entries to containers; every entry must match at least one.
@@ -545,4 +513,33 @@ impl RunHooks for DockerHooks {
             Err(Error::Other(errors.join("; ")))
         }
     }
+}
+
+/// Connect to the engine at `socket` and check that it answers: a missing socket or a
+/// permission problem is reported with the socket's path.
+pub(crate) async fn connect(socket: &str) -> Result<Docker> {
+    let err = |what: String| Error::Other(format!("docker (unix://{socket}): {what}"));
+    let path = std::path::Path::new(socket);
+    if !path.exists() {
+        return Err(err(format!(
+            "the Docker socket {socket} does not exist: is the Docker engine running on this host? (set `host` under [docker] if it listens elsewhere)"
+        )));
+    }
+    if let Err(e) = tokio::net::UnixStream::connect(path).await {
+        let hint = if e.kind() == std::io::ErrorKind::PermissionDenied {
+            " (permission denied: run amber-dr as root or as a member of the group that owns the socket, usually `docker`)"
+        } else {
+            ""
+        };
+        return Err(err(format!(
+            "cannot connect to the Docker socket {socket}: {e}{hint}"
+        )));
+    }
+    let docker =
+        Docker::connect_with_unix(socket, REQUEST_TIMEOUT_SECS, bollard::API_DEFAULT_VERSION)
+            .map_err(|e| err(e.to_string()))?;
+    docker
+        .negotiate_version()
+        .await
+        .map_err(|e| err(format!("the engine did not answer: {e}")))
 }

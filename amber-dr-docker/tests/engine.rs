@@ -591,3 +591,45 @@ async fn a_bad_socket_is_a_clear_error_naming_it() {
         .unwrap()
         .is_complete());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn exec_streams_stdin_and_stdout_and_reports_failures() {
+    let Some(engine) = Engine::from_env() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let name = unique("exec");
+    let _app = App::start(&engine, &name, &tmp.path().join("app"), &[]);
+    let exec = amber_dr_docker::ContainerExec::new(Some(engine.host.clone()), &name).unwrap();
+    // 3 MiB through stdin and back out of stdout.
+    let input: Vec<u8> = (0..3 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+    let mut out = Vec::new();
+    let argv = vec!["cat".to_string()];
+    let mut reader = input.as_slice();
+    let run = exec.run(&argv, &[], Some(&mut reader), &mut out, "cat");
+    tokio::time::timeout(Duration::from_secs(30), run)
+        .await
+        .expect("stdin was not closed at its end")
+        .unwrap();
+    assert_eq!(out.len(), input.len());
+    assert!(out == input);
+    // Environment, and a failure with its stderr.
+    let mut out = Vec::new();
+    let err = exec
+        .run(
+            &[
+                "sh".into(),
+                "-c".into(),
+                "echo $X; echo boom >&2; exit 3".into(),
+            ],
+            &["X=hello".into()],
+            None,
+            &mut out,
+            "sh",
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+    assert_eq!(String::from_utf8_lossy(&out), "hello\n");
+    assert!(err.contains("exit code 3") && err.contains("boom"), "{err}");
+}
