@@ -400,6 +400,7 @@ const TEMPLATE_COMPONENTS: &[TemplateComponent] = &[
         kind: "postgres",
         body: r#"url = "postgres://postgres:postgres@127.0.0.1:5432/amber"
 # databases = ["amber"]            # default: every non-template database
+# via_container = "amber-postgres-1"  # run pg_dump & co. inside this container (Docker exec API)
 "#,
     },
     TemplateComponent {
