@@ -28,6 +28,12 @@
 #   AMBER_DR_MILVUS_PORT  Milvus gRPC port on 127.0.0.1 (default 39530); its internal ports are
 #                         the next eight (+1..+8); its metrics/health port is the first free one
 #                         from 9091 up (the milvus wrapper picks it; it cannot be set)
+#   AMBER_DR_DOCKER       0 leaves the Docker engine out (default 1: started when root)
+#
+# The Docker engine (for the [docker] integration) is a private dockerd: socket, data and
+# exec roots under $AMBER_DR_STACK_DIR/docker, no iptables, no bridge; it never touches
+# /var/run/docker.sock. `up` imports the local image amber-dr-busybox:latest (busybox only,
+# nothing is pulled). Its socket is AMBER_DR_DOCKER_HOST in the env file.
 #
 # Adding a service: write svc_<name>_install / _start / _stop / _status / _env
 # (and optionally _purge) below and add <name> to SERVICES. Start order is the
@@ -38,6 +44,9 @@ set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 SERVICES=(s3 pg neo4j moto etcd milvus)
+if [[ "${AMBER_DR_DOCKER:-1}" != 0 ]]; then
+  SERVICES+=(docker)
+fi
 
 STACK_DIR="${AMBER_DR_STACK_DIR:-$AMBER_DR_REPO_ROOT/.stack}"
 ENV_FILE="$STACK_DIR/env"
@@ -958,6 +967,110 @@ svc_milvus_env() {
 
 svc_milvus_purge() {
   rm -rf -- "$MILVUS_DIR"
+}
+
+# ================================================================ docker (private dockerd)
+DOCKER_DIR="$STACK_DIR/docker"
+DOCKER_SOCK="$DOCKER_DIR/docker.sock"
+DOCKER_PIDFILE="$DOCKER_DIR/dockerd.pid"
+DOCKER_LOG="$DOCKER_DIR/dockerd.log"
+DOCKER_IMAGE=amber-dr-busybox:latest
+
+docker_cli() {
+  docker -H "unix://$DOCKER_SOCK" "$@"
+}
+
+svc_docker_install() {
+  [[ "$(id -u)" == 0 ]] || die "docker: the private dockerd needs root (or set AMBER_DR_DOCKER=0)"
+  ensure_apt_pkg dockerd docker.io
+  ensure_apt_pkg busybox busybox-static
+  # docker.io's postinst may start the system daemon on /var/run/docker.sock: not ours, leave it.
+}
+
+docker_running() {
+  pidfile_alive "$DOCKER_PIDFILE" dockerd >/dev/null && docker_cli version >/dev/null 2>&1
+}
+
+# The busybox image the tests' containers run: /bin/busybox plus its applet links, imported
+# from a tar (no registry needed).
+docker_image() {
+  docker_cli image inspect "$DOCKER_IMAGE" >/dev/null 2>&1 && return 0
+  local root tar bb
+  # busybox-static's binary: it runs in an image that has nothing else.
+  bb=/bin/busybox
+  [[ -x "$bb" ]] || bb="$(command -v busybox)"
+  root="$(mktemp -d)"
+  tar="$root.tar"
+  mkdir -p "$root/bin" "$root/tmp" "$root/data"
+  cp "$bb" "$root/bin/busybox"
+  local applet
+  for applet in sh ls cat echo sleep date mkdir mv cp rm env true false seq wc tail head; do
+    ln -s busybox "$root/bin/$applet"
+  done
+  tar -C "$root" -cf "$tar" .
+  docker_cli import "$tar" "$DOCKER_IMAGE" >/dev/null || die "docker: import of $DOCKER_IMAGE failed"
+  rm -rf -- "$root" "$tar"
+  log "docker: imported image $DOCKER_IMAGE"
+}
+
+svc_docker_start() {
+  if docker_running; then
+    log "docker: already running at unix://$DOCKER_SOCK"
+    docker_image
+    return 0
+  fi
+  mkdir -p "$DOCKER_DIR/data" "$DOCKER_DIR/exec"
+  stop_pidfile "$DOCKER_PIDFILE" dockerd
+  rm -f "$DOCKER_SOCK"
+  start_bg "$DOCKER_PIDFILE" "$DOCKER_LOG" dockerd \
+    --data-root "$DOCKER_DIR/data" --exec-root "$DOCKER_DIR/exec" \
+    --pidfile "$DOCKER_DIR/dockerd.self.pid" -H "unix://$DOCKER_SOCK" \
+    --iptables=false --ip-masq=false --bridge=none
+  local deadline=$((SECONDS + 60))
+  until docker_cli version >/dev/null 2>&1; do
+    if ((SECONDS >= deadline)) || ! pidfile_alive "$DOCKER_PIDFILE" dockerd >/dev/null; then
+      tail -n 30 "$DOCKER_LOG" >&2
+      die "docker: dockerd did not come up on unix://$DOCKER_SOCK (log: $DOCKER_LOG)"
+    fi
+    sleep 0.3
+  done
+  log "docker: started dockerd $(docker_cli version -f '{{.Server.Version}}') at unix://$DOCKER_SOCK"
+  docker_image
+}
+
+svc_docker_stop() {
+  if pidfile_alive "$DOCKER_PIDFILE" dockerd >/dev/null; then
+    # Containers first, so that none outlives its daemon.
+    local ids
+    ids="$(docker_cli ps -aq 2>/dev/null || true)"
+    if [[ -n "$ids" ]]; then
+      # shellcheck disable=SC2086
+      docker_cli rm -f $ids >/dev/null 2>&1 || true
+    fi
+    stop_pidfile "$DOCKER_PIDFILE" dockerd 30
+    log "docker: stopped"
+  else
+    rm -f "$DOCKER_PIDFILE"
+    log "docker: not running"
+  fi
+}
+
+svc_docker_status() {
+  if docker_running; then
+    printf '%-8s %-8s %s\n' docker running "unix://$DOCKER_SOCK"
+    return 0
+  fi
+  printf '%-8s %-8s %s\n' docker stopped "unix://$DOCKER_SOCK"
+  return 1
+}
+
+svc_docker_env() {
+  printf 'export AMBER_DR_DOCKER_HOST=%q\n' "unix://$DOCKER_SOCK"
+  printf 'export AMBER_DR_DOCKER_IMAGE=%q\n' "$DOCKER_IMAGE"
+}
+
+svc_docker_purge() {
+  rm -rf -- "$DOCKER_DIR"
 }
 
 # ================================================================ driver

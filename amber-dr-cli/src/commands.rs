@@ -23,6 +23,7 @@ use crate::args::{
 use crate::config::{self, Config};
 use crate::exit::{Failure, DAMAGE, FAILURE, INTERRUPTED, OK};
 use crate::output::{self, human_bytes, BarSink, Output};
+use amber_dr_docker::DockerHooks;
 
 /// How long `doctor` waits for one component's probe.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -190,6 +191,21 @@ impl Ctx {
         })
     }
 
+    /// The `[docker]` hooks of the config, if it names any container. Their lines go to
+    /// stderr (human mode).
+    fn docker_hooks(&self, cfg: Option<&Config>) -> Result<Option<DockerHooks>, Failure> {
+        let Some(d) = cfg.and_then(|c| c.docker.clone()) else {
+            return Ok(None);
+        };
+        let json = self.out.json;
+        let report: amber_dr_docker::Reporter = Arc::new(move |line: &str| {
+            if !json {
+                output::eprint_line(line);
+            }
+        });
+        Ok(Some(DockerHooks::new(d, report)?))
+    }
+
     fn runner(
         &self,
         cfg: Option<&Config>,
@@ -263,9 +279,15 @@ where
 }
 
 /// Like [`interruptible`] for commands that take the repository lock: after an interruption
-/// the command's future is dropped (its tasks are aborted), and if the lock is still ours it is
-/// removed before exiting.
-async fn interruptible_locked<T, F>(fut: F, repo: &Repository, message: &str) -> Result<T, Failure>
+/// the command's future is dropped (its tasks are aborted), the `[docker]` hooks undo what is
+/// still in effect (paused or stopped containers, each reported), and if the lock is still ours
+/// it is removed before exiting.
+async fn interruptible_locked<T, F>(
+    fut: F,
+    repo: &Repository,
+    hooks: Option<&DockerHooks>,
+    message: &str,
+) -> Result<T, Failure>
 where
     F: Future<Output = Result<T, Failure>>,
 {
@@ -280,6 +302,15 @@ where
     match res {
         Some(r) => r,
         None => {
+            let mut message = message.to_string();
+            if let Some(h) = hooks {
+                // The hooks print each container they bring back.
+                if let Err(e) = amber_dr_core::RunHooks::cleanup(h).await {
+                    message.push_str(&format!(
+                        "; and some containers could not be brought back: {e}"
+                    ));
+                }
+            }
             release_own_lock(repo).await;
             Err(Failure::new(INTERRUPTED, message))
         }
@@ -454,6 +485,27 @@ async fn doctor(ctx: &Ctx) -> CmdResult {
             Err(e) => return Err(Failure::failed(format!("a probe task died: {e}"))),
         }
     }
+    // The Docker engine and the containers of `[docker]`.
+    let mut docker_json = serde_json::Value::Null;
+    if let Some(d) = ctx.docker_hooks(cfg)? {
+        let res = tokio::time::timeout(PROBE_TIMEOUT, d.check()).await;
+        let err = match res {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(Failure::from(e).message),
+            Err(_) => Some(format!("no answer within {} s", PROBE_TIMEOUT.as_secs())),
+        };
+        docker_json = json!({ "socket": d.socket(), "ok": err.is_none(), "error": err });
+        match err {
+            None => repo_lines.push(format!(
+                "docker unix://{}: reachable, every container in [docker] exists",
+                d.socket()
+            )),
+            Some(e) => {
+                ok = false;
+                repo_lines.push(format!("docker: PROBLEM: {e}"));
+            }
+        }
+    }
     let mut comp_json = Vec::new();
     let mut comp_lines = Vec::new();
     for (c, probe) in components.iter().zip(probes) {
@@ -521,6 +573,7 @@ async fn doctor(ctx: &Ctx) -> CmdResult {
             "ok": ok,
             "repository": repo_json,
             "components": comp_json,
+            "docker": docker_json,
             "drivers": ctx.registry.kinds(),
         }));
     } else {
@@ -564,11 +617,15 @@ async fn backup(ctx: &Ctx, args: &BackupArgs) -> CmdResult {
     } else {
         None
     };
-    let runner = ctx.runner(
+    let docker = ctx.docker_hooks(cfg.as_ref())?;
+    let mut runner = ctx.runner(
         cfg.as_ref(),
         repo.clone(),
         bars.clone().map(|b| b as Arc<dyn ProgressSink>),
     )?;
+    if let Some(d) = &docker {
+        runner = runner.with_hooks(Arc::new(d.clone()));
+    }
     let opts = BackupOptions {
         selection,
         tags: args.tag.clone(),
@@ -584,6 +641,7 @@ async fn backup(ctx: &Ctx, args: &BackupArgs) -> CmdResult {
             Ok(if m.is_complete() { OK } else { FAILURE })
         },
         &repo,
+        docker.as_ref(),
         "interrupted: no backup was completed",
     )
     .await;
@@ -1051,6 +1109,7 @@ async fn restore(ctx: &Ctx, args: &RestoreArgs) -> CmdResult {
     // (created if it is a new local directory).
     let repo = ctx.open_repo(cfg.as_ref(), legacy_dir.is_some())?;
     let mut runner = ctx.runner(cfg.as_ref(), repo.clone(), None)?;
+    let docker = ctx.docker_hooks(cfg.as_ref())?;
 
     // Resolve and plan.
     let selection = args.select.selection();
@@ -1190,6 +1249,25 @@ async fn restore(ctx: &Ctx, args: &RestoreArgs) -> CmdResult {
             (false, _) => "NO (--no-safety-backup)",
         }
     ));
+    if let Some(d) = cfg.as_ref().and_then(|c| c.docker.as_ref()) {
+        let list = |v: &[String]| {
+            if v.is_empty() {
+                "none".to_string()
+            } else {
+                v.join(", ")
+            }
+        };
+        out.line(format!(
+            "  docker: stop before and start after: {}; restart after: {}{}",
+            list(&d.stop_during_restore),
+            list(&d.restart_after_restore),
+            if args.dry_run {
+                " (not in a dry run)"
+            } else {
+                ""
+            }
+        ));
+    }
     if safety && !retargeted.is_empty() {
         out.line(format!(
             "  note: the safety backup covers the configured data of {}, not the --target locations",
@@ -1249,13 +1327,17 @@ async fn restore(ctx: &Ctx, args: &RestoreArgs) -> CmdResult {
     } else {
         None
     };
-    let runner = match &bars {
+    let mut runner = match &bars {
         Some(b) => runner.clone().with_progress(b.clone()),
         None => runner.clone(),
     };
+    if let Some(d) = &docker {
+        runner = runner.with_hooks(Arc::new(d.clone()));
+    }
     let res = interruptible_locked(
         async { Ok(source.restore(&runner, &plan(false)).await?) },
         &repo,
+        docker.as_ref(),
         "interrupted: the restore did not finish; the components being restored may be incomplete (see `amber-dr list` for a safety backup to restore from)",
     )
     .await;
@@ -1309,10 +1391,15 @@ async fn restore(ctx: &Ctx, args: &RestoreArgs) -> CmdResult {
                 .filter(|c| c.error.is_some())
                 .map(|c| c.component.as_str())
                 .collect();
-            out.note(format!(
-                "error: restore of {} failed (see above)",
-                failed.join(", ")
-            ));
+            if !failed.is_empty() {
+                out.note(format!(
+                    "error: restore of {} failed (see above)",
+                    failed.join(", ")
+                ));
+            }
+            for e in &outcome.hook_errors {
+                out.note(format!("error: after the restore: {e}"));
+            }
         }
     }
     Ok(if ok { OK } else { FAILURE })
@@ -1376,6 +1463,7 @@ async fn prune(ctx: &Ctx, args: &PruneArgs) -> CmdResult {
     let o = interruptible_locked(
         async { Ok(runner.prune(&policy, args.dry_run).await?) },
         &repo,
+        None,
         "interrupted: prune did not finish; run it again (a backup whose manifest was deleted is listed as incomplete and deleted by the next prune)",
     )
     .await?;

@@ -6,7 +6,8 @@
 //!   to the config file's directory.
 //! - `[components.NAME]`: one table per component, `kind` plus the driver's keys, kept in file
 //!   order; each becomes a [`ComponentSpec`] that the [`Registry`] builds.
-//! - `[docker]`: accepted, but any key in it is an error until the Docker integration exists.
+//! - `[docker]`: deserialised into [`DockerConfig`] (containers to pause, stop and restart
+//!   around backups and restores; see `amber-dr-docker`).
 //! - `[options]`: `parallelism` (components at once, default 4).
 //!
 //! Every string value may use `${VAR}` (the environment variable `VAR`, which must be set);
@@ -17,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use amber_dr_core::{Component, ComponentSpec, Error, Registry, RepositoryConfig};
+use amber_dr_docker::DockerConfig;
 
 use crate::exit::Failure;
 
@@ -46,6 +48,8 @@ pub struct Config {
     pub components: Vec<ComponentSpec>,
     /// `[options] parallelism`.
     pub parallelism: usize,
+    /// `[docker]`, if present with at least one container.
+    pub docker: Option<DockerConfig>,
 }
 
 impl Config {
@@ -148,16 +152,18 @@ impl Config {
             }
         }
 
+        let mut docker = None;
         if let Some(v) = table.get("docker") {
-            let Some(docker) = v.as_table() else {
+            if !v.is_table() {
                 return Err(not_a_table(&source, "docker"));
-            };
-            if let Some(key) = docker.keys().next() {
-                return Err(config_error(
-                    format!("{source}: docker.{key}"),
-                    "the Docker integration is not implemented yet in this build; comment out the keys under [docker] and stop or start the containers yourself around a restore",
-                ));
             }
+            let json = to_json(v, "docker", &source)?;
+            let d: DockerConfig = serde_json::from_value(json)
+                .map_err(|e| config_error(format!("{source}: [docker]"), e.to_string()))?;
+            if let Err(m) = d.socket_path() {
+                return Err(config_error(format!("{source}: docker.host"), m));
+            }
+            docker = Some(d).filter(|d| !d.is_empty());
         }
 
         let mut parallelism = DEFAULT_PARALLELISM;
@@ -192,6 +198,7 @@ impl Config {
             repository,
             components,
             parallelism,
+            docker,
         })
     }
 
@@ -393,6 +400,7 @@ const TEMPLATE_COMPONENTS: &[TemplateComponent] = &[
         kind: "postgres",
         body: r#"url = "postgres://postgres:postgres@127.0.0.1:5432/amber"
 # databases = ["amber"]            # default: every non-template database
+# via_container = "amber-postgres-1"  # run pg_dump & co. inside this container (Docker exec API)
 "#,
     },
     TemplateComponent {
@@ -482,7 +490,8 @@ pub fn template(registry: &Registry, repo_url: Option<&str>) -> String {
          # parallelism = 4                   # components backed up or restored at once\n\
          \n\
          [docker]                             # optional, needs a Docker engine\n\
-         # Not implemented yet in this build: leave these keys commented out.\n\
+         # host = \"unix:///var/run/docker.sock\"  # default: $DOCKER_HOST, else this socket\n\
+         # Container names, or docker-compose service names (label com.docker.compose.service):\n\
          # pause_during_backup = [\"amber-api\", \"amber-worker\"]\n\
          # stop_during_restore = [\"amber-api\", \"amber-worker\"]\n\
          # restart_after_restore = [\"milvus\", \"minio\"]\n",
@@ -574,10 +583,9 @@ parallelism = 2
                 "components.n.p",
             ),
             ("[components.n]\npath = \"x\"", "components.n"),
-            (
-                "[docker]\npause_during_backup = []",
-                "docker.pause_during_backup",
-            ),
+            ("[docker]\npause_during_backup = 1", "[docker]"),
+            ("[docker]\nbogus = []", "[docker]"),
+            ("[docker]\nhost = \"tcp://h:2375\"", "docker.host"),
             ("[options]\nparallelism = 0", "options.parallelism"),
             ("[options]\nfoo = 1", "options.foo"),
             ("[components.\"a b\"]\nkind = \"files\"", "components.a b"),

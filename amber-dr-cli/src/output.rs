@@ -292,6 +292,20 @@ impl ProgressSink for BarSink {
     }
 }
 
+/// Write `line` to stderr above any progress bars (for lines printed while a command runs).
+pub fn eprint_line(line: &str) {
+    let write = || {
+        let mut err = std::io::stderr().lock();
+        let _ = writeln!(err, "{line}");
+        let _ = err.flush();
+    };
+    let multi = ACTIVE_BARS.lock().ok().and_then(|m| m.clone());
+    match multi {
+        Some(m) => m.suspend(write),
+        None => write(),
+    }
+}
+
 /// A log line writer: buffers one event, then writes it to stderr above any progress bars.
 struct LogWriter(Vec<u8>);
 

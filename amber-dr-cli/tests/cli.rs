@@ -306,9 +306,9 @@ fn bad_configs_are_usage_errors_naming_file_and_key() {
             &["components.uploads.path", "AMBER_DR_TEST_UNSET_VAR"],
         ),
         (
-            "docker keys",
-            "[repository]\nurl = \"./repo\"\n[docker]\npause_during_backup = [\"api\"]\n",
-            &["docker.pause_during_backup", "not implemented"],
+            "unknown docker key",
+            "[repository]\nurl = \"./repo\"\n[docker]\npause_during_backup = [\"api\"]\nbogus = 1\n",
+            &["[docker]", "bogus"],
         ),
         (
             "unknown repository key",

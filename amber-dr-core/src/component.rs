@@ -231,6 +231,7 @@ pub struct SnapshotContext {
     component: String,
     progress: Progress,
     purpose: SnapshotPurpose,
+    consistency: Option<crate::hooks::ConsistencyTracker>,
 }
 
 impl SnapshotContext {
@@ -248,6 +249,22 @@ impl SnapshotContext {
             component: component.into(),
             progress,
             purpose,
+            consistency: None,
+        }
+    }
+    pub(crate) fn with_consistency(mut self, tracker: crate::hooks::ConsistencyTracker) -> Self {
+        self.consistency = Some(tracker);
+        self
+    }
+    /// Tell the runner that this component has reached its consistent point: from now on,
+    /// writes by the store's clients no longer change what this snapshot will contain (e.g.
+    /// Postgres: a snapshot is exported in every database being dumped). The runner resumes
+    /// the application (see [`crate::hooks`]) once every component of the backup has called
+    /// this or finished its snapshot. Call it as early as that is true; calling it again does
+    /// nothing. A driver that never calls it counts as consistent when its snapshot returns.
+    pub fn mark_consistent(&self) {
+        if let Some(t) = &self.consistency {
+            t.mark(&self.component);
         }
     }
     /// The backup being written.

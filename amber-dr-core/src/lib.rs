@@ -6,6 +6,7 @@ pub mod artifact;
 pub mod blobs;
 pub mod component;
 mod error;
+pub mod hooks;
 pub mod legacy;
 pub mod manifest;
 pub mod metrics;
@@ -26,6 +27,7 @@ pub use component::{
     VerifyContext, VerifyLevel, VerifyReport,
 };
 pub use error::{Error, Result};
+pub use hooks::{HookContext, RunHooks};
 pub use legacy::{LegacyPart, LegacyPlan, RUNBOOK_FILES};
 pub use manifest::{
     ArtifactRecord, BackupPurpose, BackupStatus, ComponentRecord, ComponentStatus, Manifest,

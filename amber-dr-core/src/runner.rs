@@ -11,6 +11,7 @@ use crate::component::{
     Component, ReadContext, RestoreOptions, RestoreReport, SnapshotContext, SnapshotPurpose,
     VerifyLevel, VerifyReport,
 };
+use crate::hooks::{ConsistencyTracker, HookContext, RunHooks};
 use crate::legacy::LegacyPlan;
 use crate::manifest::{
     BackupPurpose, BackupStatus, ComponentRecord, ComponentStatus, Manifest, FORMAT_VERSION,
@@ -124,12 +125,15 @@ pub struct RestoreOutcome {
     /// Declared restore relations this restore broke because it was forced.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub forced: Vec<String>,
+    /// Errors of the run hooks after the restore (e.g. a container that did not start again).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub hook_errors: Vec<String>,
 }
 
 impl RestoreOutcome {
-    /// True when every component restored.
+    /// True when every component restored and the hooks after it succeeded.
     pub fn is_ok(&self) -> bool {
-        self.components.iter().all(|c| c.error.is_none())
+        self.components.iter().all(|c| c.error.is_none()) && self.hook_errors.is_empty()
     }
 }
 
@@ -164,6 +168,7 @@ pub struct Runner {
     components: Vec<Arc<dyn Component>>,
     sink: Arc<dyn ProgressSink>,
     parallelism: usize,
+    hooks: Option<Arc<dyn RunHooks>>,
 }
 
 impl std::fmt::Debug for Runner {
@@ -172,6 +177,7 @@ impl std::fmt::Debug for Runner {
             .field("repo", &self.repo)
             .field("components", &self.components)
             .field("parallelism", &self.parallelism)
+            .field("hooks", &self.hooks)
             .finish()
     }
 }
@@ -184,7 +190,19 @@ impl Runner {
             components,
             sink: Arc::new(NoProgress),
             parallelism: 4,
+            hooks: None,
         }
+    }
+
+    /// Call `hooks` around backups and restores (see [`crate::hooks`]).
+    pub fn with_hooks(mut self, hooks: Arc<dyn RunHooks>) -> Self {
+        self.hooks = Some(hooks);
+        self
+    }
+
+    /// The hooks given with [`Self::with_hooks`].
+    pub fn hooks(&self) -> Option<&Arc<dyn RunHooks>> {
+        self.hooks.as_ref()
     }
 
     /// Send progress to `sink`.
@@ -239,6 +257,36 @@ impl Runner {
         tags: &[String],
         purpose: BackupPurpose,
     ) -> Result<Manifest> {
+        let names: Vec<String> = selected.iter().map(|c| c.name().to_string()).collect();
+        let hook_cx = HookContext::backup(purpose, names.clone());
+        let res = match &self.hooks {
+            Some(h) => match h.before_backup(&hook_cx).await {
+                Ok(()) => self.backup_hooked(selected, tags, purpose, &hook_cx).await,
+                Err(e) => Err(e),
+            },
+            None => self.backup_hooked(selected, tags, purpose, &hook_cx).await,
+        };
+        let Some(h) = &self.hooks else { return res };
+        match (h.after_backup(&hook_cx).await, res) {
+            (Ok(()), res) => res,
+            (Err(e), Ok(m)) => Err(Error::Other(format!(
+                "backup {} was written (status {:?}), but the step after it failed: {e}",
+                m.id, m.status
+            ))),
+            (Err(e), Err(first)) => Err(Error::Other(format!(
+                "{first}; and the step after the backup failed too: {e}"
+            ))),
+        }
+    }
+
+    /// The backup proper, between the `before_backup` and `after_backup` hooks.
+    async fn backup_hooked(
+        &self,
+        selected: &[Arc<dyn Component>],
+        tags: &[String],
+        purpose: BackupPurpose,
+        hook_cx: &HookContext,
+    ) -> Result<Manifest> {
         let started_at = Utc::now();
         let id = self.repo.new_backup_id(started_at).await?;
         tracing::info!(backup = %id, components = selected.len(), "backup started");
@@ -246,6 +294,8 @@ impl Runner {
             BackupPurpose::Backup => SnapshotPurpose::Backup,
             BackupPurpose::Safety => SnapshotPurpose::Safety,
         };
+        let tracker = ConsistencyTracker::new(hook_cx.components.iter().cloned());
+        let mut consistent = false;
         let mut records = BTreeMap::new();
         let mut set: JoinSet<ComponentRecord> = JoinSet::new();
         let mut queue = selected.iter().cloned();
@@ -258,15 +308,39 @@ impl Runner {
                     c.name().to_string(),
                     Progress::new(c.name(), self.sink.clone()),
                     snapshot_purpose,
-                );
+                )
+                .with_consistency(tracker.clone());
                 set.spawn(async move { snapshot_one(c, cx).await });
             }
-            match set.join_next().await {
+            let joined = tokio::select! {
+                j = set.join_next() => j,
+                _ = tracker.all(), if !consistent => {
+                    consistent = true;
+                    tracing::info!(backup = %id, "every component has reached its consistent point");
+                    if let Some(h) = &self.hooks {
+                        if let Err(e) = h.all_consistent(hook_cx).await {
+                            tracing::error!(backup = %id, error = %e, "the hook at the consistent point failed");
+                        }
+                    }
+                    continue;
+                }
+            };
+            match joined {
                 Some(Ok(rec)) => {
                     records.insert(rec.name.clone(), rec);
                 }
                 Some(Err(e)) => return Err(Error::Other(format!("a snapshot task died: {e}"))),
                 None => break,
+            }
+        }
+        if !consistent {
+            // Every snapshot has returned, so every component is marked: the hook still runs,
+            // in order, before `after_backup`.
+            tracker.all().await;
+            if let Some(h) = &self.hooks {
+                if let Err(e) = h.all_consistent(hook_cx).await {
+                    tracing::error!(backup = %id, error = %e, "the hook at the consistent point failed");
+                }
             }
         }
         let status = if records.values().all(ComponentRecord::is_ok) {
@@ -476,6 +550,37 @@ impl Runner {
         targets: Vec<(Arc<dyn Component>, Source)>,
         plan: &RestorePlanOptions,
     ) -> Result<RestoreOutcome> {
+        let hooks = self.hooks.as_ref().filter(|_| !plan.options.dry_run);
+        let Some(h) = hooks else {
+            return self.restore_hooked(id, targets, plan).await;
+        };
+        let hook_cx = HookContext::restore(
+            id,
+            targets.iter().map(|(c, _)| c.name().to_string()).collect(),
+        );
+        let res = match h.before_restore(&hook_cx).await {
+            Ok(()) => self.restore_hooked(id, targets, plan).await,
+            Err(e) => Err(e),
+        };
+        match (h.after_restore(&hook_cx).await, res) {
+            (Ok(()), res) => res,
+            (Err(e), Ok(mut outcome)) => {
+                outcome.hook_errors.push(e.to_string());
+                Ok(outcome)
+            }
+            (Err(e), Err(first)) => Err(Error::Other(format!(
+                "{first}; and the step after the restore failed too: {e}"
+            ))),
+        }
+    }
+
+    /// The restore proper, between the `before_restore` and `after_restore` hooks.
+    async fn restore_hooked(
+        &self,
+        id: &str,
+        targets: Vec<(Arc<dyn Component>, Source)>,
+        plan: &RestorePlanOptions,
+    ) -> Result<RestoreOutcome> {
         let mut safety_backup = None;
         if plan.safety_backup && !plan.options.dry_run {
             let comps: Vec<Arc<dyn Component>> = targets.iter().map(|(c, _)| c.clone()).collect();
@@ -547,6 +652,7 @@ impl Runner {
             safety_backup,
             components: results,
             forced: Vec::new(),
+            hook_errors: Vec::new(),
         })
     }
 
@@ -643,6 +749,7 @@ fn check_relations<T>(
 async fn snapshot_one(c: Arc<dyn Component>, cx: SnapshotContext) -> ComponentRecord {
     let started = Utc::now();
     let res = c.snapshot(&cx).await;
+    cx.mark_consistent();
     let mut rec = match res {
         Ok(mut rec) => {
             rec.status = Some(ComponentStatus::Ok);

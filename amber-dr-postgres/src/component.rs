@@ -3,14 +3,15 @@
 use std::collections::BTreeMap;
 use std::str::FromStr;
 
-use amber_dr_core::process;
 use amber_dr_core::{
     async_trait, Capabilities, Component, ComponentRecord, Error, Probe, RestoreContext,
     RestoreOptions, RestoreReport, Result, SnapshotContext, VerifyContext, VerifyLevel,
     VerifyReport,
 };
+use amber_dr_docker::ContainerExec;
 use serde::{Deserialize, Serialize};
-use tokio::process::Command;
+
+use crate::toolcmd::ToolCmd;
 use tokio_postgres::config::Host;
 
 use crate::catalog::{self, ident, Counts, DbInfo, DbProps};
@@ -49,6 +50,8 @@ pub struct Postgres {
     name: String,
     config: PostgresConfig,
     pg: tokio_postgres::Config,
+    /// `via_container`: the tools run in this container.
+    exec: Option<ContainerExec>,
 }
 
 impl Postgres {
@@ -61,7 +64,41 @@ impl Postgres {
                 format!("`{}` is not a valid postgres URL: {e}", redact(&config.url)),
             )
         })?;
-        Ok(Self { name, config, pg })
+        let exec = match &config.via_container {
+            None => None,
+            Some(c) => {
+                if config.restore_jobs > 1 {
+                    return Err(Error::config(
+                        format!("components.{name}.restore_jobs"),
+                        "must be 1 with via_container (parallel pg_restore needs the dump as a file the container can read)",
+                    ));
+                }
+                Some(ContainerExec::new(config.docker_host.clone(), c.clone())?)
+            }
+        };
+        Ok(Self {
+            name,
+            config,
+            pg,
+            exec,
+        })
+    }
+
+    async fn find_tools(&self, major: u32, version: &str) -> Result<Tools, PgError> {
+        match &self.exec {
+            None => tools::find(self.config.bin_dir.as_deref(), major, version).await,
+            Some(e) => tools::find_in(e, self.config.bin_dir.as_deref(), major, version).await,
+        }
+    }
+
+    async fn found_tools(&self) -> Vec<Tools> {
+        match &self.exec {
+            None => tools::found(self.config.bin_dir.as_deref()).await,
+            Some(e) => tools::find_in(e, self.config.bin_dir.as_deref(), 0, "any")
+                .await
+                .into_iter()
+                .collect(),
+        }
     }
 
     fn err(&self, op: &str) -> impl Fn(PgError) -> Error + '_ {
@@ -123,9 +160,8 @@ impl Postgres {
         let (sql, created, kept) = filter_globals(&text, &existing);
         let mut cmd = self.tool(tools, "psql", &db);
         cmd.args(["-X", "-q", "-v", "ON_ERROR_STOP=0", "-f", "-"]);
-        let out = process::stdin_from(cmd, sql.as_bytes(), "psql (roles)").await?;
-        let errors: Vec<&str> = out
-            .stderr
+        let stderr = cmd.stdin_from(sql.as_bytes(), "psql (roles)").await?;
+        let errors: Vec<&str> = stderr
             .lines()
             .filter(|l| l.contains("ERROR") && !l.contains("already exists"))
             .collect();
@@ -154,7 +190,7 @@ impl Postgres {
 
     /// Environment for the client tools: connection without anything on the command line
     /// (the password never appears in `ps`).
-    fn tool_env(&self, cmd: &mut Command, db: &str) {
+    fn tool_env(&self, cmd: &mut ToolCmd, db: &str) {
         for k in ["PGSERVICE", "PGSERVICEFILE", "PGOPTIONS", "PGHOSTADDR"] {
             cmd.env_remove(k);
         }
@@ -180,8 +216,13 @@ impl Postgres {
         );
     }
 
-    fn tool(&self, tools: &Tools, name: &str, db: &str) -> Command {
-        let mut cmd = Command::new(tools.bin(name));
+    /// A tool without the connection environment.
+    fn bare_tool(&self, tools: &Tools, name: &str) -> ToolCmd {
+        ToolCmd::new(tools.bin(name), self.exec.clone())
+    }
+
+    fn tool(&self, tools: &Tools, name: &str, db: &str) -> ToolCmd {
+        let mut cmd = self.bare_tool(tools, name);
         self.tool_env(&mut cmd, db);
         cmd.arg("--no-password");
         cmd
@@ -212,7 +253,7 @@ impl Postgres {
 
     async fn tools_for(&self, client: &tokio_postgres::Client) -> Result<(String, Tools), PgError> {
         let (major, version) = catalog::server_version(client).await?;
-        let tools = tools::find(self.config.bin_dir.as_deref(), major, &version).await?;
+        let tools = self.find_tools(major, &version).await?;
         Ok((version, tools))
     }
 
@@ -226,24 +267,49 @@ impl Postgres {
         let mut cmd = self.tool(tools, "pg_dumpall", &db);
         cmd.arg("--globals-only");
         let w = cx.create_artifact(GLOBALS).await?;
-        match process::stdout_into_artifact(cmd, w, "pg_dumpall --globals-only").await {
-            Ok((rec, _)) => Ok((rec, warnings)),
+        match cmd
+            .stdout_into_artifact(w, "pg_dumpall --globals-only")
+            .await
+        {
+            Ok(rec) => Ok((rec, warnings)),
             Err(e) if e.to_string().contains("permission denied") => {
                 // Not a superuser: roles without their passwords is the best we can do.
                 let mut cmd = self.tool(tools, "pg_dumpall", &db);
                 cmd.args(["--globals-only", "--no-role-passwords"]);
                 let w = cx.create_artifact(GLOBALS).await?;
-                let (rec, _) = process::stdout_into_artifact(
-                    cmd,
-                    w,
-                    "pg_dumpall --globals-only --no-role-passwords",
-                )
-                .await?;
+                let rec = cmd
+                    .stdout_into_artifact(w, "pg_dumpall --globals-only --no-role-passwords")
+                    .await?;
                 warnings.push("not a superuser: roles were saved without their passwords".into());
                 Ok((rec, warnings))
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// Open a repeatable-read transaction in `db` and export its snapshot: from here on, what
+    /// `pg_dump --snapshot` of this database reads is fixed.
+    async fn open_snapshot(&self, db: &str) -> Result<OpenSnapshot> {
+        let err = self.err("snapshot");
+        let client = self.connect(db).await.map_err(&err)?;
+        client
+            .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .await
+            .map_err(catalog::q(db, "begin snapshot transaction"))
+            .map_err(&err)?;
+        let row = client
+            .query_one(
+                "SELECT pg_export_snapshot(), CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_lsn()::text END",
+                &[],
+            )
+            .await
+            .map_err(catalog::q(db, "export snapshot"))
+            .map_err(&err)?;
+        Ok(OpenSnapshot {
+            client,
+            snapshot: row.get(0),
+            wal_lsn: row.get(1),
+        })
     }
 
     async fn dump_db(
@@ -252,24 +318,15 @@ impl Postgres {
         tools: &Tools,
         idx: usize,
         info: DbInfo,
+        open: OpenSnapshot,
     ) -> Result<(DbRecord, amber_dr_core::ArtifactRecord)> {
         let db = info.name.clone();
         let err = self.err("snapshot");
-        let client = self.connect(&db).await.map_err(&err)?;
-        client
-            .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            .await
-            .map_err(catalog::q(&db, "begin snapshot transaction"))
-            .map_err(&err)?;
-        let row = client
-            .query_one(
-                "SELECT pg_export_snapshot(), CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_lsn()::text END",
-                &[],
-            )
-            .await
-            .map_err(catalog::q(&db, "export snapshot"))
-            .map_err(&err)?;
-        let (snapshot, wal_lsn): (String, Option<String>) = (row.get(0), row.get(1));
+        let OpenSnapshot {
+            client,
+            snapshot,
+            wal_lsn,
+        } = open;
         let props = catalog::db_props(&client, &db).await.map_err(&err)?;
 
         let artifact = format!("db-{idx:03}.dump");
@@ -278,11 +335,11 @@ impl Postgres {
         cmd.args(["--format=custom", "--compress=0", "--snapshot", &snapshot]);
         let writer = cx.create_artifact(&artifact).await?;
         let what = format!("pg_dump of database `{db}`");
-        let dump = process::stdout_into_artifact(cmd, writer, &what);
+        let dump = cmd.stdout_into_artifact(writer, &what);
         // Counted in the same snapshot, while pg_dump streams.
         let counts = catalog::counts(&client, &db);
         let (dump, counts) = tokio::join!(dump, counts);
-        let (art, _) = dump?;
+        let art = dump?;
         let counts = counts.map_err(&err)?;
         client
             .batch_execute("COMMIT")
@@ -591,9 +648,9 @@ impl Postgres {
                 .await
                 .map_err(|e| Error::io("write", file.path(), e))?;
             // Prove the dump is readable before anything on the server changes.
-            let mut list = Command::new(tools.bin("pg_restore"));
+            let mut list = self.bare_tool(tools, "pg_restore");
             list.arg("--list").arg(file.path());
-            process::output(list, "pg_restore --list")
+            list.output("pg_restore --list")
                 .await
                 .map_err(|e| Error::Corrupt {
                     artifact: art.path.clone(),
@@ -620,13 +677,13 @@ impl Postgres {
                     match &dump_file {
                         Some(file) => {
                             cmd.arg(format!("--jobs={jobs}")).arg(file.path());
-                            process::output(cmd, &what).await?;
+                            cmd.output(&what).await?;
                         }
                         None => {
                             // Streamed: damage found at the end of the artifact fails the restore
                             // here, and the scratch database is dropped.
                             let reader = cx.open_artifact(art).await?;
-                            process::stdin_from(cmd, reader, &what).await?;
+                            cmd.stdin_from(reader, &what).await?;
                         }
                     }
                     let client = self.connect(&scratch).await.map_err(&err)?;
@@ -826,7 +883,7 @@ impl Component for Postgres {
                 .map(|d| (d.name.clone(), d.size))
                 .collect::<BTreeMap<_, _>>()),
         );
-        let found = tools::found(self.config.bin_dir.as_deref()).await;
+        let found = self.found_tools().await;
         p.details.insert(
             "tools_found".into(),
             serde_json::json!(found
@@ -834,7 +891,7 @@ impl Component for Postgres {
                 .map(|t| format!("{} ({})", t.version, t.dir.display()))
                 .collect::<Vec<_>>()),
         );
-        match tools::find(self.config.bin_dir.as_deref(), major, &version).await {
+        match self.find_tools(major, &version).await {
             Ok(t) => {
                 p.details.insert(
                     "tools_used".into(),
@@ -856,6 +913,16 @@ impl Component for Postgres {
         let dbs = self.select(&all).map_err(&err)?;
         drop(client);
 
+        // Export a snapshot in every database first, so that all of them describe the same
+        // moment (give or take the few milliseconds between the exports) and the application
+        // can resume before the dumps run. One connection per database is held meanwhile.
+        cx.progress().set_phase("exporting snapshots");
+        let mut open = Vec::with_capacity(dbs.len());
+        for info in &dbs {
+            open.push(self.open_snapshot(&info.name).await?);
+        }
+        cx.mark_consistent();
+
         let mut rec = ComponentRecord::new(crate::KIND, &self.name);
         rec.server_version = Some(format!("PostgreSQL {server_version}"));
         cx.progress().set_phase("dumping globals");
@@ -865,8 +932,8 @@ impl Component for Postgres {
 
         cx.progress().set_phase("dumping databases");
         let mut records = Vec::new();
-        for (idx, info) in dbs.into_iter().enumerate() {
-            let (r, art) = self.dump_db(cx, &tools, idx, info).await?;
+        for (idx, (info, open)) in dbs.into_iter().zip(open).enumerate() {
+            let (r, art) = self.dump_db(cx, &tools, idx, info, open).await?;
             rec.consistency.insert(
                 format!("snapshot.{}", r.info.name),
                 r.snapshot.clone().into(),
@@ -899,7 +966,8 @@ impl Component for Postgres {
             return Ok(report);
         }
         let details: Details = record.details()?;
-        let tools = tools::find(self.config.bin_dir.as_deref(), 0, "any")
+        let tools = self
+            .find_tools(0, "any")
             .await
             .map_err(self.err("verify"))?;
         if let Some(g) = &details.globals {
@@ -924,9 +992,12 @@ impl Component for Postgres {
                 Err(e) => return Err(e),
             };
             // Every block of the dump decoded by pg_restore (to /dev/null), streamed.
-            let mut cmd = Command::new(tools.bin("pg_restore"));
+            let mut cmd = self.bare_tool(&tools, "pg_restore");
             cmd.args(["--file=/dev/null"]);
-            match process::stdin_from(cmd, reader, &format!("pg_restore of `{}`", art.path)).await {
+            match cmd
+                .stdin_from(reader, &format!("pg_restore of `{}`", art.path))
+                .await
+            {
                 Ok(_) => {
                     report.bytes_read += art.stored_size;
                     report.notes.push(format!(
@@ -1017,9 +1088,19 @@ impl Component for Postgres {
                     let mut cmd = self.tool(tools, "psql", &scratch);
                     cmd.args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction"])
                         .arg("--output=/dev/null")
-                        .arg("--file")
-                        .arg(file);
-                    process::output(cmd, &format!("psql of `{}`", file.display())).await?;
+                        .arg("--file");
+                    let what = format!("psql of `{}`", file.display());
+                    if cmd.in_container() {
+                        // The container cannot see the host's file: stream it in.
+                        cmd.arg("-");
+                        let f = tokio::fs::File::open(file)
+                            .await
+                            .map_err(|e| Error::io("open", file, e))?;
+                        cmd.stdin_from(f, &what).await?;
+                    } else {
+                        cmd.arg(file);
+                        cmd.output(&what).await?;
+                    }
                     let client = self.connect(&scratch).await.map_err(err_ref)?;
                     catalog::counts(&client, &scratch).await.map_err(err_ref)
                 },
@@ -1114,6 +1195,13 @@ impl Component for Postgres {
         }
         Ok(report)
     }
+}
+
+/// A transaction that holds an exported snapshot of one database.
+struct OpenSnapshot {
+    client: tokio_postgres::Client,
+    snapshot: String,
+    wal_lsn: Option<String>,
 }
 
 #[cfg(test)]

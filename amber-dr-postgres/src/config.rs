@@ -33,6 +33,17 @@ pub struct PostgresConfig {
     /// Seconds to wait for a connection. Default 10.
     #[serde(default = "default_timeout")]
     pub connect_timeout_secs: u64,
+    /// Run `pg_dump`, `pg_dumpall`, `pg_restore` and `psql` inside this running container
+    /// (e.g. the Postgres container) through the Docker exec API, for hosts without a matching
+    /// `pg_dump`. `url` must then reach the server both from amber-dr's host (for its own
+    /// queries) and from inside the container (for the tools); `bin_dir` is a directory inside
+    /// the container (default: the container's `PATH`). Needs `restore_jobs = 1`.
+    #[serde(default)]
+    pub via_container: Option<String>,
+    /// The Docker engine for `via_container` (`unix:///var/run/docker.sock` or a path).
+    /// Default: `$DOCKER_HOST` if unix://, else `/var/run/docker.sock`.
+    #[serde(default)]
+    pub docker_host: Option<String>,
 }
 
 fn default_jobs() -> u32 {
@@ -54,7 +65,20 @@ impl PostgresConfig {
             restore_jobs: default_jobs(),
             temp_dir: None,
             connect_timeout_secs: default_timeout(),
+            via_container: None,
+            docker_host: None,
         }
+    }
+
+    /// Run the tools in `container` (through the engine at `docker_host`, if given).
+    pub fn via_container(
+        mut self,
+        container: impl Into<String>,
+        docker_host: Option<String>,
+    ) -> Self {
+        self.via_container = Some(container.into());
+        self.docker_host = docker_host;
+        self
     }
 
     /// Only these databases.

@@ -5,6 +5,7 @@ mod catalog;
 mod component;
 mod config;
 mod error;
+mod toolcmd;
 mod tools;
 
 pub use component::Postgres;

@@ -104,6 +104,48 @@ pub(crate) async fn find(
     })
 }
 
+/// The tools inside a container (`via_container`): `bin_dir` there, else its `PATH`.
+pub(crate) async fn find_in(
+    exec: &amber_dr_docker::ContainerExec,
+    bin_dir: Option<&Path>,
+    server_major: u32,
+    server_version: &str,
+) -> Result<Tools, PgError> {
+    let dir = bin_dir.map(Path::to_path_buf).unwrap_or_default();
+    let where_ = format!(
+        "in container `{}`{}",
+        exec.container(),
+        bin_dir
+            .map(|d| format!(" (bin_dir {})", d.display()))
+            .unwrap_or_default()
+    );
+    let mut out = Vec::new();
+    exec.run(
+        &[
+            dir.join("pg_dump").to_string_lossy().into_owned(),
+            "--version".into(),
+        ],
+        &[],
+        None,
+        &mut out,
+        "pg_dump --version",
+    )
+    .await
+    .map_err(|e| PgError::Tools(format!("no usable pg_dump {where_}: {e}")))?;
+    let (major, version) = parse_version(&String::from_utf8_lossy(&out))
+        .ok_or_else(|| PgError::Tools(format!("pg_dump {where_} did not print a version")))?;
+    if major < server_major {
+        return Err(PgError::Tools(format!(
+            "the server is PostgreSQL {server_version}, but pg_dump {where_} is {version}; use a container with client tools of version {server_major} or newer"
+        )));
+    }
+    Ok(Tools {
+        dir,
+        major,
+        version,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,338 @@
+//! `[docker]` through the real binary and the stack's dockerd: the output says what was paused,
+//! stopped and brought back, and a SIGTERM'd amber-dr still leaves every container running.
+#![allow(missing_docs, clippy::unwrap_used)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn env(k: &str) -> Option<String> {
+    std::env::var(k).ok().filter(|v| !v.is_empty())
+}
+
+/// The stack's engine (`unix://…`) and image, or `None` (skip; panic when services are
+/// required).
+fn engine() -> Option<(String, String)> {
+    let got = env("AMBER_DR_DOCKER_HOST").map(|h| {
+        (
+            h,
+            env("AMBER_DR_DOCKER_IMAGE").unwrap_or_else(|| "amber-dr-busybox:latest".into()),
+        )
+    });
+    if got.is_none() {
+        if env("AMBER_DR_REQUIRE_SERVICES").as_deref() == Some("1") {
+            panic!("Docker engine not available and AMBER_DR_REQUIRE_SERVICES=1: run scripts/stack.sh up");
+        }
+        eprintln!("SKIPPED: Docker engine not available (scripts/stack.sh up)");
+    }
+    got
+}
+
+fn docker(host: &str, args: &[&str]) -> String {
+    let out = Command::new("docker")
+        .arg("-H")
+        .arg(host)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "docker {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A busybox container appending to `dir/log`; removed on drop.
+struct App {
+    host: String,
+    name: String,
+    dir: PathBuf,
+}
+
+impl App {
+    fn start(host: &str, image: &str, name: &str, dir: &Path) -> App {
+        std::fs::create_dir_all(dir).unwrap();
+        let _ = Command::new("docker")
+            .args(["-H", host, "rm", "-f", name])
+            .output();
+        docker(
+            host,
+            &[
+                "run",
+                "-d",
+                "--name",
+                name,
+                "--network",
+                "none",
+                "-v",
+                &format!("{}:/data", dir.display()),
+                image,
+                "sh",
+                "-c",
+                "trap 'exit 0' TERM; i=0; while true; do i=$((i+1)); echo $i >> /data/log; sleep 0.05; done",
+            ],
+        );
+        App {
+            host: host.into(),
+            name: name.into(),
+            dir: dir.into(),
+        }
+    }
+    fn status(&self) -> String {
+        docker(
+            &self.host,
+            &["inspect", "-f", "{{.State.Status}}", &self.name],
+        )
+    }
+    fn lines(&self) -> usize {
+        std::fs::read_to_string(self.dir.join("log"))
+            .map(|s| s.lines().count())
+            .unwrap_or(0)
+    }
+    fn assert_alive(&self) {
+        assert_eq!(self.status(), "running", "{}", self.name);
+        let before = self.lines();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while self.lines() <= before {
+            assert!(Instant::now() < deadline, "{} does not write", self.name);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for App {
+    fn drop(&mut self) {
+        let _ = Command::new("docker")
+            .args(["-H", &self.host, "rm", "-f", &self.name])
+            .output();
+    }
+}
+
+fn amber(dir: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_amber-dr"))
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn write_config(dir: &Path, docker: &str) {
+    std::fs::write(
+        dir.join("amber-dr.toml"),
+        format!(
+            "[repository]\nurl = \"./repo\"\n\n[components.uploads]\nkind = \"files\"\npath = \"./uploads\"\n\n[docker]\n{docker}\n"
+        ),
+    )
+    .unwrap();
+}
+
+fn name(n: &str) -> String {
+    format!("amberdr-cli-{n}-{}", std::process::id())
+}
+
+#[test]
+fn backup_and_restore_pause_stop_and_bring_back_the_app() {
+    let Some((host, image)) = engine() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let app = App::start(&host, &image, &name("app"), &tmp.path().join("uploads"));
+    write_config(
+        tmp.path(),
+        &format!(
+            "host = \"{host}\"\npause_during_backup = [\"{0}\"]\nstop_during_restore = [\"{0}\"]\nstop_timeout_secs = 5",
+            app.name
+        ),
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    let (code, out, err) = amber(tmp.path(), &["backup"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        err.contains(&format!("docker: paused {}\n", app.name)),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("docker: unpaused {} (paused ", app.name)),
+        "{err}"
+    );
+    app.assert_alive();
+
+    let (code, out, err) = amber(tmp.path(), &["restore", "latest", "--yes"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        out.contains(&format!(
+            "docker: stop before and start after: {}",
+            app.name
+        )),
+        "{out}"
+    );
+    assert!(
+        err.contains(&format!("docker: stopped {} for the restore", app.name)),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("docker: started {} again", app.name)),
+        "{err}"
+    );
+    app.assert_alive();
+}
+
+#[test]
+fn sigterm_during_a_backup_or_a_restore_leaves_every_container_running() {
+    let Some((host, image)) = engine() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let app = App::start(&host, &image, &name("term"), &tmp.path().join("uploads"));
+    write_config(
+        tmp.path(),
+        &format!(
+            "host = \"{host}\"\npause_during_backup = [\"{0}\"]\nstop_during_restore = [\"{0}\"]\nstop_timeout_secs = 5",
+            app.name
+        ),
+    );
+    // A quick backup to restore later, then a big sparse file: the next snapshot of the
+    // directory reads for many seconds, the app paused all along.
+    let (code, out, err) = amber(tmp.path(), &["backup"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let big = std::fs::File::create(tmp.path().join("uploads/big.bin")).unwrap();
+    big.set_len(64 << 30).unwrap();
+    drop(big);
+
+    let run_and_term = |args: &[&str], wait_for: &str| -> (i32, String) {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_amber-dr"))
+            .current_dir(tmp.path())
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stderr = BufReader::new(child.stderr.take().unwrap());
+        let mut seen = String::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let mut line = String::new();
+            if stderr.read_line(&mut line).unwrap() == 0 {
+                panic!("amber-dr ended before `{wait_for}`: {seen}");
+            }
+            seen.push_str(&line);
+            if line.starts_with(wait_for) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "no `{wait_for}` in {seen}");
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "finished too early: {seen}"
+        );
+        let status = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let mut rest = String::new();
+        std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+        seen.push_str(&rest);
+        (child.wait().unwrap().code().unwrap_or(-1), seen)
+    };
+
+    // Backup: SIGTERM while the app is paused.
+    let (code, err) = run_and_term(&["backup"], "docker: paused");
+    assert_eq!(code, 130, "{err}");
+    assert!(
+        err.contains(&format!("docker: unpaused {}", app.name)),
+        "{err}"
+    );
+    assert!(err.contains("interrupted"), "{err}");
+    app.assert_alive();
+
+    // Restore: SIGTERM during the safety backup, the app stopped.
+    let (code, err) = run_and_term(
+        &["restore", "latest", "--yes"],
+        &format!("docker: stopped {}", app.name),
+    );
+    assert_eq!(code, 130, "{err}");
+    assert!(
+        err.contains(&format!("docker: started {} again", app.name)),
+        "{err}"
+    );
+    app.assert_alive();
+    // The lock was released: a new command runs.
+    std::fs::remove_file(tmp.path().join("uploads/big.bin")).unwrap();
+    let (code, out, err) = amber(tmp.path(), &["backup"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+}
+
+#[test]
+fn bad_docker_settings_are_clear_errors() {
+    let Some((host, image)) = engine() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let app = App::start(&host, &image, &name("bad"), &tmp.path().join("uploads"));
+
+    // A socket that does not exist: named in the error.
+    write_config(
+        tmp.path(),
+        "host = \"unix:///nonexistent/amber/docker.sock\"\npause_during_backup = [\"amber-api\"]",
+    );
+    let (code, _, err) = amber(tmp.path(), &["backup"]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("/nonexistent/amber/docker.sock does not exist"),
+        "{err}"
+    );
+
+    // An unknown container: nothing paused, the backup refused.
+    let missing = name("missing");
+    write_config(
+        tmp.path(),
+        &format!(
+            "host = \"{host}\"\npause_during_backup = [\"{}\", \"{missing}\"]",
+            app.name
+        ),
+    );
+    let (code, _, err) = amber(tmp.path(), &["backup"]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains(&format!("no container named `{missing}`")),
+        "{err}"
+    );
+    assert!(!err.contains("docker: paused"), "{err}");
+    app.assert_alive();
+
+    // doctor says so too, naming the container.
+    let (code, out, err) = amber(tmp.path(), &["doctor"]);
+    assert_ne!(code, 0);
+    assert!(
+        out.contains("docker: PROBLEM") && out.contains(&missing),
+        "{out}\n{err}"
+    );
+    write_config(
+        tmp.path(),
+        &format!(
+            "host = \"{host}\"\npause_during_backup = [\"{}\"]",
+            app.name
+        ),
+    );
+    let (code, out, err) = amber(tmp.path(), &["doctor"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("every container in [docker] exists"), "{out}");
+
+    // An unknown key: a usage error naming the section.
+    write_config(tmp.path(), "pause_during_bakcup = [\"x\"]");
+    let (code, _, err) = amber(tmp.path(), &["backup"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("[docker]") && err.contains("pause_during_bakcup"),
+        "{err}"
+    );
+}
