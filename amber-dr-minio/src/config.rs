@@ -93,7 +93,7 @@ impl MinioConfig {
         self
     }
 
-    /// Set [`Self::legacy_data_dir`].
+    /// Set the `legacy_data_dir` field (MinIO's data directory on this host).
     pub fn legacy_data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.legacy_data_dir = Some(dir.into());
         self

@@ -1,12 +1,10 @@
 //! MinIO's data directory: the shell runbook's `minio_data.tar.gz` (a `tar czf` of MinIO's
-//! data volume) restored into [`MinioConfig::legacy_data_dir`], and the safety backup taken of
+//! data volume) restored into the config's `legacy_data_dir`, and the safety backup taken of
 //! that directory while MinIO is stopped for it.
 //!
 //! The directory work itself (safe extraction, staging, swap, tree archives) is the `files`
 //! driver's, through [`Files::embedded`]; this module decides when it applies and makes sure
 //! MinIO is not running while its files are replaced.
-//!
-//! [`MinioConfig::legacy_data_dir`]: crate::MinioConfig::legacy_data_dir
 
 use std::net::ToSocketAddrs;
 use std::path::{Path, PathBuf};
