@@ -1049,6 +1049,18 @@ impl Component for Overridden {
     fn legacy_files(&self) -> Vec<&'static str> {
         self.inner.legacy_files()
     }
+    fn legacy_hints(&self) -> Vec<(&'static str, String)> {
+        self.inner.legacy_hints()
+    }
+    async fn check_restore_legacy(
+        &self,
+        file: &Path,
+        opts: &RestoreOptions,
+    ) -> amber_dr_core::Result<()> {
+        self.inner
+            .check_restore_legacy(file, &self.options(opts))
+            .await
+    }
     fn restore_relations(&self) -> Vec<amber_dr_core::RestoreRelation> {
         self.inner.restore_relations()
     }

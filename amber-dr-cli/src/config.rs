@@ -420,6 +420,7 @@ access_key = "minioadmin"
 secret_key = "${MINIO_SECRET_KEY}"
 # buckets = ["documents"]           # default: every bucket
 # exclude_buckets = ["milvus-bucket"]
+# legacy_data_dir = "/var/lib/docker/volumes/amber_minio_data/_data"  # restores a runbook's minio_data.tar.gz
 "#,
     },
     TemplateComponent {

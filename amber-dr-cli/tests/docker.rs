@@ -336,3 +336,183 @@ fn bad_docker_settings_are_clear_errors() {
         "{err}"
     );
 }
+
+/// A busybox container standing for MinIO: it serves MinIO's endpoint (host network, busybox
+/// httpd on `port`) and writes into its data directory like a server would; removed on drop.
+struct FakeMinio {
+    host: String,
+    name: String,
+    port: u16,
+}
+
+impl FakeMinio {
+    fn start(host: &str, image: &str, name: &str, data: &Path, port: u16) -> FakeMinio {
+        std::fs::create_dir_all(data).unwrap();
+        let _ = Command::new("docker")
+            .args(["-H", host, "rm", "-f", name])
+            .output();
+        docker(
+            host,
+            &[
+                "run",
+                "-d",
+                "--name",
+                name,
+                "--network",
+                "host",
+                "-v",
+                &format!("{}:/data", data.display()),
+                image,
+                "sh",
+                "-c",
+                &format!("trap 'exit 0' TERM; httpd -f -p 127.0.0.1:{port} & while true; do date > /data/.heartbeat; sleep 0.05; done"),
+            ],
+        );
+        let m = FakeMinio {
+            host: host.into(),
+            name: name.into(),
+            port,
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !m.answers() {
+            assert!(Instant::now() < deadline, "{} does not answer", m.name);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        m
+    }
+    fn answers(&self) -> bool {
+        std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+    }
+    fn status(&self) -> String {
+        docker(
+            &self.host,
+            &["inspect", "-f", "{{.State.Status}}", &self.name],
+        )
+    }
+}
+
+impl Drop for FakeMinio {
+    fn drop(&mut self) {
+        let _ = Command::new("docker")
+            .args(["-H", &self.host, "rm", "-f", &self.name])
+            .output();
+    }
+}
+
+/// Every file under `root` except the container's heartbeat: relative path → content.
+fn files_of(root: &Path) -> Vec<(String, Vec<u8>)> {
+    let out = Command::new("find")
+        .arg(".")
+        .arg("-type")
+        .arg("f")
+        .current_dir(root)
+        .output()
+        .unwrap();
+    let mut v: Vec<(String, Vec<u8>)> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.ends_with(".heartbeat"))
+        .map(|l| (l.to_string(), std::fs::read(root.join(l)).unwrap()))
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn runbook_minio_volume_is_extracted_while_its_container_is_stopped() {
+    let Some((host, image)) = engine() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    // The runbook's volume archive, made from the volume's parent (`_data/...`).
+    let volume = tmp.path().join("volumes/amber_minio_data/_data");
+    std::fs::create_dir_all(volume.join("documents/a")).unwrap();
+    std::fs::write(volume.join("documents/a/report.pdf"), vec![7u8; 200_000]).unwrap();
+    std::fs::write(volume.join("documents/readme"), "from the runbook").unwrap();
+    let runbook = tmp.path().join("backups/20240101_000000");
+    std::fs::create_dir_all(&runbook).unwrap();
+    let st = Command::new("tar")
+        .arg("czf")
+        .arg(runbook.join("minio_data.tar.gz"))
+        .arg("-C")
+        .arg(volume.parent().unwrap())
+        .arg("_data")
+        .status()
+        .unwrap();
+    assert!(st.success());
+
+    let data = tmp.path().join("minio-data");
+    let minio = FakeMinio::start(&host, &image, &name("minio"), &data, port);
+    std::fs::create_dir_all(data.join("today")).unwrap();
+    std::fs::write(data.join("today/obj"), "today's object").unwrap();
+    let components = format!(
+        "[repository]\nurl = \"./repo\"\n\n[components.minio]\nkind = \"minio\"\nendpoint = \"http://127.0.0.1:{port}\"\naccess_key = \"minioadmin\"\nsecret_key = \"unused\"\nlegacy_data_dir = \"./minio-data\"\n"
+    );
+    let args = [
+        "restore",
+        "backups/20240101_000000",
+        "--only",
+        "minio",
+        "--yes",
+    ];
+
+    // Not listed under [docker]: MinIO keeps running, the restore is refused, nothing changed.
+    std::fs::write(tmp.path().join("amber-dr.toml"), &components).unwrap();
+    let before = files_of(&data);
+    let (code, out, err) = amber(tmp.path(), &args);
+    assert_ne!(code, 0, "{out}\n{err}");
+    assert!(
+        err.contains("still answers") && err.contains("stop_during_restore"),
+        "{out}\n{err}"
+    );
+    assert_eq!(files_of(&data), before);
+    assert!(
+        !tmp.path().join("repo").exists()
+            || std::fs::read_dir(tmp.path().join("repo"))
+                .unwrap()
+                .flatten()
+                .all(|e| !e.file_name().to_string_lossy().starts_with("20")),
+        "no safety backup"
+    );
+
+    // Listed: stopped before the safety backup, the archive extracted, started again.
+    std::fs::write(
+        tmp.path().join("amber-dr.toml"),
+        format!(
+            "{components}\n[docker]\nhost = \"{host}\"\nstop_during_restore = [\"{}\"]\nstop_timeout_secs = 5\n",
+            minio.name
+        ),
+    )
+    .unwrap();
+    let (code, out, err) = amber(tmp.path(), &args);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let stopped = err
+        .find(&format!("docker: stopped {} for the restore", minio.name))
+        .unwrap_or_else(|| panic!("{err}"));
+    let started = err
+        .find(&format!("docker: started {} again", minio.name))
+        .unwrap_or_else(|| panic!("{err}"));
+    assert!(stopped < started, "{err}");
+    assert_eq!(files_of(&data), files_of(&volume), "{out}\n{err}");
+    assert_eq!(minio.status(), "running");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !minio.answers() {
+        assert!(
+            Instant::now() < deadline,
+            "MinIO's stand-in is not serving again"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The safety backup is the data directory as it was, taken while the container was
+    // stopped (its endpoint did not answer).
+    let safety: Vec<_> = std::fs::read_dir(tmp.path().join("repo"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().join("minio/files.tar.zst").is_file())
+        .collect();
+    assert_eq!(safety.len(), 1, "{out}\n{err}");
+}

@@ -29,6 +29,10 @@ pub struct LegacyPart {
     pub size: Option<u64>,
     /// The configured component that restores it, if any.
     pub component: Option<String>,
+    /// When no component restores it: what to configure so that one does (from
+    /// [`Component::legacy_hints`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
 }
 
 /// What a runbook directory holds, matched against the configured components.
@@ -69,6 +73,11 @@ fn claimant(components: &[Arc<dyn Component>], file: &str) -> Result<Option<Stri
     }
 }
 
+/// How a hint names its component (`component `minio`: set ...`).
+fn hint_prefix(component: &str) -> String {
+    format!("component `{component}`: ")
+}
+
 impl LegacyPlan {
     /// Look at `dir` and match its files with `components`.
     pub fn inspect(dir: &Path, components: &[Arc<dyn Component>]) -> Result<Self> {
@@ -97,11 +106,23 @@ impl LegacyPlan {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
                 Err(e) => return Err(Error::io("inspect", &path, e)),
             };
+            let component = claimant(components, file)?;
+            let hint = if component.is_none() {
+                components.iter().find_map(|c| {
+                    c.legacy_hints()
+                        .into_iter()
+                        .find(|(f, _)| *f == file)
+                        .map(|(_, h)| format!("{}{h}", hint_prefix(c.name())))
+                })
+            } else {
+                None
+            };
             parts.push(LegacyPart {
                 file: file.to_string(),
                 path,
                 size,
-                component: claimant(components, file)?,
+                component,
+                hint,
             });
         }
         Ok(Self {
@@ -121,7 +142,32 @@ impl LegacyPlan {
             .filter_map(|p| p.component.as_deref())
             .collect();
         let explicit = !selection.only.is_empty() || !selection.skip.is_empty();
-        let names = selection.apply(claimed.iter().copied())?;
+        // `--only minio` where `minio` is configured but not set up to restore its file.
+        for n in &selection.only {
+            if claimed.contains(&n.as_str()) {
+                continue;
+            }
+            let prefix = hint_prefix(n);
+            if let Some(p) = self.parts.iter().find(|p| {
+                p.size.is_some() && p.hint.as_ref().is_some_and(|h| h.starts_with(&prefix))
+            }) {
+                return Err(Error::config(
+                    format!("runbook backup {}", self.dir.display()),
+                    format!(
+                        "refused, nothing was changed: `{n}` does not restore `{}` as configured: {}",
+                        p.file,
+                        p.hint.as_deref().unwrap_or_default().trim_start_matches(&prefix)
+                    ),
+                ));
+            }
+        }
+        // Nothing claimed and nothing selected: list every problem below rather than "selects
+        // no component".
+        let names = if claimed.is_empty() && !explicit {
+            Vec::new()
+        } else {
+            selection.apply(claimed.iter().copied())?
+        };
         let mut problems = Vec::new();
         let mut chosen = Vec::new();
         for p in &self.parts {
@@ -136,9 +182,10 @@ impl LegacyPlan {
             match (p.size, &p.component) {
                 (None, _) => problems.push(format!("`{}` is missing", p.file)),
                 (Some(0), _) => problems.push(format!("`{}` is empty", p.file)),
-                (Some(_), None) => {
-                    problems.push(format!("no configured component restores `{}`", p.file))
-                }
+                (Some(_), None) => problems.push(match &p.hint {
+                    Some(h) => format!("no configured component restores `{}` ({h})", p.file),
+                    None => format!("no configured component restores `{}`", p.file),
+                }),
                 (Some(_), Some(_)) => chosen.push(p),
             }
         }

@@ -581,6 +581,15 @@ impl Runner {
         targets: Vec<(Arc<dyn Component>, Source)>,
         plan: &RestorePlanOptions,
     ) -> Result<RestoreOutcome> {
+        if !plan.options.dry_run {
+            // The hooks have prepared the surroundings: a driver refuses now, before the
+            // safety backup and before any component is touched.
+            for (c, src) in &targets {
+                if let Source::Legacy(file) = src {
+                    c.check_restore_legacy(file, &plan.options).await?;
+                }
+            }
+        }
         let mut safety_backup = None;
         if plan.safety_backup && !plan.options.dry_run {
             let comps: Vec<Arc<dyn Component>> = targets.iter().map(|(c, _)| c.clone()).collect();

@@ -39,6 +39,8 @@ struct Details {
 pub struct Files {
     name: String,
     config: FilesConfig,
+    /// The kind its records and errors carry: `files`, or the driver it is embedded in.
+    kind: &'static str,
 }
 
 impl Files {
@@ -47,11 +49,31 @@ impl Files {
         Self {
             name: name.into(),
             config,
+            kind: crate::KIND,
         }
     }
 
+    /// The directory of another driver's store (MinIO's data volume), handled with this
+    /// driver's mechanism on that driver's behalf: snapshot, verify and restore work as for a
+    /// `files` component, but records are written with kind `kind` and errors name it, so the
+    /// embedding driver can hand its own records over (see [`Files::owns_record`]).
+    pub fn embedded(kind: &'static str, name: impl Into<String>, config: FilesConfig) -> Self {
+        Self {
+            name: name.into(),
+            config,
+            kind,
+        }
+    }
+
+    /// True if `record` was written by a snapshot of this driver (a [`Files::embedded`] one
+    /// included): its details describe a directory tree. Lets an embedding driver tell its
+    /// directory records from its own.
+    pub fn owns_record(record: &ComponentRecord) -> bool {
+        record.details::<Details>().is_ok()
+    }
+
     fn err(&self, op: &str, e: FilesError) -> Error {
-        e.into_core(&self.name, op)
+        e.into_core(&self.name, self.kind, op)
     }
 
     /// Refuse a directory that holds the local repository or lies inside it: backing it up
@@ -85,7 +107,8 @@ impl Files {
         Err(Error::config(
             format!("restore of `{}`", self.name),
             format!(
-                "a `files` component has no parts to choose from (asked for {}); restore it whole",
+                "the directory `{}` has no parts to choose from (asked for {}); restore it whole",
+                self.config.path.display(),
                 opts.items.join(", ")
             ),
         ))
@@ -195,7 +218,7 @@ fn join_err(e: tokio::task::JoinError) -> Error {
 #[async_trait]
 impl Component for Files {
     fn kind(&self) -> &'static str {
-        crate::KIND
+        self.kind
     }
 
     fn name(&self) -> &str {
@@ -244,7 +267,7 @@ impl Component for Files {
 
     async fn snapshot(&self, cx: &SnapshotContext) -> Result<ComponentRecord> {
         let root = self.root();
-        let mut rec = ComponentRecord::new(crate::KIND, &self.name);
+        let mut rec = ComponentRecord::new(self.kind, &self.name);
         rec.server_version = Some(format!("amber-dr-files {}", env!("CARGO_PKG_VERSION")));
         match tokio::fs::symlink_metadata(&root).await {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -373,14 +396,110 @@ impl Component for Files {
     }
 
     /// The runbook's `uploads.tar.gz` (`tar czf` of the directory, with or without its own
-    /// name or a longer path as prefix): read through once to find its layout and prove it
-    /// decodes, then extracted into a staging directory with every safety check of an
-    /// amber-dr archive, compared with what the archive held, and swapped in.
+    /// name or a longer path as prefix): see [`Files::restore_foreign_archive`].
     async fn restore_legacy(
         &self,
         cx: &RestoreContext,
         file: &Path,
         opts: &RestoreOptions,
+    ) -> Result<RestoreReport> {
+        self.restore_foreign_archive(cx, file, opts, &["uploads"])
+            .await
+    }
+    async fn restore(
+        &self,
+        cx: &RestoreContext,
+        record: &ComponentRecord,
+        opts: &RestoreOptions,
+    ) -> Result<RestoreReport> {
+        let details: Details = record.details()?;
+        self.refuse_items(opts)?;
+        let target = self.restore_target(opts, cx.repository())?;
+        let mut report = RestoreReport::default();
+        let exists = tokio::fs::symlink_metadata(&target).await.is_ok();
+        if opts.dry_run {
+            report.actions.push(if details.absent {
+                format!(
+                    "remove `{}` (it did not exist when the backup was taken)",
+                    target.display()
+                )
+            } else {
+                format!(
+                    "{} `{}` with {} files, {} directories, {} symlinks, {} bytes from `{}`",
+                    if exists { "replace" } else { "create" },
+                    target.display(),
+                    details.stats.files,
+                    details.stats.directories,
+                    details.stats.symlinks,
+                    details.stats.bytes,
+                    details.source,
+                )
+            });
+            return Ok(report);
+        }
+        let parent = target
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        let Some(name) = target.file_name().map(|n| n.to_string_lossy().into_owned()) else {
+            return Err(self.err("restore", FilesError::NoParent(target)));
+        };
+        let pid = std::process::id();
+        let aside = parent.join(format!(".{name}.amber-dr-old-{pid}"));
+
+        if details.absent {
+            if exists {
+                tokio::fs::rename(&target, &aside).await.map_err(|source| {
+                    self.err(
+                        "restore",
+                        FilesError::Swap {
+                            path: target.clone(),
+                            source,
+                        },
+                    )
+                })?;
+                tokio::fs::remove_dir_all(&aside)
+                    .await
+                    .map_err(|e| Error::io("remove old directory", &aside, e))?;
+            }
+            report
+                .actions
+                .push(format!("removed `{}`", target.display()));
+            return Ok(report);
+        }
+
+        let summary = self
+            .replace_dir(&target, exists, &mut report, |staging| async move {
+                self.extract_and_check(cx, record, &details, &staging).await
+            })
+            .await?;
+        report_restored(&mut report, &target, &summary, "the backup");
+        Ok(report)
+    }
+}
+
+impl Files {
+    /// Replace the directory with the tree of a gzip-compressed tar archive written by another
+    /// tool (`tar czf`, e.g. the shell runbook's `uploads.tar.gz` or `minio_data.tar.gz`).
+    ///
+    /// The archive may hold the tree as `./...`, under one directory (`uploads/...`) or under a
+    /// longer path (`srv/amber/uploads/...`): the longest directory prefix common to every
+    /// entry, cut after its last component named like the target directory, the configured
+    /// directory or one of `root_names`, is the tree's root. `file` is read through once
+    /// first (gzip and tar framing, every path checked: no absolute paths, no `..`), then
+    /// extracted into a staging directory beside the target with every safety check of an
+    /// amber-dr archive (nothing written through symlinks or outside the staging directory),
+    /// compared with what the archive held (counts and bytes), and swapped in with two
+    /// renames. A damaged, truncated or hostile archive fails before the swap and leaves the
+    /// old directory as it was. `opts.target` restores into another directory; `opts.dry_run`
+    /// only reads the archive through and says what would be done.
+    pub async fn restore_foreign_archive(
+        &self,
+        cx: &RestoreContext,
+        file: &Path,
+        opts: &RestoreOptions,
+        root_names: &[&str],
     ) -> Result<RestoreReport> {
         self.refuse_items(opts)?;
         let target = self.restore_target(opts, cx.repository())?;
@@ -396,10 +515,10 @@ impl Component for Files {
         let names: Vec<std::ffi::OsString> = [
             target.file_name().map(|n| n.to_os_string()),
             self.config.path.file_name().map(|n| n.to_os_string()),
-            Some("uploads".into()),
         ]
         .into_iter()
         .flatten()
+        .chain(root_names.iter().map(std::ffi::OsString::from))
         .collect();
         let (f, label) = (file.to_path_buf(), file.display().to_string());
         let layout = tokio::task::spawn_blocking(move || {
@@ -475,78 +594,6 @@ impl Component for Files {
             &summary,
             &format!("runbook archive `{}`", file.display()),
         );
-        Ok(report)
-    }
-
-    async fn restore(
-        &self,
-        cx: &RestoreContext,
-        record: &ComponentRecord,
-        opts: &RestoreOptions,
-    ) -> Result<RestoreReport> {
-        let details: Details = record.details()?;
-        self.refuse_items(opts)?;
-        let target = self.restore_target(opts, cx.repository())?;
-        let mut report = RestoreReport::default();
-        let exists = tokio::fs::symlink_metadata(&target).await.is_ok();
-        if opts.dry_run {
-            report.actions.push(if details.absent {
-                format!(
-                    "remove `{}` (it did not exist when the backup was taken)",
-                    target.display()
-                )
-            } else {
-                format!(
-                    "{} `{}` with {} files, {} directories, {} symlinks, {} bytes from `{}`",
-                    if exists { "replace" } else { "create" },
-                    target.display(),
-                    details.stats.files,
-                    details.stats.directories,
-                    details.stats.symlinks,
-                    details.stats.bytes,
-                    details.source,
-                )
-            });
-            return Ok(report);
-        }
-        let parent = target
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .map(Path::to_path_buf)
-            .unwrap_or_else(|| PathBuf::from("."));
-        let Some(name) = target.file_name().map(|n| n.to_string_lossy().into_owned()) else {
-            return Err(self.err("restore", FilesError::NoParent(target)));
-        };
-        let pid = std::process::id();
-        let aside = parent.join(format!(".{name}.amber-dr-old-{pid}"));
-
-        if details.absent {
-            if exists {
-                tokio::fs::rename(&target, &aside).await.map_err(|source| {
-                    self.err(
-                        "restore",
-                        FilesError::Swap {
-                            path: target.clone(),
-                            source,
-                        },
-                    )
-                })?;
-                tokio::fs::remove_dir_all(&aside)
-                    .await
-                    .map_err(|e| Error::io("remove old directory", &aside, e))?;
-            }
-            report
-                .actions
-                .push(format!("removed `{}`", target.display()));
-            return Ok(report);
-        }
-
-        let summary = self
-            .replace_dir(&target, exists, &mut report, |staging| async move {
-                self.extract_and_check(cx, record, &details, &staging).await
-            })
-            .await?;
-        report_restored(&mut report, &target, &summary, "the backup");
         Ok(report)
     }
 }

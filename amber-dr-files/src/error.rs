@@ -23,10 +23,10 @@ pub(crate) enum FilesError {
 }
 
 impl FilesError {
-    pub(crate) fn into_core(self, component: &str, operation: &str) -> Error {
+    pub(crate) fn into_core(self, component: &str, kind: &str, operation: &str) -> Error {
         Error::Component {
             component: component.to_string(),
-            kind: crate::KIND.to_string(),
+            kind: kind.to_string(),
             operation: operation.to_string(),
             message: self.to_string(),
             source: None,

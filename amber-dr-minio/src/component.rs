@@ -648,6 +648,9 @@ impl Component for Minio {
     }
 
     async fn snapshot(&self, cx: &SnapshotContext) -> Result<ComponentRecord> {
+        if let Some(record) = self.data_dir_safety_snapshot(cx).await? {
+            return Ok(record);
+        }
         let mut record = ComponentRecord::new(KIND, &self.name);
         let mut index = cx.create_artifact(INDEX).await?;
         let mut refs = match cx.create_artifact(REFS).await {
@@ -680,6 +683,9 @@ impl Component for Minio {
         record: &ComponentRecord,
         level: VerifyLevel,
     ) -> Result<VerifyReport> {
+        if let Some(report) = self.verify_data_dir(cx, record, level).await? {
+            return Ok(report);
+        }
         let mut report = cx.verify_artifacts(record, level).await?;
         if !report.is_ok() {
             return Ok(report);
@@ -743,12 +749,41 @@ impl Component for Minio {
         Ok(report)
     }
 
+    fn legacy_files(&self) -> Vec<&'static str> {
+        self.legacy_data_files()
+    }
+
+    fn legacy_hints(&self) -> Vec<(&'static str, String)> {
+        self.legacy_data_hints()
+    }
+
+    async fn check_restore_legacy(
+        &self,
+        file: &std::path::Path,
+        opts: &RestoreOptions,
+    ) -> Result<()> {
+        self.check_legacy_data(file, opts).await
+    }
+
+    /// The runbook's `minio_data.tar.gz`, extracted into `legacy_data_dir` (see `legacy.rs`).
+    async fn restore_legacy(
+        &self,
+        cx: &RestoreContext,
+        file: &std::path::Path,
+        opts: &RestoreOptions,
+    ) -> Result<RestoreReport> {
+        self.restore_legacy_data(cx, file, opts).await
+    }
+
     async fn restore(
         &self,
         cx: &RestoreContext,
         record: &ComponentRecord,
         opts: &RestoreOptions,
     ) -> Result<RestoreReport> {
+        if let Some(report) = self.restore_data_dir(cx, record, opts).await? {
+            return Ok(report);
+        }
         let details: Details = record.details()?;
         let index = record.artifact(INDEX)?;
         let in_backup: Vec<String> = details

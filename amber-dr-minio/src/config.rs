@@ -1,5 +1,7 @@
 //! Configuration of the `minio` driver.
 
+use std::path::PathBuf;
+
 use serde::{Deserialize, Serialize};
 
 use crate::s3::S3Config;
@@ -38,6 +40,13 @@ pub struct MinioConfig {
     /// Default 8.
     #[serde(default = "default_part_size")]
     pub part_size_mib: u64,
+    /// MinIO's data directory on this host (the volume's `_data`, or the bind-mounted
+    /// directory), relative to the config file's directory. With it the driver restores the
+    /// shell runbook's `minio_data.tar.gz` (a `tar czf` of that volume) into it while MinIO is
+    /// stopped, and a safety backup taken while MinIO's endpoint does not answer archives it.
+    /// Default: none (a runbook's `minio_data.tar.gz` is left unrestored).
+    #[serde(default)]
+    pub legacy_data_dir: Option<PathBuf>,
 }
 
 fn default_region() -> String {
@@ -74,12 +83,19 @@ impl MinioConfig {
             concurrency: default_concurrency(),
             multipart_threshold_mib: default_multipart_threshold(),
             part_size_mib: default_part_size(),
+            legacy_data_dir: None,
         }
     }
 
     /// Only these buckets.
     pub fn buckets(mut self, buckets: impl IntoIterator<Item = impl Into<String>>) -> Self {
         self.buckets = Some(buckets.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Set the `legacy_data_dir` field (MinIO's data directory on this host).
+    pub fn legacy_data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.legacy_data_dir = Some(dir.into());
         self
     }
 
@@ -119,6 +135,7 @@ impl std::fmt::Debug for MinioConfig {
             .field("concurrency", &self.concurrency)
             .field("multipart_threshold_mib", &self.multipart_threshold_mib)
             .field("part_size_mib", &self.part_size_mib)
+            .field("legacy_data_dir", &self.legacy_data_dir)
             .finish()
     }
 }

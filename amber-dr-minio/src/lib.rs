@@ -4,6 +4,7 @@
 mod component;
 mod config;
 mod index;
+mod legacy;
 pub mod s3;
 
 pub use component::Minio;
@@ -22,6 +23,7 @@ pub fn register(registry: &mut Registry) {
 }
 
 fn factory(spec: &ComponentSpec) -> Result<Arc<dyn Component>> {
-    let config: MinioConfig = spec.parse()?;
+    let mut config: MinioConfig = spec.parse()?;
+    config.legacy_data_dir = config.legacy_data_dir.map(|d| spec.resolve_path(d));
     Ok(Arc::new(Minio::new(spec.name.clone(), config)?))
 }
