@@ -1269,9 +1269,13 @@ async fn restore(ctx: &Ctx, args: &RestoreArgs) -> CmdResult {
                 v.join(", ")
             }
         };
+        let mut stop = d.stop_during_restore.clone();
+        if matches!(source, RestoreSource::Legacy(_)) {
+            stop.extend(d.stop_during_runbook_restore.iter().cloned());
+        }
         out.line(format!(
             "  docker: stop before and start after: {}; restart after: {}{}",
-            list(&d.stop_during_restore),
+            list(&stop),
             list(&d.restart_after_restore),
             if args.dry_run {
                 " (not in a dry run)"

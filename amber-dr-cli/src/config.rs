@@ -495,6 +495,7 @@ pub fn template(registry: &Registry, repo_url: Option<&str>) -> String {
          # Container names, or docker-compose service names (label com.docker.compose.service):\n\
          # pause_during_backup = [\"amber-api\", \"amber-worker\"]\n\
          # stop_during_restore = [\"amber-api\", \"amber-worker\"]\n\
+         # stop_during_runbook_restore = [\"minio\"]  # also stopped for `restore RUNBOOK_DIR`\n\
          # restart_after_restore = [\"milvus\", \"minio\"]\n",
     );
     out

@@ -466,7 +466,7 @@ fn runbook_minio_volume_is_extracted_while_its_container_is_stopped() {
     let (code, out, err) = amber(tmp.path(), &args);
     assert_ne!(code, 0, "{out}\n{err}");
     assert!(
-        err.contains("still answers") && err.contains("stop_during_restore"),
+        err.contains("still answers") && err.contains("stop_during_runbook_restore"),
         "{out}\n{err}"
     );
     assert_eq!(files_of(&data), before);
@@ -479,11 +479,12 @@ fn runbook_minio_volume_is_extracted_while_its_container_is_stopped() {
         "no safety backup"
     );
 
-    // Listed: stopped before the safety backup, the archive extracted, started again.
+    // Listed under stop_during_runbook_restore (MinIO must run for restores of amber-dr
+    // backups): stopped before the safety backup, the archive extracted, started again.
     std::fs::write(
         tmp.path().join("amber-dr.toml"),
         format!(
-            "{components}\n[docker]\nhost = \"{host}\"\nstop_during_restore = [\"{}\"]\nstop_timeout_secs = 5\n",
+            "{components}\n[docker]\nhost = \"{host}\"\nstop_during_runbook_restore = [\"{}\"]\nstop_timeout_secs = 5\n",
             minio.name
         ),
     )

@@ -40,6 +40,10 @@ pub struct HookContext {
     pub source: Option<String>,
     /// The components of the run, in config order.
     pub components: Vec<String>,
+    /// Restore hooks: true when `source` is a runbook backup directory (see
+    /// [`crate::Runner::restore_legacy`]), whose parts may need more stopped than a restore of
+    /// an amber-dr backup (e.g. MinIO while its data volume is replaced).
+    pub runbook: bool,
 }
 
 impl HookContext {
@@ -49,6 +53,7 @@ impl HookContext {
             purpose: Some(purpose),
             source: None,
             components,
+            runbook: false,
         }
     }
     /// The context of a restore of `source` into `components`.
@@ -57,6 +62,14 @@ impl HookContext {
             purpose: None,
             source: Some(source.into()),
             components,
+            runbook: false,
+        }
+    }
+    /// The context of a restore of the runbook directory `dir` into `components`.
+    pub fn runbook_restore(dir: impl Into<String>, components: Vec<String>) -> Self {
+        Self {
+            runbook: true,
+            ..Self::restore(dir, components)
         }
     }
 }

@@ -554,10 +554,12 @@ impl Runner {
         let Some(h) = hooks else {
             return self.restore_hooked(id, targets, plan).await;
         };
-        let hook_cx = HookContext::restore(
-            id,
-            targets.iter().map(|(c, _)| c.name().to_string()).collect(),
-        );
+        let names = targets.iter().map(|(c, _)| c.name().to_string()).collect();
+        let hook_cx = if targets.iter().any(|(_, s)| matches!(s, Source::Legacy(_))) {
+            HookContext::runbook_restore(id, names)
+        } else {
+            HookContext::restore(id, names)
+        };
         let res = match h.before_restore(&hook_cx).await {
             Ok(()) => self.restore_hooked(id, targets, plan).await,
             Err(e) => Err(e),

@@ -30,6 +30,12 @@ pub struct DockerConfig {
     /// Stopped before a restore (and its safety backup), started again after it.
     #[serde(default)]
     pub stop_during_restore: Vec<String>,
+    /// Stopped, besides [`Self::stop_during_restore`], only around a restore of a runbook
+    /// directory, and started again after it: e.g. MinIO's container while the runbook's
+    /// `minio_data.tar.gz` replaces its data volume. (A restore of an amber-dr backup puts
+    /// MinIO's objects back through S3, so MinIO must run then.)
+    #[serde(default)]
+    pub stop_during_runbook_restore: Vec<String>,
     /// Restarted after a restore.
     #[serde(default)]
     pub restart_after_restore: Vec<String>,
@@ -50,6 +56,7 @@ impl DockerConfig {
     pub fn is_empty(&self) -> bool {
         self.pause_during_backup.is_empty()
             && self.stop_during_restore.is_empty()
+            && self.stop_during_runbook_restore.is_empty()
             && self.restart_after_restore.is_empty()
     }
 

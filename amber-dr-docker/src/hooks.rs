@@ -331,22 +331,37 @@ impl Inner {
         .await
     }
 
-    async fn stop_for_restore(self: &Arc<Self>) -> Result<()> {
+    async fn stop_for_restore(self: &Arc<Self>, runbook: bool) -> Result<()> {
+        let runbook_list: &[String] = if runbook {
+            &self.config.stop_during_runbook_restore
+        } else {
+            &[]
+        };
         if self.config.stop_during_restore.is_empty()
+            && runbook_list.is_empty()
             && self.config.restart_after_restore.is_empty()
         {
             return Ok(());
         }
+        let runbook_list = runbook_list.to_vec();
         self.locked(|me, docker| async move {
             // Every list is checked before anything is stopped (the safety backup pauses
             // `pause_during_backup`).
-            let targets = me
+            let mut targets = me
                 .resolve(
                     &docker,
                     &me.config.stop_during_restore,
                     "stop_during_restore",
                 )
                 .await?;
+            for t in me
+                .resolve(&docker, &runbook_list, "stop_during_runbook_restore")
+                .await?
+            {
+                if !targets.iter().any(|s| s.id == t.id) {
+                    targets.push(t);
+                }
+            }
             me.resolve(
                 &docker,
                 &me.config.restart_after_restore,
@@ -478,8 +493,8 @@ impl RunHooks for DockerHooks {
     async fn after_backup(&self, _: &HookContext) -> Result<()> {
         self.0.unpause_all().await.map(|_| ())
     }
-    async fn before_restore(&self, _: &HookContext) -> Result<()> {
-        self.0.stop_for_restore().await
+    async fn before_restore(&self, cx: &HookContext) -> Result<()> {
+        self.0.stop_for_restore(cx.runbook).await
     }
     async fn after_restore(&self, _: &HookContext) -> Result<()> {
         let unpaused = self.0.unpause_all().await;

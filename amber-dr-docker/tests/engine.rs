@@ -270,14 +270,18 @@ async fn restore_stops_the_app_and_starts_and_restarts_containers_after_it() {
     let tmp = tempfile::tempdir().unwrap();
     let app_name = unique("rapp");
     let other_name = unique("rother");
+    // Stopped only around a runbook-directory restore: this one is not.
+    let runbook_name = unique("rrunbook");
     let app = App::start(&engine, &app_name, &tmp.path().join("app"), &[]);
     let other = App::start(&engine, &other_name, &tmp.path().join("other"), &[]);
+    let runbook_only = App::start(&engine, &runbook_name, &tmp.path().join("runbook"), &[]);
     let (docker, lines) = hooks(
         &engine,
         DockerConfig {
             // Paused during the backup, so that what it holds is known exactly.
             pause_during_backup: vec![app_name.clone()],
             stop_during_restore: vec![app_name.clone()],
+            stop_during_runbook_restore: vec![runbook_name.clone()],
             restart_after_restore: vec![other_name.clone()],
             stop_timeout_secs: 5,
             ..Default::default()
@@ -289,6 +293,7 @@ async fn restore_stops_the_app_and_starts_and_restarts_containers_after_it() {
         apps: vec![
             (app_name.clone(), app.dir.clone()),
             (other_name.clone(), other.dir.clone()),
+            (runbook_name.clone(), runbook_only.dir.clone()),
         ],
         engine: engine.clone(),
         seen: seen.clone(),
@@ -322,6 +327,10 @@ async fn restore_stops_the_app_and_starts_and_restarts_containers_after_it() {
         "app not stopped for the restore: {seen:?}"
     );
     assert_eq!(stopped[1].0, "running", "{seen:?}");
+    assert_eq!(
+        stopped[2].0, "running",
+        "stop_during_runbook_restore stopped for a restore of an amber-dr backup: {seen:?}"
+    );
     // The safety backup ran while the app was stopped: it holds the app's last line.
     let safety = outcome.safety_backup.as_ref().unwrap();
     assert!(safety != &m.id);

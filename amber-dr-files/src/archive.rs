@@ -742,6 +742,9 @@ pub(crate) fn foreign_layout<R: Read>(
             metas.push((rel, entry.header().mode().unwrap_or(0o755) & 0o7777, mtime));
         }
     }
+    // The tar reader stops at the end-of-archive blocks; read the compressed stream to its end
+    // too, so that gzip's CRC and length are checked before anything is changed.
+    io::copy(&mut archive.into_inner(), &mut io::sink()).map_err(read_err)?;
     let common = common.unwrap_or_default();
     let cut = common
         .iter()

@@ -554,8 +554,8 @@ impl Files {
                 async move {
                     cx.progress().set_phase("extracting runbook archive");
                     let st = staging.clone();
-                    let (from_archive, _) = tokio::task::spawn_blocking(move || {
-                        archive::read_archive(
+                    let from_archive = tokio::task::spawn_blocking(move || {
+                        let (summary, mut rest) = archive::read_archive(
                             open(&f)?,
                             &label,
                             ReadMode::Extract(&st),
@@ -563,7 +563,15 @@ impl Files {
                             root_mtime,
                             strip.as_deref(),
                             &progress,
-                        )
+                        )?;
+                        // To the end of the gzip stream, so that its CRC is checked.
+                        std::io::copy(&mut rest, &mut std::io::sink()).map_err(|e| {
+                            Error::Corrupt {
+                                artifact: label.clone(),
+                                message: format!("damaged gzip stream: {e}"),
+                            }
+                        })?;
+                        Ok::<_, Error>(summary)
                     })
                     .await
                     .map_err(join_err)??;

@@ -75,7 +75,7 @@ impl Minio {
             return Err(self.legacy_err(
                 operation,
                 format!(
-                    "MinIO still answers at {} and would be running while its data directory `{}` is replaced; nothing was changed. Stop MinIO first, or list its container under [docker] stop_during_restore so that amber-dr stops it for the restore and starts it again after",
+                    "MinIO still answers at {} and would be running while its data directory `{}` is replaced; nothing was changed. Stop MinIO first, or list its container under [docker] stop_during_runbook_restore so that amber-dr stops it for the restore and starts it again after",
                     self.config().endpoint,
                     dir.display()
                 ),
@@ -161,7 +161,7 @@ impl Minio {
     async fn dry_run_note(&self, opts: &RestoreOptions, dir: &Path) -> Option<String> {
         (opts.dry_run && opts.target.is_none() && self.endpoint_answers().await).then(|| {
             format!(
-                "MinIO answers at {} now: it must be stopped while `{}` is replaced (list its container under [docker] stop_during_restore, or stop it), else the restore is refused",
+                "MinIO answers at {} now: it must be stopped while `{}` is replaced (list its container under [docker] stop_during_runbook_restore, or stop it), else the restore is refused",
                 self.config().endpoint,
                 dir.display()
             )

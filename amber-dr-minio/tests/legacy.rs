@@ -178,7 +178,7 @@ async fn runbook_volume_archive_restores_into_the_stopped_minio_data_dir() {
         .unwrap_err()
         .to_string();
     assert!(
-        err.contains("still answers") && err.contains("stop_during_restore"),
+        err.contains("still answers") && err.contains("stop_during_runbook_restore"),
         "{err}"
     );
     assert_eq!(tree(&live), before, "refused: nothing changed");
@@ -333,6 +333,18 @@ async fn damaged_and_hostile_archives_leave_the_data_dir_intact() {
         .unwrap();
     assert!(!out.is_ok(), "{:?}", out.components);
     assert_eq!(tree(&live), before, "corrupted: old directory intact");
+    // Damage that only gzip's CRC (in the 8-byte trailer, after the tar's end) can show: the
+    // tar entries decode fine, so the stream must be read to its end.
+    let mut bad = good.clone();
+    let crc = bad.len() - 8;
+    bad[crc] ^= 0xff;
+    fs::write(&archive, &bad).unwrap();
+    let out = runner
+        .restore_legacy(&runbook, &plan(false, false))
+        .await
+        .unwrap();
+    assert!(!out.is_ok(), "bad CRC accepted: {:?}", out.components);
+    assert_eq!(tree(&live), before, "bad CRC: old directory intact");
 
     // Hostile: an entry that climbs out, and one through a symlink.
     let python = std::env::var("AMBER_DR_S3_PYTHON").unwrap_or_else(|_| "python3".into());
