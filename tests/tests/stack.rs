@@ -51,8 +51,9 @@ const DB: &str = "amber_e2e_stack";
 /// Milvus collections `<MV>_a` (auto id: the one documents point at) and `<MV>_b`
 /// (see amber-dr-milvus/tests/common/fixture.py).
 const MV: &str = "amber_e2e_stack";
-/// The Neo4j server (slot of the two in the stack) the drill owns.
-const NEO: usize = 0;
+/// The Neo4j server (slot of the two in the stack) the drill owns; the second, so that
+/// `scripts/demo.sh` (on the first) can run beside the suite.
+const NEO: usize = 1;
 
 /// boto3, outside amber-dr: `put` or `delete` the given keys of a bucket.
 const S3_KEYS_PY: &str = r#"
@@ -76,6 +77,7 @@ for k in keys:
 "#;
 
 /// Handles on every store of the stack, each reached by its own independent tool.
+#[derive(Clone)]
 struct Stack {
     pg: pg_common::Pg,
     neo: neo_common::Neo,
@@ -164,6 +166,16 @@ impl Stack {
         ]
     }
 
+    /// Run blocking tool calls on a clone of the handles, beside other work (the tools mostly
+    /// wait for their servers).
+    fn bg<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(Stack) -> T + Send + 'static,
+    ) -> tokio::task::JoinHandle<T> {
+        let s = self.clone();
+        tokio::task::spawn_blocking(move || f(s))
+    }
+
     fn s3_keys(&self, cmd: &str, bucket: &str, keys: &[String]) {
         let out = Command::new(&self.s3.python)
             .args(["-c", S3_KEYS_PY, &self.s3.endpoint, &self.s3.access_key])
@@ -223,12 +235,24 @@ impl Stack {
 
     /// The demo data set: each driver's awkward data, tied together by `app.documents`.
     async fn load(&self) {
-        // Postgres: the awkward database; its 300 documents get an upload path.
-        self.pg.populate(DB);
-        self.pg
-            .psql(DB, "ALTER TABLE app.documents ADD COLUMN upload_path text");
-        // Milvus: the awkward collections; `_a` has auto-generated primary keys.
-        self.mv.fixture("populate", MV);
+        // Each driver's awkward data, the stores filled concurrently: Postgres (its 300
+        // documents get an upload path), Milvus (`_a` has auto-generated primary keys), the two
+        // buckets, the uploads tree and the Neo4j graph.
+        let filling = [
+            self.bg(|s| {
+                s.pg.populate(DB);
+                s.pg.psql(DB, "ALTER TABLE app.documents ADD COLUMN upload_path text");
+            }),
+            self.bg(|s| drop(s.mv.fixture("populate", MV))),
+            self.bg(|s| drop(s.s3.tool(&["populate", &s.docs, &s.other]))),
+            self.bg(|s| files_common::populate(&s.uploads, 42)),
+        ];
+        self.neo.populate(NEO).await;
+        for h in filling {
+            h.await.unwrap();
+        }
+        // Then the references: every document gets a Milvus id, an object, an upload file and
+        // a graph node.
         let mut mids: Vec<i64> = self.milvus_ids().into_iter().collect();
         mids.sort_unstable();
         assert!(mids.len() > 100, "{mids:?}");
@@ -248,19 +272,13 @@ impl Stack {
                 values.join(", ")
             ),
         );
-        // S3: the awkward objects, and the object of every document.
-        self.s3.tool(&["populate", &self.docs, &self.other]);
         let keys: Vec<String> = docs.iter().map(|d| d.minio_key.clone()).collect();
-        self.s3_keys("put", &self.docs, &keys);
-        // Uploads: the awkward tree, and the file of every document.
-        files_common::populate(&self.uploads, 42);
+        let objects = self.bg(move |s| s.s3_keys("put", &s.docs, &keys));
         for d in self.documents() {
             let p = self.uploads.join(d.upload_path.unwrap());
             std::fs::create_dir_all(p.parent().unwrap()).unwrap();
             std::fs::write(&p, format!("upload of document {}\n", d.id)).unwrap();
         }
-        // Neo4j: the awkward graph, and entities mentioned in documents, by document id.
-        self.neo.populate(NEO).await;
         let ids: Vec<i64> = docs.iter().map(|d| d.id).collect();
         self.neo
             .run(
@@ -281,23 +299,43 @@ impl Stack {
                 .param("ids", ids),
             )
             .await;
+        objects.await.unwrap();
     }
 
+    /// Every store's description, the stores described concurrently (each tool mostly waits
+    /// for its server).
     async fn state(&self) -> State {
+        let postgres = self.bg(|s| s.pg.fingerprint(DB));
+        let buckets = self.bg(|s| s.s3.fingerprint(&[&s.docs, &s.other]));
+        let milvus = self.bg(|s| s.mv.fixture("fingerprint", MV));
+        let uploads = self.bg(|s| files_common::fingerprint(&s.uploads));
+        let neo4j = self.neo.fingerprint(NEO).await;
         State {
-            postgres: self.pg.fingerprint(DB),
-            neo4j: self.neo.fingerprint(NEO).await,
-            buckets: self.s3.fingerprint(&[&self.docs, &self.other]),
-            milvus: self.mv.fixture("fingerprint", MV),
-            uploads: files_common::fingerprint(&self.uploads),
+            postgres: postgres.await.unwrap(),
+            neo4j,
+            buckets: buckets.await.unwrap(),
+            milvus: milvus.await.unwrap(),
+            uploads: uploads.await.unwrap(),
         }
     }
 
     /// Follow every reference: documents → bucket, Milvus and uploads; graph → documents.
     async fn dangling(&self) -> Dangling {
-        let docs = self.documents();
-        let keys = self.bucket_keys(&self.docs);
-        let mids = self.milvus_ids();
+        let docs = self.bg(|s| s.documents());
+        let keys = self.bg(|s| s.bucket_keys(&s.docs));
+        let mids = self.bg(|s| s.milvus_ids());
+        let graph = self
+            .neo
+            .rows(
+                NEO,
+                query("MATCH (n) WHERE n.pg_document_id IS NOT NULL RETURN n.pg_document_id AS id"),
+            )
+            .await;
+        let (docs, keys, mids) = (
+            docs.await.unwrap(),
+            keys.await.unwrap(),
+            mids.await.unwrap(),
+        );
         let doc_ids: HashSet<i64> = docs.iter().map(|d| d.id).collect();
         let mut out = Dangling::default();
         for d in &docs {
@@ -315,14 +353,7 @@ impl Stack {
                 out.upload_paths.push(path.to_string());
             }
         }
-        for r in self
-            .neo
-            .rows(
-                NEO,
-                query("MATCH (n) WHERE n.pg_document_id IS NOT NULL RETURN n.pg_document_id AS id"),
-            )
-            .await
-        {
+        for r in graph {
             out.checked += 1;
             let id: i64 = r.get("id").unwrap();
             if !doc_ids.contains(&id) {
@@ -337,8 +368,9 @@ impl Stack {
     async fn break_references(&self) {
         let docs = self.documents();
         let keys: Vec<String> = docs.iter().take(5).map(|d| d.minio_key.clone()).collect();
-        self.s3_keys("delete", &self.docs, &keys);
-        self.mv.fixture("destroy", MV); // deletes 40 entities of `_a`, drops `_b`
+        let objects = self.bg(move |s| s.s3_keys("delete", &s.docs, &keys));
+        // Deletes 40 entities of `_a`, drops `_b`.
+        let milvus = self.bg(|s| drop(s.mv.fixture("destroy", MV)));
         files_common::destroy(&self.uploads);
         std::fs::remove_dir_all(self.uploads.join("documents/tenant-2")).unwrap();
         self.pg.destroy(DB);
@@ -350,17 +382,25 @@ impl Stack {
             ),
         );
         self.neo.destroy(NEO).await;
+        objects.await.unwrap();
+        milvus.await.unwrap();
+    }
+
+    /// The stores described and every reference followed, concurrently.
+    async fn checkpoint(&self) -> (State, Dangling) {
+        tokio::join!(self.state(), self.dangling())
     }
 
     /// Then the stores are lost: database dropped, graph and schema gone, uploads gone, the
     /// buckets damaged (one deleted).
     async fn lose_stores(&self) {
+        let buckets = self.bg(|s| drop(s.s3.tool(&["destroy", &s.docs, &s.other])));
         self.pg
             .psql("postgres", &format!("DROP DATABASE \"{DB}\" WITH (FORCE)"));
         self.neo.make_empty(NEO).await;
         files_common::unlock(&self.uploads);
         std::fs::remove_dir_all(&self.uploads).unwrap();
-        self.s3.tool(&["destroy", &self.docs, &self.other]);
+        buckets.await.unwrap();
     }
 
     /// Newer data in every store, references kept consistent: a document with its object,
@@ -452,20 +492,26 @@ async fn full_stack_drill_and_partial_restore_of_neo4j_from_an_older_backup() {
     let _lock = neo_common::SERVER_LOCK.lock().await;
     let repo = Repository::open(&cfg).unwrap();
     let runner = Runner::new(repo.clone(), stack.components());
+    // Phase timings, shown with --nocapture or on failure.
+    let t0 = std::time::Instant::now();
+    let lap = |what: &str| eprintln!("drill {:>6.1}s  {what}", t0.elapsed().as_secs_f64());
 
     stack.load().await;
-    let refs = stack.dangling().await;
+    lap("loaded the data set");
+    let (original, refs) = stack.checkpoint().await;
     assert!(refs.is_empty(), "{refs:?}");
     assert!(refs.checked > 1000, "{refs:?}");
-    let original = stack.state().await;
+    lap("checked references, described every store");
 
     // Full backup into the repository on S3, verified end to end.
     let m1 = backup(&runner, "drill").await;
+    lap("backup 1");
     let v = runner
         .verify(&m1.id, &Selection::all(), VerifyLevel::Full)
         .await
         .unwrap();
     assert!(v.is_ok(), "{:?}", v.components);
+    lap("verified (full)");
 
     // The disaster: first every kind of reference breaks (so the check can fail), then the
     // stores are lost.
@@ -476,7 +522,9 @@ async fn full_stack_drill_and_partial_restore_of_neo4j_from_an_older_backup() {
     assert!(!broken.neo4j_doc_ids.is_empty(), "{broken:?}");
     assert!(!broken.upload_paths.is_empty(), "{broken:?}");
     stack.lose_stores().await;
+    lap("broke references, lost the stores");
     assert_each_differs(&stack.state().await, &original, "destroyed");
+    lap("described the destroyed stores");
 
     let out = runner
         .restore(
@@ -491,16 +539,21 @@ async fn full_stack_drill_and_partial_restore_of_neo4j_from_an_older_backup() {
     assert!(out.is_ok(), "{:?}", out.components);
     assert_eq!(out.components.len(), 5);
     assert!(out.safety_backup.is_some());
-    assert_each_equal(&stack.state().await, &original, "restored identical");
-    let refs = stack.dangling().await;
+    lap("restored everything");
+    let (now, refs) = stack.checkpoint().await;
+    assert_each_equal(&now, &original, "restored identical");
     assert!(refs.is_empty(), "references after the restore: {refs:?}");
+
+    lap("compared every store, checked references");
 
     // Partial drill: newer data everywhere and a newer backup; then Neo4j alone back to the
     // older backup.
     stack.add_newer_data().await;
     let newer = stack.state().await;
+    lap("newer data, described every store");
     assert_each_differs(&newer, &original, "changed by the newer data");
     let m2 = backup(&runner, "newer").await;
+    lap("backup 2");
     assert_eq!(repo.resolve("latest").await.unwrap(), m2.id);
     assert_ne!(m1.id, m2.id);
     let only_neo4j = RestorePlanOptions {
@@ -518,7 +571,8 @@ async fn full_stack_drill_and_partial_restore_of_neo4j_from_an_older_backup() {
         .map(|c| c.component.as_str())
         .collect();
     assert_eq!(restored, ["neo4j"]);
-    let now = stack.state().await;
+    lap("restored Neo4j from backup 1");
+    let (now, refs) = stack.checkpoint().await;
     assert_eq!(
         now.neo4j, original.neo4j,
         "Neo4j is back at the older backup"
@@ -531,10 +585,10 @@ async fn full_stack_drill_and_partial_restore_of_neo4j_from_an_older_backup() {
     assert_eq!(now.milvus, newer.milvus, "Milvus keeps its newer data");
     assert_eq!(now.uploads, newer.uploads, "uploads keep their newer data");
     // The older graph points at documents that all still exist.
-    let refs = stack.dangling().await;
     assert!(
         refs.is_empty(),
         "references after the partial restore: {refs:?}"
     );
+    lap("compared every store, checked references");
     files_common::unlock(base.path());
 }
