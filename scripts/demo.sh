@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# The main job, end to end: local stack up, sample data, backup, list, verify, disaster,
-# restore, compare — with a tool outside amber-dr doing the comparing.
+# The main job, end to end: local stack up, sample data in every store (Postgres documents that
+# point at objects in the bucket, Milvus embeddings, Neo4j nodes and upload files), backup, list,
+# verify, disaster, restore, compare — with tools outside amber-dr doing the comparing — and
+# check that every cross-store reference resolves again.
 #
 # Usage: scripts/demo.sh [--s3]     (--s3: keep the repository in the stack's S3 server)
 # Work files go to ./demo-work (ignored by git); it is recreated on every run.
@@ -45,8 +47,9 @@ else
   REPO_TOML=$'[repository]\nurl = "./backups"'
 fi
 cat > amber-dr.toml <<TOML
-# Demo config: Postgres, the Neo4j graph, the uploads directory and the documents bucket (the
-# other stores join as their drivers land).
+# Demo config: every store of the stack: Postgres, the Neo4j graph, the Milvus embeddings
+# (logical backup; Milvus's own bucket and etcd prefix are not components), the uploads
+# directory and the documents bucket.
 $REPO_TOML
 
 [components.postgres]
@@ -69,10 +72,15 @@ endpoint = "\${AMBER_DR_S3_ENDPOINT}"
 access_key = "\${AMBER_DR_S3_ACCESS_KEY}"
 secret_key = "\${AMBER_DR_S3_SECRET_KEY}"
 buckets = ["amber-demo-documents"]
+
+[components.milvus]
+kind = "milvus"
+endpoint = "\${AMBER_DR_MILVUS_ENDPOINT}"
+collections = ["amber_demo_embeddings"]
 TOML
 cat amber-dr.toml >&2
 
-step "4a. sample data: Postgres (tenants, users, documents pointing at uploads and Milvus ids)"
+step "4a. sample data: Postgres (tenants, users, documents pointing at uploads and bucket objects)"
 export PGHOST="$AMBER_DR_PG_HOST" PGPORT="$AMBER_DR_PG_PORT" PGUSER=postgres PGPASSWORD="$AMBER_DR_PG_PASSWORD"
 PSQL=("$AMBER_DR_PG_BINDIR/psql" -X -q -v ON_ERROR_STOP=1)
 "${PSQL[@]}" -d postgres -c "DROP DATABASE IF EXISTS amber_demo WITH (FORCE)" -c "CREATE DATABASE amber_demo"
@@ -85,7 +93,7 @@ INSERT INTO tenants (name, settings) VALUES ('tenant-1', '{"plan": "gold"}'), ('
 INSERT INTO users (tenant_id, email) SELECT 1 + i % 2, 'user' || i || '@example.com' FROM generate_series(1, 1000) i;
 INSERT INTO documents (tenant_id, upload_path, minio_key, milvus_id, state, body)
 SELECT 1 + i % 2, 'tenant-' || (1 + i % 2) || '/docs/doc-' || i || '.pdf', 'documents/tenant-' || (1 + i % 2) || '/' || i,
-       450000000000000000 + i, (ARRAY['uploaded', 'indexed'])[1 + i % 2]::doc_state, decode(md5(i::text), 'hex')
+       NULL, (ARRAY['uploaded', 'indexed'])[1 + i % 2]::doc_state, decode(md5(i::text), 'hex')
 FROM generate_series(1, 5000) i;
 SQL
 pg_listing() {
@@ -95,10 +103,83 @@ pg_listing() {
     SELECT 'documents ' || count(*) || ' ' || md5(string_agg(d::text, '|' ORDER BY d::text)) FROM documents d UNION ALL
     SELECT 'seq ' || last_value FROM documents_id_seq"
 }
+
+step "4b. sample data: Milvus embeddings, one per document; documents.milvus_id = its auto-generated id"
+# mvpy COMMAND: fill FILE | disaster | listing | ids of the embeddings collection, with
+# pymilvus (outside amber-dr).
+mvpy() {
+  "$AMBER_DR_MILVUS_PYTHON" - "$@" <<'PY'
+import hashlib, json, os, sys
+from pymilvus import Collection, CollectionSchema, DataType, FieldSchema, connections, utility
+host, port = os.environ["AMBER_DR_MILVUS_ENDPOINT"].split("://")[-1].split(":")
+connections.connect(host=host, port=port, timeout=30)
+C, DIM = "amber_demo_embeddings", 8
+def vec(doc):
+    return [((doc * 31 + j * 7) % 97) / 97.0 for j in range(DIM)]
+def rows(c):
+    c.load()
+    out = c.query("id > 0", output_fields=["id", "document_id", "chunk", "embedding"], limit=16384)
+    return sorted(out, key=lambda r: r["id"])
+cmd = sys.argv[1]
+if cmd == "fill":  # fill FILE (document ids); stdout: "document_id<TAB>milvus_id"
+    if utility.has_collection(C):
+        utility.drop_collection(C)
+    schema = CollectionSchema([
+        FieldSchema("id", DataType.INT64, is_primary=True, auto_id=True),
+        FieldSchema("document_id", DataType.INT64),
+        FieldSchema("chunk", DataType.VARCHAR, max_length=200),
+        FieldSchema("embedding", DataType.FLOAT_VECTOR, dim=DIM),
+    ], description="document embeddings; documents.milvus_id holds their ids")
+    c = Collection(C, schema, consistency_level="Strong")
+    with open(sys.argv[2]) as f:
+        docs = [int(line) for line in f if line.strip()]
+    for i in range(0, len(docs), 1000):
+        part = docs[i:i + 1000]
+        r = c.insert([part, [f"chunk of document {d} ✓" for d in part], [vec(d) for d in part]])
+        for d, pk in zip(part, r.primary_keys):
+            print(f"{d}\t{pk}")
+    c.flush()
+    c.create_index("embedding", {"index_type": "IVF_FLAT", "metric_type": "L2", "params": {"nlist": 16}},
+                   index_name="embedding_idx")
+    c.load()
+elif cmd == "disaster":
+    c = Collection(C)
+    c.load()
+    gone = [r["id"] for r in c.query("document_id <= 500", output_fields=["id"], limit=16384)]
+    c.delete(f"id in {gone}")
+    c.insert([[-1], ["stray"], [vec(0)]])
+    c.flush()
+elif cmd == "listing":
+    c = Collection(C)
+    s = c.schema
+    # auto_id is left out: a restore switches it off on purpose to keep the ids.
+    print("fields", [(f.name, f.dtype.name, f.is_primary, sorted((k, str(v)) for k, v in f.params.items()))
+                     for f in s.fields], repr(s.description))
+    print("indexes", sorted((i.field_name, i.index_name, json.dumps(i.params, sort_keys=True)) for i in c.indexes))
+    rs = rows(c)
+    h = hashlib.sha256()
+    for r in rs:
+        h.update(json.dumps([r["id"], r["document_id"], r["chunk"], [repr(x) for x in r["embedding"]]],
+                            ensure_ascii=False).encode())
+    print("entities", len(rs), h.hexdigest())
+elif cmd == "ids":
+    for r in rows(Collection(C)):
+        print(r["id"])
+PY
+}
+"${PSQL[@]}" -At -d amber_demo -c "SELECT id FROM documents ORDER BY id" > document-ids.txt
+mvpy fill document-ids.txt > milvus-ids.tsv
+"${PSQL[@]}" -d amber_demo \
+  -c "CREATE TEMP TABLE mv (document_id bigint, milvus_id bigint)" \
+  -c "\\copy mv FROM 'milvus-ids.tsv'" \
+  -c "UPDATE documents d SET milvus_id = mv.milvus_id FROM mv WHERE d.id = mv.document_id"
+mvpy listing > original-milvus.txt
+cat original-milvus.txt >&2
+"${PSQL[@]}" -At -d amber_demo -c "SELECT 'documents.milvus_id, e.g. ' || string_agg(milvus_id::text, ', ') FROM (SELECT milvus_id FROM documents ORDER BY id LIMIT 3) x" >&2
 pg_listing > original-postgres.txt
 cat original-postgres.txt >&2
 
-step "4b. sample data: the Neo4j graph (entities mentioned in documents, by Postgres document id)"
+step "4c. sample data: the Neo4j graph (entities mentioned in documents, by Postgres document id)"
 cypher() { "$AMBER_DR_NEO4J_PYTHON" "$AMBER_DR_REPO_ROOT/scripts/cypher.py" "$AMBER_DR_NEO4J_URI" "$AMBER_DR_NEO4J_PASSWORD"; }
 DOC_IDS=$("${PSQL[@]}" -At -d amber_demo -c "SELECT string_agg(id::text, ',' ORDER BY id) FROM documents")
 cypher <<CYPHER
@@ -128,7 +209,7 @@ graph_listing() {
 graph_listing > original-graph.txt
 cat original-graph.txt >&2
 
-step "4c. sample data: uploads with the awkward cases"
+step "4d. sample data: uploads with the awkward cases, and the file of every document"
 mkdir -p uploads/tenant-1/docs uploads/tenant-2 "uploads/empty dir/nested"
 printf 'quarterly report\n' > uploads/tenant-1/docs/report.txt
 head -c 5000000 /dev/urandom > uploads/tenant-1/docs/scan.pdf
@@ -143,11 +224,16 @@ chmod 0640 uploads/tenant-1/docs/report.txt
 chmod 0755 uploads/tenant-2/empty.txt
 touch -h -d '2001-02-03 04:05:06.123456789' uploads/tenant-1/latest-report
 touch -d '1999-12-31 23:59:59.5' uploads/tenant-2/empty.txt
+mkdir -p uploads/tenant-1/docs uploads/tenant-2/docs
+while IFS= read -r p; do printf 'upload %s\n' "$p" > "uploads/$p"; done \
+  < <("${PSQL[@]}" -At -d amber_demo -c "SELECT upload_path FROM documents")
 cp -a uploads original-uploads
-listing() { (cd "$1" && find . -printf '%y %m %T@ %s %l %P\n' | LC_ALL=C sort); }
-find uploads | head -20 >&2
+# Sizes of files only: a directory's own size depends on how its entries were created.
+listing() { (cd "$1" && find . \( -type d -printf '%y %m %T@ - %l %P\n' \) -o -printf '%y %m %T@ %s %l %P\n' | LC_ALL=C sort); }
+find uploads -not -path '*/docs/doc-*' >&2
+echo "... and $(find uploads -path '*/docs/doc-*' | wc -l) document files (uploads/tenant-N/docs/doc-ID.pdf)" >&2
 
-step "4d. sample data: the documents bucket, one object per documents.minio_key (boto3)"
+step "4e. sample data: the documents bucket, one object per documents.minio_key (boto3)"
 # s3py COMMAND: fill | disaster | listing of the bucket, with boto3 (outside amber-dr).
 s3py() {
   "$AMBER_DR_S3_PYTHON" - "$@" <<'PY'
@@ -188,6 +274,9 @@ elif cmd == "disaster":
         s3.delete_object(Bucket=B, Key=k)
     s3.put_object(Bucket=B, Key=ks[600], Body=b"ransom note")
     s3.put_object(Bucket=B, Key="junk/new.bin", Body=b"junk")
+elif cmd == "keys":
+    for k in keys():
+        print(k)
 elif cmd == "listing":
     for k in sorted(keys()):
         h = s3.head_object(Bucket=B, Key=k)
@@ -198,6 +287,36 @@ PY
 s3py fill
 s3py listing > original-documents.txt
 echo "$(wc -l < original-documents.txt) objects in s3://amber-demo-documents" >&2
+
+# check_refs: follow every cross-store reference with the stores' own tools; one line per kind,
+# fails if any reference does not resolve.
+check_refs() {
+  local bad=0 refs missing p
+  q() { "${PSQL[@]}" -At -d amber_demo -c "$1" | LC_ALL=C sort; }
+  # LC_ALL=C sort ... | comm -23 A B: the lines of A missing from B.
+  refs=$(q "SELECT count(*) FROM documents")
+  missing=$(LC_ALL=C comm -23 <(q "SELECT minio_key FROM documents") <(s3py keys | LC_ALL=C sort) | wc -l)
+  printf '  documents.minio_key   -> bucket objects:     %s references, %s missing\n' "$refs" "$missing" >&2
+  bad=$((bad + missing))
+  missing=$(LC_ALL=C comm -23 <(q "SELECT milvus_id FROM documents") <(mvpy ids | LC_ALL=C sort) | wc -l)
+  printf '  documents.milvus_id   -> Milvus entities:    %s references, %s missing\n' "$refs" "$missing" >&2
+  bad=$((bad + missing))
+  missing=0
+  while IFS= read -r p; do
+    [[ -e "uploads/$p" || -L "uploads/$p" ]] || missing=$((missing + 1))
+  done < <(q "SELECT upload_path FROM documents")
+  printf '  documents.upload_path -> files in uploads:   %s references, %s missing\n' "$refs" "$missing" >&2
+  bad=$((bad + missing))
+  local graph
+  graph=$(printf 'MATCH (n) WHERE n.pg_document_id IS NOT NULL RETURN n.pg_document_id\n' | cypher | LC_ALL=C sort)
+  missing=$(LC_ALL=C comm -23 <(printf '%s\n' "$graph") <(q "SELECT id FROM documents") | wc -l)
+  printf '  Neo4j pg_document_id  -> Postgres documents: %s references, %s missing\n' "$(printf '%s\n' "$graph" | wc -l)" "$missing" >&2
+  bad=$((bad + missing))
+  ((bad == 0))
+}
+
+step "4f. every cross-store reference resolves (psql, boto3, pymilvus, Cypher, the file system)"
+check_refs || die "the sample data has broken references"
 
 step "5. amber-dr doctor"
 "$AMBER" doctor
@@ -213,19 +332,27 @@ step "7. amber-dr list / show"
 step "8. amber-dr verify (full)"
 "$AMBER" verify "$ID"
 
-step "9. disaster: a table dropped, rows deleted and changed; entities deleted, documents changed; files deleted, overwritten, added"
-"${PSQL[@]}" -d amber_demo -c "DROP TABLE documents" -c "DELETE FROM users WHERE email LIKE 'user1%'" -c "UPDATE tenants SET settings = '{}'"
-if diff <(pg_listing 2>/dev/null || true) original-postgres.txt >/dev/null; then die "the disaster did not change Postgres"; fi
-printf 'MATCH (e:Entity) WHERE e.name ENDS WITH "7" DETACH DELETE e\n;\nMATCH (d:Document) SET d.indexed = null, d.junk = true\n' | cypher
-if diff <(graph_listing) original-graph.txt >/dev/null; then die "the disaster did not change the graph"; fi
+step "9. disaster: embeddings, objects, files, entities and documents deleted or changed; then a table dropped"
+mvpy disaster
+if diff <(mvpy listing) original-milvus.txt >/dev/null; then die "the disaster did not change Milvus"; fi
+echo "the embeddings collection now differs from the original (500 deleted, 1 stray added)" >&2
+s3py disaster
+if diff <(s3py listing) original-documents.txt >/dev/null; then die "the disaster did not change the bucket"; fi
+echo "the documents bucket now differs from the original (500 deleted, 1 overwritten, 1 added)" >&2
 rm -rf uploads/tenant-1
 printf 'ransom note\n' > uploads/tenant-2/empty.txt
 printf 'junk\n' > uploads/new-junk.txt
 if diff -r original-uploads uploads >/dev/null 2>&1; then die "the disaster did not change anything"; fi
 echo "uploads now differs from the original" >&2
-s3py disaster
-if diff <(s3py listing) original-documents.txt >/dev/null; then die "the disaster did not change the bucket"; fi
-echo "the documents bucket now differs from the original (500 deleted, 1 overwritten, 1 added)" >&2
+printf 'MATCH (e:Entity) WHERE e.name ENDS WITH "7" DETACH DELETE e\n;\nMATCH (d:Document) SET d.indexed = null, d.junk = true\n' | cypher
+if diff <(graph_listing) original-graph.txt >/dev/null; then die "the disaster did not change the graph"; fi
+echo "the graph now differs from the original" >&2
+"${PSQL[@]}" -d amber_demo -c "DELETE FROM documents WHERE id > 4900"
+echo "the cross-store check now finds the broken references:" >&2
+if check_refs; then die "the cross-store check did not notice the disaster"; fi
+"${PSQL[@]}" -d amber_demo -c "DROP TABLE documents" -c "DELETE FROM users WHERE email LIKE 'user1%'" -c "UPDATE tenants SET settings = '{}'"
+if diff <(pg_listing 2>/dev/null || true) original-postgres.txt >/dev/null; then die "the disaster did not change Postgres"; fi
+echo "Postgres now differs from the original (documents table dropped, users deleted, tenants changed)" >&2
 
 step "10. amber-dr restore --dry-run (changes nothing)"
 "$AMBER" restore "$ID" --dry-run
@@ -233,22 +360,23 @@ step "10. amber-dr restore --dry-run (changes nothing)"
 step "11. amber-dr restore --yes (takes a safety backup of the damaged state first)"
 "$AMBER" restore "$ID" --yes
 
-step "12. compare with tools outside amber-dr: psql checksums, Cypher listing (Python driver), diff -r, modes/mtimes/links listing"
+step "12. compare with tools outside amber-dr: psql checksums, pymilvus listing, Cypher listing (Python driver), diff -r, modes/mtimes/links listing, boto3 listing"
 diff original-postgres.txt <(pg_listing)
 echo "restored Postgres rows and sequence are identical to the original" >&2
+diff original-milvus.txt <(mvpy listing)
+echo "restored embeddings are identical to the original (fields, index, every id, document id, chunk and vector)" >&2
 diff original-graph.txt <(graph_listing)
 echo "restored graph is identical to the original (labels, properties, relationships)" >&2
 diff -r --no-dereference original-uploads uploads
 diff <(listing original-uploads) <(listing uploads)
 echo "restored uploads are identical to the original (content, modes, mtimes, symlinks)" >&2
-"${PSQL[@]}" -At -d amber_demo -c "SELECT count(*) || ' documents point at uploads under tenant-1/ and tenant-2/' FROM documents" >&2
 diff original-documents.txt <(s3py listing)
 echo "restored bucket is identical to the original (keys, bodies, content types, metadata)" >&2
-diff <("${PSQL[@]}" -At -d amber_demo -c "SELECT minio_key FROM documents ORDER BY 1" | LC_ALL=C sort) \
-  <(grep '^documents/' original-documents.txt | cut -d' ' -f1 | LC_ALL=C sort)
-echo "every documents.minio_key in Postgres names an object in the restored bucket" >&2
 
-step "13. the repository now holds the backup and the safety backup"
+step "13. every cross-store reference resolves again"
+check_refs || die "references are broken after the restore"
+
+step "14. the repository now holds the backup and the safety backup"
 "$AMBER" list
 
-printf '\n\033[1;32mdemo passed\033[0m: backup %s restored and verified identical\n' "$ID" >&2
+printf '\n\033[1;32mdemo passed\033[0m: backup %s restored, every store identical, every reference resolves\n' "$ID" >&2

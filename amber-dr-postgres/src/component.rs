@@ -5,8 +5,8 @@ use std::str::FromStr;
 
 use amber_dr_core::{
     async_trait, Capabilities, Component, ComponentRecord, Error, Probe, RestoreContext,
-    RestoreOptions, RestoreReport, Result, SnapshotContext, VerifyContext, VerifyLevel,
-    VerifyReport,
+    RestoreOptions, RestoreReport, Result, SnapshotContext, SnapshotPurpose, VerifyContext,
+    VerifyLevel, VerifyReport,
 };
 use amber_dr_docker::ContainerExec;
 use serde::{Deserialize, Serialize};
@@ -228,18 +228,26 @@ impl Postgres {
         cmd
     }
 
-    /// The databases to back up, checked against the server.
-    fn select(&self, all: &[DbInfo]) -> Result<Vec<DbInfo>, PgError> {
+    /// The databases to back up, checked against the server. With `absent`, a configured
+    /// database the server lacks is pushed there instead of being an error (a safety backup
+    /// taken after the database was lost has nothing to save of it).
+    fn select(
+        &self,
+        all: &[DbInfo],
+        mut absent: Option<&mut Vec<String>>,
+    ) -> Result<Vec<DbInfo>, PgError> {
         let names: Vec<&str> = all.iter().map(|d| d.name.as_str()).collect();
         let wanted: Vec<DbInfo> = match &self.config.databases {
             Some(list) => {
                 let mut v = Vec::new();
                 for n in list {
-                    let d = all
-                        .iter()
-                        .find(|d| &d.name == n)
-                        .ok_or_else(|| PgError::UnknownDatabase(n.clone(), names.join(", ")))?;
-                    v.push(d.clone());
+                    match (all.iter().find(|d| &d.name == n), absent.as_deref_mut()) {
+                        (Some(d), _) => v.push(d.clone()),
+                        (None, Some(absent)) => absent.push(n.clone()),
+                        (None, None) => {
+                            return Err(PgError::UnknownDatabase(n.clone(), names.join(", ")))
+                        }
+                    }
                 }
                 v
             }
@@ -869,7 +877,7 @@ impl Component for Postgres {
         let client = self.connect(&self.maintenance_db()).await.map_err(&err)?;
         let (major, version) = catalog::server_version(&client).await.map_err(&err)?;
         let dbs = catalog::databases(&client).await.map_err(&err)?;
-        let selected = self.select(&dbs).map_err(&err)?;
+        let selected = self.select(&dbs, None).map_err(&err)?;
         let mut p = Probe {
             reachable: true,
             version: Some(format!("PostgreSQL {version}")),
@@ -910,7 +918,11 @@ impl Component for Postgres {
         // Tools first: fail before writing anything when none fits the server.
         let (server_version, tools) = self.tools_for(&client).await.map_err(&err)?;
         let all = catalog::databases(&client).await.map_err(&err)?;
-        let dbs = self.select(&all).map_err(&err)?;
+        let mut absent = Vec::new();
+        let missing_ok = cx.purpose() == SnapshotPurpose::Safety;
+        let dbs = self
+            .select(&all, missing_ok.then_some(&mut absent))
+            .map_err(&err)?;
         drop(client);
 
         // Export a snapshot in every database first, so that all of them describe the same
@@ -925,6 +937,11 @@ impl Component for Postgres {
 
         let mut rec = ComponentRecord::new(crate::KIND, &self.name);
         rec.server_version = Some(format!("PostgreSQL {server_version}"));
+        for db in absent {
+            rec.warnings.push(format!(
+                "database `{db}` did not exist when this safety snapshot was taken: nothing of it was saved"
+            ));
+        }
         cx.progress().set_phase("dumping globals");
         let (globals, warnings) = self.dump_globals(cx, &tools).await?;
         rec.warnings.extend(warnings);

@@ -2,9 +2,13 @@
 //! independently of the driver.
 #![allow(dead_code, missing_docs, clippy::unwrap_used)]
 
-use std::process::Command;
+use std::io::Write;
+use std::process::{Command, Stdio};
 
 use amber_dr_core::testkit;
+
+/// The pymilvus fixture script, embedded so that it runs from any crate.
+const FIXTURE: &str = include_str!("fixture.py");
 
 #[derive(Clone, Debug)]
 pub struct Mv {
@@ -48,11 +52,21 @@ impl Mv {
     /// Run a fixture command (populate | empty | destroy | fingerprint) on collections
     /// `<prefix>_a` and `<prefix>_b`.
     pub fn fixture(&self, cmd: &str, prefix: &str) -> String {
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/common/fixture.py");
-        let out = Command::new(&self.python)
-            .args([script, &self.host, &self.port, cmd, prefix])
-            .output()
+        // Fed on stdin (`python - ARGS`), so that suites of other crates can include this module.
+        let mut child = Command::new(&self.python)
+            .args(["-", &self.host, &self.port, cmd, prefix])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
             .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(FIXTURE.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
         assert!(
             out.status.success(),
             "fixture.py {cmd} {prefix} failed:\n{}",
