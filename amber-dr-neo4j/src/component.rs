@@ -425,17 +425,14 @@ impl LineSource {
 /// damage: `Error::Corrupt` naming the artifact and `what` record), serialize it again
 /// canonically and count it into `tally` with `add`; the artifact's length and hash are
 /// checked at its end.
-async fn tally_artifact<R: serde::de::DeserializeOwned>(
+async fn tally_artifact<R: serde::de::DeserializeOwned + Serialize>(
     cx: &ReadContext,
     rec: &ComponentRecord,
     name: &str,
     what: &str,
     tally: &mut Tally,
     add: fn(&mut Tally, &R, &[u8]),
-) -> Result<()>
-where
-    R: Serialize,
-{
+) -> Result<()> {
     let mut src = LineSource::open(cx, rec.artifact(name)?).await?;
     let mut line = Vec::with_capacity(1024);
     while let Some(l) = src.next().await? {
