@@ -4,9 +4,12 @@
 # `CALL apoc.export.json.all(null, {stream:true})` read by the same client (neo4rs), and
 # `amber-dr restore` against replaying the graph's `apoc.export.cypher.all` export (default
 # options) over Bolt, statement by statement (the runbook's restore path), in the same run.
-# Reports wall times (median of N runs) and amber-dr's peak RSS.
+# Reports wall times (median of N runs) and amber-dr's peak RSS. The backup peer must deliver
+# one JSON line per node and relationship, or the benchmark fails (a peer that returns nothing
+# is not a time). --backup-only skips the restores (the peer's replay takes about half an hour
+# at full size).
 #
-# Usage: scripts/bench-neo4j.sh [--runs N] [--nodes N] [--rels N]
+# Usage: scripts/bench-neo4j.sh [--runs N] [--nodes N] [--rels N] [--backup-only]
 set -euo pipefail
 
 # shellcheck source=scripts/lib.sh
@@ -16,11 +19,13 @@ cd "$AMBER_DR_REPO_ROOT"
 RUNS=3
 NODES=200000
 RELS=500000
+BACKUP_ONLY=0
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --runs) RUNS="$2"; shift 2 ;;
     --nodes) NODES="$2"; shift 2 ;;
     --rels) RELS="$2"; shift 2 ;;
+    --backup-only) BACKUP_ONLY=1; shift ;;
     *) die "unknown argument: $1" ;;
   esac
 done
@@ -106,14 +111,24 @@ if [[ "$(count_graph)" != "$EXPECT" ]]; then generate; fi
 
 peer_b=(); ours_b=(); ours_rss=(); peer_r=(); ours_r=(); ours_rrss=()
 for run in $(seq 1 "$RUNS"); do
-  log "run $run/$RUNS: apoc.export.json.all stream read by neo4rs"
-  time_cmd "$WORK/t" "$PEER" json-export "$URI" "$AMBER_DR_NEO4J_PASSWORD" "$WORK/peer.json"
-  peer_b+=("$(cut -d' ' -f1 "$WORK/t")")
-
-  log "run $run/$RUNS: amber-dr backup --only neo4j"
-  rm -rf "$WORK/repo"
-  time_cmd "$WORK/t" "$BIN" -q --config "$CFG" backup --only neo4j >/dev/null
-  ours_b+=("$(cut -d' ' -f1 "$WORK/t")"); ours_rss+=("$(cut -d' ' -f2 "$WORK/t")")
+  # Alternate the order: the machine may be shared, so neither side always goes first.
+  for side in $( ((run % 2)) && echo "peer ours" || echo "ours peer"); do
+    if [[ "$side" == peer ]]; then
+      log "run $run/$RUNS: apoc.export.json.all stream read by neo4rs"
+      time_cmd "$WORK/t" "$PEER" json-export "$URI" "$AMBER_DR_NEO4J_PASSWORD" "$WORK/peer.json" 2>"$WORK/peer.log"
+      cat "$WORK/peer.log" >&2
+      lines=$(wc -l <"$WORK/peer.json")
+      [[ "$lines" == "$((NODES + RELS))" ]] \
+        || die "the APOC JSON stream delivered $lines lines, expected $((NODES + RELS)) (see $WORK/peer.log)"
+      peer_b+=("$(cut -d' ' -f1 "$WORK/t")")
+    else
+      log "run $run/$RUNS: amber-dr backup --only neo4j"
+      rm -rf "$WORK/repo"
+      time_cmd "$WORK/t" "$BIN" -q --config "$CFG" backup --only neo4j >/dev/null
+      ours_b+=("$(cut -d' ' -f1 "$WORK/t")"); ours_rss+=("$(cut -d' ' -f2 "$WORK/t")")
+    fi
+  done
+  [[ "$BACKUP_ONLY" == 1 ]] && continue
 
   log "run $run/$RUNS: apoc.export.cypher.all (default options), then replay it over Bolt"
   "$PEER" cypher-export "$URI" "$AMBER_DR_NEO4J_PASSWORD" "$WORK/peer.cypher"
@@ -138,8 +153,8 @@ Data set: $NODES nodes (3 labels, 5 properties each) and $RELS relationships (2 
 
 $(bench_header)
 $(bench_row backup "$PEER_BACKUP" "${peer_b[*]}" "${ours_b[*]}" "${ours_rss[*]}" "$PEER_SIZE / $OURS_SIZE")
-$(bench_row restore "$PEER_RESTORE" "${peer_r[*]}" "${ours_r[*]}" "${ours_rrss[*]}")
+$( ((BACKUP_ONLY)) || bench_row restore "$PEER_RESTORE" "${peer_r[*]}" "${ours_r[*]}" "${ours_rrss[*]}")
 
-All runs: backup peer ${peer_b[*]} / amber-dr ${ours_b[*]}; restore peer ${peer_r[*]} / amber-dr ${ours_r[*]}.
+All runs: backup peer ${peer_b[*]} / amber-dr ${ours_b[*]}; restore peer ${peer_r[*]:-skipped} / amber-dr ${ours_r[*]:-skipped}.
 EOF2
 rm -f "$WORK/peer.json" "$WORK/peer.cypher"

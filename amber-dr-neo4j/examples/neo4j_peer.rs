@@ -38,14 +38,19 @@ async fn main() {
                 .unwrap();
             let mut out = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
             let mut s = g.execute(query(q)).await.unwrap();
-            let mut bytes = 0usize;
+            let (mut bytes, mut rows) = (0usize, 0usize);
             while let Some(row) = s.next().await.unwrap() {
                 let text: String = row.get(col).unwrap();
                 bytes += text.len();
+                rows += 1;
                 out.write_all(text.as_bytes()).unwrap();
+                // A row's text does not end its last line.
+                if !text.ends_with('\n') {
+                    out.write_all(b"\n").unwrap();
+                }
             }
             out.flush().unwrap();
-            eprintln!("{mode}: {bytes} bytes");
+            eprintln!("{mode}: {rows} rows, {bytes} bytes");
         }
         "cypher-replay" => {
             let c = Neo4j::new("peer", Neo4jConfig::new(uri.clone(), password.clone())).unwrap();

@@ -16,7 +16,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use crate::config::Neo4jConfig;
 use crate::error::{bolt_message, Neo4jError};
 use crate::value::{
-    decode_expr, encode_expr, props_from_bolt, props_to_params, NodeRecord, RelRecord,
+    decode_expr, props_column, props_from_column, props_to_params, NodeRecord, RelRecord,
 };
 use crate::KIND;
 
@@ -87,6 +87,19 @@ impl Tally {
         *self.by_type.entry(r.typ.clone()).or_default() += 1;
         self.rel_sum = self.rel_sum.wrapping_add(line_hash(line));
     }
+    /// Add the counts and sums of `other`.
+    fn merge(&mut self, other: Tally) {
+        self.nodes += other.nodes;
+        self.rels += other.rels;
+        for (l, n) in other.by_label {
+            *self.by_label.entry(l).or_default() += n;
+        }
+        for (t, n) in other.by_type {
+            *self.by_type.entry(t).or_default() += n;
+        }
+        self.node_sum = self.node_sum.wrapping_add(other.node_sum);
+        self.rel_sum = self.rel_sum.wrapping_add(other.rel_sum);
+    }
     /// The fingerprint: counts and the wrapping sums of every record's SHA-256 (so the order
     /// of the records does not matter, duplicates do).
     fn fingerprint(&self) -> String {
@@ -151,24 +164,21 @@ enum Ids {
     Restored,
 }
 
+/// The node export: id, labels and the property column of [`props_column`]. Properties
+/// are read once per node (`properties(n)`) and then looked up in that map: reading `n[k]`
+/// again for every type test costs a store access each time.
 fn node_query(ids: Ids) -> String {
-    let (m, id, labels, keys) = match ids {
-        Ids::Source => (
-            "MATCH (n)",
-            "id(n)".to_string(),
-            "labels(n)".to_string(),
-            "keys(n)".to_string(),
-        ),
+    let (id, labels, skip) = match ids {
+        Ids::Source => ("id(n)".to_string(), "labels(n)".to_string(), None),
         Ids::Restored => (
-            "MATCH (n)",
-            format!("n.`{TMP_ID}`"),
+            format!("p.`{TMP_ID}`"),
             format!("[l IN labels(n) WHERE l <> '{TMP_LABEL}']"),
-            format!("[k IN keys(n) WHERE k <> '{TMP_ID}']"),
+            Some(TMP_ID),
         ),
     };
     format!(
-        "{m} RETURN {id} AS id, {labels} AS labels, [k IN {keys} | [k, {}]] AS props",
-        encode_expr("n[k]")
+        "MATCH (n) WITH n, properties(n) AS p RETURN {id} AS id, {labels} AS labels, {} AS props",
+        props_column("p", skip)
     )
 }
 
@@ -178,8 +188,8 @@ fn rel_query(ids: Ids) -> String {
         Ids::Restored => (format!("a.`{TMP_ID}`"), format!("b.`{TMP_ID}`")),
     };
     format!(
-        "MATCH (a)-[r]->(b) RETURN {s} AS s, {e} AS e, type(r) AS type, [k IN keys(r) | [k, {}]] AS props",
-        encode_expr("r[k]")
+        "MATCH (a)-[r]->(b) WITH a, r, b, properties(r) AS p RETURN {s} AS s, {e} AS e, type(r) AS type, {} AS props",
+        props_column("p", None)
     )
 }
 
@@ -271,6 +281,66 @@ fn row_strings(row: &neo4rs::Row, key: &str) -> std::result::Result<Vec<String>,
     }
 }
 
+/// Rows handed from a reading task to the converter at a time.
+const ROW_CHUNK: usize = 1000;
+/// Chunks in flight between them (with neo4rs's own page of `page_size` rows, this bounds
+/// the rows held per query).
+const CHUNKS_IN_FLIGHT: usize = 4;
+
+/// What a reading task sends: a chunk of rows, `None` once the query is complete, or the
+/// error that ended it.
+type RowChunk = std::result::Result<Option<Vec<neo4rs::Row>>, neo4rs::Error>;
+
+/// Run `q` on `db` in a task of its own that pulls its rows (page by page) and sends them on
+/// in chunks, so that pulling (and the server computing the next page) overlaps with the
+/// caller converting the last chunk. The end is an explicit `Ok(None)`: a channel closed
+/// without it means the task died. Dropping the receiver stops the task.
+fn spawn_rows(g: &Graph, db: &str, q: Query) -> tokio::sync::mpsc::Receiver<RowChunk> {
+    let (tx, rx) = tokio::sync::mpsc::channel(CHUNKS_IN_FLIGHT);
+    let (g, db) = (g.clone(), db.to_string());
+    tokio::spawn(async move {
+        let mut s = match g.execute_on(db.as_str(), q).await {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = tx.send(Err(e)).await;
+                return;
+            }
+        };
+        let mut chunk = Vec::with_capacity(ROW_CHUNK);
+        loop {
+            let msg = match s.next().await {
+                Ok(Some(row)) => {
+                    chunk.push(row);
+                    if chunk.len() < ROW_CHUNK {
+                        continue;
+                    }
+                    Ok(Some(std::mem::replace(
+                        &mut chunk,
+                        Vec::with_capacity(ROW_CHUNK),
+                    )))
+                }
+                Ok(None) => {
+                    if !chunk.is_empty()
+                        && tx.send(Ok(Some(std::mem::take(&mut chunk)))).await.is_err()
+                    {
+                        return;
+                    }
+                    let _ = tx.send(Ok(None)).await;
+                    return;
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(e)).await;
+                    return;
+                }
+            };
+            if tx.send(msg).await.is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
 /// A line buffer in front of an artifact stream.
 struct LineSink {
     writer: ArtifactWriter,
@@ -351,6 +421,30 @@ impl LineSource {
     }
 }
 
+/// Decode every line of the artifact `name` of `rec` as an `R` (a line that does not decode is
+/// damage: `Error::Corrupt` naming the artifact and `what` record), serialize it again
+/// canonically and count it into `tally` with `add`; the artifact's length and hash are
+/// checked at its end.
+async fn tally_artifact<R: serde::de::DeserializeOwned + Serialize>(
+    cx: &ReadContext,
+    rec: &ComponentRecord,
+    name: &str,
+    what: &str,
+    tally: &mut Tally,
+    add: fn(&mut Tally, &R, &[u8]),
+) -> Result<()> {
+    let mut src = LineSource::open(cx, rec.artifact(name)?).await?;
+    let mut line = Vec::with_capacity(1024);
+    while let Some(l) = src.next().await? {
+        let r: R = serde_json::from_str(l)
+            .map_err(|e| src.corrupt(format!("a {what} record does not decode: {e}")))?;
+        line.clear();
+        serde_json::to_writer(&mut line, &r).map_err(|e| Error::Other(e.to_string()))?;
+        add(tally, &r, &line);
+    }
+    src.finish().await
+}
+
 impl Neo4j {
     /// A component named `name` (from the config) with `cfg`.
     pub fn new(name: impl Into<String>, cfg: Neo4jConfig) -> Result<Self> {
@@ -428,7 +522,7 @@ impl Neo4j {
             .password(self.cfg.password.clone())
             .db(db)
             .fetch_size(self.cfg.page_size)
-            .max_connections(2)
+            .max_connections(4)
             .build()
             .map_err(|e| Neo4jError::Connect {
                 uri: self.cfg.uri.clone(),
@@ -600,8 +694,11 @@ impl Neo4j {
         Ok(out)
     }
 
-    /// Stream every node, then every relationship, of the live graph into the tally and, when
-    /// given, the two sinks (nodes, relationships) as canonical JSON lines, page by page.
+    /// Stream every node and every relationship of the live graph into the tally and, when
+    /// given, the two sinks (nodes, relationships) as canonical JSON lines, page by page. The
+    /// two queries run at once on two connections, each read by a task of its own
+    /// ([`spawn_rows`]), so the server computes the next pages while this side converts,
+    /// hashes and compresses the last ones.
     async fn export(
         &self,
         g: &Graph,
@@ -610,69 +707,98 @@ impl Neo4j {
         tally: &mut Tally,
         sinks: Option<(&mut LineSink, &mut LineSink, &amber_dr_core::Progress)>,
     ) -> Result<()> {
-        let op = "export";
-        let (mut nodes, mut rels, progress) = match sinks {
+        let (nodes, rels, progress) = match sinks {
             Some((n, r, p)) => (Some(n), Some(r), Some(p)),
             None => (None, None, None),
         };
-        let mut s = g
-            .execute_on(db, Query::new(node_query(ids)))
-            .await
-            .map_err(|e| self.err(op, self.query_err(db, "read nodes", &e)))?;
-        while let Some(row) = s
-            .next()
-            .await
-            .map_err(|e| self.err(op, self.query_err(db, "read nodes", &e)))?
-        {
-            let rec = (|| -> std::result::Result<NodeRecord, String> {
-                let mut labels = row_strings(&row, "labels")?;
+        let node_part = self.export_stream(
+            g,
+            db,
+            "read nodes",
+            node_query(ids),
+            |row| {
+                let mut labels = row_strings(row, "labels")?;
                 labels.sort();
-                let id = row_i64(&row, "id")?;
-                let props = props_from_bolt(&row_get(&row, "props")?)
+                let id = row_i64(row, "id")?;
+                let props = props_from_column(&row_get(row, "props")?)
                     .map_err(|e| format!("node {id}: {e}"))?;
                 Ok(NodeRecord { id, labels, props })
-            })()
-            .map_err(|e| self.err(op, self.data_err(db, e)))?;
-            let line = serde_json::to_vec(&rec).map_err(|e| Error::Other(e.to_string()))?;
-            tally.add_node(&rec, &line);
-            if let Some(sink) = nodes.as_deref_mut() {
-                sink.push(&line).await?;
-            }
-            if let Some(p) = progress {
-                p.add_items(1);
-            }
-        }
-        let mut s = g
-            .execute_on(db, Query::new(rel_query(ids)))
-            .await
-            .map_err(|e| self.err(op, self.query_err(db, "read relationships", &e)))?;
-        while let Some(row) = s
-            .next()
-            .await
-            .map_err(|e| self.err(op, self.query_err(db, "read relationships", &e)))?
-        {
-            let rec = (|| -> std::result::Result<RelRecord, String> {
-                let typ = row_string(&row, "type")?;
-                let props = props_from_bolt(&row_get(&row, "props")?)
+            },
+            Tally::add_node,
+            nodes,
+            progress,
+        );
+        let rel_part = self.export_stream(
+            g,
+            db,
+            "read relationships",
+            rel_query(ids),
+            |row| {
+                let typ = row_string(row, "type")?;
+                let props = props_from_column(&row_get(row, "props")?)
                     .map_err(|e| format!("relationship of type `{typ}`: {e}"))?;
                 Ok(RelRecord {
-                    s: row_i64(&row, "s")?,
-                    e: row_i64(&row, "e")?,
+                    s: row_i64(row, "s")?,
+                    e: row_i64(row, "e")?,
                     typ,
                     props,
                 })
-            })()
-            .map_err(|e| self.err(op, self.data_err(db, e)))?;
-            let line = serde_json::to_vec(&rec).map_err(|e| Error::Other(e.to_string()))?;
-            tally.add_rel(&rec, &line);
-            if let Some(sink) = rels.as_deref_mut() {
-                sink.push(&line).await?;
+            },
+            Tally::add_rel,
+            rels,
+            progress,
+        );
+        let (n, r) = tokio::try_join!(node_part, rel_part)?;
+        tally.merge(n);
+        tally.merge(r);
+        Ok(())
+    }
+
+    /// One export query: its rows (read by [`spawn_rows`]) turned into records by `record`,
+    /// each serialized once into its line, counted by `add` into a fresh tally and, when
+    /// given, written to `sink`.
+    #[allow(clippy::too_many_arguments)]
+    async fn export_stream<R: Serialize>(
+        &self,
+        g: &Graph,
+        db: &str,
+        what: &str,
+        q: String,
+        record: impl Fn(&neo4rs::Row) -> std::result::Result<R, String>,
+        add: impl Fn(&mut Tally, &R, &[u8]),
+        mut sink: Option<&mut LineSink>,
+        progress: Option<&amber_dr_core::Progress>,
+    ) -> Result<Tally> {
+        let op = "export";
+        let mut tally = Tally::default();
+        let mut rx = spawn_rows(g, db, Query::new(q));
+        let mut line = Vec::with_capacity(1024);
+        loop {
+            let chunk = match rx.recv().await {
+                Some(Ok(Some(chunk))) => chunk,
+                Some(Ok(None)) => break,
+                Some(Err(e)) => return Err(self.err(op, self.query_err(db, what, &e))),
+                None => {
+                    return Err(self.err(
+                        op,
+                        self.data_err(db, format!("{what}: the reading task stopped early")),
+                    ))
+                }
+            };
+            for row in &chunk {
+                let rec = record(row).map_err(|e| self.err(op, self.data_err(db, e)))?;
+                line.clear();
+                serde_json::to_writer(&mut line, &rec).map_err(|e| Error::Other(e.to_string()))?;
+                add(&mut tally, &rec, &line);
+                if let Some(sink) = sink.as_deref_mut() {
+                    sink.push(&line).await?;
+                }
             }
             if let Some(p) = progress {
-                p.add_items(1);
+                p.add_items(chunk.len() as u64);
             }
         }
-        Ok(())
+        Ok(tally)
     }
 
     /// Read every artifact of `rec` to the end, decoding each record; returns the schema
@@ -694,35 +820,8 @@ impl Neo4j {
             .map_err(|e| src.corrupt(format!("not a schema list: {e}")))?;
         src.finish().await?;
 
-        let mut src = LineSource::open(cx, rec.artifact(NODES)?).await?;
-        loop {
-            let Some(l) = src.next().await? else { break };
-            let n: NodeRecord = serde_json::from_str(l).map_err(|e| Error::Corrupt {
-                artifact: rec
-                    .artifact(NODES)
-                    .map(|a| a.path.clone())
-                    .unwrap_or_default(),
-                message: format!("a node record does not decode: {e}"),
-            })?;
-            let line = serde_json::to_vec(&n).map_err(|e| Error::Other(e.to_string()))?;
-            tally.add_node(&n, &line);
-        }
-        src.finish().await?;
-
-        let mut src = LineSource::open(cx, rec.artifact(RELS)?).await?;
-        loop {
-            let Some(l) = src.next().await? else { break };
-            let r: RelRecord = serde_json::from_str(l).map_err(|e| Error::Corrupt {
-                artifact: rec
-                    .artifact(RELS)
-                    .map(|a| a.path.clone())
-                    .unwrap_or_default(),
-                message: format!("a relationship record does not decode: {e}"),
-            })?;
-            let line = serde_json::to_vec(&r).map_err(|e| Error::Other(e.to_string()))?;
-            tally.add_rel(&r, &line);
-        }
-        src.finish().await?;
+        tally_artifact(cx, rec, NODES, "node", &mut tally, Tally::add_node).await?;
+        tally_artifact(cx, rec, RELS, "relationship", &mut tally, Tally::add_rel).await?;
         Ok((schema, tally))
     }
 

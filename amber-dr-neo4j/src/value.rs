@@ -7,8 +7,9 @@
 //! ([`ENCODE_FN`]), and restore rebuilds them in Cypher from the same parts ([`DECODE_FN`]).
 //! Integers, floats (as IEEE bits: NaN, ±Infinity and -0.0 included), strings, booleans,
 //! byte arrays and lists of those travel as plain Bolt values, which are exact — except that
-//! neo4rs 0.8 reads the packstream tiny integers -16..-1 as 240..255, so every integer read
-//! from the server travels as its decimal text (`toString`), and integer lists also as text.
+//! neo4rs 0.8 reads the packstream tiny integers -16..-1 as 240..255, so those integers and
+//! integer lists travel as decimal text (`toString`). Only values that need it are decomposed:
+//! [`props_column`] sends the plain ones ([`plain_pred`]) as they are.
 
 use std::collections::BTreeMap;
 
@@ -151,6 +152,37 @@ pub(crate) fn decode_expr(c: &str) -> String {
         "CASE {c}[1] WHEN 'list' THEN [e IN {c}[2] | {}] ELSE {} END",
         scalar("e[0]", "e[1]"),
         scalar(&format!("{c}[1]"), &format!("{c}[2]"))
+    )
+}
+
+/// A Cypher predicate, true when property value `v` travels exactly as a plain Bolt value and
+/// needs no decomposition: strings, floats, booleans, lists of those, and integers outside
+/// -16..-1 (the tiny integers neo4rs 0.8 misreads, see the module docs). It is two-valued
+/// (never null), so `NOT` of it selects exactly the other values. Evaluating one type
+/// predicate per value is far cheaper on the server than [`encode_expr`]'s chain of them, so
+/// the export sends the plain values as they are and encodes only the rest.
+pub(crate) fn plain_pred(v: &str) -> String {
+    format!(
+        "({v} IS :: STRING | FLOAT | BOOLEAN | LIST<STRING | FLOAT | BOOLEAN> \
+         OR ({v} IS :: INTEGER AND ({v} >= 0 OR {v} < -16)))"
+    )
+}
+
+/// The export's property column of an entity whose `properties(...)` is bound to `p`: one
+/// entry per key, `[key, value]` for a [`plain_pred`] value (sent as it is) and
+/// `[key, [tag, payload], 1]` ([`encode_expr`]) for the others. The type test runs once per
+/// value and the decomposition only where it is needed. `skip` names a key left out (the
+/// restore's temporary id).
+pub(crate) fn props_column(p: &str, skip: Option<&str>) -> String {
+    let keys = match skip {
+        Some(k) => format!("[k IN keys({p}) WHERE k <> '{k}']"),
+        None => format!("keys({p})"),
+    };
+    let v = format!("{p}[k]");
+    format!(
+        "[k IN {keys} | CASE WHEN {plain} THEN [k, {v}] ELSE [k, {enc}, 1] END]",
+        plain = plain_pred(&v),
+        enc = encode_expr(&v)
     )
 }
 
@@ -298,19 +330,27 @@ pub(crate) fn from_encoded(b: &BoltType) -> Result<Value, Unrepresentable> {
     })
 }
 
-/// `[[key, [tag, payload]], ...]` from the export query as a property map.
-pub(crate) fn props_from_bolt(b: &BoltType) -> Result<BTreeMap<String, Value>, Unrepresentable> {
+/// A plain value ([`plain_pred`]) as a [`Value`]: an integer as itself (never one of the
+/// tiny integers neo4rs misreads), anything else as [`from_raw`] reads it.
+fn from_plain(b: &BoltType) -> Result<Value, Unrepresentable> {
+    match b {
+        BoltType::Integer(i) => Ok(Value::Int(i.value)),
+        other => from_raw(other),
+    }
+}
+
+/// The column of [`props_column`] as a property map.
+pub(crate) fn props_from_column(b: &BoltType) -> Result<BTreeMap<String, Value>, Unrepresentable> {
     let mut out = BTreeMap::new();
     for kv in list(b, "properties")? {
-        match list(kv, "property")? {
-            [k, v] => {
-                let key = string(k, "property key")?;
-                let value = from_encoded(v)
-                    .map_err(|e| Unrepresentable(format!("property `{key}`: {}", e.0)))?;
-                out.insert(key, value);
-            }
+        let (key, value) = match list(kv, "property")? {
+            [BoltType::String(k), v] => (k, from_plain(v)),
+            [BoltType::String(k), v, _] => (k, from_encoded(v)),
             _ => return Err(Unrepresentable(format!("property: {kv:?}"))),
-        }
+        };
+        let value =
+            value.map_err(|e| Unrepresentable(format!("property `{}`: {}", key.value, e.0)))?;
+        out.insert(key.value.clone(), value);
     }
     Ok(out)
 }

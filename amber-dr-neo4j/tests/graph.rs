@@ -114,6 +114,12 @@ async fn every_property_type_and_shape_round_trips_exactly() {
         ]
     );
     assert_eq!(ints.get::<String>("m").unwrap(), "-1");
+    // Scalars around the misread tiny integers: -16..-1 travel as text, the rest as they are.
+    let small = one(&neo, 0, "MATCH (t:Types) RETURN [x IN [t.int_m1, t.int_m16, t.int_m17, t.int_127, t.int_240, t.int_255] | toString(x)] AS s").await;
+    assert_eq!(
+        small.get::<Vec<String>>("s").unwrap(),
+        ["-1", "-16", "-17", "127", "240", "255"]
+    );
 
     let row = one(
         &neo,

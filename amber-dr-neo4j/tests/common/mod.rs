@@ -257,6 +257,7 @@ pub const SCHEMA: &[&str] = &[
 pub const TYPES_NODE: &str = "CREATE (t:Types {
   slot: $slot,
   int_max: $imax, int_min: $imin, int_zero: 0,
+  int_m1: -1, int_m16: -16, int_m17: -17, int_127: 127, int_240: 240, int_255: 255,
   float_nan: 0.0 / 0.0, float_inf: 1.0 / 0.0, float_ninf: -1.0 / 0.0, float_negzero: -0.0,
   float_small: 4.9e-324, float_pi: 3.141592653589793,
   str_empty: '', str_unicode: 'Grüße, 世界 🌍 \\u0000 end', bool_t: true, bool_f: false,
