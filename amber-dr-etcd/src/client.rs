@@ -92,6 +92,77 @@ pub(crate) struct StatusHeader {
     pub revision: Option<String>,
 }
 
+/// The gateway's answer to the maintenance `Snapshot` call: one JSON object a line, each
+/// `{"result": {"remaining_bytes": "N", "blob": BASE64}}` (or `{"error": ...}`).
+#[derive(Debug)]
+pub(crate) struct SnapshotStream {
+    resp: reqwest::Response,
+    buf: Vec<u8>,
+    endpoint: String,
+    done: bool,
+}
+
+impl SnapshotStream {
+    fn err(&self, message: impl Into<String>) -> EtcdError {
+        EtcdError::Protocol {
+            endpoint: self.endpoint.clone(),
+            what: "the maintenance snapshot".into(),
+            message: message.into(),
+        }
+    }
+
+    /// The next bytes of the snapshot, or `None` at its end. Fails when the stream breaks
+    /// off before the server said nothing remains.
+    pub(crate) async fn next_chunk(&mut self) -> Result<Option<Vec<u8>>, EtcdError> {
+        loop {
+            if let Some(nl) = self.buf.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = self.buf.drain(..=nl).collect();
+                if line.iter().all(u8::is_ascii_whitespace) {
+                    continue;
+                }
+                let v: Value = serde_json::from_slice(&line)
+                    .map_err(|e| self.err(format!("a line is not JSON: {e}")))?;
+                if let Some(e) = v.get("error") {
+                    return Err(EtcdError::Server {
+                        endpoint: self.endpoint.clone(),
+                        what: "the maintenance snapshot".into(),
+                        message: e.to_string(),
+                    });
+                }
+                let r = v
+                    .get("result")
+                    .ok_or_else(|| self.err("a line has no `result`"))?;
+                let remaining = r
+                    .get("remaining_bytes")
+                    .and_then(Value::as_str)
+                    .unwrap_or("0");
+                self.done = remaining == "0";
+                let blob = r.get("blob").and_then(Value::as_str).unwrap_or("");
+                let bytes = B64
+                    .decode(blob)
+                    .map_err(|e| self.err(format!("a blob is not base64: {e}")))?;
+                return Ok(Some(bytes));
+            }
+            let chunk = self
+                .resp
+                .chunk()
+                .await
+                .map_err(|e| EtcdError::Unreachable {
+                    endpoint: self.endpoint.clone(),
+                    what: "the maintenance snapshot".into(),
+                    message: error_chain(&e),
+                })?;
+            match chunk {
+                Some(c) => self.buf.extend_from_slice(&c),
+                None if self.done && self.buf.iter().all(u8::is_ascii_whitespace) => {
+                    return Ok(None)
+                }
+                None => return Err(self.err("the stream ended before the whole snapshot was sent")),
+            }
+        }
+    }
+}
+
 /// The first key after every key starting with `prefix` (etcd's `range_end` for a prefix);
 /// `[0]` (meaning "to the end of the keyspace") when there is none.
 pub(crate) fn prefix_end(prefix: &[u8]) -> Vec<u8> {
@@ -215,6 +286,49 @@ impl Client {
             endpoint: endpoint.to_string(),
             what: what.to_string(),
             message: e.to_string(),
+        })
+    }
+
+    /// Start etcd's own snapshot of the member's whole database (maintenance API `Snapshot`),
+    /// streamed: read it with [`SnapshotStream::next_chunk`]. `timeout` bounds the whole
+    /// transfer (the client's per-request timeout is too short for a large database).
+    pub(crate) async fn snapshot(
+        &self,
+        timeout: std::time::Duration,
+    ) -> Result<SnapshotStream, EtcdError> {
+        let what = "the maintenance snapshot";
+        let endpoint = self.endpoint().to_string();
+        let unreachable = |e: reqwest::Error| EtcdError::Unreachable {
+            endpoint: endpoint.clone(),
+            what: what.to_string(),
+            message: error_chain(&e),
+        };
+        let resp = self
+            .http
+            .post(format!("{endpoint}/v3/maintenance/snapshot"))
+            .header("content-type", "application/json")
+            .body("{}")
+            .timeout(timeout)
+            .send()
+            .await
+            .map_err(unreachable)?;
+        if !resp.status().is_success() {
+            let status = resp.status();
+            let body = resp.text().await.unwrap_or_default();
+            return Err(EtcdError::Server {
+                endpoint,
+                what: what.to_string(),
+                message: format!(
+                    "HTTP {status}: {}",
+                    body.chars().take(300).collect::<String>()
+                ),
+            });
+        }
+        Ok(SnapshotStream {
+            resp,
+            buf: Vec::new(),
+            endpoint,
+            done: false,
         })
     }
 

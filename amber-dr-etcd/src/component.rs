@@ -13,6 +13,8 @@ use crate::config::EtcdConfig;
 use crate::format::{self, Digester, KvReader};
 
 const ARTIFACT: &str = "keys.bin";
+/// The optional raw member snapshot (config `raw_snapshot`).
+const RAW_SNAPSHOT: &str = "member.snapshot.db";
 /// Bytes of values one range page may bring back (pages shrink to stay under it).
 const PAGE_BUDGET: usize = 8 * 1024 * 1024;
 
@@ -187,6 +189,41 @@ impl Etcd {
         Ok((d, revision))
     }
 
+    /// Stream etcd's own snapshot of the member into the artifact `member.snapshot.db`.
+    async fn raw_snapshot(&self, cx: &SnapshotContext) -> Result<amber_dr_core::ArtifactRecord> {
+        let op = "snapshot";
+        cx.progress().set_phase("streaming the raw member snapshot");
+        let mut stream = self
+            .client
+            .snapshot(std::time::Duration::from_secs(
+                self.config.raw_snapshot_timeout_secs.max(1),
+            ))
+            .await
+            .map_err(self.err(op))?;
+        let mut w = cx.create_artifact(RAW_SNAPSHOT).await?;
+        let path = w.path().to_string();
+        while let Some(chunk) = stream.next_chunk().await.map_err(self.err(op))? {
+            w.write_all(&chunk)
+                .await
+                .map_err(|e| Error::from_io("write", &path, e))?;
+        }
+        w.finish().await
+    }
+
+    /// Read the raw member snapshot through (its length and SHA-256 are checked at the end),
+    /// if the record has one; its bytes read.
+    async fn check_raw(&self, cx: &VerifyContext, record: &ComponentRecord) -> Result<Option<u64>> {
+        let Some(art) = record.artifacts.iter().find(|a| a.name == RAW_SNAPSHOT) else {
+            return Ok(None);
+        };
+        let mut r = cx.open_artifact(art).await?;
+        let n = tokio::io::copy(&mut r, &mut tokio::io::sink())
+            .await
+            .map_err(|e| corrupt_or(e, &art.path))?;
+        r.finish().await?;
+        Ok(Some(n))
+    }
+
     /// Read the artifact through, checking its hash, count and fingerprint, and that every key
     /// lies under `source` (mapped onto `dest` when they differ).
     async fn check_artifact(
@@ -357,6 +394,11 @@ impl Component for Etcd {
         let mut rec = ComponentRecord::new(crate::KIND, &self.name);
         rec.server_version = Some(status.version.clone());
         rec.artifacts.push(artifact);
+        if self.config.raw_snapshot {
+            let raw = self.raw_snapshot(cx).await?;
+            rec.set_stat("raw_snapshot_bytes", raw.size);
+            rec.artifacts.push(raw);
+        }
         rec.set_stat("keys", d.count);
         rec.set_stat("bytes", d.bytes);
         rec.consistency.insert("revision".into(), revision.into());
@@ -403,6 +445,17 @@ impl Component for Etcd {
                 report.notes.push(format!(
                     "{} keys decoded, count and fingerprint match the record (revision {})",
                     d.count, details.revision
+                ));
+            }
+            Err(e) if e.is_damage() => report.problems.push(e.to_string()),
+            Err(e) => return Err(e),
+        }
+        match self.check_raw(cx, record).await {
+            Ok(None) => {}
+            Ok(Some(n)) => {
+                report.artifacts_checked += 1;
+                report.notes.push(format!(
+                    "raw member snapshot {RAW_SNAPSHOT}: {n} bytes, hash and length match"
                 ));
             }
             Err(e) if e.is_damage() => report.problems.push(e.to_string()),
@@ -564,6 +617,11 @@ impl Component for Etcd {
             return Err(self.fail(
                 op,
                 format!("restored, but the keys under {shown:?} differ from the backup (fingerprint {} instead of {})", live.fingerprint(), details.fingerprint),
+            ));
+        }
+        if record.artifacts.iter().any(|a| a.name == RAW_SNAPSHOT) {
+            report.warnings.push(format!(
+                "the backup also holds etcd's raw member snapshot ({RAW_SNAPSHOT}); amber-dr does not restore it (it is for rebuilding a member with `etcdutl snapshot restore`, see the etcd driver's README)"
             ));
         }
         report.actions.push(format!(

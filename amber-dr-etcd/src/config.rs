@@ -30,6 +30,15 @@ pub struct EtcdConfig {
     /// Seconds to wait for a connection and for each request. Default 10.
     #[serde(default = "default_timeout")]
     pub timeout_secs: u64,
+    /// Also store etcd's own snapshot of the whole member database (maintenance API
+    /// `Snapshot`: every key, not only the prefix, plus etcd's internal state) as a second
+    /// artifact, `member.snapshot.db`, for operators who rebuild a member from it with
+    /// `etcdutl snapshot restore`. amber-dr's restore never uses it. Default false.
+    #[serde(default)]
+    pub raw_snapshot: bool,
+    /// Seconds the raw snapshot's transfer may take. Default 600.
+    #[serde(default = "default_raw_snapshot_timeout")]
+    pub raw_snapshot_timeout_secs: u64,
     /// Components that must be restored in the same run as this one (e.g. the object-store
     /// bucket whose content this prefix describes). Restoring this one without them is
     /// refused unless forced.
@@ -50,6 +59,9 @@ fn default_batch_ops() -> usize {
 fn default_batch_bytes() -> usize {
     1024 * 1024
 }
+fn default_raw_snapshot_timeout() -> u64 {
+    600
+}
 fn default_timeout() -> u64 {
     10
 }
@@ -64,6 +76,8 @@ impl EtcdConfig {
             batch_ops: default_batch_ops(),
             batch_bytes: default_batch_bytes(),
             timeout_secs: default_timeout(),
+            raw_snapshot: false,
+            raw_snapshot_timeout_secs: default_raw_snapshot_timeout(),
             restore_with: Vec::new(),
             conflicts_with: Vec::new(),
         }

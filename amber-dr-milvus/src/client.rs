@@ -1,9 +1,51 @@
 //! The gRPC client: the generated Milvus service of `milvus-sdk-rust` (its `proto` module),
 //! called directly so that requests carry exactly the fields Milvus 2.3 understands.
 
+use std::future::Future;
+
 use milvus::proto::common::Status;
+use milvus::proto::milvus as pb;
 use milvus::proto::milvus::milvus_service_client::MilvusServiceClient;
 use tonic::transport::{Channel, Endpoint};
+
+/// The generated gRPC service client (cheap to clone: clones share one connection).
+pub(crate) type Svc = MilvusServiceClient<Channel>;
+
+/// An answer that carries a status (or is one).
+pub(crate) trait Reply {
+    /// The status the server set, if any.
+    fn status(&self) -> Option<&Status>;
+}
+
+impl Reply for Status {
+    fn status(&self) -> Option<&Status> {
+        Some(self)
+    }
+}
+
+macro_rules! replies_with_status {
+    ($($t:ty),* $(,)?) => {
+        $(impl Reply for $t {
+            fn status(&self) -> Option<&Status> {
+                self.status.as_ref()
+            }
+        })*
+    };
+}
+
+replies_with_status!(
+    pb::BoolResponse,
+    pb::DescribeCollectionResponse,
+    pb::DescribeIndexResponse,
+    pb::FlushResponse,
+    pb::GetCollectionStatisticsResponse,
+    pb::GetLoadStateResponse,
+    pb::GetVersionResponse,
+    pb::MutationResult,
+    pb::QueryResults,
+    pb::ShowCollectionsResponse,
+    pb::ShowPartitionsResponse,
+);
 
 /// What went wrong talking to Milvus.
 #[derive(Debug, thiserror::Error)]
@@ -21,7 +63,7 @@ pub(crate) enum MilvusError {
 /// A connected client.
 #[derive(Debug, Clone)]
 pub(crate) struct Client {
-    pub svc: MilvusServiceClient<Channel>,
+    pub svc: Svc,
     pub endpoint: String,
 }
 
@@ -49,6 +91,35 @@ impl Client {
             svc,
             endpoint: endpoint.to_string(),
         })
+    }
+
+    /// Call `rpc` on the service, for `what` (named in errors); transport errors and a status
+    /// that is not success become errors.
+    pub(crate) async fn call<R, F, Fut>(&self, what: &str, rpc: F) -> Result<R, MilvusError>
+    where
+        R: Reply,
+        F: FnOnce(Svc) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<R>, tonic::Status>>,
+    {
+        let r = self.call_unchecked(what, rpc).await?;
+        self.check(what, r.status())?;
+        Ok(r)
+    }
+
+    /// [`Client::call`] without looking at the answer's status.
+    pub(crate) async fn call_unchecked<R, F, Fut>(
+        &self,
+        what: &str,
+        rpc: F,
+    ) -> Result<R, MilvusError>
+    where
+        F: FnOnce(Svc) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<R>, tonic::Status>>,
+    {
+        Ok(rpc(self.svc.clone())
+            .await
+            .map_err(self.grpc(what))?
+            .into_inner())
     }
 
     /// An error for `what`.

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use amber_dr_core::{
-    async_trait, Capabilities, Component, ComponentRecord, Error, Probe, RestoreContext,
+    async_trait, Capabilities, Component, ComponentRecord, Error, Probe, Progress, RestoreContext,
     RestoreOptions, RestoreRelation, RestoreReport, Result, SnapshotContext, SnapshotPurpose,
     VerifyContext, VerifyLevel, VerifyReport,
 };
@@ -15,11 +15,34 @@ use milvus::proto::schema::{
 };
 use prost::Message;
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncWriteExt, BufReader, BufWriter};
+use tokio::io::{AsyncWrite, AsyncWriteExt, BufWriter};
+use tokio::task::JoinSet;
 
 use crate::client::{Client, MilvusError};
 use crate::config::MilvusConfig;
-use crate::pages::{self, Digest2};
+use crate::pages::{self, Digest2, PageReader};
+
+/// Call a method of the gRPC service for `what` (named in errors); fails on a transport error
+/// or a status that is not success.
+macro_rules! rpc {
+    ($c:expr, $what:expr, $method:ident, $req:expr) => {{
+        let req = $req;
+        $c.call($what, |mut s| async move { s.$method(req).await })
+            .await
+    }};
+}
+
+/// A request about one collection: `db_name`, `collection_name`, the given fields, defaults.
+macro_rules! coll_req {
+    ($t:ident, $db:expr, $coll:expr $(, $f:ident : $v:expr)* $(,)?) => {
+        pb::$t {
+            db_name: $db.to_string(),
+            collection_name: $coll.to_string(),
+            $($f: $v,)*
+            ..Default::default()
+        }
+    };
+}
 
 /// Bytes one page aims to stay under.
 const PAGE_BUDGET: usize = 8 * 1024 * 1024;
@@ -70,7 +93,7 @@ struct CollectionRecord {
     entities: u64,
 }
 
-/// Where a paged export is.
+/// Where a paged read of one stream (a partition, or the whole collection) is.
 #[derive(Debug)]
 struct Pager {
     db: String,
@@ -84,6 +107,131 @@ struct Pager {
     page_rows: usize,
     digest: Digest2,
     pages: u64,
+}
+
+impl Pager {
+    /// A pager over the entities of `coll` (one partition, or all for `None`).
+    fn new(
+        db: &str,
+        coll: &str,
+        partition: Option<&str>,
+        schema: &CollectionSchema,
+        page_rows: usize,
+    ) -> Result<Self, String> {
+        let pk_field = schema
+            .fields
+            .iter()
+            .find(|f| f.is_primary_key)
+            .ok_or_else(|| format!("`{db}.{coll}` has no primary key field"))?;
+        let cursor = match DataType::try_from(pk_field.data_type) {
+            // Milvus cannot parse i64::MIN in an expression: a key of exactly i64::MIN is not
+            // exported (the count check after the export then fails the snapshot).
+            Ok(DataType::Int64) => Pk::Int(i64::MIN + 1),
+            Ok(DataType::VarChar) => Pk::Str(String::new()),
+            _ => {
+                return Err(format!(
+                    "`{db}.{coll}`: primary key type {} is not supported",
+                    pk_field.data_type
+                ))
+            }
+        };
+        let mut outputs: Vec<String> = schema
+            .fields
+            .iter()
+            .filter(|f| f.field_id >= 100 && !f.is_dynamic)
+            .map(|f| f.name.clone())
+            .collect();
+        if schema.enable_dynamic_field {
+            outputs.push("$meta".into());
+        }
+        Ok(Self {
+            db: db.to_string(),
+            coll: coll.to_string(),
+            partition: partition.map(str::to_string),
+            pk: pk_field.name.clone(),
+            outputs,
+            cursor,
+            first: true,
+            done: false,
+            page_rows,
+            digest: Digest2::default(),
+            pages: 0,
+        })
+    }
+
+    /// ` partition `NAME`` for messages, or nothing for a whole-collection stream.
+    fn part_label(&self) -> String {
+        partition_label(self.partition.as_deref())
+    }
+
+    /// The query for the next page: entities after the cursor, in primary-key order.
+    fn request(&self) -> pb::QueryRequest {
+        query_request(
+            &self.db,
+            &self.coll,
+            self.partition.as_deref(),
+            self.cursor.expr(&self.pk, self.first),
+            self.outputs.clone(),
+            Some(self.page_rows),
+        )
+    }
+
+    /// Take the answer to [`Pager::request`]: check that its keys lie after the cursor and move
+    /// the cursor past them. `None` when the answer is empty (the stream is through).
+    fn take(&mut self, fields: Vec<FieldData>) -> Result<Option<(pb::QueryResults, u64)>, String> {
+        let pks = pk_column(&fields, &self.pk).unwrap_or_default();
+        let Some(first_pk) = pks.first() else {
+            self.done = true;
+            return Ok(None);
+        };
+        // Pages must come in key order: every key after the cursor.
+        let max = pks
+            .iter()
+            .fold(first_pk.clone(), |a, b| if *b > a { b.clone() } else { a });
+        if !self.first && pks.iter().any(|k| *k <= self.cursor) {
+            return Err(format!(
+                "`{}.{}`: the server returned a key at or before the page cursor; cannot page by primary key",
+                self.db, self.coll
+            ));
+        }
+        let n = pks.len() as u64;
+        self.done = pks.len() < self.page_rows;
+        self.cursor = max;
+        self.first = false;
+        Ok(Some((pages::canonical(fields), n)))
+    }
+
+    /// Count a page (canonical bytes) into the fingerprint.
+    fn add(&mut self, bytes: &[u8], n: u64) {
+        self.digest.add(bytes, n);
+        self.pages += 1;
+    }
+}
+
+/// ` partition `NAME`` for messages, or nothing.
+fn partition_label(partition: Option<&str>) -> String {
+    partition
+        .map(|p| format!(" partition `{p}`"))
+        .unwrap_or_default()
+}
+
+/// A Strong-consistency query of `db.coll` (one partition, or all).
+fn query_request(
+    db: &str,
+    coll: &str,
+    partition: Option<&str>,
+    expr: String,
+    output_fields: Vec<String>,
+    limit: Option<usize>,
+) -> pb::QueryRequest {
+    coll_req!(QueryRequest, db, coll,
+        expr: expr,
+        output_fields: output_fields,
+        partition_names: partition.map(|p| vec![p.to_string()]).unwrap_or_default(),
+        query_params: limit.map(|l| vec![kv("limit", l.to_string())]).unwrap_or_default(),
+        consistency_level: ConsistencyLevel::Strong as i32,
+        use_default_consistency: false,
+    )
 }
 
 /// What the record keeps.
@@ -219,11 +367,16 @@ impl Milvus {
                 ),
             ));
         }
-        if config.page_rows == 0 {
-            return Err(Error::config(
-                format!("components.{name}.page_rows"),
-                "must be at least 1",
-            ));
+        for (key, value) in [
+            ("page_rows", config.page_rows),
+            ("insert_concurrency", config.insert_concurrency),
+        ] {
+            if value == 0 {
+                return Err(Error::config(
+                    format!("components.{name}.{key}"),
+                    "must be at least 1",
+                ));
+            }
         }
         Ok(Self { name, config })
     }
@@ -242,31 +395,22 @@ impl Milvus {
             .map_err(self.err(op))
     }
 
-    async fn version(&self, c: &mut Client) -> Result<String, MilvusError> {
+    async fn version(&self, c: &Client) -> Result<String, MilvusError> {
         let r = c
-            .svc
-            .get_version(pb::GetVersionRequest {})
-            .await
-            .map_err(c.grpc("GetVersion"))?
-            .into_inner();
+            .call_unchecked("GetVersion", |mut s| async move {
+                s.get_version(pb::GetVersionRequest {}).await
+            })
+            .await?;
         Ok(r.version)
     }
 
-    async fn list_collections(&self, c: &mut Client, db: &str) -> Result<Vec<String>, MilvusError> {
-        let r = c
-            .svc
-            .show_collections(pb::ShowCollectionsRequest {
-                db_name: db.to_string(),
-                ..Default::default()
-            })
-            .await
-            .map_err(c.grpc("ShowCollections"))?
-            .into_inner();
-        c.check(
-            &format!("to list the collections of database `{db}`"),
-            r.status.as_ref(),
-        )?;
-        let mut names = r.collection_names;
+    async fn list_collections(&self, c: &Client, db: &str) -> Result<Vec<String>, MilvusError> {
+        let what = format!("to list the collections of database `{db}`");
+        let req = pb::ShowCollectionsRequest {
+            db_name: db.to_string(),
+            ..Default::default()
+        };
+        let mut names = rpc!(c, &what, show_collections, req)?.collection_names;
         names.sort();
         Ok(names)
     }
@@ -274,29 +418,22 @@ impl Milvus {
     /// Entities in a collection (or one partition) now, by `count(*)`.
     async fn count(
         &self,
-        c: &mut Client,
+        c: &Client,
         db: &str,
         coll: &str,
         partition: Option<&str>,
     ) -> Result<u64, MilvusError> {
         let what = format!("count(*) of `{db}.{coll}`");
-        let r = c
-            .svc
-            .query(pb::QueryRequest {
-                db_name: db.to_string(),
-                collection_name: coll.to_string(),
-                expr: String::new(),
-                output_fields: vec!["count(*)".into()],
-                partition_names: partition.map(|p| vec![p.to_string()]).unwrap_or_default(),
-                consistency_level: ConsistencyLevel::Strong as i32,
-                use_default_consistency: false,
-                ..Default::default()
-            })
-            .await
-            .map_err(c.grpc(&what))?
-            .into_inner();
-        c.check(&what, r.status.as_ref())?;
-        r.fields_data
+        let req = query_request(
+            db,
+            coll,
+            partition,
+            String::new(),
+            vec!["count(*)".into()],
+            None,
+        );
+        rpc!(c, &what, query, req)?
+            .fields_data
             .iter()
             .find_map(|f| match &f.field {
                 Some(Field::Scalars(s)) => match &s.data {
@@ -309,41 +446,21 @@ impl Milvus {
             .ok_or_else(|| c.call_err(&what, "the answer holds no count"))
     }
 
-    async fn load_state(
-        &self,
-        c: &mut Client,
-        db: &str,
-        coll: &str,
-    ) -> Result<LoadState, MilvusError> {
+    async fn load_state(&self, c: &Client, db: &str, coll: &str) -> Result<LoadState, MilvusError> {
         let what = format!("GetLoadState of `{db}.{coll}`");
-        let r = c
-            .svc
-            .get_load_state(pb::GetLoadStateRequest {
-                db_name: db.to_string(),
-                collection_name: coll.to_string(),
-                ..Default::default()
-            })
-            .await
-            .map_err(c.grpc(&what))?
-            .into_inner();
-        c.check(&what, r.status.as_ref())?;
+        let r = rpc!(
+            c,
+            &what,
+            get_load_state,
+            coll_req!(GetLoadStateRequest, db, coll)
+        )?;
         Ok(LoadState::try_from(r.state).unwrap_or(LoadState::NotExist))
     }
 
-    async fn load(&self, c: &mut Client, db: &str, coll: &str) -> Result<(), MilvusError> {
+    async fn load(&self, c: &Client, db: &str, coll: &str) -> Result<(), MilvusError> {
         let what = format!("to load `{db}.{coll}`");
-        let s = c
-            .svc
-            .load_collection(pb::LoadCollectionRequest {
-                db_name: db.to_string(),
-                collection_name: coll.to_string(),
-                replica_number: 1,
-                ..Default::default()
-            })
-            .await
-            .map_err(c.grpc(&what))?
-            .into_inner();
-        c.check(&what, Some(&s))?;
+        let req = coll_req!(LoadCollectionRequest, db, coll, replica_number: 1);
+        rpc!(c, &what, load_collection, req)?;
         let deadline =
             tokio::time::Instant::now() + Duration::from_secs(self.config.load_timeout_secs);
         loop {
@@ -363,76 +480,41 @@ impl Milvus {
         }
     }
 
-    async fn release(&self, c: &mut Client, db: &str, coll: &str) -> Result<(), MilvusError> {
+    async fn release(&self, c: &Client, db: &str, coll: &str) -> Result<(), MilvusError> {
         let what = format!("to release `{db}.{coll}`");
-        let s = c
-            .svc
-            .release_collection(pb::ReleaseCollectionRequest {
-                db_name: db.to_string(),
-                collection_name: coll.to_string(),
-                ..Default::default()
-            })
-            .await
-            .map_err(c.grpc(&what))?
-            .into_inner();
-        c.check(&what, Some(&s))
+        let req = coll_req!(ReleaseCollectionRequest, db, coll);
+        rpc!(c, &what, release_collection, req).map(drop)
     }
 
     async fn describe(
         &self,
-        c: &mut Client,
+        c: &Client,
         db: &str,
         coll: &str,
     ) -> Result<pb::DescribeCollectionResponse, MilvusError> {
         let what = format!("DescribeCollection of `{db}.{coll}`");
-        let r = c
-            .svc
-            .describe_collection(pb::DescribeCollectionRequest {
-                db_name: db.to_string(),
-                collection_name: coll.to_string(),
-                ..Default::default()
-            })
-            .await
-            .map_err(c.grpc(&what))?
-            .into_inner();
-        c.check(&what, r.status.as_ref())?;
-        Ok(r)
+        let req = coll_req!(DescribeCollectionRequest, db, coll);
+        rpc!(c, &what, describe_collection, req)
     }
 
-    async fn exists(&self, c: &mut Client, db: &str, coll: &str) -> Result<bool, MilvusError> {
+    async fn exists(&self, c: &Client, db: &str, coll: &str) -> Result<bool, MilvusError> {
         let what = format!("HasCollection `{db}.{coll}`");
-        let r = c
-            .svc
-            .has_collection(pb::HasCollectionRequest {
-                db_name: db.to_string(),
-                collection_name: coll.to_string(),
-                ..Default::default()
-            })
-            .await
-            .map_err(c.grpc(&what))?
-            .into_inner();
-        c.check(&what, r.status.as_ref())?;
-        Ok(r.value)
+        let req = coll_req!(HasCollectionRequest, db, coll);
+        Ok(rpc!(c, &what, has_collection, req)?.value)
     }
 
     #[allow(deprecated)] // `error_code`: what Milvus 2.3 sets
     async fn indexes(
         &self,
-        c: &mut Client,
+        c: &Client,
         db: &str,
         coll: &str,
     ) -> Result<Vec<IndexRecord>, MilvusError> {
         let what = format!("DescribeIndex of `{db}.{coll}`");
+        let req = coll_req!(DescribeIndexRequest, db, coll);
         let r = c
-            .svc
-            .describe_index(pb::DescribeIndexRequest {
-                db_name: db.to_string(),
-                collection_name: coll.to_string(),
-                ..Default::default()
-            })
-            .await
-            .map_err(c.grpc(&what))?
-            .into_inner();
+            .call_unchecked(&what, |mut s| async move { s.describe_index(req).await })
+            .await?;
         if let Some(s) = &r.status {
             // "index not found" means no index: not an error.
             if (s.code != 0 || s.error_code != 0) && s.reason.contains("not found") {
@@ -452,179 +534,81 @@ impl Milvus {
 
     async fn partitions(
         &self,
-        c: &mut Client,
+        c: &Client,
         db: &str,
         coll: &str,
     ) -> Result<Vec<String>, MilvusError> {
         let what = format!("ShowPartitions of `{db}.{coll}`");
-        let r = c
-            .svc
-            .show_partitions(pb::ShowPartitionsRequest {
-                db_name: db.to_string(),
-                collection_name: coll.to_string(),
-                ..Default::default()
-            })
-            .await
-            .map_err(c.grpc(&what))?
-            .into_inner();
-        c.check(&what, r.status.as_ref())?;
-        Ok(r.partition_names)
+        let req = coll_req!(ShowPartitionsRequest, db, coll);
+        Ok(rpc!(c, &what, show_partitions, req)?.partition_names)
     }
 
-    async fn flush(&self, c: &mut Client, db: &str, coll: &str) -> Result<(), MilvusError> {
+    async fn flush(&self, c: &Client, db: &str, coll: &str) -> Result<(), MilvusError> {
         let what = format!("Flush of `{db}.{coll}`");
-        let r = c
-            .svc
-            .flush(pb::FlushRequest {
-                db_name: db.to_string(),
-                collection_names: vec![coll.to_string()],
-                ..Default::default()
-            })
-            .await
-            .map_err(c.grpc(&what))?
-            .into_inner();
-        c.check(&what, r.status.as_ref())
-    }
-
-    /// One page of entities after `cursor` (or from the start), in primary-key order.
-    #[allow(clippy::too_many_arguments)]
-    async fn page(
-        &self,
-        c: &mut Client,
-        db: &str,
-        coll: &str,
-        partition: Option<&str>,
-        pk: &str,
-        outputs: &[String],
-        cursor: &Pk,
-        first: bool,
-        limit: usize,
-    ) -> Result<Vec<FieldData>, MilvusError> {
-        let what = format!("a query of `{db}.{coll}`");
-        let r = c
-            .svc
-            .query(pb::QueryRequest {
-                db_name: db.to_string(),
-                collection_name: coll.to_string(),
-                expr: cursor.expr(pk, first),
-                output_fields: outputs.to_vec(),
-                partition_names: partition.map(|p| vec![p.to_string()]).unwrap_or_default(),
-                query_params: vec![kv("limit", limit.to_string())],
-                consistency_level: ConsistencyLevel::Strong as i32,
-                use_default_consistency: false,
-                ..Default::default()
-            })
-            .await
-            .map_err(c.grpc(&what))?
-            .into_inner();
-        c.check(&what, r.status.as_ref())?;
-        Ok(r.fields_data)
-    }
-
-    /// A pager over the entities of `coll` (one partition, or all for `None`).
-    fn pager(
-        &self,
-        op: &str,
-        db: &str,
-        coll: &str,
-        partition: Option<&str>,
-        schema: &CollectionSchema,
-        page_rows: usize,
-    ) -> Result<Pager> {
-        let pk_field = schema
-            .fields
-            .iter()
-            .find(|f| f.is_primary_key)
-            .ok_or_else(|| self.fail(op, format!("`{db}.{coll}` has no primary key field")))?;
-        let cursor = match DataType::try_from(pk_field.data_type) {
-            // Milvus cannot parse i64::MIN in an expression: a key of exactly i64::MIN is not
-            // exported (the count check after the export then fails the snapshot).
-            Ok(DataType::Int64) => Pk::Int(i64::MIN + 1),
-            Ok(DataType::VarChar) => Pk::Str(String::new()),
-            _ => {
-                return Err(self.fail(
-                    op,
-                    format!(
-                        "`{db}.{coll}`: primary key type {} is not supported",
-                        pk_field.data_type
-                    ),
-                ))
-            }
+        let req = pb::FlushRequest {
+            db_name: db.to_string(),
+            collection_names: vec![coll.to_string()],
+            ..Default::default()
         };
-        let mut outputs: Vec<String> = schema
-            .fields
-            .iter()
-            .filter(|f| f.field_id >= 100 && !f.is_dynamic)
-            .map(|f| f.name.clone())
-            .collect();
-        if schema.enable_dynamic_field {
-            outputs.push("$meta".into());
-        }
-        Ok(Pager {
-            db: db.to_string(),
-            coll: coll.to_string(),
-            partition: partition.map(str::to_string),
-            pk: pk_field.name.clone(),
-            outputs,
-            cursor,
-            first: true,
-            done: false,
-            page_rows,
-            digest: Digest2::default(),
-            pages: 0,
-        })
+        rpc!(c, &what, flush, req).map(drop)
     }
 
-    /// The next page (canonical protobuf bytes, entity count), or `None` when through.
-    async fn next_page(
+    /// An error for a failed call about `db.coll`: when the collection no longer exists, says
+    /// that it was dropped while it was being read.
+    async fn gone_or(&self, c: &Client, op: &str, db: &str, coll: &str, e: MilvusError) -> Error {
+        if let Ok(false) = self.exists(c, db, coll).await {
+            return self.fail(
+                op,
+                format!("collection `{db}.{coll}` was dropped while it was being read ({e})"),
+            );
+        }
+        self.fail(op, e.to_string())
+    }
+
+    /// Read every page of `p` from the server in key order, each counted into the pager's
+    /// fingerprint and, with `out`, written there (and counted as progress). The next page is
+    /// fetched while the current one is encoded and written.
+    async fn read_pages<W: AsyncWrite + Unpin>(
         &self,
-        c: &mut Client,
+        c: &Client,
         op: &str,
         p: &mut Pager,
-    ) -> Result<Option<(Vec<u8>, u64)>> {
-        if p.done {
-            return Ok(None);
-        }
-        let fields = self
-            .page(
-                c,
-                &p.db,
-                &p.coll,
-                p.partition.as_deref(),
-                &p.pk,
-                &p.outputs,
-                &p.cursor,
-                p.first,
-                p.page_rows,
-            )
-            .await
-            .map_err(|e| self.fail(op, e.to_string()))?;
-        let pks = pk_column(&fields, &p.pk).unwrap_or_default();
-        let Some(first_pk) = pks.first() else {
-            p.done = true;
-            return Ok(None);
+        mut out: Option<(&mut W, &str, &Progress)>,
+    ) -> Result<()> {
+        let what = format!("a query of `{}.{}`{}", p.db, p.coll, p.part_label());
+        let what = what.as_str();
+        let fetch =
+            |req: pb::QueryRequest| async move { rpc!(c, what, query, req).map(|r| r.fields_data) };
+        let mut fields = match fetch(p.request()).await {
+            Ok(f) => f,
+            Err(e) => return Err(self.gone_or(c, op, &p.db, &p.coll, e).await),
         };
-        // Pages must come in key order: every key after the cursor.
-        let max = pks
-            .iter()
-            .fold(first_pk.clone(), |a, b| if *b > a { b.clone() } else { a });
-        if !p.first && pks.iter().any(|k| *k <= p.cursor) {
-            return Err(self.fail(
-                op,
-                format!(
-                    "`{}.{}`: the server returned a key at or before the page cursor; cannot page by primary key",
-                    p.db, p.coll
-                ),
-            ));
+        loop {
+            let Some((page, n)) = p.take(fields).map_err(|m| self.fail(op, m))? else {
+                return Ok(());
+            };
+            let next = (!p.done).then(|| p.request());
+            let write = async {
+                let bytes = page.encode_to_vec();
+                p.add(&bytes, n);
+                if let Some((w, path, progress)) = out.as_mut() {
+                    pages::write_page(w, &bytes)
+                        .await
+                        .map_err(|e| Error::from_io("write", *path, e))?;
+                    progress.add_items(n);
+                }
+                Ok::<(), Error>(())
+            };
+            let Some(req) = next else {
+                return write.await;
+            };
+            let (fetched, written) = tokio::join!(fetch(req), write);
+            written?;
+            fields = match fetched {
+                Ok(f) => f,
+                Err(e) => return Err(self.gone_or(c, op, &p.db, &p.coll, e).await),
+            };
         }
-        let n = pks.len() as u64;
-        let bytes = pages::canonical(fields).encode_to_vec();
-        p.digest.add(&bytes, n);
-        p.pages += 1;
-        p.done = pks.len() < p.page_rows;
-        p.cursor = max;
-        p.first = false;
-        Ok(Some((bytes, n)))
     }
 
     fn selected_collection(&self, db: &str, coll: &str) -> bool {
@@ -641,7 +625,7 @@ impl Milvus {
     async fn export_streams(
         &self,
         cx: &SnapshotContext,
-        c: &mut Client,
+        c: &Client,
         db: &str,
         coll: &str,
         index: usize,
@@ -664,22 +648,26 @@ impl Milvus {
             let mut w = BufWriter::with_capacity(256 * 1024, w);
             let io = |e| Error::from_io("write", &path, e);
             w.write_all(pages::HEADER).await.map_err(io)?;
-            let mut pager = self.pager(op, db, coll, part.as_deref(), schema, page_rows)?;
-            while let Some((bytes, n)) = self.next_page(c, op, &mut pager).await? {
-                pages::write_page(&mut w, &bytes).await.map_err(io)?;
-                cx.progress().add_items(n);
-            }
+            let mut pager = Pager::new(db, coll, part.as_deref(), schema, page_rows)
+                .map_err(|m| self.fail(op, m))?;
+            self.read_pages(
+                c,
+                op,
+                &mut pager,
+                Some((&mut w, path.as_str(), cx.progress())),
+            )
+            .await?;
             w.flush().await.map_err(io)?;
             artifacts.push(w.into_inner().finish().await?);
             // The count the server gives now must match what was read page by page.
-            let live = self
-                .count(c, db, coll, part.as_deref())
-                .await
-                .map_err(self.err(op))?;
+            let live = match self.count(c, db, coll, part.as_deref()).await {
+                Ok(n) => n,
+                Err(e) => return Err(self.gone_or(c, op, db, coll, e).await),
+            };
             if live != pager.digest.rows {
                 return Err(self.fail(op, format!(
                     "`{db}.{coll}`{}: read {} entities page by page but count(*) says {live}: the collection changed during the export (or cannot be paged by key); run the backup again",
-                    part.as_deref().map(|p| format!(" partition `{p}`")).unwrap_or_default(),
+                    pager.part_label(),
                     pager.digest.rows
                 )));
             }
@@ -699,13 +687,16 @@ impl Milvus {
     async fn snapshot_collection(
         &self,
         cx: &SnapshotContext,
-        c: &mut Client,
+        c: &Client,
         db: &str,
         coll: &str,
         index: usize,
     ) -> Result<(CollectionRecord, Vec<amber_dr_core::ArtifactRecord>)> {
         let op = "snapshot";
-        let desc = self.describe(c, db, coll).await.map_err(self.err(op))?;
+        let desc = match self.describe(c, db, coll).await {
+            Ok(d) => d,
+            Err(e) => return Err(self.gone_or(c, op, db, coll, e).await),
+        };
         let schema = desc
             .schema
             .clone()
@@ -777,9 +768,7 @@ impl Milvus {
             artifacts,
         ))
     }
-}
 
-impl Milvus {
     /// Read every artifact of `rec` through (hash-checked), decode every page and compare
     /// entity counts and fingerprints with the record.
     async fn check_collection(
@@ -789,39 +778,32 @@ impl Milvus {
         rec: &CollectionRecord,
     ) -> Result<()> {
         for p in &rec.partitions {
-            let art = record.artifact(&p.artifact)?;
-            let corrupt = |message: String| Error::Corrupt {
-                artifact: art.path.clone(),
-                message,
-            };
-            let reader = cx.open_artifact(art).await?;
-            let mut r = BufReader::with_capacity(256 * 1024, reader);
-            pages::read_header(&mut r).await.map_err(corrupt)?;
+            let mut pages = PageReader::open(cx, record.artifact(&p.artifact)?).await?;
             let mut d = Digest2::default();
-            while let Some(page) = pages::read_page(&mut r)
-                .await
-                .map_err(|e| read_err(e, &art.path))?
-            {
-                let qr = pages::decode(&page).map_err(corrupt)?;
+            while let Some((page, qr)) = pages.next().await? {
                 let n = pk_column(&qr.fields_data, &rec.primary_key)
                     .map(|v| v.len())
                     .ok_or_else(|| {
-                        corrupt(format!(
-                            "a page has no primary key column `{}`",
-                            rec.primary_key
-                        ))
+                        pages::corrupt(
+                            pages.path(),
+                            format!("a page has no primary key column `{}`", rec.primary_key),
+                        )
                     })?;
                 d.add(&page, n as u64);
             }
-            r.into_inner().finish().await?;
+            let path = pages.path().to_string();
+            pages.finish().await?;
             if d.rows != p.entities || d.fingerprint() != p.fingerprint {
-                return Err(corrupt(format!(
-                    "holds {} entities with fingerprint {}, the record says {} with {}",
-                    d.rows,
-                    d.fingerprint(),
-                    p.entities,
-                    p.fingerprint
-                )));
+                return Err(pages::corrupt(
+                    &path,
+                    format!(
+                        "holds {} entities with fingerprint {}, the record says {} with {}",
+                        d.rows,
+                        d.fingerprint(),
+                        p.entities,
+                        p.fingerprint
+                    ),
+                ));
             }
         }
         Ok(())
@@ -830,104 +812,53 @@ impl Milvus {
     /// Drop `db.name` and its aliases, if it exists.
     async fn drop_if_exists(
         &self,
-        c: &mut Client,
+        c: &Client,
         db: &str,
         name: &str,
         report: &mut RestoreReport,
-    ) -> Result<()> {
-        let e = self.err("restore");
-        if self.exists(c, db, name).await.map_err(&e)? {
-            let desc = self.describe(c, db, name).await.map_err(&e)?;
-            for alias in &desc.aliases {
-                let what = format!("to drop alias `{alias}` of `{db}.{name}`");
-                let s = c
-                    .svc
-                    .drop_alias(pb::DropAliasRequest {
-                        db_name: db.to_string(),
-                        alias: alias.clone(),
-                        ..Default::default()
-                    })
-                    .await
-                    .map_err(c.grpc(&what))
-                    .map_err(&e)?
-                    .into_inner();
-                c.check(&what, Some(&s)).map_err(&e)?;
-            }
-            let what = format!("to drop `{db}.{name}`");
-            let s = c
-                .svc
-                .drop_collection(pb::DropCollectionRequest {
-                    db_name: db.to_string(),
-                    collection_name: name.to_string(),
-                    ..Default::default()
-                })
-                .await
-                .map_err(c.grpc(&what))
-                .map_err(&e)?
-                .into_inner();
-            c.check(&what, Some(&s)).map_err(&e)?;
-            report.actions.push(format!("dropped `{db}.{name}`"));
+    ) -> Result<(), MilvusError> {
+        if !self.exists(c, db, name).await? {
+            return Ok(());
         }
+        for alias in &self.describe(c, db, name).await?.aliases {
+            let what = format!("to drop alias `{alias}` of `{db}.{name}`");
+            let req = pb::DropAliasRequest {
+                db_name: db.to_string(),
+                alias: alias.clone(),
+                ..Default::default()
+            };
+            rpc!(c, &what, drop_alias, req)?;
+        }
+        let what = format!("to drop `{db}.{name}`");
+        rpc!(
+            c,
+            &what,
+            drop_collection,
+            coll_req!(DropCollectionRequest, db, name)
+        )?;
+        report.actions.push(format!("dropped `{db}.{name}`"));
         Ok(())
     }
 
-    /// Drop `db.name` (with its aliases) if it exists, recreate it from `rec` and fill it.
-    #[allow(deprecated, clippy::too_many_arguments)] // `CollectionSchema::auto_id`: Milvus 2.3 reads it
-    async fn restore_collection(
+    /// Create `db.name` from the recorded schema (auto-id off), with its partitions.
+    async fn create_from_record(
         &self,
-        cx: &RestoreContext,
-        c: &mut Client,
-        record: &ComponentRecord,
+        c: &Client,
         rec: &CollectionRecord,
+        schema: &CollectionSchema,
         db: &str,
         name: &str,
         report: &mut RestoreReport,
-    ) -> Result<()> {
-        let op = "restore";
-        let e = self.err(op);
-        let same_place = db == rec.db && name == rec.name;
-        self.drop_if_exists(c, db, name, report).await?;
-        let mut schema = CollectionSchema::decode(
-            hex::decode(&rec.schema_hex)
-                .map_err(|x| self.fail(op, format!("schema of `{}` in the record: {x}", rec.name)))?
-                .as_slice(),
-        )
-        .map_err(|x| self.fail(op, format!("schema of `{}` in the record: {x}", rec.name)))?;
-        schema.name = name.to_string();
-        // Primary keys are written as they were: auto-id is switched off on the new collection.
-        schema.auto_id = false;
-        schema.fields.retain(|f| f.field_id >= 100 && !f.is_dynamic);
-        for f in &mut schema.fields {
-            if f.is_primary_key {
-                f.auto_id = false;
-            }
-        }
+    ) -> Result<(), MilvusError> {
         let what = format!("to create `{db}.{name}`");
-        let s = c
-            .svc
-            .create_collection(pb::CreateCollectionRequest {
-                db_name: db.to_string(),
-                collection_name: name.to_string(),
-                schema: schema.encode_to_vec(),
-                shards_num: rec.shards_num,
-                consistency_level: rec.consistency_level,
-                properties: rec
-                    .properties
-                    .iter()
-                    .map(|(k, v)| kv(k, v.clone()))
-                    .collect(),
-                num_partitions: if rec.partition_key.is_some() {
-                    rec.num_partitions
-                } else {
-                    0
-                },
-                ..Default::default()
-            })
-            .await
-            .map_err(c.grpc(&what))
-            .map_err(&e)?
-            .into_inner();
-        c.check(&what, Some(&s)).map_err(&e)?;
+        let req = coll_req!(CreateCollectionRequest, db, name,
+            schema: schema.encode_to_vec(),
+            shards_num: rec.shards_num,
+            consistency_level: rec.consistency_level,
+            properties: rec.properties.iter().map(|(k, v)| kv(k, v.clone())).collect(),
+            num_partitions: if rec.partition_key.is_some() { rec.num_partitions } else { 0 },
+        );
+        rpc!(c, &what, create_collection, req)?;
         report.actions.push(format!(
             "created `{db}.{name}` ({} fields{})",
             schema.fields.len(),
@@ -949,173 +880,236 @@ impl Milvus {
                 .filter(|p| p.name != "_default" && !p.name.is_empty())
             {
                 let what = format!("to create partition `{}` of `{db}.{name}`", p.name);
-                let s = c
-                    .svc
-                    .create_partition(pb::CreatePartitionRequest {
-                        db_name: db.to_string(),
-                        collection_name: name.to_string(),
-                        partition_name: p.name.clone(),
-                        ..Default::default()
-                    })
-                    .await
-                    .map_err(c.grpc(&what))
-                    .map_err(&e)?
-                    .into_inner();
-                c.check(&what, Some(&s)).map_err(&e)?;
+                let req =
+                    coll_req!(CreatePartitionRequest, db, name, partition_name: p.name.clone());
+                rpc!(c, &what, create_partition, req)?;
             }
         }
-        // Entities, page by page (a page is an insert batch).
+        Ok(())
+    }
+
+    /// Insert the pages of one stream's artifact into `db.name`, up to `insert_concurrency`
+    /// inserts in flight while the next pages are read. Returns the entities inserted.
+    #[allow(clippy::too_many_arguments)]
+    async fn insert_stream(
+        &self,
+        cx: &RestoreContext,
+        c: &Client,
+        record: &ComponentRecord,
+        rec: &CollectionRecord,
+        p: &PartitionRecord,
+        db: &str,
+        name: &str,
+    ) -> Result<u64> {
+        let op = "restore";
+        let mut pages = PageReader::open(cx, record.artifact(&p.artifact)?).await?;
+        let partition_name = if rec.partition_key.is_some() {
+            String::new()
+        } else {
+            p.name.clone()
+        };
+        let what = format!(
+            "an insert into `{db}.{name}`{}",
+            partition_label((!partition_name.is_empty()).then_some(p.name.as_str()))
+        );
+        let mut inflight: JoinSet<Result<u64, MilvusError>> = JoinSet::new();
         let mut inserted = 0u64;
-        for p in &rec.partitions {
-            let art = record.artifact(&p.artifact)?;
-            let reader = cx.open_artifact(art).await?;
-            let mut r = BufReader::with_capacity(256 * 1024, reader);
-            pages::read_header(&mut r)
-                .await
-                .map_err(|m| Error::Corrupt {
-                    artifact: art.path.clone(),
-                    message: m,
-                })?;
-            while let Some(page) = pages::read_page(&mut r)
-                .await
-                .map_err(|x| read_err(x, &art.path))?
-            {
-                let qr = pages::decode(&page).map_err(|m| Error::Corrupt {
-                    artifact: art.path.clone(),
-                    message: m,
-                })?;
-                let n = pk_column(&qr.fields_data, &rec.primary_key)
-                    .map(|v| v.len())
-                    .unwrap_or(0);
-                let mut fields_data = qr.fields_data;
-                fill_empty_arrays(&mut fields_data);
-                let what = format!("an insert into `{db}.{name}`");
-                let res = c
-                    .svc
-                    .insert(pb::InsertRequest {
-                        db_name: db.to_string(),
-                        collection_name: name.to_string(),
-                        partition_name: if rec.partition_key.is_some() {
-                            String::new()
-                        } else {
-                            p.name.clone()
-                        },
-                        fields_data,
-                        num_rows: n as u32,
-                        ..Default::default()
-                    })
-                    .await
-                    .map_err(c.grpc(&what))
-                    .map_err(&e)?
-                    .into_inner();
-                c.check(&what, res.status.as_ref()).map_err(&e)?;
-                inserted += n as u64;
-                cx.progress().add_items(n as u64);
+        let joined = |j: Option<Result<Result<u64, MilvusError>, tokio::task::JoinError>>| match j {
+            None => Ok(0),
+            Some(Ok(Ok(n))) => {
+                cx.progress().add_items(n);
+                Ok(n)
             }
-            r.into_inner().finish().await?;
+            Some(Ok(Err(e))) => Err(self.fail(op, e.to_string())),
+            Some(Err(e)) => Err(self.fail(op, format!("{what}: {e}"))),
+        };
+        while let Some((_, qr)) = pages.next().await? {
+            let n = pk_column(&qr.fields_data, &rec.primary_key)
+                .map(|v| v.len())
+                .unwrap_or(0);
+            let mut fields_data = qr.fields_data;
+            fill_empty_arrays(&mut fields_data);
+            let req = coll_req!(InsertRequest, db, name,
+                partition_name: partition_name.clone(),
+                fields_data: fields_data,
+                num_rows: n as u32,
+            );
+            if inflight.len() >= self.config.insert_concurrency {
+                inserted += joined(inflight.join_next().await)?;
+            }
+            let (c, what) = (c.clone(), what.clone());
+            inflight.spawn(async move { rpc!(c, &what, insert, req).map(|_| n as u64) });
         }
-        self.flush(c, db, name).await.map_err(&e)?;
-        report
-            .actions
-            .push(format!("inserted {inserted} entities into `{db}.{name}`"));
+        while !inflight.is_empty() {
+            inserted += joined(inflight.join_next().await)?;
+        }
+        pages.finish().await?;
+        Ok(inserted)
+    }
+
+    /// Create the recorded indexes on `db.name`.
+    async fn create_indexes(
+        &self,
+        c: &Client,
+        rec: &CollectionRecord,
+        db: &str,
+        name: &str,
+    ) -> Result<(), MilvusError> {
         for ix in &rec.indexes {
             let what = format!(
                 "to create index `{}` on `{db}.{name}.{}`",
                 ix.name, ix.field
             );
-            let s = c
-                .svc
-                .create_index(pb::CreateIndexRequest {
+            let req = coll_req!(CreateIndexRequest, db, name,
+                field_name: ix.field.clone(),
+                index_name: ix.name.clone(),
+                extra_params: ix.params.iter().map(|(k, v)| kv(k, v.clone())).collect(),
+            );
+            rpc!(c, &what, create_index, req)?;
+        }
+        Ok(())
+    }
+
+    /// Load `db.name` and compare its entity counts and fingerprints with the record
+    /// (re-reading it with the recorded page size); released again if it was not loaded.
+    async fn compare(
+        &self,
+        c: &Client,
+        rec: &CollectionRecord,
+        schema: &CollectionSchema,
+        db: &str,
+        name: &str,
+    ) -> Result<()> {
+        let op = "restore";
+        let e = self.err(op);
+        self.load(c, db, name).await.map_err(&e)?;
+        for p in &rec.partitions {
+            let part = (!p.name.is_empty()).then_some(p.name.as_str());
+            let live = self.count(c, db, name, part).await.map_err(&e)?;
+            if live != p.entities {
+                return Err(self.fail(
+                    op,
+                    format!(
+                        "`{db}.{name}`{}: {live} entities after the restore, the backup has {}",
+                        partition_label(part),
+                        p.entities
+                    ),
+                ));
+            }
+            let mut pager =
+                Pager::new(db, name, part, schema, rec.page_rows).map_err(|m| self.fail(op, m))?;
+            self.read_pages::<tokio::io::Sink>(c, op, &mut pager, None)
+                .await?;
+            if pager.digest.fingerprint() != p.fingerprint {
+                return Err(self.fail(
+                    op,
+                    format!(
+                        "`{db}.{name}`{}: the restored entities differ from the backup (fingerprint)",
+                        partition_label(part)
+                    ),
+                ));
+            }
+        }
+        if !rec.loaded {
+            self.release(c, db, name).await.map_err(&e)?;
+        }
+        Ok(())
+    }
+
+    /// Put the recorded aliases on `db.name` (moved back if another collection took them).
+    async fn restore_aliases(
+        &self,
+        c: &Client,
+        rec: &CollectionRecord,
+        db: &str,
+        name: &str,
+    ) -> Result<(), MilvusError> {
+        for alias in &rec.aliases {
+            let what = format!("to create alias `{alias}` for `{db}.{name}`");
+            let req = pb::CreateAliasRequest {
+                db_name: db.to_string(),
+                collection_name: name.to_string(),
+                alias: alias.clone(),
+                ..Default::default()
+            };
+            if rpc!(c, &what, create_alias, req).is_err() {
+                // The alias points at another collection now: move it back.
+                let req = pb::AlterAliasRequest {
                     db_name: db.to_string(),
                     collection_name: name.to_string(),
-                    field_name: ix.field.clone(),
-                    index_name: ix.name.clone(),
-                    extra_params: ix.params.iter().map(|(k, v)| kv(k, v.clone())).collect(),
+                    alias: alias.clone(),
                     ..Default::default()
-                })
-                .await
-                .map_err(c.grpc(&what))
-                .map_err(&e)?
-                .into_inner();
-            c.check(&what, Some(&s)).map_err(&e)?;
+                };
+                rpc!(c, &what, alter_alias, req)?;
+            }
         }
+        Ok(())
+    }
+
+    /// Drop `db.name` (with its aliases) if it exists, recreate it from `rec` and fill it.
+    #[allow(deprecated, clippy::too_many_arguments)] // `CollectionSchema::auto_id`: Milvus 2.3 reads it
+    async fn restore_collection(
+        &self,
+        cx: &RestoreContext,
+        c: &Client,
+        record: &ComponentRecord,
+        rec: &CollectionRecord,
+        db: &str,
+        name: &str,
+        report: &mut RestoreReport,
+    ) -> Result<()> {
+        let op = "restore";
+        let e = self.err(op);
+        let same_place = db == rec.db && name == rec.name;
+        self.drop_if_exists(c, db, name, report).await.map_err(&e)?;
+        let bad_schema =
+            |x: String| self.fail(op, format!("schema of `{}` in the record: {x}", rec.name));
+        let mut schema = CollectionSchema::decode(
+            hex::decode(&rec.schema_hex)
+                .map_err(|x| bad_schema(x.to_string()))?
+                .as_slice(),
+        )
+        .map_err(|x| bad_schema(x.to_string()))?;
+        schema.name = name.to_string();
+        // Primary keys are written as they were: auto-id is switched off on the new collection.
+        schema.auto_id = false;
+        schema.fields.retain(|f| f.field_id >= 100 && !f.is_dynamic);
+        for f in &mut schema.fields {
+            if f.is_primary_key {
+                f.auto_id = false;
+            }
+        }
+        self.create_from_record(c, rec, &schema, db, name, report)
+            .await
+            .map_err(&e)?;
+        // Entities, page by page (a page is an insert batch).
+        let mut inserted = 0u64;
+        for p in &rec.partitions {
+            inserted += self.insert_stream(cx, c, record, rec, p, db, name).await?;
+        }
+        self.flush(c, db, name).await.map_err(&e)?;
+        report
+            .actions
+            .push(format!("inserted {inserted} entities into `{db}.{name}`"));
+        self.create_indexes(c, rec, db, name).await.map_err(&e)?;
         if !rec.indexes.is_empty() {
             report.actions.push(format!(
                 "created {} indexes on `{db}.{name}`",
                 rec.indexes.len()
             ));
-        }
-        // Compare: needs the collection loaded (restored loaded if it was, else released again).
-        let can_load = !rec.indexes.is_empty();
-        if can_load {
-            self.load(c, db, name).await.map_err(&e)?;
-            for p in &rec.partitions {
-                let part = (!p.name.is_empty()).then_some(p.name.as_str());
-                let live = self.count(c, db, name, part).await.map_err(&e)?;
-                if live != p.entities {
-                    return Err(self.fail(
-                        op,
-                        format!(
-                            "`{db}.{name}`{}: {live} entities after the restore, the backup has {}",
-                            part.map(|x| format!(" partition `{x}`"))
-                                .unwrap_or_default(),
-                            p.entities
-                        ),
-                    ));
-                }
-                let mut pager = self.pager(op, db, name, part, &schema, rec.page_rows)?;
-                while self.next_page(c, op, &mut pager).await?.is_some() {}
-                if pager.digest.fingerprint() != p.fingerprint {
-                    return Err(self.fail(op, format!(
-                        "`{db}.{name}`{}: the restored entities differ from the backup (fingerprint)",
-                        part.map(|x| format!(" partition `{x}`")).unwrap_or_default()
-                    )));
-                }
-            }
+            // Comparing needs the collection loaded, which needs an index.
+            self.compare(c, rec, &schema, db, name).await?;
             report.actions.push(format!(
                 "`{db}.{name}`: {} entities, counts and fingerprints match the backup",
                 rec.entities
             ));
-            if !rec.loaded {
-                self.release(c, db, name).await.map_err(&e)?;
-            }
         } else {
             report.warnings.push(format!(
                 "`{db}.{name}` has no index, so it cannot be loaded to compare its entities: not compared"
             ));
         }
         if same_place {
-            for alias in &rec.aliases {
-                let what = format!("to create alias `{alias}` for `{db}.{name}`");
-                let s = c
-                    .svc
-                    .create_alias(pb::CreateAliasRequest {
-                        db_name: db.to_string(),
-                        collection_name: name.to_string(),
-                        alias: alias.clone(),
-                        ..Default::default()
-                    })
-                    .await
-                    .map_err(c.grpc(&what))
-                    .map_err(&e)?
-                    .into_inner();
-                if c.check(&what, Some(&s)).is_err() {
-                    // The alias points at another collection now: move it back.
-                    let s = c
-                        .svc
-                        .alter_alias(pb::AlterAliasRequest {
-                            db_name: db.to_string(),
-                            collection_name: name.to_string(),
-                            alias: alias.clone(),
-                            ..Default::default()
-                        })
-                        .await
-                        .map_err(c.grpc(&what))
-                        .map_err(&e)?
-                        .into_inner();
-                    c.check(&what, Some(&s)).map_err(&e)?;
-                }
-            }
+            self.restore_aliases(c, rec, db, name).await.map_err(&e)?;
         } else if !rec.aliases.is_empty() {
             report.warnings.push(format!(
                 "aliases {:?} of `{}.{}` not created for the copy `{db}.{name}` (they stay with the original)",
@@ -1221,16 +1215,6 @@ fn fill_empty_arrays(fields: &mut [FieldData]) {
     }
 }
 
-fn read_err(e: std::io::Error, artifact: &str) -> Error {
-    match Error::from_io("read", artifact, e) {
-        Error::Io { source, .. } => Error::Corrupt {
-            artifact: artifact.to_string(),
-            message: source.to_string(),
-        },
-        other => other,
-    }
-}
-
 #[async_trait]
 impl Component for Milvus {
     fn kind(&self) -> &'static str {
@@ -1261,8 +1245,8 @@ impl Component for Milvus {
 
     async fn probe(&self) -> Result<Probe> {
         let op = "probe";
-        let mut c = self.connect(op).await?;
-        let version = self.version(&mut c).await.map_err(self.err(op))?;
+        let c = self.connect(op).await?;
+        let version = self.version(&c).await.map_err(self.err(op))?;
         let mut p = Probe {
             reachable: true,
             version: Some(version),
@@ -1272,27 +1256,13 @@ impl Component for Milvus {
             .insert("endpoint".into(), self.config.endpoint.clone().into());
         let mut total = 0i64;
         for db in &self.config.databases {
-            for coll in self
-                .list_collections(&mut c, db)
-                .await
-                .map_err(self.err(op))?
-            {
+            for coll in self.list_collections(&c, db).await.map_err(self.err(op))? {
                 if !self.selected_collection(db, &coll) {
                     continue;
                 }
                 let what = format!("statistics of `{db}.{coll}`");
-                let r = c
-                    .svc
-                    .get_collection_statistics(pb::GetCollectionStatisticsRequest {
-                        db_name: db.clone(),
-                        collection_name: coll.clone(),
-                        ..Default::default()
-                    })
-                    .await
-                    .map_err(c.grpc(&what))
-                    .map_err(self.err(op))?
-                    .into_inner();
-                c.check(&what, r.status.as_ref()).map_err(self.err(op))?;
+                let req = coll_req!(GetCollectionStatisticsRequest, db, coll);
+                let r = rpc!(c, &what, get_collection_statistics, req).map_err(self.err(op))?;
                 let rows: i64 = r
                     .stats
                     .iter()
@@ -1310,17 +1280,14 @@ impl Component for Milvus {
 
     async fn snapshot(&self, cx: &SnapshotContext) -> Result<ComponentRecord> {
         let op = "snapshot";
-        let mut c = self.connect(op).await?;
-        let version = self.version(&mut c).await.map_err(self.err(op))?;
+        let c = self.connect(op).await?;
+        let version = self.version(&c).await.map_err(self.err(op))?;
         let mut rec = ComponentRecord::new(crate::KIND, &self.name);
         let mut collections = Vec::new();
         let mut absent = Vec::new();
         let mut index = 0;
         for db in &self.config.databases {
-            let names = self
-                .list_collections(&mut c, db)
-                .await
-                .map_err(self.err(op))?;
+            let names = self.list_collections(&c, db).await.map_err(self.err(op))?;
             if let Some(want) = &self.config.collections {
                 for w in want {
                     let (wdb, wname) = w.split_once('/').unwrap_or((db.as_str(), w.as_str()));
@@ -1344,9 +1311,7 @@ impl Component for Milvus {
             }
             for coll in names.iter().filter(|n| self.selected_collection(db, n)) {
                 cx.progress().set_phase(format!("exporting {db}.{coll}"));
-                let (crec, arts) = self
-                    .snapshot_collection(cx, &mut c, db, coll, index)
-                    .await?;
+                let (crec, arts) = self.snapshot_collection(cx, &c, db, coll, index).await?;
                 index += 1;
                 rec.set_stat(format!("entities.{db}.{coll}"), crec.entities);
                 rec.artifacts.extend(arts);
@@ -1442,15 +1407,17 @@ impl Component for Milvus {
             }
             return Ok(report);
         }
-        let mut c = self.connect(op).await?;
+        let c = self.connect(op).await?;
         if drop_absent {
             for (db, name) in &details.absent {
-                self.drop_if_exists(&mut c, db, name, &mut report).await?;
+                self.drop_if_exists(&c, db, name, &mut report)
+                    .await
+                    .map_err(self.err(op))?;
             }
         }
         for (coll, db, name) in &plan {
             cx.progress().set_phase(format!("restoring {db}.{name}"));
-            self.restore_collection(cx, &mut c, record, coll, db, name, &mut report)
+            self.restore_collection(cx, &c, record, coll, db, name, &mut report)
                 .await?;
             report
                 .stats

@@ -20,6 +20,10 @@ pub struct MilvusConfig {
     /// Pages shrink for wide rows (large vectors) to stay under 8 MiB. Default 1000.
     #[serde(default = "default_page_rows")]
     pub page_rows: usize,
+    /// Insert calls in flight at once on restore (the next pages are read and decoded
+    /// meanwhile). Default 2.
+    #[serde(default = "default_insert_concurrency")]
+    pub insert_concurrency: usize,
     /// Seconds to wait for a connection and for each call. Default 30.
     #[serde(default = "default_timeout")]
     pub timeout_secs: u64,
@@ -38,6 +42,9 @@ fn default_databases() -> Vec<String> {
 fn default_page_rows() -> usize {
     1000
 }
+fn default_insert_concurrency() -> usize {
+    2
+}
 fn default_timeout() -> u64 {
     30
 }
@@ -53,6 +60,7 @@ impl MilvusConfig {
             databases: default_databases(),
             collections: None,
             page_rows: default_page_rows(),
+            insert_concurrency: default_insert_concurrency(),
             timeout_secs: default_timeout(),
             load_timeout_secs: default_load_timeout(),
             conflicts_with: Vec::new(),

@@ -6,11 +6,12 @@
 //! The fingerprint is the SHA-256 over the pages' bytes, with columns in name order and field
 //! ids cleared; re-exporting the restored collection with the same page size gives the same.
 
+use amber_dr_core::{ArtifactReader, ArtifactRecord, Error, ReadContext, Result};
 use milvus::proto::milvus::QueryResults;
 use milvus::proto::schema::FieldData;
 use prost::Message;
 use sha2::{Digest, Sha256};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 
 /// First bytes of an entities artifact.
 pub(crate) const HEADER: &[u8] = b"amber-dr milvus pages v1\n";
@@ -97,4 +98,64 @@ pub(crate) async fn read_page<R: AsyncRead + Unpin>(r: &mut R) -> std::io::Resul
 /// Decode a page.
 pub(crate) fn decode(page: &[u8]) -> Result<QueryResults, String> {
     QueryResults::decode(page).map_err(|e| format!("a page does not decode: {e}"))
+}
+
+/// The pages of one artifact, read through its checked stream. Every error names the artifact;
+/// damage (a bad header, a short or undecodable page) is [`Error::Corrupt`].
+pub(crate) struct PageReader {
+    r: BufReader<ArtifactReader>,
+    path: String,
+}
+
+impl PageReader {
+    /// Open `art` and read its header.
+    pub(crate) async fn open(cx: &ReadContext, art: &ArtifactRecord) -> Result<Self> {
+        let reader = cx.open_artifact(art).await?;
+        let mut r = BufReader::with_capacity(256 * 1024, reader);
+        read_header(&mut r)
+            .await
+            .map_err(|m| corrupt(&art.path, m))?;
+        Ok(Self {
+            r,
+            path: art.path.clone(),
+        })
+    }
+
+    /// The artifact's path in the repository.
+    pub(crate) fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// The next page, as stored and decoded, or `None` at the end.
+    pub(crate) async fn next(&mut self) -> Result<Option<(Vec<u8>, QueryResults)>> {
+        let Some(page) = read_page(&mut self.r)
+            .await
+            .map_err(|e| read_err(e, &self.path))?
+        else {
+            return Ok(None);
+        };
+        let qr = decode(&page).map_err(|m| corrupt(&self.path, m))?;
+        Ok(Some((page, qr)))
+    }
+
+    /// Reach the end of the stream: runs its length and SHA-256 checks.
+    pub(crate) async fn finish(self) -> Result<()> {
+        self.r.into_inner().finish().await
+    }
+}
+
+/// Damage in `artifact`.
+pub(crate) fn corrupt(artifact: &str, message: impl Into<String>) -> Error {
+    Error::Corrupt {
+        artifact: artifact.to_string(),
+        message: message.into(),
+    }
+}
+
+/// A read error of `artifact`: I/O errors of the stream (a short or damaged stream) are damage.
+fn read_err(e: std::io::Error, artifact: &str) -> Error {
+    match Error::from_io("read", artifact, e) {
+        Error::Io { source, .. } => corrupt(artifact, source.to_string()),
+        other => other,
+    }
 }

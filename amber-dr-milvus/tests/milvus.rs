@@ -1,15 +1,18 @@
 //! Milvus-specific behaviour on the real server: auto-id keys kept, restore of one collection
-//! under another name, probe, and a server that is down or silent.
+//! under another name, probe, a server that is down or silent, a collection dropped during
+//! the export, a damaged artifact of the last collection.
 #![allow(missing_docs, clippy::unwrap_used)]
 
 mod common;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use amber_dr_core::testkit;
 use amber_dr_core::{
-    BackupOptions, Component, RestoreOptions, RestorePlanOptions, Runner, Selection,
+    BackupOptions, Component, ProgressEvent, ProgressSink, RestoreOptions, RestorePlanOptions,
+    Runner, Selection,
 };
 use amber_dr_milvus::{Milvus, MilvusConfig};
 use common::Mv;
@@ -195,5 +198,101 @@ async fn milvus_metadata_prefix_is_never_restored_with_the_logical_backup() {
         mv.fixture("fingerprint", "amber_pair"),
         before,
         "nothing changed"
+    );
+}
+
+/// Drops a collection (with pymilvus) once the export reaches a given phase and item count:
+/// the driver is blocked meanwhile, so the drop lands at a known point of the export.
+struct DropWhen {
+    mv: Mv,
+    phase: String,
+    items: u64,
+    victim: String,
+    done: AtomicBool,
+}
+
+impl ProgressSink for DropWhen {
+    fn update(&self, e: &ProgressEvent) {
+        if e.phase == self.phase && e.items >= self.items && !self.done.swap(true, Ordering::SeqCst)
+        {
+            let v = &self.victim;
+            self.mv.py(&format!(
+                "[utility.drop_alias(a) for a in utility.list_aliases('{v}')]; utility.drop_collection('{v}')"
+            ));
+        }
+    }
+}
+
+/// A collection dropped in the middle of its export, or after the collections were listed but
+/// before its export began: the snapshot fails with an error naming it, and the backup is not
+/// complete (`latest` does not move).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_collection_dropped_during_the_export_fails_the_backup() {
+    let Some(mv) = Mv::from_env() else { return };
+    let (repo, _g) = testkit::temp_repo();
+    for (victim, phase, items) in [
+        ("amber_drop_a", "exporting default.amber_drop_a", 20),
+        ("amber_drop_b", "exporting default.amber_drop_b", 0),
+    ] {
+        mv.fixture("populate", "amber_drop");
+        let mut cfg = MilvusConfig::new(&mv.endpoint).collections(["amber_drop_a", "amber_drop_b"]);
+        cfg.page_rows = 10;
+        let c: Arc<dyn Component> = Arc::new(Milvus::new("mv", cfg).unwrap());
+        let sink = Arc::new(DropWhen {
+            mv: mv.clone(),
+            phase: phase.into(),
+            items,
+            victim: victim.into(),
+            done: AtomicBool::new(false),
+        });
+        let r = Runner::new(repo.clone(), vec![c]).with_progress(sink.clone());
+        let m = r.backup(&BackupOptions::default()).await.unwrap();
+        assert!(
+            sink.done.load(Ordering::SeqCst),
+            "{victim} was never dropped"
+        );
+        assert!(!m.is_complete(), "{victim}: {:?}", m.components);
+        let err = m.components["mv"].error.clone().unwrap_or_default();
+        assert!(
+            err.contains(&format!("`default.{victim}` was dropped")),
+            "{victim}: {err}"
+        );
+        assert!(repo.resolve("latest").await.is_err(), "latest moved");
+    }
+}
+
+/// Damage in the artifact of the last collection of a backup is found before the first
+/// collection is dropped: a failed restore leaves every collection as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_last_artifact_stops_the_restore_before_anything_is_dropped() {
+    let Some(mv) = Mv::from_env() else { return };
+    mv.fixture("populate", "amber_dmg");
+    let cfg = MilvusConfig::new(&mv.endpoint).collections(["amber_dmg_a", "amber_dmg_b"]);
+    let c: Arc<dyn Component> = Arc::new(Milvus::new("mv", cfg).unwrap());
+    let (repo, dir) = testkit::temp_repo();
+    let r = Runner::new(repo, vec![c]);
+    let m = r.backup(&BackupOptions::default()).await.unwrap();
+    assert!(m.is_complete(), "{:?}", m.components);
+    let last = m.components["mv"].artifacts.last().unwrap().path.clone();
+    assert!(last.contains("c001-"), "{last}");
+    let file = dir.path().join(&last);
+    let mut bytes = std::fs::read(&file).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x01;
+    std::fs::write(&file, bytes).unwrap();
+
+    mv.fixture("destroy", "amber_dmg");
+    let before = mv.fixture("fingerprint", "amber_dmg");
+    let out = r
+        .restore(&m.id, &plan(RestoreOptions::new()))
+        .await
+        .unwrap();
+    assert!(!out.is_ok(), "{:?}", out.components);
+    let err = out.components[0].error.clone().unwrap_or_default();
+    assert!(err.contains(&last), "{err}");
+    assert_eq!(
+        mv.fixture("fingerprint", "amber_dmg"),
+        before,
+        "a failed restore changed a collection"
     );
 }

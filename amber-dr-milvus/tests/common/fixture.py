@@ -1,16 +1,29 @@
 """Test data for the amber-dr Milvus driver, written and read with pymilvus (independent
 of the driver). Usage: fixture.py HOST PORT COMMAND PREFIX
-COMMAND: populate | empty | destroy | fingerprint."""
+COMMAND: populate | empty | destroy | fingerprint.
+
+`fixture.py HOST PORT serve` answers requests, one JSON object a line on stdin
+({"cmd": COMMAND, "prefix": PREFIX} or {"cmd": "py", "code": PYTHON}), with one JSON line
+{"ok": bool, "out": STDOUT or traceback} each: the tests keep one such process, so that
+pymilvus is imported and connected once, not per call."""
+import contextlib
 import hashlib
+import io
 import json
 import sys
+import traceback
 
 from pymilvus import (Collection, CollectionSchema, DataType, FieldSchema,
                       connections, utility)
 
-host, port, cmd, prefix = sys.argv[1:5]
+host, port, cmd = sys.argv[1:4]
 connections.connect(host=host, port=port, timeout=30)
-A, B = f"{prefix}_a", f"{prefix}_b"
+prefix = A = B = None
+
+
+def use(p):
+    global prefix, A, B
+    prefix, A, B = p, f"{p}_a", f"{p}_b"
 DIM_A, DIM_B = 8, 16
 
 
@@ -170,13 +183,35 @@ def fingerprint():
     print("\n".join(out))
 
 
-if cmd == "populate":
-    make(True)
-elif cmd == "empty":
-    make(False)
-elif cmd == "destroy":
-    destroy()
-elif cmd == "fingerprint":
-    fingerprint()
+COMMANDS = {"populate": lambda: make(True), "empty": lambda: make(False),
+            "destroy": destroy, "fingerprint": fingerprint}
+
+
+def serve():
+    import pymilvus
+    scope = {k: getattr(pymilvus, k) for k in dir(pymilvus) if not k.startswith("_")}
+    for line in sys.stdin:
+        req = json.loads(line)
+        out = io.StringIO()
+        try:
+            with contextlib.redirect_stdout(out):
+                if req["cmd"] == "py":
+                    exec(req["code"], dict(scope))
+                else:
+                    use(req["prefix"])
+                    COMMANDS[req["cmd"]]()
+            ok = True
+        except BaseException:
+            out.write(traceback.format_exc())
+            ok = False
+        sys.stdout.write(json.dumps({"ok": ok, "out": out.getvalue()}) + "\n")
+        sys.stdout.flush()
+
+
+if cmd == "serve":
+    serve()
+elif cmd in COMMANDS:
+    use(sys.argv[4])
+    COMMANDS[cmd]()
 else:
     sys.exit(f"unknown command {cmd}")

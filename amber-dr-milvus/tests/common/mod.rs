@@ -1,14 +1,48 @@
 //! The real Milvus of `scripts/stack.sh`, reached with pymilvus (tests/common/fixture.py) —
-//! independently of the driver.
+//! independently of the driver. One `fixture.py serve` process per [`Mv`] answers every
+//! request, so pymilvus is imported and connected once per test, not once per call.
 #![allow(dead_code, missing_docs, clippy::unwrap_used)]
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::sync::{Arc, Mutex};
 
 use amber_dr_core::testkit;
 
 /// The pymilvus fixture script, embedded so that it runs from any crate.
 const FIXTURE: &str = include_str!("fixture.py");
+
+/// The `fixture.py serve` process.
+#[derive(Debug)]
+struct Server {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl Server {
+    /// Send one request; `(ok, output)`, or `None` when the process is gone.
+    fn ask(&mut self, req: &serde_json::Value) -> Option<(bool, String)> {
+        writeln!(self.stdin, "{req}").ok()?;
+        self.stdin.flush().ok()?;
+        let mut line = String::new();
+        if self.stdout.read_line(&mut line).ok()? == 0 {
+            return None;
+        }
+        let v: serde_json::Value = serde_json::from_str(&line).ok()?;
+        Some((
+            v["ok"].as_bool().unwrap_or(false),
+            v["out"].as_str().unwrap_or_default().to_string(),
+        ))
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
 
 #[derive(Clone, Debug)]
 pub struct Mv {
@@ -16,6 +50,7 @@ pub struct Mv {
     pub host: String,
     pub port: String,
     pub python: String,
+    server: Arc<Mutex<Server>>,
 }
 
 impl Mv {
@@ -31,65 +66,61 @@ impl Mv {
         };
         let hostport = endpoint.trim_start_matches("http://").to_string();
         let (host, port) = hostport.split_once(':').unwrap();
-        let mv = Mv {
+        // Given with `-c` (stdin carries the requests), so that suites of other crates can
+        // include this module.
+        let started = Command::new(&python)
+            .args(["-c", FIXTURE, host, port, "serve"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn();
+        let Ok(mut child) = started else {
+            testkit::service_missing(&format!("pymilvus ({python})"));
+            return None;
+        };
+        let mut server = Server {
+            stdin: child.stdin.take().unwrap(),
+            stdout: BufReader::new(child.stdout.take().unwrap()),
+            child,
+        };
+        let probe = serde_json::json!({"cmd": "py", "code": "utility.get_server_version()"});
+        if !matches!(server.ask(&probe), Some((true, _))) {
+            testkit::service_missing(&format!("Milvus at {endpoint}"));
+            return None;
+        }
+        Some(Mv {
             endpoint: endpoint.clone(),
             host: host.to_string(),
             port: port.to_string(),
             python,
-        };
-        let ok = Command::new(&mv.python)
-            .args(["-c", &format!("from pymilvus import connections, utility; connections.connect(host='{}', port='{}', timeout=5); utility.get_server_version()", mv.host, mv.port)])
-            .output()
-            .map(|o| o.status.success())
-            .unwrap_or(false);
-        if !ok {
-            testkit::service_missing(&format!("Milvus at {endpoint}"));
-            return None;
+            server: Arc::new(Mutex::new(server)),
+        })
+    }
+
+    fn ask(&self, req: serde_json::Value, what: &str) -> String {
+        let mut server = self.server.lock().unwrap_or_else(|p| p.into_inner());
+        match server.ask(&req) {
+            Some((true, out)) => out,
+            Some((false, out)) => panic!("{what} failed:\n{out}"),
+            None => panic!("{what}: the fixture.py process is gone"),
         }
-        Some(mv)
     }
 
     /// Run a fixture command (populate | empty | destroy | fingerprint) on collections
     /// `<prefix>_a` and `<prefix>_b`.
     pub fn fixture(&self, cmd: &str, prefix: &str) -> String {
-        // Fed on stdin (`python - ARGS`), so that suites of other crates can include this module.
-        let mut child = Command::new(&self.python)
-            .args(["-", &self.host, &self.port, cmd, prefix])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(FIXTURE.as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "fixture.py {cmd} {prefix} failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        self.ask(
+            serde_json::json!({"cmd": cmd, "prefix": prefix}),
+            &format!("fixture.py {cmd} {prefix}"),
+        )
     }
 
-    /// Run a Python snippet with `c` = a pymilvus connection; returns its stdout.
+    /// Run a Python snippet with pymilvus's names in scope (connected); returns its stdout.
     pub fn py(&self, code: &str) -> String {
-        let full = format!(
-            "from pymilvus import *\nconnections.connect(host='{}', port='{}', timeout=30)\n{code}",
-            self.host, self.port
-        );
-        let out = Command::new(&self.python)
-            .args(["-c", &full])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "python failed:\n{}\n{code}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
+        self.ask(
+            serde_json::json!({"cmd": "py", "code": code}),
+            &format!("python\n{code}\n"),
+        )
+        .trim()
+        .to_string()
     }
 }
