@@ -6,6 +6,10 @@
 # Reports wall times (median of N runs) and amber-dr's peak RSS.
 #
 # Usage: scripts/bench-minio.sh [--runs N] [--objects N]
+#
+# The S3 server is the one of `scripts/stack.sh up` (started if needed), unless
+# AMBER_DR_S3_ENDPOINT, AMBER_DR_S3_ACCESS_KEY, AMBER_DR_S3_SECRET_KEY and AMBER_DR_S3_PYTHON
+# (a Python with boto3) are already set: then that server is used as it is.
 set -euo pipefail
 
 # shellcheck source=scripts/lib.sh
@@ -25,8 +29,11 @@ done
 ensure_cargo
 ensure_apt_pkg /usr/bin/time time
 ensure_apt_pkg rclone
-scripts/stack.sh up
-eval "$(scripts/stack.sh env)"
+if [[ -z "${AMBER_DR_S3_ENDPOINT:-}" || -z "${AMBER_DR_S3_PYTHON:-}" ]]; then
+  scripts/stack.sh up
+  eval "$(scripts/stack.sh env)"
+fi
+AMBER_DR_S3_REGION="${AMBER_DR_S3_REGION:-us-east-1}"
 PY="$AMBER_DR_S3_PYTHON"
 BUCKET="bench-minio-$OBJECTS"
 

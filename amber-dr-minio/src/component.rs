@@ -1058,6 +1058,9 @@ async fn check_blob(
                 size: entry.size,
                 deduplicated: false,
             };
+            if entry.size <= SMALL_BLOB {
+                return repo.read_blob(&blob, progress).await.map(|_| ());
+            }
             let mut r = repo.open_blob(&blob, progress).await?;
             tokio::io::copy(&mut r, &mut tokio::io::sink())
                 .await
