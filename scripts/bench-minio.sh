@@ -6,6 +6,10 @@
 # Reports wall times (median of N runs) and amber-dr's peak RSS.
 #
 # Usage: scripts/bench-minio.sh [--runs N] [--objects N]
+#
+# The S3 server is the one of `scripts/stack.sh up` (started if needed), unless
+# AMBER_DR_S3_ENDPOINT, AMBER_DR_S3_ACCESS_KEY, AMBER_DR_S3_SECRET_KEY and AMBER_DR_S3_PYTHON
+# (a Python with boto3) are already set: then that server is used as it is.
 set -euo pipefail
 
 # shellcheck source=scripts/lib.sh
@@ -25,8 +29,11 @@ done
 ensure_cargo
 ensure_apt_pkg /usr/bin/time time
 ensure_apt_pkg rclone
-scripts/stack.sh up
-eval "$(scripts/stack.sh env)"
+if [[ -z "${AMBER_DR_S3_ENDPOINT:-}" || -z "${AMBER_DR_S3_PYTHON:-}" ]]; then
+  scripts/stack.sh up
+  eval "$(scripts/stack.sh env)"
+fi
+AMBER_DR_S3_REGION="${AMBER_DR_S3_REGION:-us-east-1}"
 PY="$AMBER_DR_S3_PYTHON"
 BUCKET="bench-minio-$OBJECTS"
 
@@ -86,6 +93,15 @@ elif cmd == "drop":
 PY
 }
 
+# timed WHAT CMD...: time_cmd into $WORK/t, and log the wall time and peak RSS at once (so
+# that an interrupted run still shows its figures).
+timed() {
+  local what="$1"
+  shift
+  time_cmd "$WORK/t" "$@"
+  log "$what: $(cut -d' ' -f1 "$WORK/t") s, peak RSS $(cut -d' ' -f2 "$WORK/t") KiB"
+}
+
 read -r have _ < <(s3py count "$BUCKET")
 if [[ "$have" != "$OBJECTS" ]]; then
   log "filling s3://$BUCKET with $OBJECTS objects (first time only)"
@@ -117,28 +133,28 @@ peer_b=(); ours_b=(); ours_rss=(); ours_i=(); ours_irss=(); peer_r=(); ours_r=()
 for run in $(seq 1 "$RUNS"); do
   log "run $run/$RUNS: rclone copy s3:$BUCKET DIR"
   rm -rf "$WORK/rclone"
-  time_cmd "$WORK/t" env -u AWS_CA_BUNDLE rclone copy --transfers 8 --checkers 16 "s3:$BUCKET" "$WORK/rclone"
+  timed "rclone backup" env -u AWS_CA_BUNDLE rclone copy --transfers 8 --checkers 16 "s3:$BUCKET" "$WORK/rclone"
   peer_b+=("$(cut -d' ' -f1 "$WORK/t")")
 
   log "run $run/$RUNS: amber-dr backup --only minio"
   rm -rf "$WORK/repo"
-  time_cmd "$WORK/t" "$BIN" -q --config "$CFG" backup --only minio >/dev/null
+  timed "amber-dr backup" "$BIN" -q --config "$CFG" backup --only minio >/dev/null
   ours_b+=("$(cut -d' ' -f1 "$WORK/t")"); ours_rss+=("$(cut -d' ' -f2 "$WORK/t")")
 
   log "run $run/$RUNS: change 1% of the objects, amber-dr backup again"
   s3py change "$BUCKET" >/dev/null
-  time_cmd "$WORK/t" "$BIN" -q --config "$CFG" backup --only minio >/dev/null
+  timed "amber-dr second backup" "$BIN" -q --config "$CFG" backup --only minio >/dev/null
   ours_i+=("$(cut -d' ' -f1 "$WORK/t")"); ours_irss+=("$(cut -d' ' -f2 "$WORK/t")")
 
   log "run $run/$RUNS: rclone copy DIR s3:NEW-BUCKET"
   s3py drop "$BUCKET-peer"
-  time_cmd "$WORK/t" env -u AWS_CA_BUNDLE rclone copy --transfers 8 --checkers 16 "$WORK/rclone" "s3:$BUCKET-peer"
+  timed "rclone restore" env -u AWS_CA_BUNDLE rclone copy --transfers 8 --checkers 16 "$WORK/rclone" "s3:$BUCKET-peer"
   peer_r+=("$(cut -d' ' -f1 "$WORK/t")")
   s3py drop "$BUCKET-peer"
 
   log "run $run/$RUNS: amber-dr restore (into a new bucket)"
   s3py drop "$BUCKET-ours"
-  time_cmd "$WORK/t" "$BIN" -q --config "$CFG" restore latest --yes --no-safety-backup --target "minio=$BUCKET-ours" >/dev/null
+  timed "amber-dr restore" "$BIN" -q --config "$CFG" restore latest --yes --no-safety-backup --target "minio=$BUCKET-ours" >/dev/null
   ours_r+=("$(cut -d' ' -f1 "$WORK/t")"); ours_rrss+=("$(cut -d' ' -f2 "$WORK/t")")
   read -r got _ < <(s3py count "$BUCKET-ours")
   [[ "$got" == "$OBJECTS" ]] || die "restored bucket has $got objects, expected $OBJECTS"

@@ -8,12 +8,19 @@
 //! hashes it references, one per line, in an artifact whose name ends with
 //! [`BLOB_REFS_SUFFIX`]. `prune` (under the repository lock) reads those of every remaining
 //! backup and deletes the blobs no one references (mark and sweep).
+//!
+//! Two ways in and out, one format: [`Repository::write_blob`] / [`Repository::open_blob`]
+//! stream a body of any size; [`Repository::put_blob`] / [`Repository::read_blob`] take and
+//! return a small body (up to [`SMALL_BLOB`]) whole, with one write or read of the repository
+//! and no staging object. Either way a blob is one or more zstd frames with content checksums,
+//! and either reader reads what either writer wrote.
 
 use std::collections::HashSet;
 use std::io;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
+use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
@@ -29,6 +36,10 @@ use crate::{Error, Result};
 
 /// Artifacts whose name ends with this list the blobs a backup references (one hex SHA-256 a line).
 pub const BLOB_REFS_SUFFIX: &str = ".blobrefs";
+
+/// Bodies up to this size are best stored with [`Repository::put_blob`] and read back with
+/// [`Repository::read_blob`] (held whole in memory); larger ones are streamed.
+pub const SMALL_BLOB: u64 = 1024 * 1024;
 
 const BLOBS: &str = "blobs";
 const TMP: &str = "blobs/tmp";
@@ -53,6 +64,11 @@ pub fn blob_path(sha256: &str) -> String {
 
 fn is_hash(s: &str) -> bool {
     s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// The hex SHA-256 of `content`: the name its blob has.
+pub fn content_hash(content: &[u8]) -> String {
+    hex::encode(Sha256::digest(content))
 }
 
 /// Writes one blob: compresses and hashes the content, then files it under its hash (or drops
@@ -136,6 +152,15 @@ fn repo_err(
     }
 }
 
+/// One zstd frame of `content`, with its size and a content checksum, like the frames the
+/// streaming writer produces (zstd itself stores blocks that do not compress as raw blocks).
+fn compress_whole(content: &[u8], level: i32) -> io::Result<Vec<u8>> {
+    let mut c = zstd::bulk::Compressor::new(level)?;
+    c.include_checksum(true)?;
+    c.include_contentsize(true)?;
+    c.compress(content)
+}
+
 impl Repository {
     /// True if the blob of content hash `sha256` is stored.
     pub async fn has_blob(&self, sha256: &str) -> Result<bool> {
@@ -145,6 +170,111 @@ impl Repository {
             Err(object_store::Error::NotFound { .. }) => Ok(false),
             Err(source) => Err(repo_err(self, "inspect", &p, source)),
         }
+    }
+
+    /// Store `content`, held whole in memory, as a blob (for bodies up to [`SMALL_BLOB`]).
+    /// It is hashed first; if that blob is stored already nothing is compressed or written
+    /// (`deduplicated`). Otherwise it is compressed into one zstd frame (content size and
+    /// checksum included, the repository's level; a body that does not compress is kept in
+    /// raw zstd blocks) and put under its final name in one write, which is atomic both on a
+    /// local directory and on S3: no staging object, no rename.
+    pub async fn put_blob(&self, content: Bytes, progress: Progress) -> Result<BlobRecord> {
+        let sha256 = content_hash(&content);
+        self.put_blob_hashed(sha256, content, progress).await
+    }
+
+    /// [`Repository::put_blob`] for a caller that has hashed `content` already (to decide
+    /// something by its hash first). `sha256` must be [`content_hash`] of `content`.
+    pub async fn put_blob_hashed(
+        &self,
+        sha256: String,
+        content: Bytes,
+        progress: Progress,
+    ) -> Result<BlobRecord> {
+        let size = content.len() as u64;
+        let path = Path::from(blob_path(&sha256));
+        if let Some(limit) = self.fail_writes_after {
+            if size > limit {
+                return Err(Error::from_io(
+                    "write",
+                    path.as_ref(),
+                    io::Error::other(format!(
+                        "injected write failure after {limit} bytes of {path} (testkit)"
+                    )),
+                ));
+            }
+        }
+        progress.add_bytes(size);
+        if self.has_blob(&sha256).await? {
+            return Ok(BlobRecord {
+                sha256,
+                size,
+                deduplicated: true,
+            });
+        }
+        let compressed = compress_whole(&content, self.compression().level)
+            .map_err(|e| Error::from_io("compress", path.as_ref(), e))?;
+        self.store()
+            .put(&path, compressed.into())
+            .await
+            .map_err(|source| repo_err(self, "write blob", &path, source))?;
+        Ok(BlobRecord {
+            sha256,
+            size,
+            deduplicated: false,
+        })
+    }
+
+    /// Read a blob whole into memory (for blobs up to [`SMALL_BLOB`]; see
+    /// [`Repository::open_blob`] for larger ones). Its length, zstd checksums and content
+    /// SHA-256 are checked; damage is an [`Error::Corrupt`] naming the blob, a missing blob an
+    /// [`Error::MissingArtifact`].
+    pub async fn read_blob(&self, blob: &BlobRecord, progress: Progress) -> Result<Bytes> {
+        if !is_hash(&blob.sha256) {
+            return Err(Error::Other(format!(
+                "`{}` is not a blob hash",
+                blob.sha256
+            )));
+        }
+        let path = blob_path(&blob.sha256);
+        let p = Path::from(path.as_str());
+        let stored = match self.store().get(&p).await {
+            Ok(got) => got.bytes().await,
+            Err(e) => Err(e),
+        };
+        let stored = match stored {
+            Ok(b) => b,
+            Err(object_store::Error::NotFound { .. }) => {
+                return Err(Error::MissingArtifact { artifact: path })
+            }
+            Err(source) => return Err(repo_err(self, "read", &p, source)),
+        };
+        let damaged = |message: String| Error::Corrupt {
+            artifact: path.clone(),
+            message,
+        };
+        let size = usize::try_from(blob.size)
+            .map_err(|_| Error::Other(format!("blob {path} is too large to read whole")))?;
+        // One byte more than expected: a longer content is found, not cut off.
+        let content = zstd::bulk::Decompressor::new()
+            .and_then(|mut d| d.decompress(&stored, size + 1))
+            .map_err(|e| damaged(format!("cannot be decompressed: {e}")))?;
+        if content.len() != size {
+            return Err(damaged(format!(
+                "decompressed length is {} bytes, the manifest says {}",
+                content.len(),
+                blob.size
+            )));
+        }
+        let got = content_hash(&content);
+        if got != blob.sha256 {
+            return Err(damaged(format!(
+                "content hashes to {got}, its name says {}",
+                blob.sha256
+            )));
+        }
+        progress.add_bytes(blob.size);
+        Ok(Bytes::from(content))
     }
 
     /// Start writing a blob.
@@ -312,5 +442,99 @@ mod tests {
         assert_eq!(repo.sweep_blobs(&keep, false).await.expect("sweep"), 1);
         assert!(!repo.has_blob(&b.sha256).await.expect("has"));
         assert!(repo.has_blob(&a.sha256).await.expect("has"));
+    }
+
+    /// Whole-body blobs: the same names and format as streamed ones (each reader reads what
+    /// either writer wrote), deduplicated, and damage is named.
+    #[tokio::test]
+    async fn whole_blobs_match_streamed_ones() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let repo =
+            Repository::open(&RepositoryConfig::new(dir.path().to_string_lossy())).expect("open");
+        let text: Vec<u8> = b"amber document line\n".repeat(10_000);
+        let whole = repo
+            .put_blob(Bytes::from(text.clone()), Progress::none())
+            .await
+            .expect("put");
+        assert!(!whole.deduplicated && whole.size == text.len() as u64);
+        assert_eq!(whole.sha256, content_hash(&text));
+        let stored = std::fs::metadata(dir.path().join(blob_path(&whole.sha256)))
+            .expect("blob file")
+            .len();
+        assert!(stored < text.len() as u64 / 10, "not compressed: {stored}");
+        // The streamed writer finds it (dedup), the streamed reader reads it.
+        assert!(put(&repo, &text).await.deduplicated);
+        let mut out = Vec::new();
+        repo.open_blob(&whole, Progress::none())
+            .await
+            .expect("open")
+            .read_to_end(&mut out)
+            .await
+            .expect("read");
+        assert_eq!(out, text);
+        // Stored twice whole: one blob.
+        let again = repo
+            .put_blob(Bytes::from(text.clone()), Progress::none())
+            .await
+            .expect("put");
+        assert!(again.deduplicated && again.sha256 == whole.sha256);
+
+        // A streamed blob (incompressible, zero-length) reads back whole.
+        let noise: Vec<u8> = (0..300_000u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        for body in [noise.as_slice(), b"".as_slice()] {
+            let rec = put(&repo, body).await;
+            let got = repo.read_blob(&rec, Progress::none()).await.expect("read");
+            assert_eq!(got.as_ref(), body);
+            let again = repo
+                .put_blob(Bytes::copy_from_slice(body), Progress::none())
+                .await
+                .expect("put");
+            assert!(again.deduplicated);
+        }
+
+        // Damage: another blob's content under this name, a wrong length, a missing blob.
+        let other = put(&repo, b"other content").await;
+        std::fs::copy(
+            dir.path().join(blob_path(&other.sha256)),
+            dir.path().join(blob_path(&whole.sha256)),
+        )
+        .expect("swap");
+        let err = repo
+            .read_blob(
+                &BlobRecord {
+                    size: 13,
+                    ..whole.clone()
+                },
+                Progress::none(),
+            )
+            .await
+            .expect_err("forged");
+        assert!(
+            err.is_damage() && err.to_string().contains(&whole.sha256),
+            "{err}"
+        );
+        let err = repo
+            .read_blob(
+                &BlobRecord {
+                    size: 5,
+                    ..other.clone()
+                },
+                Progress::none(),
+            )
+            .await
+            .expect_err("longer than recorded");
+        assert!(err.is_damage(), "{err}");
+        let missing = BlobRecord {
+            sha256: "ab".repeat(32),
+            size: 1,
+            deduplicated: false,
+        };
+        let err = repo
+            .read_blob(&missing, Progress::none())
+            .await
+            .expect_err("missing");
+        assert!(matches!(err, Error::MissingArtifact { .. }), "{err}");
     }
 }

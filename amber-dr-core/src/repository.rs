@@ -116,7 +116,7 @@ pub struct Repository {
     /// The directory of a local repository (to clear staging files of killed runs).
     local_root: Option<std::path::PathBuf>,
     /// Fault injection for the conformance suite: artifact writes fail past this many bytes.
-    fail_writes_after: Option<u64>,
+    pub(crate) fail_writes_after: Option<u64>,
 }
 
 impl std::fmt::Debug for Repository {

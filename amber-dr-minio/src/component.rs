@@ -1,8 +1,9 @@
 //! The `minio` component: snapshot, verify, restore and probe of an S3 endpoint.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
+use amber_dr_core::blobs::{content_hash, SMALL_BLOB};
 use amber_dr_core::{
     async_trait, ArtifactReader, ArtifactWriter, BlobRecord, Capabilities, Component,
     ComponentRecord, CompressionOptions, Error, Probe, Progress, Repository, RestoreContext,
@@ -10,7 +11,7 @@ use amber_dr_core::{
     VerifyLevel, VerifyReport,
 };
 use bytes::Bytes;
-use futures::stream::{FuturesOrdered, FuturesUnordered};
+use futures::stream::FuturesUnordered;
 use futures::{Stream, StreamExt, TryStreamExt};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::task::JoinHandle;
@@ -21,8 +22,6 @@ use crate::index::{BucketStat, Details, Entry, Headers, INDEX, REFS};
 use crate::s3::{ObjectHeaders, ObjectSummary, S3Client, S3Error};
 use crate::KIND;
 
-/// Objects up to this size are restored from memory (read and checked whole first).
-const SMALL_OBJECT: u64 = 1024 * 1024;
 /// At most this many failed objects are named in an error message.
 const NAMED_FAILURES: usize = 10;
 
@@ -34,12 +33,16 @@ pub struct Minio {
     client: S3Client,
 }
 
-/// What happened to one object during a snapshot.
+/// The previous backup's index: bucket → key → record.
+type PrevIndex = HashMap<String, HashMap<String, Entry>>;
+
+/// Hashes of the bodies this backup has stored (or found stored) so far.
+type Stored = Arc<Mutex<HashSet<String>>>;
+
+/// What happened to one object read during a snapshot.
 enum Snap {
     /// The body was read and stored (`new`: it was not in the repository yet).
     Read { entry: Entry, new: bool },
-    /// Unchanged since the previous backup: its record and blob are reused, nothing read.
-    Reused(Entry),
     /// Listed but deleted before it could be read.
     Vanished(String),
 }
@@ -128,8 +131,8 @@ impl Minio {
         &self,
         repo: &Repository,
         current: &str,
-    ) -> (HashMap<(String, String), Entry>, Option<String>) {
-        let mut map = HashMap::new();
+    ) -> (PrevIndex, Option<String>) {
+        let mut map = PrevIndex::new();
         let entries = match repo.list().await {
             Ok(e) => e,
             Err(e) => {
@@ -158,7 +161,9 @@ impl Minio {
         let res: Result<()> = async {
             let mut lines = open_lines(repo, &art).await?;
             while let Some(entry) = next_entry(&mut lines, &art.path).await? {
-                map.insert((entry.bucket.clone(), entry.key.clone()), entry);
+                map.entry(entry.bucket.clone())
+                    .or_default()
+                    .insert(entry.key.clone(), entry);
             }
             Ok(())
         }
@@ -166,7 +171,7 @@ impl Minio {
         match res {
             Ok(()) => (map, None),
             Err(e) => (
-                HashMap::new(),
+                PrevIndex::new(),
                 Some(format!(
                     "the index of backup {id} could not be read ({e}): every body is read again"
                 )),
@@ -183,14 +188,13 @@ impl Minio {
     ) -> Result<()> {
         let progress = cx.progress().clone();
         let (buckets, absent) = self.select_buckets(cx.purpose()).await?;
-        let (prev, warn) = self.previous_index(cx.repository(), cx.backup_id()).await;
+        let (mut prev, warn) = self.previous_index(cx.repository(), cx.backup_id()).await;
         let mut warnings: Vec<String> = warn.into_iter().collect();
         warnings.extend(
             absent
                 .iter()
                 .map(|b| format!("bucket `{b}` does not exist: recorded as absent")),
         );
-        let prev = Arc::new(prev);
         // Objects are compressed in parallel with each other: one zstd thread per blob, not a
         // pool of workers per (often small) blob.
         let mut blob_repo = cx.repository().clone();
@@ -198,6 +202,8 @@ impl Minio {
             workers: 0,
             ..blob_repo.compression()
         });
+        // Bodies stored by this backup: a body met again is not written (or looked up) twice.
+        let stored: Stored = Arc::default();
         progress.set_phase("copying objects");
         let (mut objects, mut bytes, mut read, mut read_bytes, mut new_blobs, mut reused) =
             (0u64, 0u64, 0u64, 0u64, 0u64, 0u64);
@@ -211,25 +217,35 @@ impl Minio {
                 name: bucket.clone(),
                 ..Default::default()
             };
+            let mut prev_bucket = prev.remove(&bucket).unwrap_or_default();
+            // The listing fetches its next page while objects are read; unchanged objects
+            // are decided right here from the previous index (no request, no task), so that
+            // only bodies to read take one of the `concurrency` slots, and those finish in
+            // any order (the index lists objects in the order they were done).
             let mut listing = self.client.list_all(&bucket, None).boxed();
-            let mut running: FuturesOrdered<JoinHandle<Result<Snap>>> = FuturesOrdered::new();
+            let mut running: FuturesUnordered<JoinHandle<Result<Snap>>> = FuturesUnordered::new();
             let mut listing_done = false;
             loop {
                 while !listing_done && running.len() < self.config.concurrency() {
-                    match listing.next().await {
-                        Some(obj) => {
-                            let obj = obj.map_err(self.s3_err("list objects"))?;
-                            running.push_back(tokio::spawn(snapshot_object(
-                                self.clone(),
-                                blob_repo.clone(),
-                                progress.clone(),
-                                prev.clone(),
-                                bucket.clone(),
-                                obj,
-                            )));
-                        }
-                        None => listing_done = true,
+                    let Some(obj) = listing.next().await else {
+                        listing_done = true;
+                        break;
+                    };
+                    let obj = obj.map_err(self.s3_err("list objects"))?;
+                    if let Some(entry) = unchanged(&mut prev_bucket, &obj) {
+                        reused += 1;
+                        self.record_entry(index, refs, &entry, &mut stat, &progress)
+                            .await?;
+                        continue;
                     }
+                    running.push(tokio::spawn(snapshot_object(
+                        self.clone(),
+                        blob_repo.clone(),
+                        progress.clone(),
+                        stored.clone(),
+                        bucket.clone(),
+                        obj,
+                    )));
                 }
                 let Some(done) = running.next().await else {
                     break;
@@ -243,10 +259,6 @@ impl Minio {
                         new_blobs += u64::from(new);
                         entry
                     }
-                    Snap::Reused(entry) => {
-                        reused += 1;
-                        entry
-                    }
                     Snap::Vanished(key) => {
                         warnings.push(format!(
                             "s3://{bucket}/{key} was deleted while the backup ran: not saved"
@@ -254,14 +266,8 @@ impl Minio {
                         continue;
                     }
                 };
-                let mut line = serde_json::to_vec(&entry)
-                    .map_err(|e| self.err("snapshot", format!("cannot encode the index: {e}")))?;
-                line.push(b'\n');
-                write_all(index, &line).await?;
-                write_all(refs, format!("{}\n", entry.sha256).as_bytes()).await?;
-                stat.objects += 1;
-                stat.bytes += entry.size;
-                progress.add_items(1);
+                self.record_entry(index, refs, &entry, &mut stat, &progress)
+                    .await?;
             }
             objects += stat.objects;
             bytes += stat.bytes;
@@ -276,6 +282,29 @@ impl Minio {
         record.set_stat("blobs_new", new_blobs);
         record.set_details(&details)?;
         record.warnings.extend(warnings);
+        Ok(())
+    }
+
+    /// Write one object's record to the index and its blob to the references.
+    async fn record_entry(
+        &self,
+        index: &mut ArtifactWriter,
+        refs: &mut ArtifactWriter,
+        entry: &Entry,
+        stat: &mut BucketStat,
+        progress: &Progress,
+    ) -> Result<()> {
+        let mut line = serde_json::to_vec(entry)
+            .map_err(|e| self.err("snapshot", format!("cannot encode the index: {e}")))?;
+        line.push(b'\n');
+        write_all(index, &line).await?;
+        let mut r = Vec::with_capacity(65);
+        r.extend_from_slice(entry.sha256.as_bytes());
+        r.push(b'\n');
+        write_all(refs, &r).await?;
+        stat.objects += 1;
+        stat.bytes += entry.size;
+        progress.add_items(1);
         Ok(())
     }
 
@@ -426,28 +455,31 @@ async fn next_entry(lines: &mut EntryLines, path: &str) -> Result<Option<Entry>>
     }
 }
 
-/// Back up one object: reuse the previous record if size, ETag and last-modified are
-/// unchanged; otherwise stream the body into a blob. The reused blob is not looked up: the
-/// previous backup references it, and `prune` (under the same repository lock as backups)
-/// never deletes a blob a remaining backup references; damage is `verify`'s to find.
+/// The previous record of `obj`, taken out of the previous index, if size, ETag and
+/// last-modified are unchanged (listings without ETags, as from s3s-fs, fall back to size and
+/// last-modified). Its blob is not looked up: the previous backup references it, and `prune`
+/// (under the same repository lock as backups) never deletes a blob a remaining backup
+/// references; damage is `verify`'s to find.
+fn unchanged(prev: &mut HashMap<String, Entry>, obj: &ObjectSummary) -> Option<Entry> {
+    let p = prev.remove(obj.key.as_str())?;
+    (p.size == obj.size
+        && (obj.etag.is_none() || p.etag == obj.etag)
+        && p.last_modified.is_some()
+        && p.last_modified == obj.last_modified)
+        .then_some(p)
+}
+
+/// Back up one object whose body has to be read: stream it from a GET into a blob. Bodies up
+/// to [`SMALL_BLOB`] are read whole and stored in one write ([`Repository::put_blob`]);
+/// larger ones are streamed through a [`amber_dr_core::BlobWriter`].
 async fn snapshot_object(
     m: Minio,
     repo: Repository,
     progress: Progress,
-    prev: Arc<HashMap<(String, String), Entry>>,
+    stored: Stored,
     bucket: String,
     obj: ObjectSummary,
 ) -> Result<Snap> {
-    if let Some(p) = prev.get(&(bucket.clone(), obj.key.clone())) {
-        // Listings without ETags (s3s-fs) fall back to size and last-modified.
-        if p.size == obj.size
-            && (obj.etag.is_none() || p.etag == obj.etag)
-            && p.last_modified.is_some()
-            && p.last_modified == obj.last_modified
-        {
-            return Ok(Snap::Reused(p.clone()));
-        }
-    }
     let (info, mut body) = match m.client.get_object(&bucket, &obj.key).await {
         Ok(x) => x,
         Err(e) if e.is_not_found() && e.code() == Some("NoSuchKey") => {
@@ -455,24 +487,58 @@ async fn snapshot_object(
         }
         Err(e) => return Err(m.s3_err("snapshot")(e)),
     };
-    let mut w = repo.write_blob(progress).await?;
     let what = format!("s3://{bucket}/{}", obj.key);
-    tokio::io::copy_buf(&mut body, &mut w)
-        .await
-        .map_err(|e| Error::from_io("read object", what.clone(), e))?;
-    w.shutdown()
-        .await
-        .map_err(|e| Error::from_io("store object", what.clone(), e))?;
-    let blob = w.finish().await?;
-    if blob.size != info.size {
-        return Err(m.err(
+    let short = |got: u64| {
+        m.err(
             "snapshot",
             format!(
-                "{what}: read {} bytes but the server announced {}",
-                blob.size, info.size
+                "{what}: read {got} bytes but the server announced {}",
+                info.size
             ),
-        ));
-    }
+        )
+    };
+    let blob = if info.size <= SMALL_BLOB {
+        let mut content = Vec::with_capacity(info.size as usize);
+        (&mut body)
+            .take(info.size + 1)
+            .read_to_end(&mut content)
+            .await
+            .map_err(|e| Error::from_io("read object", what.clone(), e))?;
+        if content.len() as u64 != info.size {
+            return Err(short(content.len() as u64));
+        }
+        let sha256 = content_hash(&content);
+        let first = lock(&stored).insert(sha256.clone());
+        if first {
+            repo.put_blob_hashed(sha256, Bytes::from(content), progress)
+                .await?
+        } else {
+            progress.add_bytes(info.size);
+            BlobRecord {
+                sha256,
+                size: info.size,
+                deduplicated: true,
+            }
+        }
+    } else {
+        let mut w = repo.write_blob(progress).await?;
+        tokio::io::copy_buf(&mut body, &mut w)
+            .await
+            .map_err(|e| Error::from_io("read object", what.clone(), e))?;
+        w.shutdown()
+            .await
+            .map_err(|e| Error::from_io("store object", what.clone(), e))?;
+        let mut blob = w.finish().await?;
+        if blob.size != info.size {
+            return Err(short(blob.size));
+        }
+        // Streamed bodies are hashed only at their end: one stored at the same time by
+        // another object of this backup counts once.
+        if !lock(&stored).insert(blob.sha256.clone()) {
+            blob.deduplicated = true;
+        }
+        blob
+    };
     // A body that changed after the listing: record what was read, and make the next backup
     // read it again (its listing will not match this record's last-modified).
     let unchanged = match &obj.etag {
@@ -492,6 +558,11 @@ async fn snapshot_object(
             sha256: blob.sha256,
         },
     })
+}
+
+/// The set of stored bodies; a panic elsewhere cannot leave it inconsistent (inserts only).
+fn lock(stored: &Stored) -> std::sync::MutexGuard<'_, HashSet<String>> {
+    stored.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// True if a listing's last-modified (ISO 8601) and a GET's (HTTP date) are the same second.
@@ -556,23 +627,32 @@ async fn restore_object(
         size: entry.size,
         deduplicated: false,
     };
+    let headers = ObjectHeaders::from(&entry.headers);
+    if entry.size <= SMALL_BLOB {
+        // Read and checked whole before anything is sent.
+        let content = repo
+            .read_blob(&blob, progress)
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        let len = content.len() as u64;
+        return m
+            .client
+            .put_object(
+                &dst,
+                &entry.key,
+                &headers,
+                std::io::Cursor::new(content),
+                len,
+            )
+            .await
+            .map(|_| ())
+            .map_err(|e| fail(e.to_string()));
+    }
     let reader = repo
         .open_blob(&blob, progress)
         .await
         .map_err(|e| fail(e.to_string()))?;
-    let headers = ObjectHeaders::from(&entry.headers);
-    let res = if entry.size <= SMALL_OBJECT {
-        let mut buf = Vec::with_capacity(entry.size as usize);
-        let mut reader = reader;
-        reader
-            .read_to_end(&mut buf)
-            .await
-            .map_err(|e| fail(Error::from_io("read", "blob", e).to_string()))?;
-        let len = buf.len() as u64;
-        m.client
-            .put_object(&dst, &entry.key, &headers, std::io::Cursor::new(buf), len)
-            .await
-    } else if entry.size > m.config.multipart_threshold() {
+    let res = if entry.size > m.config.multipart_threshold() {
         m.client
             .put_object_multipart(
                 &dst,
@@ -1013,6 +1093,9 @@ async fn check_blob(
                 size: entry.size,
                 deduplicated: false,
             };
+            if entry.size <= SMALL_BLOB {
+                return repo.read_blob(&blob, progress).await.map(|_| ());
+            }
             let mut r = repo.open_blob(&blob, progress).await?;
             tokio::io::copy(&mut r, &mut tokio::io::sink())
                 .await

@@ -42,6 +42,20 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// A response (headers or the next piece of a body) that takes longer than this fails.
 const READ_TIMEOUT: Duration = Duration::from_secs(300);
 const CHUNK: usize = 64 * 1024;
+/// Keys asked for per listing page by [`S3Client::list_all`]. S3 and MinIO cap a page at
+/// 1,000 and say so by truncating; servers that honour more (s3s-fs, which rescans the whole
+/// bucket for every page) need fewer round trips. A page of this many keys is a few MiB of XML
+/// (about 13 MiB with keys of the maximum length, 1,024 bytes).
+pub const LIST_PAGE_KEYS: u32 = 10_000;
+
+/// Aborts a spawned task when dropped (the listing prefetch of an abandoned stream).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
 
 // ================================================================ config
 
@@ -786,35 +800,52 @@ impl S3Client {
         Ok(page)
     }
 
-    /// Every object of `bucket` (whose key starts with `prefix`, if given), page by page:
-    /// one page is held in memory at a time and the next is fetched only when needed.
+    /// Every object of `bucket` (whose key starts with `prefix`, if given), page by page.
+    /// Pages of up to [`LIST_PAGE_KEYS`] keys are asked for (S3 and MinIO send at most 1,000;
+    /// servers that send more save round trips), and the next page is fetched by a task of
+    /// its own while the current one is consumed, so that a caller working through the
+    /// objects never waits for a listing round trip between pages. At most two pages are in
+    /// memory: the one consumed and the next (ready or being fetched). Dropping the stream
+    /// stops the fetching.
     pub fn list_all(
         &self,
         bucket: &str,
         prefix: Option<&str>,
     ) -> impl Stream<Item = Result<ObjectSummary, S3Error>> + Send + 'static {
-        struct State {
-            client: S3Client,
-            bucket: String,
-            prefix: Option<String>,
-            next: Option<Option<String>>, // None: done; Some(None): first page
-        }
-        let state = State {
-            client: self.clone(),
-            bucket: bucket.to_string(),
-            prefix: prefix.map(str::to_string),
-            next: Some(None),
-        };
-        stream::try_unfold(state, |mut st| async move {
-            let Some(token) = st.next.take() else {
-                return Ok(None);
-            };
-            let page = st
-                .client
-                .list_objects_page(&st.bucket, st.prefix.as_deref(), token.as_deref(), None)
-                .await?;
-            st.next = page.continuation.map(Some);
-            Ok(Some((page.objects, st)))
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<ObjectSummary>, S3Error>>(1);
+        let client = self.clone();
+        let bucket = bucket.to_string();
+        let prefix = prefix.map(str::to_string);
+        let fetcher = tokio::spawn(async move {
+            let mut token: Option<String> = None;
+            loop {
+                // Fetch a page only once the previous one has been taken: at most one page
+                // waits while the caller works through another.
+                let Ok(permit) = tx.reserve().await else {
+                    return;
+                };
+                let page = client
+                    .list_objects_page(
+                        &bucket,
+                        prefix.as_deref(),
+                        token.as_deref(),
+                        Some(LIST_PAGE_KEYS),
+                    )
+                    .await;
+                let (objects, next) = match page {
+                    Ok(p) => (Ok(p.objects), p.continuation),
+                    Err(e) => (Err(e), None),
+                };
+                permit.send(objects);
+                if next.is_none() {
+                    return;
+                }
+                token = next;
+            }
+        });
+        let guard = AbortOnDrop(fetcher);
+        stream::unfold((rx, guard), |(mut rx, guard)| async move {
+            rx.recv().await.map(|page| (page, (rx, guard)))
         })
         .map_ok(|objects| stream::iter(objects.into_iter().map(Ok)))
         .try_flatten()
