@@ -42,7 +42,7 @@ type Stored = Arc<Mutex<HashSet<String>>>;
 /// What happened to one object read during a snapshot.
 enum Snap {
     /// The body was read and stored (`new`: it was not in the repository yet).
-    Read { entry: Entry, new: bool },
+    Read { entry: Box<Entry>, new: bool },
     /// Listed but deleted before it could be read.
     Vanished(String),
 }
@@ -257,7 +257,7 @@ impl Minio {
                         read += 1;
                         read_bytes += entry.size;
                         new_blobs += u64::from(new);
-                        entry
+                        *entry
                     }
                     Snap::Vanished(key) => {
                         warnings.push(format!(
@@ -548,7 +548,7 @@ async fn snapshot_object(
     let last_modified = if unchanged { obj.last_modified } else { None };
     Ok(Snap::Read {
         new: !blob.deduplicated,
-        entry: Entry {
+        entry: Box::new(Entry {
             bucket,
             key: obj.key,
             size: blob.size,
@@ -556,7 +556,7 @@ async fn snapshot_object(
             last_modified,
             headers: Headers::from(info.headers),
             sha256: blob.sha256,
-        },
+        }),
     })
 }
 
