@@ -8,8 +8,10 @@ directory = the package's directory, CARGO_MANIFEST_DIR/CARGO_PKG_NAME set), pri
 binary and the whole output of a failed one, and exits 1 if any binary failed.
 
 Lanes (a binary not named here goes to `rest`):
-  neo4j   every binary of amber-dr-neo4j and amber-dr-e2e, and the CLI's `cli` test: they share
-          the stack's two Neo4j databases, which a test empties;
+  stores  every binary of amber-dr-neo4j, amber-dr-postgres and amber-dr-e2e, and the CLI's
+          `cli` and `stack_e2e` tests: they share the stack's two Neo4j databases, which a test
+          empties, and the Postgres cluster, whose roles (cluster-wide) a test creates and
+          drops while another compares them;
   milvus  amber-dr-milvus and amber-dr-etcd (Milvus keeps its metadata in that etcd);
   minio   amber-dr-minio (long, CPU-bound S3 tests);
   rest    everything else, then the doc tests.
@@ -21,12 +23,14 @@ import sys
 import threading
 import time
 
-LANES = ["milvus", "neo4j", "minio", "rest"]
+LANES = ["milvus", "stores", "minio", "rest"]
 
 
 def lane_of(pkg, name):
-    if pkg in ("amber-dr-neo4j", "amber-dr-e2e") or (pkg == "amber-dr-cli" and name == "cli"):
-        return "neo4j"
+    if pkg in ("amber-dr-neo4j", "amber-dr-postgres", "amber-dr-e2e") or (
+        pkg == "amber-dr-cli" and name in ("cli", "stack_e2e")
+    ):
+        return "stores"
     if pkg in ("amber-dr-milvus", "amber-dr-etcd"):
         return "milvus"
     if pkg == "amber-dr-minio":
