@@ -230,14 +230,7 @@ impl Repository {
     /// SHA-256 are checked; damage is an [`Error::Corrupt`] naming the blob, a missing blob an
     /// [`Error::MissingArtifact`].
     pub async fn read_blob(&self, blob: &BlobRecord, progress: Progress) -> Result<Bytes> {
-        if !is_hash(&blob.sha256) {
-            return Err(Error::Other(format!(
-                "`{}` is not a blob hash",
-                blob.sha256
-            )));
-        }
-        let path = blob_path(&blob.sha256);
-        let p = Path::from(path.as_str());
+        let (path, p) = checked_blob_path(&blob.sha256)?;
         let stored = match self.store().get(&p).await {
             Ok(got) => got.bytes().await,
             Err(e) => Err(e),
@@ -294,14 +287,7 @@ impl Repository {
     /// Open a blob for reading; at the end of the stream its length and content hash are
     /// checked, and damage is an [`Error::Corrupt`] naming the blob.
     pub async fn open_blob(&self, blob: &BlobRecord, progress: Progress) -> Result<ArtifactReader> {
-        if !is_hash(&blob.sha256) {
-            return Err(Error::Other(format!(
-                "`{}` is not a blob hash",
-                blob.sha256
-            )));
-        }
-        let path = blob_path(&blob.sha256);
-        let p = Path::from(path.as_str());
+        let (path, p) = checked_blob_path(&blob.sha256)?;
         let stored = match self.store().head(&p).await {
             Ok(m) => m.size,
             Err(object_store::Error::NotFound { .. }) => {
@@ -378,6 +364,17 @@ impl Repository {
         }
         Ok(n)
     }
+}
+
+/// The repository path of the blob `sha256` (as text and as an object path), or an error when
+/// it is not a blob hash.
+fn checked_blob_path(sha256: &str) -> Result<(String, Path)> {
+    if !is_hash(sha256) {
+        return Err(Error::Other(format!("`{sha256}` is not a blob hash")));
+    }
+    let path = blob_path(sha256);
+    let p = Path::from(path.as_str());
+    Ok((path, p))
 }
 
 #[cfg(test)]
