@@ -116,10 +116,16 @@ impl Client {
         F: FnOnce(Svc) -> Fut,
         Fut: Future<Output = Result<tonic::Response<R>, tonic::Status>>,
     {
-        Ok(rpc(self.svc.clone())
-            .await
-            .map_err(self.grpc(what))?
-            .into_inner())
+        let started = std::time::Instant::now();
+        let r = rpc(self.svc.clone()).await;
+        tracing::trace!(
+            target: "amber_dr_milvus::rpc",
+            what,
+            ms = started.elapsed().as_secs_f64() * 1e3,
+            ok = r.is_ok(),
+            "call"
+        );
+        Ok(r.map_err(self.grpc(what))?.into_inner())
     }
 
     /// An error for `what`.

@@ -1,7 +1,7 @@
 //! The `milvus` component.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use amber_dr_core::{
     async_trait, Capabilities, Component, ComponentRecord, Error, Probe, Progress, RestoreContext,
@@ -91,6 +91,10 @@ struct CollectionRecord {
     page_rows: usize,
     partitions: Vec<PartitionRecord>,
     entities: u64,
+    /// Hybrid timestamp of the flush before the export (absent when the server gave none):
+    /// every write before it is in the export.
+    #[serde(default)]
+    flush_ts: Option<u64>,
 }
 
 /// Where a paged read of one stream (a partition, or the whole collection) is.
@@ -105,6 +109,8 @@ struct Pager {
     first: bool,
     done: bool,
     page_rows: usize,
+    /// What the queries read: see [`query_request`].
+    at: Option<u64>,
     digest: Digest2,
     pages: u64,
 }
@@ -154,6 +160,7 @@ impl Pager {
             first: true,
             done: false,
             page_rows,
+            at: None,
             digest: Digest2::default(),
             pages: 0,
         })
@@ -173,6 +180,7 @@ impl Pager {
             self.cursor.expr(&self.pk, self.first),
             self.outputs.clone(),
             Some(self.page_rows),
+            self.at,
         )
     }
 
@@ -215,7 +223,11 @@ fn partition_label(partition: Option<&str>) -> String {
         .unwrap_or_default()
 }
 
-/// A Strong-consistency query of `db.coll` (one partition, or all).
+/// A query of `db.coll` (one partition, or all) that sees every write up to `at` (a hybrid
+/// timestamp the server gave, e.g. an insert's: `Customized` consistency), or with `None` every
+/// write the server has acknowledged (`Strong`). A Strong query waits for the query node to
+/// catch up with the current time (up to one time tick, 200 ms by default) each time; a query
+/// at a past timestamp does not, once the node has passed it.
 fn query_request(
     db: &str,
     coll: &str,
@@ -223,13 +235,19 @@ fn query_request(
     expr: String,
     output_fields: Vec<String>,
     limit: Option<usize>,
+    at: Option<u64>,
 ) -> pb::QueryRequest {
+    let consistency = match at {
+        Some(_) => ConsistencyLevel::Customized,
+        None => ConsistencyLevel::Strong,
+    };
     coll_req!(QueryRequest, db, coll,
         expr: expr,
         output_fields: output_fields,
         partition_names: partition.map(|p| vec![p.to_string()]).unwrap_or_default(),
         query_params: limit.map(|l| vec![kv("limit", l.to_string())]).unwrap_or_default(),
-        consistency_level: ConsistencyLevel::Strong as i32,
+        guarantee_timestamp: at.unwrap_or(0),
+        consistency_level: consistency as i32,
         use_default_consistency: false,
     )
 }
@@ -422,6 +440,7 @@ impl Milvus {
         db: &str,
         coll: &str,
         partition: Option<&str>,
+        at: Option<u64>,
     ) -> Result<u64, MilvusError> {
         let what = format!("count(*) of `{db}.{coll}`");
         let req = query_request(
@@ -431,6 +450,7 @@ impl Milvus {
             String::new(),
             vec!["count(*)".into()],
             None,
+            at,
         );
         rpc!(c, &what, query, req)?
             .fields_data
@@ -543,14 +563,17 @@ impl Milvus {
         Ok(rpc!(c, &what, show_partitions, req)?.partition_names)
     }
 
-    async fn flush(&self, c: &Client, db: &str, coll: &str) -> Result<(), MilvusError> {
+    /// Flush `db.coll`; returns the flush's hybrid timestamp where the server gives one
+    /// (Milvus 2.3.5 does): every write before it is in the flushed segments.
+    async fn flush(&self, c: &Client, db: &str, coll: &str) -> Result<Option<u64>, MilvusError> {
         let what = format!("Flush of `{db}.{coll}`");
         let req = pb::FlushRequest {
             db_name: db.to_string(),
             collection_names: vec![coll.to_string()],
             ..Default::default()
         };
-        rpc!(c, &what, flush, req).map(drop)
+        let r = rpc!(c, &what, flush, req)?;
+        Ok(r.coll_flush_ts.get(coll).copied().filter(|ts| *ts > 0))
     }
 
     /// An error for a failed call about `db.coll`: when the collection no longer exists, says
@@ -632,6 +655,7 @@ impl Milvus {
         schema: &CollectionSchema,
         streams: &[Option<String>],
         page_rows: usize,
+        flush_ts: Option<u64>,
     ) -> Result<(
         Vec<amber_dr_core::ArtifactRecord>,
         Vec<PartitionRecord>,
@@ -650,6 +674,9 @@ impl Milvus {
             w.write_all(pages::HEADER).await.map_err(io)?;
             let mut pager = Pager::new(db, coll, part.as_deref(), schema, page_rows)
                 .map_err(|m| self.fail(op, m))?;
+            // Pages read everything up to the flush without waiting for the server's current
+            // time each; the Strong count below catches writes made meanwhile.
+            pager.at = flush_ts;
             self.read_pages(
                 c,
                 op,
@@ -660,7 +687,7 @@ impl Milvus {
             w.flush().await.map_err(io)?;
             artifacts.push(w.into_inner().finish().await?);
             // The count the server gives now must match what was read page by page.
-            let live = match self.count(c, db, coll, part.as_deref()).await {
+            let live = match self.count(c, db, coll, part.as_deref(), None).await {
                 Ok(n) => n,
                 Err(e) => return Err(self.gone_or(c, op, db, coll, e).await),
             };
@@ -714,7 +741,7 @@ impl Milvus {
         let indexes = self.indexes(c, db, coll).await.map_err(self.err(op))?;
         let loaded = self.load_state(c, db, coll).await.map_err(self.err(op))? == LoadState::Loaded;
         let partitions = self.partitions(c, db, coll).await.map_err(self.err(op))?;
-        self.flush(c, db, coll).await.map_err(self.err(op))?;
+        let flush_ts = self.flush(c, db, coll).await.map_err(self.err(op))?;
         // Queries need a loaded collection: load it for the export, release it afterwards.
         if !loaded {
             if indexes.is_empty() {
@@ -729,7 +756,9 @@ impl Milvus {
             partitions.iter().cloned().map(Some).collect()
         };
         let exported = self
-            .export_streams(cx, c, db, coll, index, &schema, &streams, page_rows)
+            .export_streams(
+                cx, c, db, coll, index, &schema, &streams, page_rows, flush_ts,
+            )
             .await;
         // Released again (it was loaded only to be read), whether the export worked or not.
         if !loaded {
@@ -764,6 +793,7 @@ impl Milvus {
                 page_rows,
                 partitions: records,
                 entities,
+                flush_ts,
             },
             artifacts,
         ))
@@ -889,7 +919,8 @@ impl Milvus {
     }
 
     /// Insert the pages of one stream's artifact into `db.name`, up to `insert_concurrency`
-    /// inserts in flight while the next pages are read. Returns the entities inserted.
+    /// inserts in flight while the next pages are read. Returns the entities inserted and the
+    /// latest timestamp the server gave an insert (0 if none did).
     #[allow(clippy::too_many_arguments)]
     async fn insert_stream(
         &self,
@@ -900,7 +931,7 @@ impl Milvus {
         p: &PartitionRecord,
         db: &str,
         name: &str,
-    ) -> Result<u64> {
+    ) -> Result<(u64, u64)> {
         let op = "restore";
         let mut pages = PageReader::open(cx, record.artifact(&p.artifact)?).await?;
         let partition_name = if rec.partition_key.is_some() {
@@ -912,13 +943,14 @@ impl Milvus {
             "an insert into `{db}.{name}`{}",
             partition_label((!partition_name.is_empty()).then_some(p.name.as_str()))
         );
-        let mut inflight: JoinSet<Result<u64, MilvusError>> = JoinSet::new();
-        let mut inserted = 0u64;
-        let joined = |j: Option<Result<Result<u64, MilvusError>, tokio::task::JoinError>>| match j {
-            None => Ok(0),
-            Some(Ok(Ok(n))) => {
+        type Inserted = Result<(u64, u64), MilvusError>;
+        let mut inflight: JoinSet<Inserted> = JoinSet::new();
+        let (mut inserted, mut ts) = (0u64, 0u64);
+        let joined = |j: Option<Result<Inserted, tokio::task::JoinError>>| match j {
+            None => Ok((0, 0)),
+            Some(Ok(Ok((n, ts)))) => {
                 cx.progress().add_items(n);
-                Ok(n)
+                Ok((n, ts))
             }
             Some(Ok(Err(e))) => Err(self.fail(op, e.to_string())),
             Some(Err(e)) => Err(self.fail(op, format!("{what}: {e}"))),
@@ -935,16 +967,19 @@ impl Milvus {
                 num_rows: n as u32,
             );
             if inflight.len() >= self.config.insert_concurrency {
-                inserted += joined(inflight.join_next().await)?;
+                let (n, t) = joined(inflight.join_next().await)?;
+                (inserted, ts) = (inserted + n, ts.max(t));
             }
             let (c, what) = (c.clone(), what.clone());
-            inflight.spawn(async move { rpc!(c, &what, insert, req).map(|_| n as u64) });
+            inflight
+                .spawn(async move { rpc!(c, &what, insert, req).map(|r| (n as u64, r.timestamp)) });
         }
         while !inflight.is_empty() {
-            inserted += joined(inflight.join_next().await)?;
+            let (n, t) = joined(inflight.join_next().await)?;
+            (inserted, ts) = (inserted + n, ts.max(t));
         }
         pages.finish().await?;
-        Ok(inserted)
+        Ok((inserted, ts))
     }
 
     /// Create the recorded indexes on `db.name`.
@@ -971,7 +1006,8 @@ impl Milvus {
     }
 
     /// Load `db.name` and compare its entity counts and fingerprints with the record
-    /// (re-reading it with the recorded page size); released again if it was not loaded.
+    /// (re-reading it with the recorded page size, at `at`: see [`query_request`]); released
+    /// again if it was not loaded.
     async fn compare(
         &self,
         c: &Client,
@@ -979,13 +1015,14 @@ impl Milvus {
         schema: &CollectionSchema,
         db: &str,
         name: &str,
+        at: Option<u64>,
     ) -> Result<()> {
         let op = "restore";
         let e = self.err(op);
         self.load(c, db, name).await.map_err(&e)?;
         for p in &rec.partitions {
             let part = (!p.name.is_empty()).then_some(p.name.as_str());
-            let live = self.count(c, db, name, part).await.map_err(&e)?;
+            let live = self.count(c, db, name, part, at).await.map_err(&e)?;
             if live != p.entities {
                 return Err(self.fail(
                     op,
@@ -998,6 +1035,7 @@ impl Milvus {
             }
             let mut pager =
                 Pager::new(db, name, part, schema, rec.page_rows).map_err(|m| self.fail(op, m))?;
+            pager.at = at;
             self.read_pages::<tokio::io::Sink>(c, op, &mut pager, None)
                 .await?;
             if pager.digest.fingerprint() != p.fingerprint {
@@ -1083,25 +1121,36 @@ impl Milvus {
             .await
             .map_err(&e)?;
         // Entities, page by page (a page is an insert batch).
-        let mut inserted = 0u64;
+        let started = Instant::now();
+        let (mut inserted, mut last_write) = (0u64, 0u64);
         for p in &rec.partitions {
-            inserted += self.insert_stream(cx, c, record, rec, p, db, name).await?;
+            let (n, ts) = self.insert_stream(cx, c, record, rec, p, db, name).await?;
+            (inserted, last_write) = (inserted + n, last_write.max(ts));
         }
         self.flush(c, db, name).await.map_err(&e)?;
-        report
-            .actions
-            .push(format!("inserted {inserted} entities into `{db}.{name}`"));
+        report.actions.push(format!(
+            "inserted {inserted} entities into `{db}.{name}` and flushed ({})",
+            secs(started)
+        ));
+        let started = Instant::now();
         self.create_indexes(c, rec, db, name).await.map_err(&e)?;
         if !rec.indexes.is_empty() {
             report.actions.push(format!(
-                "created {} indexes on `{db}.{name}`",
-                rec.indexes.len()
+                "created {} indexes on `{db}.{name}` ({})",
+                rec.indexes.len(),
+                secs(started)
             ));
             // Comparing needs the collection loaded, which needs an index.
-            self.compare(c, rec, &schema, db, name).await?;
+            let started = Instant::now();
+            // Read back at the last insert's timestamp: every restored entity, without each
+            // query waiting for the server's current time. (A server that gives no insert
+            // timestamps is read with Strong queries.)
+            let at = (last_write > 0).then_some(last_write);
+            self.compare(c, rec, &schema, db, name, at).await?;
             report.actions.push(format!(
-                "`{db}.{name}`: {} entities, counts and fingerprints match the backup",
-                rec.entities
+                "`{db}.{name}`: {} entities, counts and fingerprints match the backup (loaded and re-read in {})",
+                rec.entities,
+                secs(started)
             ));
         } else {
             report.warnings.push(format!(
@@ -1177,6 +1226,19 @@ impl Milvus {
             }
         }
     }
+}
+
+/// The wall-clock time of a Milvus hybrid timestamp (physical milliseconds in the high bits,
+/// 18 logical bits), as RFC 3339.
+fn hybrid_time(ts: u64) -> String {
+    chrono::DateTime::from_timestamp_millis((ts >> 18) as i64)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_default()
+}
+
+/// `12.3 s` since `started`, for the report.
+fn secs(started: Instant) -> String {
+    format!("{:.1} s", started.elapsed().as_secs_f64())
 }
 
 /// Milvus 2.3 answers an empty array value with an element that has no data, and its own insert
@@ -1314,6 +1376,12 @@ impl Component for Milvus {
                 let (crec, arts) = self.snapshot_collection(cx, &c, db, coll, index).await?;
                 index += 1;
                 rec.set_stat(format!("entities.{db}.{coll}"), crec.entities);
+                if let Some(ts) = crec.flush_ts {
+                    rec.consistency
+                        .insert(format!("flush_ts.{db}.{coll}"), ts.into());
+                    rec.consistency
+                        .insert(format!("flushed_at.{db}.{coll}"), hybrid_time(ts).into());
+                }
                 rec.artifacts.extend(arts);
                 collections.push(crec);
             }
@@ -1326,7 +1394,7 @@ impl Component for Milvus {
         rec.server_version = Some(version.clone());
         rec.consistency.insert(
             "flushed_and_read_with".into(),
-            "Flush, then Strong-consistency queries per collection".into(),
+            "Flush per collection, then queries that see every write up to the flush (Strong queries where the server gives no flush timestamp)".into(),
         );
         rec.set_details(&Details {
             server_version: version,
@@ -1376,12 +1444,14 @@ impl Component for Milvus {
         let mut report = RestoreReport::default();
         // Every artifact must be intact before anything is dropped.
         cx.progress().set_phase("checking the backup");
+        let started = Instant::now();
         for (coll, _, _) in &plan {
             self.check_collection(cx, record, coll).await?;
         }
         report.actions.push(format!(
-            "checked the entities of {} collections",
-            plan.len()
+            "checked the entities of {} collections ({})",
+            plan.len(),
+            secs(started)
         ));
         // A whole restore brings back the absence of configured collections that did not
         // exist when the snapshot was taken.

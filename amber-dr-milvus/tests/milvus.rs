@@ -53,6 +53,19 @@ async fn keys_are_kept_and_a_copy_can_be_restored_under_another_name() {
     let r = Runner::new(repo, vec![c]);
     let m = r.backup(&BackupOptions::default()).await.unwrap();
     assert!(m.is_complete(), "{:?}", m.components);
+    // The flush's server timestamp is recorded as the point every exported write precedes:
+    // within the backup's run (same machine's clock).
+    let cons = &m.components["mv"].consistency;
+    let at = cons["flushed_at.default.amber_keys_a"].as_str().unwrap();
+    let at = chrono::DateTime::parse_from_rfc3339(at).unwrap();
+    let slack = chrono::Duration::seconds(5);
+    assert!(
+        at >= m.started_at - slack && at <= m.finished_at + slack,
+        "{at} not within {} .. {}",
+        m.started_at,
+        m.finished_at
+    );
+    assert!(cons["flush_ts.default.amber_keys_b"].as_u64().unwrap() > 1 << 40);
 
     mv.py("utility.drop_collection('amber_keys_a')");
     let out = r
