@@ -41,6 +41,7 @@ replies_with_status!(
     pb::GetCollectionStatisticsResponse,
     pb::GetLoadStateResponse,
     pb::GetVersionResponse,
+    pb::ListDatabasesResponse,
     pb::MutationResult,
     pb::QueryResults,
     pb::ShowCollectionsResponse,

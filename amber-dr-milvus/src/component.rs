@@ -634,6 +634,74 @@ impl Milvus {
         }
     }
 
+    /// Every database on the server (just `default` where `ListDatabases` is not implemented:
+    /// servers before 2.2.9 have no databases).
+    async fn server_databases(&self, c: &Client) -> Result<Vec<String>, MilvusError> {
+        let what = "ListDatabases";
+        let r = c
+            .svc
+            .clone()
+            .list_databases(pb::ListDatabasesRequest::default())
+            .await;
+        let r = match r {
+            Err(s) if s.code() == tonic::Code::Unimplemented => return Ok(vec!["default".into()]),
+            r => r.map_err(c.grpc(what))?.into_inner(),
+        };
+        c.check(what, r.status.as_ref())?;
+        let mut names = r.db_names;
+        names.sort();
+        Ok(names)
+    }
+
+    /// The databases to back up with their collections, and what the config names that does
+    /// not exist.
+    async fn scope(&self, c: &Client) -> Result<Scope, MilvusError> {
+        let mut scope = Scope {
+            server: self.server_databases(c).await?,
+            ..Default::default()
+        };
+        for db in self.config.databases.as_ref().unwrap_or(&scope.server) {
+            if !scope.server.contains(db) {
+                scope.missing_databases.push(db.clone());
+                continue;
+            }
+            match self.list_collections(c, db).await {
+                Ok(names) => scope.listed.push((db.clone(), names)),
+                // Every database is backed up and this one was dropped since it was listed:
+                // there is nothing of it to back up.
+                Err(_)
+                    if self.config.databases.is_none()
+                        && !self.server_databases(c).await?.contains(db) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        for want in self.config.collections.iter().flatten() {
+            // `DB/NAME`, or a bare name: that collection in every database backed up.
+            let (db, name) = match want.split_once('/') {
+                Some((db, name)) => (Some(db), name),
+                None => (None, want.as_str()),
+            };
+            let mut found = false;
+            for (d, names) in &scope.listed {
+                if db.is_some_and(|db| db != d) {
+                    continue;
+                }
+                if names.iter().any(|n| n == name) {
+                    found = true;
+                } else {
+                    scope.absent.push((d.clone(), name.to_string()));
+                }
+            }
+            if let Some(db) = db.filter(|db| !scope.listed.iter().any(|(d, _)| d == db)) {
+                scope.absent.push((db.to_string(), name.to_string()));
+            }
+            if !found {
+                scope.unmatched.push(want.clone());
+            }
+        }
+        Ok(scope)
+    }
+
     fn selected_collection(&self, db: &str, coll: &str) -> bool {
         match &self.config.collections {
             Some(list) => list
@@ -867,6 +935,27 @@ impl Milvus {
             coll_req!(DropCollectionRequest, db, name)
         )?;
         report.actions.push(format!("dropped `{db}.{name}`"));
+        Ok(())
+    }
+
+    /// Create database `db` unless the server has it (after a disaster only `default` may be
+    /// left).
+    async fn ensure_database(
+        &self,
+        c: &Client,
+        db: &str,
+        report: &mut RestoreReport,
+    ) -> Result<(), MilvusError> {
+        if self.server_databases(c).await?.iter().any(|d| d == db) {
+            return Ok(());
+        }
+        let what = format!("to create database `{db}`");
+        let req = pb::CreateDatabaseRequest {
+            db_name: db.to_string(),
+            ..Default::default()
+        };
+        rpc!(c, &what, create_database, req)?;
+        report.actions.push(format!("created database `{db}`"));
         Ok(())
     }
 
@@ -1117,6 +1206,7 @@ impl Milvus {
                 f.auto_id = false;
             }
         }
+        self.ensure_database(c, db, report).await.map_err(&e)?;
         self.create_from_record(c, rec, &schema, db, name, report)
             .await
             .map_err(&e)?;
@@ -1228,6 +1318,50 @@ impl Milvus {
     }
 }
 
+/// What a backup covers on the server.
+#[derive(Debug, Default)]
+struct Scope {
+    /// Every database on the server.
+    server: Vec<String>,
+    /// The databases backed up, each with all its collections (selected or not).
+    listed: Vec<(String, Vec<String>)>,
+    /// Configured databases the server does not have.
+    missing_databases: Vec<String>,
+    /// Configured collections (`db`, `name`) that do not exist.
+    absent: Vec<(String, String)>,
+    /// Configured `collections` entries that match no collection at all.
+    unmatched: Vec<String>,
+}
+
+impl Scope {
+    /// Why a backup of this scope must fail: something configured does not exist.
+    fn problem(&self) -> Option<String> {
+        if let Some(db) = self.missing_databases.first() {
+            return Some(format!(
+                "database `{db}` (config `databases`) does not exist; the server has: {}",
+                self.server.join(", ")
+            ));
+        }
+        let want = self.unmatched.first()?;
+        Some(match want.split_once('/') {
+            Some((db, name)) => match self.listed.iter().find(|(d, _)| d == db) {
+                Some((_, names)) => format!(
+                    "collection `{db}.{name}` does not exist; the database has: {}",
+                    names.join(", ")
+                ),
+                None => format!(
+                    "collection `{want}`: database `{db}` is not backed up or does not exist; backed up: {}",
+                    self.listed.iter().map(|(d, _)| d.as_str()).collect::<Vec<_>>().join(", ")
+                ),
+            },
+            None => format!(
+                "collection `{want}` does not exist in any database backed up ({})",
+                self.listed.iter().map(|(d, _)| d.as_str()).collect::<Vec<_>>().join(", ")
+            ),
+        })
+    }
+}
+
 /// The wall-clock time of a Milvus hybrid timestamp (physical milliseconds in the high bits,
 /// 18 logical bits), as RFC 3339.
 fn hybrid_time(ts: u64) -> String {
@@ -1317,9 +1451,12 @@ impl Component for Milvus {
         p.details
             .insert("endpoint".into(), self.config.endpoint.clone().into());
         let mut total = 0i64;
-        for db in &self.config.databases {
-            for coll in self.list_collections(&c, db).await.map_err(self.err(op))? {
-                if !self.selected_collection(db, &coll) {
+        let scope = self.scope(&c).await.map_err(self.err(op))?;
+        p.warnings
+            .extend(scope.problem().map(|m| format!("a backup would fail: {m}")));
+        for (db, names) in &scope.listed {
+            for coll in names {
+                if !self.selected_collection(db, coll) {
                     continue;
                 }
                 let what = format!("statistics of `{db}.{coll}`");
@@ -1346,31 +1483,18 @@ impl Component for Milvus {
         let version = self.version(&c).await.map_err(self.err(op))?;
         let mut rec = ComponentRecord::new(crate::KIND, &self.name);
         let mut collections = Vec::new();
-        let mut absent = Vec::new();
         let mut index = 0;
-        for db in &self.config.databases {
-            let names = self.list_collections(&c, db).await.map_err(self.err(op))?;
-            if let Some(want) = &self.config.collections {
-                for w in want {
-                    let (wdb, wname) = w.split_once('/').unwrap_or((db.as_str(), w.as_str()));
-                    // A safety backup saves what exists; an ordinary backup insists.
-                    if wdb == db
-                        && !names.iter().any(|n| n == wname)
-                        && cx.purpose() == SnapshotPurpose::Backup
-                    {
-                        return Err(self.fail(
-                            op,
-                            format!(
-                                "collection `{db}.{wname}` does not exist; the database has: {}",
-                                names.join(", ")
-                            ),
-                        ));
-                    }
-                    if wdb == db && !names.iter().any(|n| n == wname) {
-                        absent.push((db.clone(), wname.to_string()));
-                    }
-                }
+        let backup = cx.purpose() == SnapshotPurpose::Backup;
+        let scope = self.scope(&c).await.map_err(self.err(op))?;
+        // What the config names and does not exist: a backup fails; a safety snapshot saves
+        // what exists and records the absent collections (restoring it drops them again).
+        if let Some(problem) = scope.problem() {
+            if backup {
+                return Err(self.fail(op, problem));
             }
+        }
+        let Scope { listed, absent, .. } = scope;
+        for (db, names) in &listed {
             for coll in names.iter().filter(|n| self.selected_collection(db, n)) {
                 cx.progress().set_phase(format!("exporting {db}.{coll}"));
                 let (crec, arts) = self.snapshot_collection(cx, &c, db, coll, index).await?;

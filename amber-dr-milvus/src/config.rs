@@ -10,9 +10,10 @@ use serde::{Deserialize, Serialize};
 pub struct MilvusConfig {
     /// gRPC endpoint of the Milvus proxy, e.g. `http://127.0.0.1:19530`.
     pub endpoint: String,
-    /// Databases to back up. Default: `["default"]`.
-    #[serde(default = "default_databases")]
-    pub databases: Vec<String>,
+    /// Databases to back up. Default: every database on the server (`ListDatabases`; just
+    /// `default` on a server that has no databases, before Milvus 2.2.9).
+    #[serde(default)]
+    pub databases: Option<Vec<String>>,
     /// Collections to back up (in every selected database). Default: all of them.
     #[serde(default)]
     pub collections: Option<Vec<String>>,
@@ -36,9 +37,6 @@ pub struct MilvusConfig {
     pub conflicts_with: Vec<String>,
 }
 
-fn default_databases() -> Vec<String> {
-    vec!["default".to_string()]
-}
 fn default_page_rows() -> usize {
     1000
 }
@@ -57,7 +55,7 @@ impl MilvusConfig {
     pub fn new(endpoint: impl Into<String>) -> Self {
         Self {
             endpoint: endpoint.into(),
-            databases: default_databases(),
+            databases: None,
             collections: None,
             page_rows: default_page_rows(),
             insert_concurrency: default_insert_concurrency(),

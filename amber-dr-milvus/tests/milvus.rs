@@ -1,6 +1,6 @@
 //! Milvus-specific behaviour on the real server: auto-id keys kept, restore of one collection
 //! under another name, probe, a server that is down or silent, a collection dropped during
-//! the export, a damaged artifact of the last collection.
+//! the export, a damaged artifact of the last collection, a collection in a dropped database.
 #![allow(missing_docs, clippy::unwrap_used)]
 
 mod common;
@@ -308,4 +308,101 @@ async fn a_damaged_last_artifact_stops_the_restore_before_anything_is_dropped() 
         before,
         "a failed restore changed a collection"
     );
+}
+
+/// With the default config every database is backed up (a collection outside `default`
+/// included), and a restore after its database was dropped creates the database again; a
+/// configured collection or database that does not exist fails the backup, naming it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_database_comes_back_with_its_collections() {
+    let Some(mv) = Mv::from_env() else { return };
+    // pymilvus: `using_database` switches this fixture process's connection.
+    let drop_db = "from pymilvus import db
+if 'amber_db2' in db.list_database():
+    db.using_database('amber_db2')
+    for n in utility.list_collections():
+        utility.drop_collection(n)
+    db.using_database('default')
+    db.drop_database('amber_db2')";
+    mv.py(drop_db);
+    mv.py("from pymilvus import db
+import random
+db.create_database('amber_db2')
+db.using_database('amber_db2')
+s = CollectionSchema([FieldSchema('id', DataType.INT64, is_primary=True),
+                      FieldSchema('v', DataType.FLOAT_VECTOR, dim=4),
+                      FieldSchema('t', DataType.VARCHAR, max_length=64)])
+c = Collection('amber_db2_docs', s, consistency_level='Strong')
+ids = list(range(7, 3007, 10))
+c.insert([ids, [[i, 0.5, -1.0, i / 3] for i in ids], [f'doc {i}' for i in ids]])
+c.create_index('v', {'index_type': 'FLAT', 'metric_type': 'L2', 'params': {}})
+c.load()
+db.using_database('default')");
+    let content = "from pymilvus import db
+db.using_database('amber_db2')
+c = Collection('amber_db2_docs')
+c.load()
+rows = sorted(c.query('id >= 0', output_fields=['id', 'v', 't'], limit=16384), key=lambda r: r['id'])
+print(len(rows), sum(r['id'] for r in rows), rows[3]['t'], [round(x, 3) for x in rows[3]['v']])
+db.using_database('default')";
+    let before = mv.py(content);
+    assert!(before.starts_with("300 "), "{before}");
+
+    let cfg = MilvusConfig::new(&mv.endpoint).collections(["amber_db2/amber_db2_docs"]);
+    assert!(cfg.databases.is_none(), "the default is every database");
+    let c: Arc<dyn Component> = Arc::new(Milvus::new("mv", cfg).unwrap());
+    let (repo, _g) = testkit::temp_repo();
+    let r = Runner::new(repo.clone(), vec![c]);
+    let m = r.backup(&BackupOptions::default()).await.unwrap();
+    assert!(m.is_complete(), "{:?}", m.components);
+    assert_eq!(
+        m.components["mv"].stats["entities.amber_db2.amber_db2_docs"],
+        serde_json::json!(300)
+    );
+
+    mv.py(drop_db);
+    let out = r
+        .restore(&m.id, &plan(RestoreOptions::new()))
+        .await
+        .unwrap();
+    assert!(out.is_ok(), "{:?}", out.components);
+    let actions = &out.components[0].report.as_ref().unwrap().actions;
+    assert!(
+        actions.iter().any(|a| a == "created database `amber_db2`"),
+        "{actions:?}"
+    );
+    assert_eq!(mv.py(content), before, "the collection did not come back");
+    assert_eq!(
+        mv.py("print(utility.has_collection('amber_db2_docs'))"),
+        "False",
+        "restored into `default` instead of its own database"
+    );
+
+    // What the config names must exist.
+    for (cfg, named) in [
+        (
+            MilvusConfig::new(&mv.endpoint).collections(["amber_db2/amber_nothing"]),
+            "collection `amber_db2.amber_nothing` does not exist",
+        ),
+        (
+            MilvusConfig::new(&mv.endpoint).collections(["amber_nothing_anywhere"]),
+            "collection `amber_nothing_anywhere` does not exist in any database",
+        ),
+        (
+            MilvusConfig {
+                databases: Some(vec!["amber_no_db".into()]),
+                ..MilvusConfig::new(&mv.endpoint)
+            },
+            "database `amber_no_db` (config `databases`) does not exist",
+        ),
+    ] {
+        let c: Arc<dyn Component> = Arc::new(Milvus::new("mv", cfg).unwrap());
+        let m = Runner::new(repo.clone(), vec![c])
+            .backup(&BackupOptions::default())
+            .await
+            .unwrap();
+        let err = m.components["mv"].error.clone().unwrap_or_default();
+        assert!(err.contains(named), "{err}");
+    }
+    mv.py(drop_db);
 }
