@@ -130,9 +130,7 @@ impl Pager {
             .find(|f| f.is_primary_key)
             .ok_or_else(|| format!("`{db}.{coll}` has no primary key field"))?;
         let cursor = match DataType::try_from(pk_field.data_type) {
-            // Milvus cannot parse i64::MIN in an expression: a key of exactly i64::MIN is not
-            // exported (the count check after the export then fails the snapshot).
-            Ok(DataType::Int64) => Pk::Int(i64::MIN + 1),
+            Ok(DataType::Int64) => Pk::Int(i64::MIN),
             Ok(DataType::VarChar) => Pk::Str(String::new()),
             _ => {
                 return Err(format!(
@@ -294,6 +292,10 @@ impl Pk {
     fn expr(&self, field: &str, first: bool) -> String {
         let op = if first { ">=" } else { ">" };
         match self {
+            // Milvus 2.3 cannot parse i64::MIN in an expression: the first page is every key
+            // up to i64::MAX, and after i64::MIN comes i64::MIN + 1.
+            Pk::Int(_) if first => format!("{field} <= {}", i64::MAX),
+            Pk::Int(i64::MIN) => format!("{field} >= {}", i64::MIN + 1),
             Pk::Int(i) => format!("{field} {op} {i}"),
             Pk::Str(s) => format!(
                 "{field} {op} \"{}\"",
