@@ -1345,6 +1345,10 @@ impl Scope {
             ));
         }
         let want = self.unmatched.first()?;
+        let backed_up = || {
+            let dbs: Vec<&str> = self.listed.iter().map(|(d, _)| d.as_str()).collect();
+            dbs.join(", ")
+        };
         Some(match want.split_once('/') {
             Some((db, name)) => match self.listed.iter().find(|(d, _)| d == db) {
                 Some((_, names)) => format!(
@@ -1353,12 +1357,12 @@ impl Scope {
                 ),
                 None => format!(
                     "collection `{want}`: database `{db}` is not backed up or does not exist; backed up: {}",
-                    self.listed.iter().map(|(d, _)| d.as_str()).collect::<Vec<_>>().join(", ")
+                    backed_up()
                 ),
             },
             None => format!(
                 "collection `{want}` does not exist in any database backed up ({})",
-                self.listed.iter().map(|(d, _)| d.as_str()).collect::<Vec<_>>().join(", ")
+                backed_up()
             ),
         })
     }
