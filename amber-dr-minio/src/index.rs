@@ -2,7 +2,9 @@
 
 use std::collections::BTreeMap;
 
+use amber_dr_core::{ArtifactReader, Error, Progress, Repository, Result};
 use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 
 use crate::s3::ObjectHeaders;
 
@@ -88,4 +90,35 @@ pub(crate) struct Details {
     /// removes them, so that it brings back exactly the state it saw.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub absent: Vec<String>,
+}
+
+pub(crate) type EntryLines = Lines<BufReader<ArtifactReader>>;
+
+pub(crate) async fn open_lines(
+    repo: &Repository,
+    art: &amber_dr_core::ArtifactRecord,
+) -> Result<EntryLines> {
+    Ok(BufReader::new(repo.open_artifact(art, Progress::none()).await?).lines())
+}
+
+/// The next entry of an index; the artifact's checks run when it reaches its end.
+pub(crate) async fn next_entry(lines: &mut EntryLines, path: &str) -> Result<Option<Entry>> {
+    loop {
+        let Some(line) = lines
+            .next_line()
+            .await
+            .map_err(|e| Error::from_io("read", path, e))?
+        else {
+            return Ok(None);
+        };
+        if line.trim().is_empty() {
+            continue;
+        }
+        return serde_json::from_str(&line)
+            .map(Some)
+            .map_err(|e| Error::Corrupt {
+                artifact: path.to_string(),
+                message: format!("an index line does not decode: {e}"),
+            });
+    }
 }

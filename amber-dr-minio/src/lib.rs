@@ -1,10 +1,12 @@
 #![doc = include_str!("../README.md")]
 #![deny(missing_docs)]
 
+mod backup;
 mod component;
 mod config;
 mod index;
 mod legacy;
+mod restore;
 pub mod s3;
 
 pub use component::Minio;
