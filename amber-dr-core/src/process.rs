@@ -87,10 +87,23 @@ async fn finish(
 /// Run `cmd` and stream its stdout into `writer`; the artifact is completed only if the tool
 /// exits successfully (otherwise it is abandoned and the tool's stderr is in the error).
 pub async fn stdout_into_artifact(
-    mut cmd: Command,
+    cmd: Command,
     mut writer: ArtifactWriter,
     what: &str,
 ) -> Result<(ArtifactRecord, ToolOutput)> {
+    let out = stdout_into(cmd, &mut writer, what).await?;
+    let rec = writer.finish().await?;
+    Ok((rec, out))
+}
+
+/// Run `cmd` and stream its stdout into any writer (e.g. an artifact writer wrapped by a
+/// driver that looks at the bytes as they pass). Fails if the tool fails; the caller completes
+/// or abandons what it wrote into.
+pub async fn stdout_into<W: tokio::io::AsyncWrite + Unpin + ?Sized>(
+    mut cmd: Command,
+    writer: &mut W,
+    what: &str,
+) -> Result<ToolOutput> {
     let mut child = spawn(&mut cmd, what, false, true)?;
     let stderr = stderr_task(&mut child);
     let stdout = child
@@ -98,15 +111,13 @@ pub async fn stdout_into_artifact(
         .take()
         .ok_or_else(|| Error::Other(format!("{what}: no stdout")))?;
     let mut reader = BufReader::with_capacity(COPY_BUFFER, stdout);
-    let copied = tokio::io::copy_buf(&mut reader, &mut writer).await;
+    let copied = tokio::io::copy_buf(&mut reader, writer).await;
     if let Err(e) = copied {
         let _ = child.kill().await;
         let err = finish(child, stderr, what).await.err();
         return Err(err.unwrap_or_else(|| Error::from_io("stream output of", what, e)));
     }
-    let out = finish(child, stderr, what).await?;
-    let rec = writer.finish().await?;
-    Ok((rec, out))
+    finish(child, stderr, what).await
 }
 
 /// Run `cmd` with `input` streamed into its stdin. The input is always read to its end, even

@@ -12,7 +12,12 @@
 //! | [`partial_restore`] | two instances backed up, only one restored, the other untouched |
 //! | [`empty_source`] | an empty store round-trips to empty |
 //! | [`failed_snapshot`] | a snapshot that fails leaves no complete backup, `latest` skips it, restore refuses it |
+//! | [`writers_during_backup`] | (called by each driver with its [`Writer`]) a backup taken while an application writes either fails with a message or is complete, verifies and restores into data that holds the writer's invariants |
 //! | [`interrupted_snapshot`] | a stream that breaks mid-write fails the snapshot: no artifact, no complete backup, the next backup works |
+
+mod online;
+
+pub use online::{writer_process, writers_during_backup, OnlineOutcome, Writer};
 
 use std::sync::Arc;
 

@@ -88,6 +88,10 @@ pub(crate) struct TreeSummary {
     pub stats: TreeStats,
     pub fingerprint: String,
     pub warnings: Vec<String>,
+    /// The root directory's mode and mtime the fingerprint was made with (`write_tree`): the
+    /// record must keep these, not the root's metadata after the walk (a file created in the
+    /// top directory meanwhile changes its mtime).
+    pub root: Option<(u32, MTime)>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -149,6 +153,7 @@ impl Fingerprint {
             stats: self.stats,
             fingerprint: hex::encode(self.hasher.finalize()),
             warnings,
+            root: None,
         }
     }
 }
@@ -171,7 +176,19 @@ fn walk(
 ) -> io::Result<()> {
     let dir = root.join(rel);
     let mut names: Vec<std::ffi::OsString> = Vec::new();
-    for e in fs::read_dir(&dir)? {
+    let entries = match fs::read_dir(&dir) {
+        Ok(rd) => rd,
+        // A subdirectory deleted after it was listed: stored empty, and said so.
+        Err(e) if e.kind() == io::ErrorKind::NotFound && !rel.as_os_str().is_empty() => {
+            warnings.push(format!(
+                "directory `{}` vanished while it was read; stored empty",
+                rel.display()
+            ));
+            return Ok(());
+        }
+        Err(e) => return Err(e),
+    };
+    for e in entries {
         names.push(e?.file_name());
     }
     names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
@@ -348,7 +365,7 @@ pub(crate) fn write_tree<W: Write>(
                 b.append_data(&mut h, rel, &mut reader)?;
                 if reader.padded > 0 {
                     warnings.push(format!(
-                        "`{}` shrank while it was read; stored padded to its original {size} bytes",
+                        "`{}` shrank while it was read; stored padded with zero bytes to its original {size} bytes (its restored copy ends with those zeros)",
                         rel.display()
                     ));
                 } else if reader
@@ -375,7 +392,9 @@ pub(crate) fn write_tree<W: Write>(
         },
     )?;
     let out = b.into_inner()?;
-    Ok((out, fp.finish(warnings)))
+    let mut summary = fp.finish(warnings);
+    summary.root = Some((root_mode, root_mtime));
+    Ok((out, summary))
 }
 
 /// What to do with an archive being read.
@@ -387,7 +406,7 @@ pub(crate) enum ReadMode<'a> {
 }
 
 /// Turn an entry's raw path into a safe relative path, or say why it is refused.
-fn safe_rel_path(bytes: &[u8]) -> Result<PathBuf, String> {
+pub(crate) fn safe_rel_path(bytes: &[u8]) -> Result<PathBuf, String> {
     let p = Path::new(OsStr::from_bytes(bytes));
     let mut out = PathBuf::new();
     for c in p.components() {
@@ -403,7 +422,7 @@ fn safe_rel_path(bytes: &[u8]) -> Result<PathBuf, String> {
     Ok(out)
 }
 
-fn unsafe_entry(artifact: &str, entry: &[u8], why: &str) -> Error {
+pub(crate) fn unsafe_entry(artifact: &str, entry: &[u8], why: &str) -> Error {
     Error::Unsafe {
         artifact: artifact.to_string(),
         message: format!("entry `{}`: {why}", String::from_utf8_lossy(entry)),
@@ -681,85 +700,6 @@ pub(crate) fn read_archive<R: Read>(
     }
     let reader = archive.into_inner();
     Ok((fp.finish(warnings), reader))
-}
-
-/// How a foreign (runbook) archive is laid out: the directory prefix that is the tree's root
-/// (`uploads/`, `srv/amber/uploads/`, or none for an archive of `./...`), and that root's mode
-/// and mtime when the archive has an entry for it.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct ForeignLayout {
-    pub strip: Option<PathBuf>,
-    pub root: Option<(u32, MTime)>,
-    pub entries: u64,
-}
-
-/// Walk a foreign tar stream's headers (every byte is read) and find its layout: the longest
-/// directory prefix common to every entry, cut after its last component named like one of
-/// `root_names` (the target directory's name, `uploads`).
-pub(crate) fn foreign_layout<R: Read>(
-    reader: R,
-    artifact: &str,
-    root_names: &[&OsStr],
-) -> amber_dr_core::Result<ForeignLayout> {
-    let read_err = |e: io::Error| Error::Corrupt {
-        artifact: artifact.to_string(),
-        message: format!("not a readable gzip-compressed tar archive: {e}"),
-    };
-    let mut archive = tar::Archive::new(reader);
-    let mut common: Option<Vec<std::ffi::OsString>> = None;
-    let mut metas: Vec<(PathBuf, u32, MTime)> = Vec::new();
-    let mut entries = 0u64;
-    for entry in archive.entries().map_err(read_err)? {
-        let entry = entry.map_err(read_err)?;
-        let raw = entry.path_bytes().into_owned();
-        let rel = safe_rel_path(&raw).map_err(|why| unsafe_entry(artifact, &raw, &why))?;
-        let kind = entry.header().entry_type();
-        if kind == EntryType::XGlobalHeader {
-            continue;
-        }
-        entries += 1;
-        let dir_part: Vec<std::ffi::OsString> = if kind == EntryType::Directory {
-            rel.iter().map(OsStr::to_os_string).collect()
-        } else {
-            rel.parent()
-                .map(|p| p.iter().map(OsStr::to_os_string).collect())
-                .unwrap_or_default()
-        };
-        common = Some(match common {
-            None => dir_part,
-            Some(c) => c
-                .into_iter()
-                .zip(dir_part)
-                .take_while(|(a, b)| a == b)
-                .map(|(a, _)| a)
-                .collect(),
-        });
-        if kind == EntryType::Directory && metas.len() < 64 {
-            let mtime = MTime {
-                secs: i64::try_from(entry.header().mtime().unwrap_or(0)).unwrap_or(0),
-                nanos: 0,
-            };
-            metas.push((rel, entry.header().mode().unwrap_or(0o755) & 0o7777, mtime));
-        }
-    }
-    // The tar reader stops at the end-of-archive blocks; read the compressed stream to its end
-    // too, so that gzip's CRC and length are checked before anything is changed.
-    io::copy(&mut archive.into_inner(), &mut io::sink()).map_err(read_err)?;
-    let common = common.unwrap_or_default();
-    let cut = common
-        .iter()
-        .rposition(|c| root_names.contains(&c.as_os_str()));
-    let strip: Option<PathBuf> = cut.map(|i| common[..=i].iter().collect());
-    let root_path = strip.clone().unwrap_or_default();
-    let root = metas
-        .iter()
-        .find(|(p, _, _)| *p == root_path)
-        .map(|(_, m, t)| (*m, *t));
-    Ok(ForeignLayout {
-        strip,
-        root,
-        entries,
-    })
 }
 
 /// Apply the root directory's recorded mode and mtime.

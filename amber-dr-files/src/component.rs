@@ -309,8 +309,11 @@ impl Component for Files {
         .map_err(join_err)?
         .map_err(|e| Error::from_io("archive", &root, e))?;
         let artifact = bridge.into_inner().finish().await?;
-        let (root_mode, root_mtime) =
-            archive::root_meta(&root).map_err(|e| Error::io("inspect", &root, e))?;
+        // The root's metadata the fingerprint was made with, not as it is now.
+        let (root_mode, root_mtime) = match summary.root {
+            Some(r) => r,
+            None => archive::root_meta(&root).map_err(|e| Error::io("inspect", &root, e))?,
+        };
         rec.artifacts.push(artifact);
         stats_into(&mut rec, &summary.stats);
         rec.warnings = summary.warnings;
@@ -523,7 +526,7 @@ impl Files {
         let (f, label) = (file.to_path_buf(), file.display().to_string());
         let layout = tokio::task::spawn_blocking(move || {
             let refs: Vec<&std::ffi::OsStr> = names.iter().map(|n| n.as_os_str()).collect();
-            archive::foreign_layout(open(&f)?, &label, &refs)
+            crate::foreign::foreign_layout(open(&f)?, &label, &refs)
         })
         .await
         .map_err(join_err)??;

@@ -5,6 +5,7 @@ mod archive;
 mod component;
 mod config;
 mod error;
+mod foreign;
 
 pub use component::Files;
 pub use config::FilesConfig;

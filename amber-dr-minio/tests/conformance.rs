@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::Arc;
 
 use amber_dr_core::testkit::{self, Fixture};
@@ -81,5 +82,57 @@ async fn minio_driver_passes_the_conformance_suite_with_repository_on_s3() {
     };
     if let Err(e) = testkit::run_all(&fx, &repo).await {
         panic!("{e}");
+    }
+}
+
+/// An application writing to a bucket while it is backed up (boto3, another client than the
+/// driver): objects put, overwritten and deleted during the listing.
+struct App {
+    s3: S3,
+    bucket: String,
+    dir: tempfile::TempDir,
+}
+
+#[async_trait]
+impl testkit::Writer for App {
+    async fn write_until(&self, _: usize, stop: &AtomicBool, changes: &AtomicU64) -> Result<()> {
+        let stop_file = self.dir.path().join("stop");
+        let mut cmd = tokio::process::Command::new(&self.s3.python);
+        cmd.arg("-")
+            .args([&self.s3.endpoint, &self.s3.access_key, &self.s3.secret_key])
+            .args(["write-until", &self.bucket])
+            .arg(&stop_file);
+        let tool = common::TOOL.as_bytes();
+        testkit::writer_process(cmd, Some(tool), &stop_file, stop, changes).await
+    }
+
+    async fn check_restored(&self, _: usize) -> Result<()> {
+        self.s3
+            .try_tool(&["check-live", &self.bucket])
+            .map(|_| ())
+            .map_err(amber_dr_core::Error::Other)
+    }
+}
+
+/// Issue 18: a backup taken while objects are put, overwritten and deleted either fails
+/// clearly or is complete, verifies, and restores only whole objects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_taken_while_the_application_writes_restores() {
+    let Some(s3) = S3::s3s() else { return };
+    let fx = Fx {
+        s3: s3.clone(),
+        prefix: common::unique("online"),
+    };
+    let app = App {
+        s3,
+        bucket: fx.buckets(0)[0].clone(),
+        dir: tempfile::tempdir().unwrap(),
+    };
+    for round in 0..2 {
+        let (repo, _guard) = testkit::temp_repo();
+        match testkit::writers_during_backup(&fx, &app, &repo).await {
+            Ok(outcome) => eprintln!("round {round}: {outcome:?}"),
+            Err(e) => panic!("round {round}: {e}"),
+        }
     }
 }

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use tokio_postgres::{Client, Config, NoTls};
+use tokio_postgres::{Client, Config};
 
 use crate::error::PgError;
 
@@ -20,15 +20,17 @@ pub(crate) fn literal(s: &str) -> String {
 /// Connect to `db` with the settings of `base`, bounded by `timeout`.
 pub(crate) async fn connect(
     base: &Config,
+    tls: &crate::connect::Tls,
     db: &str,
     url_for_messages: &str,
     timeout: std::time::Duration,
 ) -> Result<Client, PgError> {
     let mut cfg = base.clone();
-    cfg.dbname(db)
-        .application_name("amber-dr")
-        .connect_timeout(timeout);
-    let fut = cfg.connect(NoTls);
+    cfg.dbname(db).connect_timeout(timeout);
+    if cfg.get_application_name().is_none() {
+        cfg.application_name("amber-dr");
+    }
+    let fut = cfg.connect(tls.clone());
     let (client, conn) =
         match tokio::time::timeout(timeout + std::time::Duration::from_secs(1), fut).await {
             Ok(Ok(x)) => x,

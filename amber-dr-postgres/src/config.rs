@@ -10,7 +10,8 @@ use serde::{Deserialize, Serialize};
 #[serde(deny_unknown_fields)]
 pub struct PostgresConfig {
     /// `postgres://user:password@host:port/maintenance_db` (a superuser: dumping roles and
-    /// recreating databases needs one). TLS is not supported yet: use a local or tunnelled port.
+    /// recreating databases needs one), or a libpq `key=value` string; every libpq parameter
+    /// (`sslmode`, `sslrootcert`, `options`, ...) reaches the tools (see the README).
     pub url: String,
     /// Databases to back up. Default: every database that is not a template and allows connections.
     #[serde(default)]

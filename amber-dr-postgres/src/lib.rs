@@ -4,7 +4,10 @@
 mod catalog;
 mod component;
 mod config;
+mod connect;
 mod error;
+mod roles;
+mod sequences;
 mod toolcmd;
 mod tools;
 

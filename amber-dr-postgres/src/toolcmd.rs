@@ -8,6 +8,8 @@ use amber_dr_docker::ContainerExec;
 use tokio::io::AsyncRead;
 use tokio::process::Command;
 
+use crate::sequences::{DumpedSequences, TocTap};
+
 /// A tool with its arguments and environment, not started yet.
 pub(crate) struct ToolCmd {
     program: String,
@@ -96,6 +98,27 @@ impl ToolCmd {
                 writer.finish().await
             }
         }
+    }
+
+    /// Stream a custom-format `pg_dump` into `writer`, reading the sequence positions of its
+    /// table of contents as it passes; the artifact completes only on success.
+    pub(crate) async fn dump_into_artifact(
+        self,
+        writer: ArtifactWriter,
+        what: &str,
+    ) -> Result<(ArtifactRecord, DumpedSequences)> {
+        let mut tap = TocTap::new(writer);
+        match &self.exec {
+            None => {
+                process::stdout_into(self.command(), &mut tap, what).await?;
+            }
+            Some(exec) => {
+                let (exec, argv, env) = self.remote(exec);
+                exec.run(&argv, &env, None, &mut tap, what).await?;
+            }
+        }
+        let (writer, sequences) = tap.into_parts();
+        Ok((writer.finish().await?, sequences))
     }
 
     /// Stream `input` into the tool's stdin; returns the tail of its stderr.

@@ -109,6 +109,13 @@ impl EtcdCtl {
         }
     }
 
+    /// One transaction of printable `put "k" "v"` / `del "k"` lines (etcdctl txn syntax).
+    pub fn txn(&self, ops: &[String]) -> Result<(), String> {
+        let script = format!("\n{}\n\n\n", ops.join("\n"));
+        self.try_run(&[OsStr::new("txn")], Some(script.as_bytes()))
+            .map(|_| ())
+    }
+
     pub fn delete(&self, key: &[u8]) {
         let body = serde_json::json!({"key": B64.encode(key)});
         let out = Command::new("curl")

@@ -9,7 +9,7 @@ use amber_dr_core::{testkit, Repository, RepositoryConfig};
 use amber_dr_minio::{Minio, MinioConfig};
 
 /// Run from stdin (`python - ARGS`), so that suites of other crates can include this module.
-const TOOL: &str = include_str!("s3tool.py");
+pub const TOOL: &str = include_str!("s3tool.py");
 
 #[derive(Clone, Debug)]
 pub struct S3 {

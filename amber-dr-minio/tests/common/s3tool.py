@@ -8,6 +8,10 @@ usage: s3tool.py ENDPOINT ACCESS SECRET COMMAND ARGS...
   fingerprint BUCKET...               one line per object: key, size, sha256, headers
   put BUCKET KEY SIZE SEED            one object of SIZE pseudo-random bytes
   populate-many BUCKET N              N small objects (100 to 999 bytes)
+  write-until BUCKET STOPFILE         an application: puts, overwrites and deletes objects
+                                      under live/ (printing one line per round) until STOPFILE exists
+  check-live BUCKET                   every object under live/ is whole (its body matches the
+                                      seed in its metadata)
 """
 
 import hashlib
@@ -181,5 +185,33 @@ elif cmd == "populate-many":
 elif cmd == "put":
     ensure(args[0])
     s3.put_object(Bucket=args[0], Key=args[1], Body=body(int(args[2]), args[3]))
+elif cmd == "write-until":
+    import os
+
+    bucket, stop = args
+    i = 0
+    while not os.path.exists(stop):
+        seed = f"live{i}"
+        s3.put_object(Bucket=bucket, Key=f"live/{i:06}.bin", Body=body(100 + i * 37 % 20000, seed), Metadata={"seed": seed})
+        seed = f"over{i}"
+        s3.put_object(Bucket=bucket, Key="live/overwritten.bin", Body=body(1000 + i * 7919 % 9000, seed), Metadata={"seed": seed})
+        if i >= 5:
+            s3.delete_object(Bucket=bucket, Key=f"live/{i - 5:06}.bin")
+        print(i, flush=True)
+        i += 1
+elif cmd == "check-live":
+    n = 0
+    for k in keys(args[0]):
+        if not k.startswith("live/"):
+            continue
+        o = s3.get_object(Bucket=args[0], Key=k)
+        data = o["Body"].read()
+        seed = o.get("Metadata", {}).get("seed")
+        if seed is None or data != body(len(data), seed):
+            sys.exit(f"{k}: {len(data)} bytes that are not what was written (seed {seed})")
+        n += 1
+    if n == 0:
+        sys.exit("no object under live/")
+    print(n)
 else:
     sys.exit(f"unknown command {cmd}")
