@@ -13,7 +13,7 @@ pub fn s3_repository(prefix: &str) -> Option<RepositoryConfig> {
         endpoint: Some(endpoint),
         region: var("AMBER_DR_S3_REGION"),
         access_key_id: var("AMBER_DR_S3_ACCESS_KEY"),
-        secret_access_key: var("AMBER_DR_S3_SECRET_KEY"),
+        secret_access_key: var("AMBER_DR_S3_SECRET_KEY").map(Into::into),
         ..Default::default()
     })
 }

@@ -21,7 +21,8 @@ use crate::args::{
     DEFAULT_CONFIG,
 };
 use crate::config::{self, Config};
-use crate::exit::{Failure, DAMAGE, FAILURE, INTERRUPTED, OK};
+use crate::exit::{restore_plan_code, Failure, DAMAGE, FAILURE, INTERRUPTED, OK};
+use crate::hints;
 use crate::output::{self, human_bytes, BarSink, Output};
 use amber_dr_docker::DockerHooks;
 
@@ -297,7 +298,8 @@ where
             r = fut => Some(r),
             _ = shutdown_signal() => None,
         }
-        // The command future is dropped here: its JoinSets abort their tasks.
+        // The command future is dropped here: its JoinSets abort their tasks, and the
+        // artifacts they were writing abort their uploads (removing the partial data).
     };
     match res {
         Some(r) => r,
@@ -310,6 +312,9 @@ where
                         "; and some containers could not be brought back: {e}"
                     ));
                 }
+            }
+            if amber_dr_core::uploads::settle(Duration::from_secs(10)).await > 0 {
+                message.push_str("; some partial artifacts may remain until the next `prune`");
             }
             release_own_lock(repo).await;
             Err(Failure::new(INTERRUPTED, message))
@@ -632,7 +637,11 @@ async fn backup(ctx: &Ctx, args: &BackupArgs) -> CmdResult {
     };
     let res = interruptible_locked(
         async {
-            let m = runner.backup(&opts).await?;
+            let m = runner.backup(&opts).await.inspect_err(|e| {
+                if let amber_dr_core::Error::BackupUnfinished { id, .. } = e {
+                    ctx.out.line(id); // the README's promise: the id on the last stdout line
+                }
+            })?;
             if let Some(b) = &bars {
                 b.finish();
             }
@@ -810,20 +819,7 @@ fn entry_json(e: &BackupEntry) -> serde_json::Value {
 /// Read a backup's manifest; a backup directory without one is reported as incomplete.
 async fn read_manifest(repo: &Repository, spec: &str) -> Result<Manifest, Failure> {
     let id = repo.resolve(spec).await?;
-    match repo.read_manifest(&id).await {
-        Ok(m) => Ok(m),
-        Err(e @ amber_dr_core::Error::BackupNotFound { .. }) => {
-            if repo.backup_ids().await?.contains(&id) {
-                Err(Failure::failed(format!(
-                    "backup {id} in {} is incomplete: it has no manifest (its run was interrupted, or is still going)",
-                    repo.url()
-                )))
-            } else {
-                Err(e.into())
-            }
-        }
-        Err(e) => Err(e.into()),
-    }
+    Ok(repo.read_manifest(&id).await?)
 }
 
 async fn show(ctx: &Ctx, args: &ShowArgs) -> CmdResult {
@@ -1299,7 +1295,7 @@ async fn restore(ctx: &Ctx, args: &RestoreArgs) -> CmdResult {
         } else {
             out.note("error: the plan failed for some components (see above); nothing was changed");
         }
-        return Ok(if ok { OK } else { FAILURE });
+        return Ok(restore_plan_code(&dry));
     }
 
     // Confirmation.
@@ -1373,10 +1369,7 @@ async fn restore(ctx: &Ctx, args: &RestoreArgs) -> CmdResult {
         .as_ref()
         .filter(|_| !rollback_names.is_empty())
         .map(|id| {
-            format!(
-                "amber-dr restore {id} --only {} --yes",
-                rollback_names.join(",")
-            )
+            hints::rollback_command(&ctx.config_path(), ctx.repo.as_deref(), id, &rollback_names)
         });
     if out.json {
         out.json(&json!({

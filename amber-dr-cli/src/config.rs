@@ -107,6 +107,11 @@ impl Config {
                 }
                 let mut repo: RepositoryConfig = serde_json::from_value(json)
                     .map_err(|e| config_error(format!("{source}: [repository]"), e.to_string()))?;
+                check_path_value(
+                    &source,
+                    "repository.url",
+                    &toml::Value::String(repo.url.clone()),
+                )?;
                 repo.url = resolve_local_url(&repo.url, &base_dir);
                 Some(repo)
             }
@@ -140,6 +145,7 @@ impl Config {
                 };
                 let mut config = serde_json::Map::new();
                 for (k, v) in section.iter().filter(|(k, _)| k.as_str() != "kind") {
+                    check_path_value(&source, &format!("{key}.{k}"), v)?;
                     config.insert(k.clone(), to_json(v, &format!("{key}.{k}"), &source)?);
                 }
                 components.push(ComponentSpec {
@@ -256,6 +262,20 @@ fn absolute_dir_of(path: &Path) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("."))
 }
 
+/// An empty or whitespace-only path (`path`, `url`, `*_dir`, `*_path`; also a `${VAR}` set
+/// to an empty string) is an error: resolved, it would mean the config file's directory.
+fn check_path_value(source: &str, key: &str, value: &toml::Value) -> Result<()> {
+    let leaf = key.rsplit('.').next().unwrap_or(key);
+    let path_like =
+        matches!(leaf, "path" | "url") || leaf.ends_with("_dir") || leaf.ends_with("_path");
+    match value {
+        toml::Value::String(s) if path_like && s.trim().is_empty() => {
+            Err(Failure::from(Error::config(format!("{source}: {key}"), "is empty: give a path (an empty value, or a ${VAR} set to an empty string, would mean the config file's own directory)")))
+        }
+        _ => Ok(()),
+    }
+}
+
 fn not_a_table(source: &str, key: &str) -> Failure {
     config_error(format!("{source}: {key}"), "must be a table")
 }
@@ -297,6 +317,7 @@ fn interpolate_value(
         toml::Value::String(s) => {
             *s =
                 interpolate(s, env).map_err(|msg| config_error(format!("{source}: {key}"), msg))?;
+            register_secrets(key, s);
         }
         toml::Value::Array(items) => {
             for (i, item) in items.iter_mut().enumerate() {
@@ -311,6 +332,19 @@ fn interpolate_value(
         _ => {}
     }
     Ok(())
+}
+
+/// Register a config value with core's redaction when its key names a credential (the whole
+/// value), or when it is a URL or connection string (the passwords and tokens inside it), so
+/// that no output can print it even when a driver keeps it in a plain string.
+fn register_secrets(key: &str, value: &str) {
+    let leaf = key.rsplit('.').next().unwrap_or(key);
+    let leaf = leaf.split('[').next().unwrap_or(leaf);
+    if amber_dr_core::redact::is_secret_key(leaf) {
+        amber_dr_core::redact::register(value);
+    } else if value.contains("://") || value.contains('=') {
+        amber_dr_core::redact::register_credentials_in(value);
+    }
 }
 
 /// Replace `${VAR}` by the variable's value and `$$` by `$`. Any other `$` stays as it is.

@@ -4,8 +4,8 @@
 //! |---:|---|
 //! | 0 | everything asked for was done and checks out |
 //! | 1 | failed: a runtime error, a failed component, the repository is locked or unreachable, a restore was aborted at the prompt |
-//! | 2 | usage or configuration error: bad arguments, a bad or missing config file, an unknown component, a refused confirmation without a terminal |
-//! | 3 | verification found damage: an artifact is corrupt, truncated or missing |
+//! | 2 | usage or configuration error: bad arguments, a bad or missing config file, an empty path, an unknown component, a refused `--target`, a refused confirmation without a terminal |
+//! | 3 | damage found: an artifact is corrupt, truncated or missing (verify, restore's read-through), or `latest`'s manifest cannot be read |
 //! | 130 | interrupted by Ctrl-C or SIGTERM |
 
 use std::fmt;
@@ -72,6 +72,23 @@ pub fn code_for(err: &amber_dr_core::Error) -> i32 {
     }
 }
 
+/// The exit code of a restore plan (a dry run): 0 when every component can be restored, 2
+/// when every refusal is the operator's to fix (a bad `--target`, an option), else 1.
+pub fn restore_plan_code(plan: &amber_dr_core::RestoreOutcome) -> i32 {
+    let mut failed = plan
+        .components
+        .iter()
+        .filter(|c| c.error.is_some())
+        .peekable();
+    if failed.peek().is_none() && plan.hook_errors.is_empty() {
+        OK
+    } else if plan.hook_errors.is_empty() && failed.all(|c| c.usage_error) {
+        USAGE
+    } else {
+        FAILURE
+    }
+}
+
 impl From<amber_dr_core::Error> for Failure {
     fn from(err: amber_dr_core::Error) -> Self {
         let code = code_for(&err);
@@ -86,6 +103,7 @@ impl From<amber_dr_core::Error> for Failure {
             }
             source = s.source();
         }
+        let message = amber_dr_core::redact::redact(&message);
         Self { code, message }
     }
 }

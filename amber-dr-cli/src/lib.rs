@@ -6,6 +6,7 @@ pub mod args;
 pub mod commands;
 pub mod config;
 pub mod exit;
+pub mod hints;
 pub mod output;
 
 use std::ffi::OsString;

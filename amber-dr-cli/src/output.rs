@@ -4,14 +4,15 @@
 //! Rules: in `--json` mode stdout carries exactly one JSON document (errors included, as
 //! `{"ok": false, "error": "...", "exit_code": N}`); in human mode results go to stdout and
 //! errors to stderr as `error: <message>`. Logs always go to stderr. Config values are never
-//! printed.
+//! printed, and everything printed (results, notes, errors, JSON, log lines) goes through
+//! [`amber_dr_core::redact`] first, so a credential that a server or tool echoes is masked.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{IsTerminal, Write};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use amber_dr_core::{ProgressEvent, ProgressSink};
+use amber_dr_core::{redact, ProgressEvent, ProgressSink};
 use chrono::{DateTime, Utc};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use serde::Serialize;
@@ -30,7 +31,12 @@ pub struct Output {
 impl Output {
     /// Print a JSON document on stdout (pretty, one document per run).
     pub fn json<T: Serialize + ?Sized>(&self, value: &T) {
-        let text = serde_json::to_string_pretty(value)
+        let text = serde_json::to_value(value)
+            .map(|mut v| {
+                redact::redact_json(&mut v);
+                v
+            })
+            .and_then(|v| serde_json::to_string_pretty(&v))
             .unwrap_or_else(|e| format!("{{\"ok\":false,\"error\":\"cannot render JSON: {e}\"}}"));
         let mut stdout = std::io::stdout().lock();
         let _ = writeln!(stdout, "{text}");
@@ -41,7 +47,7 @@ impl Output {
     pub fn line(&self, text: impl std::fmt::Display) {
         if !self.json {
             let mut stdout = std::io::stdout().lock();
-            let _ = writeln!(stdout, "{text}");
+            let _ = writeln!(stdout, "{}", redact::redact(&text.to_string()));
         }
     }
 
@@ -55,7 +61,7 @@ impl Output {
     /// A message on stderr (human mode only): warnings and hints that are not results.
     pub fn note(&self, text: impl std::fmt::Display) {
         if !self.json {
-            eprintln!("{text}");
+            eprintln!("{}", redact::redact(&text.to_string()));
         }
     }
 
@@ -68,9 +74,9 @@ impl Output {
                 "exit_code": failure.code,
             }));
         } else if failure.code == INTERRUPTED {
-            eprintln!("{}", failure.message);
+            eprintln!("{}", redact::redact(&failure.message));
         } else {
-            eprintln!("error: {}", failure.message);
+            eprintln!("error: {}", redact::redact(&failure.message));
         }
     }
 
@@ -294,6 +300,7 @@ impl ProgressSink for BarSink {
 
 /// Write `line` to stderr above any progress bars (for lines printed while a command runs).
 pub fn eprint_line(line: &str) {
+    let line = redact::redact(line);
     let write = || {
         let mut err = std::io::stderr().lock();
         let _ = writeln!(err, "{line}");
@@ -324,6 +331,8 @@ impl Drop for LogWriter {
         if self.0.is_empty() {
             return;
         }
+        let text = redact::redact(&String::from_utf8_lossy(&self.0));
+        self.0 = text.into_bytes();
         let write = |buf: &[u8]| {
             let mut err = std::io::stderr().lock();
             let _ = err.write_all(buf);

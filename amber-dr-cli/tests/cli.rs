@@ -489,7 +489,7 @@ fn restore_asks_refuses_without_terminal_dry_runs_and_restores() {
         .expect("a safety backup is listed");
     assert!(
         r.stdout
-            .contains(&format!("amber-dr restore {safety} --only uploads --yes")),
+            .contains(&format!("restore {safety} --only uploads --yes")),
         "{}",
         r.both()
     );

@@ -93,7 +93,8 @@ impl AsyncWrite for StoredSink {
 /// A stream of bytes into one artifact of the repository. See the module docs.
 ///
 /// Dropping a writer without calling [`finish`](Self::finish) abandons the artifact: no
-/// object appears at its path.
+/// object appears at its path, and the parts uploaded so far are removed in the background
+/// (see [`crate::uploads`]).
 pub struct ArtifactWriter {
     name: String,
     path: Path,
@@ -133,6 +134,7 @@ impl ArtifactWriter {
                 path: path.to_string(),
                 source: Box::new(source),
             })?;
+        crate::uploads::opened();
         let sink = StoredSink {
             upload: Some(WriteMultipart::new_with_chunk_size(upload, PART_SIZE)),
             hasher: Sha256::new(),
@@ -178,7 +180,9 @@ impl ArtifactWriter {
         let Some(upload) = sink.upload.take() else {
             return Err(Error::Other(format!("artifact {path} finished twice")));
         };
-        upload.finish().await.map_err(|source| Error::Repository {
+        let finished = upload.finish().await;
+        crate::uploads::closed();
+        finished.map_err(|source| Error::Repository {
             repo,
             operation: "complete upload of",
             path: path.clone(),
@@ -199,6 +203,15 @@ impl ArtifactWriter {
     pub async fn abort(mut self) {
         if let Some(upload) = self.encoder.get_mut().upload.take() {
             let _ = upload.abort().await;
+            crate::uploads::closed();
+        }
+    }
+}
+
+impl Drop for ArtifactWriter {
+    fn drop(&mut self) {
+        if let Some(upload) = self.encoder.get_mut().upload.take() {
+            crate::uploads::abandon(upload);
         }
     }
 }

@@ -13,7 +13,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[non_exhaustive]
 pub enum Error {
     /// The configuration is invalid (exit code 2).
-    #[error("configuration error in {location}: {message}")]
+    #[error("configuration error in {location}: {}", crate::redact::redact(.message))]
     Config {
         /// Where: a file and key, or a component name.
         location: String,
@@ -33,7 +33,7 @@ pub enum Error {
     },
 
     /// The repository could not be read or written.
-    #[error("repository {repo}: {operation} `{path}` failed: {source}")]
+    #[error("repository {repo}: {operation} `{path}` failed: {}", crate::redact::redact(&.source.to_string()))]
     Repository {
         /// The repository URL (without credentials).
         repo: String,
@@ -55,8 +55,27 @@ pub enum Error {
         id: String,
     },
 
+    /// A backup directory without a manifest: its run was interrupted, or is still going.
+    #[error("backup {id} in {repo} is incomplete: it has no manifest (its run was interrupted, or is still going)")]
+    Incomplete {
+        /// The repository URL.
+        repo: String,
+        /// The backup's id.
+        id: String,
+    },
+
+    /// A backup whose artifacts were written but whose run could not finish it (e.g. its
+    /// manifest could not be written for lack of space); the CLI still prints its id.
+    #[error("backup {id}: {}", crate::redact::redact(.message))]
+    BackupUnfinished {
+        /// The backup's id.
+        id: String,
+        /// What happened.
+        message: String,
+    },
+
     /// A manifest that cannot be used: unknown format version, not JSON, missing fields.
-    #[error("manifest `{path}`: {message}")]
+    #[error("manifest `{path}`: {}", crate::redact::redact(.message))]
     Manifest {
         /// The manifest path in the repository.
         path: String,
@@ -66,7 +85,7 @@ pub enum Error {
 
     /// Stored data is damaged: a checksum or length mismatch, or content that does not decode.
     /// `verify` reports these as damage (exit code 3).
-    #[error("artifact `{artifact}` is damaged: {message}")]
+    #[error("artifact `{artifact}` is damaged: {}", crate::redact::redact(.message))]
     Corrupt {
         /// The artifact path in the repository.
         artifact: String,
@@ -95,7 +114,7 @@ pub enum Error {
     },
 
     /// A component failed while talking to its server or its data.
-    #[error("component `{component}` ({kind}): {operation}: {message}")]
+    #[error("component `{component}` ({kind}): {operation}: {}", crate::redact::redact(.message))]
     Component {
         /// The component's name.
         component: String,
@@ -111,7 +130,7 @@ pub enum Error {
     },
 
     /// Data to restore was refused because it is unsafe (e.g. a hostile archive entry).
-    #[error("refused unsafe content in `{artifact}`: {message}")]
+    #[error("refused unsafe content in `{artifact}`: {}", crate::redact::redact(.message))]
     Unsafe {
         /// The artifact the content came from.
         artifact: String,
@@ -132,7 +151,7 @@ pub enum Error {
     },
 
     /// The operation is not supported by this component or repository.
-    #[error("not supported: {0}")]
+    #[error("not supported: {}", crate::redact::redact(.0))]
     NotSupported(String),
 
     /// The run was interrupted (Ctrl-C, SIGTERM).
@@ -140,7 +159,7 @@ pub enum Error {
     Interrupted,
 
     /// Anything else, with context.
-    #[error("{0}")]
+    #[error("{}", crate::redact::redact(.0))]
     Other(String),
 }
 

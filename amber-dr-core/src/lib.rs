@@ -7,16 +7,23 @@ pub mod blobs;
 pub mod component;
 mod error;
 pub mod hooks;
+mod host;
 pub mod legacy;
 pub mod manifest;
 pub mod metrics;
+pub mod paths;
+pub mod precheck;
 pub mod process;
 pub mod progress;
+pub mod redact;
 pub mod repository;
 pub mod retention;
 pub mod runner;
+pub mod secret;
+mod selection;
 #[cfg(feature = "testkit")]
 pub mod testkit;
+pub mod uploads;
 
 pub use artifact::{ArtifactReader, ArtifactWriter, CompressionOptions};
 pub use async_trait::async_trait;
@@ -40,3 +47,4 @@ pub use runner::{
     BackupOptions, ComponentRestore, PruneOutcome, RestoreOutcome, RestorePlanOptions, Runner,
     Selection, VerifyOutcome,
 };
+pub use secret::Secret;

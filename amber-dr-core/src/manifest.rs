@@ -111,6 +111,21 @@ impl Manifest {
         serde_json::to_vec_pretty(self).unwrap_or_default()
     }
 
+    /// [`Manifest::to_json`] with the free-text fields that can embed a server's or a tool's
+    /// words (each component's `error` and `warnings`) redacted (see [`crate::redact`]): what
+    /// is written to the repository. Data the restore reads (details, statistics) is kept as
+    /// it is.
+    pub fn to_redacted_json(&self) -> Vec<u8> {
+        let mut m = self.clone();
+        for rec in m.components.values_mut() {
+            rec.error = rec.error.as_deref().map(crate::redact::redact);
+            for w in &mut rec.warnings {
+                *w = crate::redact::redact(w);
+            }
+        }
+        m.to_json()
+    }
+
     /// Total stored bytes of every artifact.
     pub fn stored_size(&self) -> u64 {
         self.components

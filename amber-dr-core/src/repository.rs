@@ -20,8 +20,12 @@ use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload}
 use serde::{Deserialize, Serialize};
 
 use crate::artifact::{ArtifactReader, ArtifactWriter, CompressionOptions};
+pub use crate::host::host_name;
+use crate::host::process_alive;
+pub(crate) use crate::host::rand_token;
 use crate::manifest::{ArtifactRecord, Manifest};
 use crate::progress::Progress;
+use crate::secret::Secret;
 use crate::{Error, Result};
 
 /// Where the repository is and how to reach it. `[repository]` in `amber-dr.toml`.
@@ -41,10 +45,10 @@ pub struct RepositoryConfig {
     pub access_key_id: Option<String>,
     /// S3 secret access key. Default: `AWS_SECRET_ACCESS_KEY`.
     #[serde(default)]
-    pub secret_access_key: Option<String>,
+    pub secret_access_key: Option<Secret>,
     /// S3 session token. Default: `AWS_SESSION_TOKEN`.
     #[serde(default)]
-    pub session_token: Option<String>,
+    pub session_token: Option<Secret>,
     /// Allow plain `http://` endpoints. Default: true when the endpoint is `http://`.
     #[serde(default)]
     pub allow_http: Option<bool>,
@@ -60,14 +64,8 @@ impl std::fmt::Debug for RepositoryConfig {
             .field("endpoint", &self.endpoint)
             .field("region", &self.region)
             .field("access_key_id", &self.access_key_id)
-            .field(
-                "secret_access_key",
-                &self.secret_access_key.as_ref().map(|_| "<redacted>"),
-            )
-            .field(
-                "session_token",
-                &self.session_token.as_ref().map(|_| "<redacted>"),
-            )
+            .field("secret_access_key", &self.secret_access_key)
+            .field("session_token", &self.session_token)
             .field("allow_http", &self.allow_http)
             .field("compression_level", &self.compression_level)
             .finish()
@@ -218,10 +216,10 @@ impl Repository {
             b = b.with_access_key_id(k);
         }
         if let Some(s) = &config.secret_access_key {
-            b = b.with_secret_access_key(s);
+            b = b.with_secret_access_key(s.expose());
         }
         if let Some(t) = &config.session_token {
-            b = b.with_token(t);
+            b = b.with_token(t.expose());
         }
         let s3 = b.build().map_err(|source| Error::Repository {
             repo: format!("s3://{rest}"),
@@ -343,13 +341,13 @@ impl Repository {
         let ids = self.backup_ids().await?;
         let entries = futures::stream::iter(ids)
             .map(|id| async move {
-                match self.read_manifest(&id).await {
-                    Ok(m) => BackupEntry {
+                match self.manifest_if_any(&id).await {
+                    Ok(Some(m)) => BackupEntry {
                         id,
                         manifest: Some(m),
                         problem: None,
                     },
-                    Err(Error::BackupNotFound { .. }) => BackupEntry {
+                    Ok(None) => BackupEntry {
                         id,
                         manifest: None,
                         problem: None,
@@ -367,11 +365,15 @@ impl Repository {
         Ok(entries)
     }
 
-    /// Read and check a backup's manifest.
+    /// Read and check a backup's manifest: [`Error::Incomplete`] for a backup directory
+    /// without one, [`Error::BackupNotFound`] for an id that is not in the repository.
     pub async fn read_manifest(&self, id: &str) -> Result<Manifest> {
-        let path = format!("{id}/{MANIFEST}");
-        match self.get_bytes(&path).await? {
-            Some(bytes) => Manifest::from_json(&path, &bytes),
+        match self.manifest_if_any(id).await? {
+            Some(m) => Ok(m),
+            None if self.backup_ids().await?.iter().any(|i| i == id) => Err(Error::Incomplete {
+                repo: self.url.clone(),
+                id: id.to_string(),
+            }),
             None => Err(Error::BackupNotFound {
                 repo: self.url.clone(),
                 id: id.to_string(),
@@ -379,32 +381,48 @@ impl Repository {
         }
     }
 
-    /// Write a backup's manifest: the last write of a backup.
-    pub async fn write_manifest(&self, manifest: &Manifest) -> Result<()> {
-        self.put_bytes(&format!("{}/{MANIFEST}", manifest.id), manifest.to_json())
-            .await
+    async fn manifest_if_any(&self, id: &str) -> Result<Option<Manifest>> {
+        let path = format!("{id}/{MANIFEST}");
+        match self.get_bytes(&path).await? {
+            Some(bytes) => Manifest::from_json(&path, &bytes).map(Some),
+            None => Ok(None),
+        }
     }
 
-    /// Resolve `latest` (the newest complete backup) or an exact id.
+    /// Write a backup's manifest: the last write of a backup. Its errors and warnings are
+    /// redacted first (see [`Manifest::to_redacted_json`]).
+    pub async fn write_manifest(&self, manifest: &Manifest) -> Result<()> {
+        self.put_bytes(
+            &format!("{}/{MANIFEST}", manifest.id),
+            manifest.to_redacted_json(),
+        )
+        .await
+    }
+
+    /// Resolve `latest` or an exact id. `latest` is the newest complete backup (not a safety
+    /// backup) by start time (ids are start times), skipping failed ones and those without a
+    /// manifest (interrupted or running); a newer backup whose manifest cannot be read is
+    /// damage ([`Error::Corrupt`] naming it), never silently passed over for an older one.
     pub async fn resolve(&self, spec: &str) -> Result<String> {
-        if spec == "latest" {
-            let entries = self.list().await?;
-            return entries
-                .into_iter()
-                .rev()
-                .find(|e| {
-                    e.manifest
-                        .as_ref()
-                        .map(|m| m.is_complete() && m.purpose == crate::BackupPurpose::Backup)
-                        .unwrap_or(false)
-                })
-                .map(|e| e.id)
-                .ok_or_else(|| Error::BackupNotFound {
-                    repo: self.url.clone(),
-                    id: "latest (no complete backup)".into(),
-                });
+        if spec != "latest" {
+            return Ok(spec.to_string());
         }
-        Ok(spec.to_string())
+        for e in self.list().await?.into_iter().rev() {
+            match (&e.manifest, e.problem) {
+                (Some(m), _) if m.is_complete() && m.purpose == crate::BackupPurpose::Backup => {
+                    return Ok(e.id)
+                }
+                (None, Some(problem)) => return Err(Error::Corrupt {
+                    artifact: format!("{}/{MANIFEST}", e.id),
+                    message: format!("`latest` is backup {}, whose manifest cannot be read ({problem}); name an older backup by its id to use it instead", e.id),
+                }),
+                _ => {}
+            }
+        }
+        Err(Error::BackupNotFound {
+            repo: self.url.clone(),
+            id: "latest (no complete backup)".into(),
+        })
     }
 
     /// A new backup id for `now`: `YYYYMMDD_HHMMSS`, with `_2`, `_3`, ... if taken.
@@ -804,41 +822,6 @@ impl Drop for RepoLock {
             }
         }
     }
-}
-
-/// This machine's host name.
-pub fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
-        .map(|s| s.trim().to_string())
-        .ok()
-        .filter(|s| !s.is_empty())
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .unwrap_or_else(|| "unknown-host".into())
-}
-
-fn process_alive(pid: u32) -> bool {
-    if cfg!(target_os = "linux") {
-        std::path::Path::new(&format!("/proc/{pid}")).exists()
-    } else {
-        // Without /proc we cannot tell: treat the holder as alive (the safe choice).
-        true
-    }
-}
-
-pub(crate) fn rand_token() -> u128 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0),
-    );
-    let a = h.finish();
-    let mut h2 = std::collections::hash_map::RandomState::new().build_hasher();
-    h2.write_u64(a);
-    (u128::from(a) << 64) | u128::from(h2.finish())
 }
 
 #[cfg(test)]

@@ -19,49 +19,8 @@ use crate::manifest::{
 use crate::progress::{NoProgress, Progress, ProgressSink};
 use crate::repository::{host_name, Repository};
 use crate::retention::RetentionPolicy;
+pub use crate::selection::Selection;
 use crate::{Error, Result};
-
-/// Which components a command applies to (`--only`, `--skip`).
-#[derive(Debug, Clone, Default)]
-pub struct Selection {
-    /// Only these component names (empty: all).
-    pub only: Vec<String>,
-    /// Not these.
-    pub skip: Vec<String>,
-}
-
-impl Selection {
-    /// Everything.
-    pub fn all() -> Self {
-        Self::default()
-    }
-
-    /// Apply to a list of names; names in `only`/`skip` that are not in `available` are an error.
-    pub fn apply<'a>(&self, available: impl IntoIterator<Item = &'a str>) -> Result<Vec<String>> {
-        let available: Vec<&str> = available.into_iter().collect();
-        for n in self.only.iter().chain(&self.skip) {
-            if !available.contains(&n.as_str()) {
-                return Err(Error::config(
-                    "--only/--skip",
-                    format!(
-                        "no component named `{n}` here; available: {}",
-                        available.join(", ")
-                    ),
-                ));
-            }
-        }
-        let chosen: Vec<String> = available
-            .iter()
-            .filter(|n| self.only.is_empty() || self.only.iter().any(|o| o == *n))
-            .filter(|n| !self.skip.iter().any(|s| s == *n))
-            .map(|s| s.to_string())
-            .collect();
-        if chosen.is_empty() {
-            return Err(Error::config("--only/--skip", "selects no component"));
-        }
-        Ok(chosen)
-    }
-}
 
 /// What a component is restored from.
 enum Source {
@@ -109,6 +68,9 @@ pub struct ComponentRestore {
     pub report: Option<RestoreReport>,
     /// The error, if it failed.
     pub error: Option<String>,
+    /// The error is a refusal of the plan (a bad target or option: exit code 2).
+    #[serde(skip)]
+    pub usage_error: bool,
 }
 
 /// The result of `restore`.
@@ -360,7 +322,15 @@ impl Runner {
             tags: tags.to_vec(),
             components: records,
         };
-        self.repo.write_manifest(&manifest).await?;
+        if let Err(e) = self.repo.write_manifest(&manifest).await {
+            let message = format!(
+                "its manifest could not be written, so it is incomplete (`prune` deletes it): {e}"
+            );
+            return Err(Error::BackupUnfinished {
+                id: manifest.id,
+                message,
+            });
+        }
         tracing::info!(backup = %manifest.id, status = ?manifest.status, "backup finished");
         Ok(manifest)
     }
@@ -488,6 +458,8 @@ impl Runner {
             }
             targets.push((c.clone(), Source::Record(Box::new(rec.clone()))));
         }
+        let records: Vec<&ComponentRecord> =
+            names.iter().map(|n| &manifest.components[n]).collect();
         if !manifest.is_complete() {
             tracing::warn!(backup = %id, "backup is not complete; restoring only components whose snapshot succeeded");
         }
@@ -498,7 +470,17 @@ impl Runner {
         } else {
             Some(self.repo.lock("restore").await?)
         };
-        let result = self.restore_locked(&id, targets, plan).await;
+        // Damage is found before the safety backup, the hooks or any change.
+        let result = match plan.options.dry_run {
+            true => Ok(()),
+            false => {
+                crate::precheck::read_through(&self.repo, &id, records, self.sink.clone()).await
+            }
+        };
+        let result = match result {
+            Ok(()) => self.restore_locked(&id, targets, plan).await,
+            Err(e) => Err(e),
+        };
         if let Some(lock) = lock {
             lock.release().await?;
         }
@@ -634,19 +616,17 @@ impl Runner {
                         Source::Record(rec) => c.restore(&cx, rec, &opts).await,
                         Source::Legacy(file) => c.restore_legacy(&cx, file, &opts).await,
                     };
-                    match res {
-                        Ok(report) => ComponentRestore {
-                            component: c.name().to_string(),
-                            kind: c.kind().to_string(),
-                            report: Some(report),
-                            error: None,
-                        },
-                        Err(e) => ComponentRestore {
-                            component: c.name().to_string(),
-                            kind: c.kind().to_string(),
-                            report: None,
-                            error: Some(e.to_string()),
-                        },
+                    let (report, error, usage_error) = match res {
+                        Ok(report) => (Some(report), None, false),
+                        Err(e) => (None, Some(e.to_string()), e.is_usage()),
+                    };
+                    let (component, kind) = (c.name().to_string(), c.kind().to_string());
+                    ComponentRestore {
+                        component,
+                        kind,
+                        report,
+                        error,
+                        usage_error,
                     }
                 });
             }
@@ -676,15 +656,14 @@ impl Runner {
                 "no --keep-* rule given: that would delete every backup",
             ));
         }
-        let lock = if dry_run {
-            None
-        } else {
-            Some(self.repo.lock("prune").await?)
-        };
+        // A dry run takes the lock too: a running backup (which holds it) is never listed as
+        // "would delete", and the dry run fails like the real one would.
+        let lock = self
+            .repo
+            .lock(if dry_run { "prune --dry-run" } else { "prune" })
+            .await?;
         let res = self.prune_locked(policy, dry_run).await;
-        if let Some(lock) = lock {
-            lock.release().await?;
-        }
+        lock.release().await?;
         res
     }
 

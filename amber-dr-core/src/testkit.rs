@@ -8,7 +8,7 @@
 //! | check | what it proves |
 //! |---|---|
 //! | [`roundtrip`] | populate → backup → verify full → destroy → restore (with safety backup) → identical |
-//! | [`corruption_detected`] | a flipped byte, a truncated and a deleted artifact: verify reports damage naming the artifact, restore refuses and leaves the live data untouched |
+//! | [`corruption_detected`] | a flipped byte, a truncated and a deleted artifact: verify reports damage naming the artifact, restore refuses as damage before it changes anything, leaving the live data untouched |
 //! | [`partial_restore`] | two instances backed up, only one restored, the other untouched |
 //! | [`empty_source`] | an empty store round-trips to empty |
 //! | [`failed_snapshot`] | a snapshot that fails leaves no complete backup, `latest` skips it, restore refuses it |
@@ -260,10 +260,20 @@ pub async fn corruption_detected(fx: &dyn Fixture, repo: &Repository) -> Result<
 
         fx.destroy(0).await?;
         let before = fx.fingerprint(0).await?;
-        let out = r.restore(&m.id, &plan(&[], false)).await?;
-        check(!out.is_ok(), || {
-            format!("{how}: restore from a damaged artifact succeeded")
-        })?;
+        // The restore reads every artifact through before it changes anything (and before
+        // its safety backup): damage fails it as a whole.
+        match r.restore(&m.id, &plan(&[], false)).await {
+            Err(e) if e.is_damage() => {}
+            Err(e) => {
+                return Err(Error::Other(format!(
+                    "{how}: restore failed, but not as damage: {e}"
+                )))
+            }
+            Ok(out) => return Err(Error::Other(format!(
+                "{how}: restore from a damaged artifact was not refused before it started: {:?}",
+                out.components
+            ))),
+        }
         let after = fx.fingerprint(0).await?;
         check(after == before, || {
             format!("{how}: a failed restore changed the live data")

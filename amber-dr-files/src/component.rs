@@ -11,6 +11,8 @@ use amber_dr_core::{
 use serde::{Deserialize, Serialize};
 use tokio_util::io::SyncIoBridge;
 
+use amber_dr_core::paths;
+
 use crate::archive::{self, MTime, ReadMode, TreeStats};
 use crate::config::FilesConfig;
 use crate::error::FilesError;
@@ -133,9 +135,9 @@ impl Files {
             None => root.clone(),
         };
         let refuse = |why: String| Err(Error::config(format!("restore of `{}`", self.name), why));
-        if target.parent().is_none() {
+        if paths::is_system_dir(&target) {
             return refuse(format!(
-                "refusing to restore into `{}`: a restore replaces its target directory whole",
+                "refusing to restore into `{}`: a restore replaces its target whole, and this is a system directory",
                 target.display()
             ));
         }
@@ -154,6 +156,25 @@ impl Files {
                     target.display()
                 ));
             }
+        }
+        let protected: Vec<_> = (self.config.config_dir.iter())
+            .map(|d| ("the config file's directory", resolved(d)))
+            .collect();
+        match &opts.target {
+            Some(raw) => {
+                if let Err(why) =
+                    paths::refuse_restore_dir(Path::new(raw), &target, opts.force, &protected)
+                {
+                    return refuse(why);
+                }
+            }
+            None if protected.iter().any(|(_, p)| p.starts_with(&target)) => {
+                return refuse(format!(
+                    "refusing to restore into `{}`: a restore replaces it whole, and it holds the config file",
+                    target.display()
+                ));
+            }
+            None => {}
         }
         Ok(target)
     }

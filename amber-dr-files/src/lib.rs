@@ -24,6 +24,11 @@ pub fn register(registry: &mut Registry) {
 
 fn factory(spec: &ComponentSpec) -> Result<Arc<dyn Component>> {
     let mut config: FilesConfig = spec.parse()?;
+    amber_dr_core::paths::check_not_empty(
+        format!("{}: components.{}.path", spec.source, spec.name),
+        &config.path,
+    )?;
     config.path = spec.resolve_path(&config.path);
+    config.config_dir = Some(spec.base_dir.clone());
     Ok(Arc::new(Files::new(spec.name.clone(), config)))
 }

@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use amber_dr_core::Secret;
 use serde::{Deserialize, Serialize};
 
 use crate::s3::S3Config;
@@ -15,7 +16,7 @@ pub struct MinioConfig {
     /// Access key id.
     pub access_key: String,
     /// Secret key (use `${VAR}` in the config file to keep it out of the file).
-    pub secret_key: String,
+    pub secret_key: Secret,
     /// Region to sign requests for. Default `us-east-1` (what MinIO expects unless configured).
     #[serde(default = "default_region")]
     pub region: String,
@@ -75,7 +76,7 @@ impl MinioConfig {
         Self {
             endpoint: endpoint.into(),
             access_key: access_key.into(),
-            secret_key: secret_key.into(),
+            secret_key: Secret::new(secret_key),
             region: default_region(),
             path_style: true,
             buckets: None,
@@ -104,7 +105,7 @@ impl MinioConfig {
             endpoint: self.endpoint.clone(),
             region: self.region.clone(),
             access_key: self.access_key.clone(),
-            secret_key: self.secret_key.clone(),
+            secret_key: self.secret_key.expose().to_string(),
             path_style: self.path_style,
         }
     }
@@ -127,7 +128,7 @@ impl std::fmt::Debug for MinioConfig {
         f.debug_struct("MinioConfig")
             .field("endpoint", &self.endpoint)
             .field("access_key", &self.access_key)
-            .field("secret_key", &"***")
+            .field("secret_key", &self.secret_key)
             .field("region", &self.region)
             .field("path_style", &self.path_style)
             .field("buckets", &self.buckets)

@@ -269,20 +269,20 @@ impl S3Client {
 
     fn err(&self, cx: &Ctx<'_>, kind: ErrorKind) -> S3Error {
         let mut kind = kind;
-        // Belt and braces: no server should echo the secret, but never pass it on if one does.
-        let secret = &self.inner.cfg.secret_key;
-        if !secret.is_empty() {
-            match &mut kind {
-                ErrorKind::Invalid(m) | ErrorKind::Transport(m) | ErrorKind::Protocol(m) => {
-                    *m = m.replace(secret.as_str(), "<redacted>");
-                }
-                ErrorKind::Service { message, code, .. } => {
-                    for s in [message, code].into_iter().flatten() {
-                        *s = s.replace(secret.as_str(), "<redacted>");
-                    }
-                }
-                ErrorKind::Body(_) => {}
+        // Belt and braces: no server should echo a secret, but never pass it on if one does
+        // (the secret key is registered with core's redaction by `MinioConfig`).
+        let redact = amber_dr_core::redact::redact;
+        amber_dr_core::redact::register(&self.inner.cfg.secret_key);
+        match &mut kind {
+            ErrorKind::Invalid(m) | ErrorKind::Transport(m) | ErrorKind::Protocol(m) => {
+                *m = redact(m);
             }
+            ErrorKind::Service { message, code, .. } => {
+                for s in [message, code].into_iter().flatten() {
+                    *s = redact(s);
+                }
+            }
+            ErrorKind::Body(_) => {}
         }
         S3Error {
             op: cx.op,

@@ -519,7 +519,7 @@ impl Neo4j {
         let config = ConfigBuilder::default()
             .uri(uri)
             .user(self.cfg.user.clone())
-            .password(self.cfg.password.clone())
+            .password(self.cfg.password.expose().to_string())
             .db(db)
             .fetch_size(self.cfg.page_size)
             .max_connections(4)

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use amber_dr_core::Secret;
 use serde::{Deserialize, Serialize};
 
 /// `[components.NAME]` with `kind = "neo4j"`.
@@ -15,7 +16,7 @@ pub struct Neo4jConfig {
     #[serde(default = "default_user")]
     pub user: String,
     /// Password.
-    pub password: String,
+    pub password: Secret,
     /// Database to back up and restore. Default `neo4j`.
     #[serde(default = "default_database")]
     pub database: String,
@@ -53,7 +54,7 @@ impl Neo4jConfig {
         Self {
             uri: uri.into(),
             user: default_user(),
-            password: password.into(),
+            password: Secret::new(password),
             database: default_database(),
             page_size: default_page_size(),
             batch_size: default_batch_size(),
@@ -81,9 +82,9 @@ impl Neo4jConfig {
 impl std::fmt::Debug for Neo4jConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Neo4jConfig")
-            .field("uri", &self.uri)
+            .field("uri", &amber_dr_core::redact::redact(&self.uri))
             .field("user", &self.user)
-            .field("password", &"***")
+            .field("password", &self.password)
             .field("database", &self.database)
             .field("page_size", &self.page_size)
             .field("batch_size", &self.batch_size)

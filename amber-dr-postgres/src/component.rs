@@ -16,7 +16,7 @@ use crate::toolcmd::ToolCmd;
 use tokio_postgres::config::Host;
 
 use crate::catalog::{self, ident, Counts, DbInfo, DbProps};
-use crate::config::{redact, PostgresConfig};
+use crate::config::PostgresConfig;
 use crate::connect::ConnInfo;
 use crate::error::PgError;
 use crate::tools::{self, Tools};
@@ -66,10 +66,13 @@ impl Postgres {
     /// A `postgres` component named `name`; fails if the URL cannot be parsed.
     pub fn new(name: impl Into<String>, config: PostgresConfig) -> Result<Self> {
         let name = name.into();
-        let conn = ConnInfo::parse(&config.url).map_err(|e| {
+        let conn = ConnInfo::parse(config.url.expose()).map_err(|e| {
             Error::config(
                 format!("components.{name}.url"),
-                format!("`{}` is not a valid postgres URL: {e}", redact(&config.url)),
+                format!(
+                    "`{}` is not a valid postgres URL: {e}",
+                    config.url.redacted()
+                ),
             )
         })?;
         let pg = conn.pg.clone();
@@ -117,7 +120,7 @@ impl Postgres {
     }
 
     fn url(&self) -> String {
-        redact(&self.config.url)
+        self.config.url.redacted()
     }
 
     fn maintenance_db(&self) -> String {

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use amber_dr_core::Secret;
 use serde::{Deserialize, Serialize};
 
 /// `[components.NAME]` with `kind = "postgres"`.
@@ -12,7 +13,7 @@ pub struct PostgresConfig {
     /// `postgres://user:password@host:port/maintenance_db` (a superuser: dumping roles and
     /// recreating databases needs one), or a libpq `key=value` string; every libpq parameter
     /// (`sslmode`, `sslrootcert`, `options`, ...) reaches the tools (see the README).
-    pub url: String,
+    pub url: Secret,
     /// Databases to back up. Default: every database that is not a template and allows connections.
     #[serde(default)]
     pub databases: Option<Vec<String>>,
@@ -58,8 +59,9 @@ fn default_timeout() -> u64 {
 impl PostgresConfig {
     /// A config for `url`, everything else default.
     pub fn new(url: impl Into<String>) -> Self {
+        let url: String = url.into();
         Self {
-            url: url.into(),
+            url: Secret::new(url),
             databases: None,
             exclude_databases: Vec::new(),
             bin_dir: None,
@@ -99,24 +101,10 @@ impl PostgresConfig {
     }
 }
 
-/// The URL with its password replaced, for messages.
-pub(crate) fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => {
-            let creds = &url[s + 3..at];
-            match creds.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..s + 3], &url[at..]),
-                None => url.to_string(),
-            }
-        }
-        _ => url.to_string(),
-    }
-}
-
 impl std::fmt::Debug for PostgresConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PostgresConfig")
-            .field("url", &redact(&self.url))
+            .field("url", &self.url.redacted())
             .field("databases", &self.databases)
             .field("exclude_databases", &self.exclude_databases)
             .field("bin_dir", &self.bin_dir)

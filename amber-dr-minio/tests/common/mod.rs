@@ -151,7 +151,7 @@ pub fn s3_repository(s3: &S3, name: &str) -> Repository {
     cfg.endpoint = Some(s3.endpoint.clone());
     cfg.region = Some(var("AMBER_DR_S3_REGION").unwrap_or_else(|| "us-east-1".into()));
     cfg.access_key_id = Some(s3.access_key.clone());
-    cfg.secret_access_key = Some(s3.secret_key.clone());
+    cfg.secret_access_key = Some(s3.secret_key.clone().into());
     cfg.allow_http = Some(true);
     Repository::open(&cfg).unwrap()
 }
