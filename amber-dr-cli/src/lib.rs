@@ -6,6 +6,7 @@ pub mod args;
 pub mod commands;
 pub mod config;
 pub mod exit;
+pub mod key;
 pub mod output;
 
 use std::ffi::OsString;

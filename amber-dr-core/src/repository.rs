@@ -51,6 +51,9 @@ pub struct RepositoryConfig {
     /// zstd level for artifacts (1–19). Default 3.
     #[serde(default)]
     pub compression_level: Option<i32>,
+    /// `[repository.encryption]`: encrypt everything this host writes (see `crate::crypto`).
+    #[serde(default)]
+    pub encryption: Option<crate::crypto::EncryptionConfig>,
 }
 
 impl std::fmt::Debug for RepositoryConfig {
@@ -70,6 +73,7 @@ impl std::fmt::Debug for RepositoryConfig {
             )
             .field("allow_http", &self.allow_http)
             .field("compression_level", &self.compression_level)
+            .field("encryption", &self.encryption)
             .finish()
     }
 }
@@ -117,6 +121,8 @@ pub struct Repository {
     local_root: Option<std::path::PathBuf>,
     /// Fault injection for the conformance suite: artifact writes fail past this many bytes.
     pub(crate) fail_writes_after: Option<u64>,
+    /// This host's keys and their unlocked state.
+    pub(crate) crypto: Arc<crate::crypto::repo::RepoCrypto>,
 }
 
 impl std::fmt::Debug for Repository {
@@ -132,7 +138,7 @@ const LOCK_PATH: &str = "locks/repository.lock";
 /// `locks/takeover-<token>`: the run that creates it may remove the stale lock `<token>`.
 const TAKEOVER_PREFIX: &str = "locks/takeover-";
 /// Top-level names that are not backup ids.
-const RESERVED: &[&str] = &["blobs", "locks"];
+const RESERVED: &[&str] = &["blobs", "keys", "locks"];
 
 impl Repository {
     /// Open (and for a local path, create) the repository described by `config`.
@@ -141,6 +147,8 @@ impl Repository {
         if url.is_empty() {
             return Err(Error::config("repository.url", "is empty"));
         }
+        // Unusable keys are an error before anything (even a directory) is made.
+        let crypto = crate::crypto::repo::RepoCrypto::new(config.encryption.as_ref())?;
         let mut local_root = None;
         let store: Arc<dyn ObjectStore> = if let Some(rest) = url.strip_prefix("s3://") {
             Arc::new(Self::s3(config, rest)?)
@@ -180,6 +188,7 @@ impl Repository {
             compression,
             local_root,
             fail_writes_after: None,
+            crypto: Arc::new(crypto),
         })
     }
 
@@ -243,6 +252,7 @@ impl Repository {
             compression: CompressionOptions::default(),
             local_root: None,
             fail_writes_after: None,
+            crypto: Default::default(),
         }
     }
 
@@ -371,7 +381,7 @@ impl Repository {
     pub async fn read_manifest(&self, id: &str) -> Result<Manifest> {
         let path = format!("{id}/{MANIFEST}");
         match self.get_bytes(&path).await? {
-            Some(bytes) => Manifest::from_json(&path, &bytes),
+            Some(bytes) => self.parse_manifest(&path, id, &bytes).await,
             None => Err(Error::BackupNotFound {
                 repo: self.url.clone(),
                 id: id.to_string(),
@@ -381,7 +391,8 @@ impl Repository {
 
     /// Write a backup's manifest: the last write of a backup.
     pub async fn write_manifest(&self, manifest: &Manifest) -> Result<()> {
-        self.put_bytes(&format!("{}/{MANIFEST}", manifest.id), manifest.to_json())
+        let body = self.manifest_bytes(manifest).await?;
+        self.put_bytes(&format!("{}/{MANIFEST}", manifest.id), body)
             .await
     }
 
@@ -472,16 +483,8 @@ impl Repository {
     ) -> Result<ArtifactWriter> {
         validate_name(name)?;
         let path = Path::from(Self::artifact_path(id, component, name));
-        ArtifactWriter::create(
-            &self.store,
-            &self.url,
-            name,
-            path,
-            self.compression,
-            progress,
-            self.fail_writes_after,
-        )
-        .await
+        let key = self.write_key().await?;
+        ArtifactWriter::create(self, name, path, progress, key).await
     }
 
     /// Start writing a stream to an arbitrary path of the repository (blobs).
@@ -490,16 +493,8 @@ impl Repository {
         path: &str,
         progress: Progress,
     ) -> Result<ArtifactWriter> {
-        ArtifactWriter::create(
-            &self.store,
-            &self.url,
-            "blob",
-            Path::from(path),
-            self.compression,
-            progress,
-            self.fail_writes_after,
-        )
-        .await
+        let key = self.write_key().await?;
+        ArtifactWriter::create(self, "blob", Path::from(path), progress, key).await
     }
 
     /// Open an artifact for checked reading.
@@ -508,7 +503,11 @@ impl Repository {
         record: &ArtifactRecord,
         progress: Progress,
     ) -> Result<ArtifactReader> {
-        ArtifactReader::open(&self.store, &self.url, record, progress).await
+        let lookup = record
+            .encryption
+            .is_some()
+            .then(|| self.key_lookup(&record.path));
+        ArtifactReader::open(&self.store, &self.url, record, progress, lookup).await
     }
 
     /// Quick check of an artifact: present, with the stored size the manifest says.
@@ -530,8 +529,13 @@ impl Repository {
         }
     }
 
-    /// Take the repository lock for `operation`. See [`RepoLock`].
+    /// Take the repository lock for `operation`. See [`RepoLock`]. A backup or restore
+    /// first checks that it may write here (keys usable, no plaintext into an encrypted
+    /// repository): nothing, not even the lock, is written otherwise.
     pub async fn lock(&self, operation: &str) -> Result<RepoLock> {
+        if matches!(operation, "backup" | "restore") {
+            self.prepare_write().await?;
+        }
         RepoLock::acquire(self.clone(), operation).await
     }
 
