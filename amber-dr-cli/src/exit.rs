@@ -4,7 +4,7 @@
 //! |---:|---|
 //! | 0 | everything asked for was done and checks out |
 //! | 1 | failed: a runtime error, a failed component, the repository is locked or unreachable, a restore was aborted at the prompt |
-//! | 2 | usage or configuration error: bad arguments, a bad or missing config file, an unknown component, a refused confirmation without a terminal |
+//! | 2 | usage or configuration error: bad arguments, a bad or missing config file, an unknown component, a refused confirmation without a terminal, an unusable encryption key or a missing private key |
 //! | 3 | verification found damage: an artifact is corrupt, truncated or missing |
 //! | 130 | interrupted by Ctrl-C or SIGTERM |
 

@@ -449,3 +449,28 @@ fn key_add_list_remove_rotate_roundtrip() {
         .collect();
     assert!(ids.len() >= 2, "{ids:?}");
 }
+
+#[test]
+fn plaintext_backups_stay_readable_after_encryption_is_turned_on() {
+    let site = Site::new("");
+    let old = site.backup();
+    let old_tree = files(&site.path("uploads"));
+    site.configure("passphrase = \"${AMBER_DR_PASSPHRASE}\"");
+    fs::write(site.path("uploads/readme.txt"), "second state\n").unwrap();
+    let new = site.backup();
+    let r = site.expect(0, &["show", &old]);
+    assert!(r.stdout.contains("encrypted: NO"), "{}", r.both());
+    let r = site.expect(0, &["show", &new]);
+    assert!(r.stdout.contains("encrypted: yes"), "{}", r.both());
+    site.expect(0, &["verify", &old]);
+    site.expect(0, &["verify", &new]);
+    site.expect(0, &["restore", &old, "--yes"]);
+    assert_eq!(files(&site.path("uploads")), old_tree);
+    // Without keys the old plaintext backup is still listed and readable, and no backup
+    // can be written.
+    site.configure("");
+    site.expect(0, &["verify", &old]);
+    site.expect(2, &["backup"]);
+    let r = site.expect(2, &["verify", &new]);
+    assert!(r.stderr.contains("private key"), "{}", r.both());
+}
