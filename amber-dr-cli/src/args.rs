@@ -74,6 +74,8 @@ pub enum Command {
     Prune(PruneArgs),
     /// Remove the repository lock left by a crashed run, and say who held it.
     Unlock,
+    /// The keys of an encrypted repository: list, add, remove, rotate; generate an age key.
+    Key(crate::key::KeyArgs),
 }
 
 /// `init`.

@@ -80,6 +80,7 @@ pub async fn dispatch(cli: Cli, registry: Registry) -> CmdResult {
         Command::Restore(a) => restore(&ctx, &a).await,
         Command::Prune(a) => prune(&ctx, &a).await,
         Command::Unlock => interruptible(unlock(&ctx), "interrupted").await,
+        Command::Key(a) => interruptible(crate::key::key(&ctx, &a), "interrupted").await,
     }
 }
 
@@ -89,7 +90,7 @@ pub async fn dispatch(cli: Cli, registry: Registry) -> CmdResult {
 
 /// What a command needs from the config file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Needs {
+pub(crate) enum Needs {
     /// The command cannot run without it (backup, restore, doctor).
     Config,
     /// `--repo` alone is enough when the default config file does not exist.
@@ -130,7 +131,7 @@ impl Ctx {
             .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG))
     }
 
-    fn load_config(&self, needs: Needs) -> Result<Option<Config>, Failure> {
+    pub(crate) fn load_config(&self, needs: Needs) -> Result<Option<Config>, Failure> {
         let path = self.config_path();
         if needs == Needs::RepoOnly && self.config.is_none() && !path.exists() {
             if self.repo.is_some() {
@@ -167,7 +168,11 @@ impl Ctx {
 
     /// Open the repository. For a local path that does not exist, `create` decides between
     /// creating it (backup) and an error (commands that read).
-    fn open_repo(&self, cfg: Option<&Config>, create: bool) -> Result<Repository, Failure> {
+    pub(crate) fn open_repo(
+        &self,
+        cfg: Option<&Config>,
+        create: bool,
+    ) -> Result<Repository, Failure> {
         let rc = self.repo_config(cfg)?;
         if !create {
             if let Some(path) = local_path(&rc.url) {
@@ -457,6 +462,10 @@ async fn doctor(ctx: &Ctx) -> CmdResult {
                         repo_json["lock_error"] = json!(f.message);
                     }
                 }
+                let (line, enc, enc_ok) = crate::key::doctor_line(&repo).await;
+                repo_lines.push(line);
+                repo_json["encryption"] = enc;
+                ok &= enc_ok;
             }
             Err(f) => {
                 ok = false;
@@ -826,8 +835,11 @@ async fn show(ctx: &Ctx, args: &ShowArgs) -> CmdResult {
     let cfg = ctx.load_config(Needs::RepoOnly)?;
     let repo = ctx.open_repo(cfg.as_ref(), false)?;
     let m = read_manifest(&repo, &args.backup).await?;
+    let encrypted = crate::key::backup_encrypted(&m);
     if ctx.out.json {
-        ctx.out.json(&m);
+        let mut v = serde_json::to_value(&m).unwrap_or_default();
+        v["encrypted"] = json!(encrypted);
+        ctx.out.json(&v);
         return Ok(OK);
     }
     let out = &ctx.out;
@@ -853,6 +865,7 @@ async fn show(ctx: &Ctx, args: &ShowArgs) -> CmdResult {
     if !m.tags.is_empty() {
         out.line(format!("  tags:     {}", m.tags.join(", ")));
     }
+    out.line(crate::key::show_line(&m, encrypted));
     out.line(format!(
         "  stored:   {} in {n_artifacts} artifact{}",
         human_bytes(m.stored_size()),

@@ -113,6 +113,16 @@ impl Config {
                     &toml::Value::String(repo.url.clone()),
                 )?;
                 repo.url = resolve_local_url(&repo.url, &base_dir);
+                // A relative identity file is relative to the config file, like the url.
+                if let Some(f) = repo
+                    .encryption
+                    .as_mut()
+                    .and_then(|e| e.identity_file.as_mut())
+                {
+                    if f.is_relative() {
+                        *f = base_dir.join(&*f);
+                    }
+                }
                 Some(repo)
             }
         };

@@ -4,8 +4,8 @@
 //! |---:|---|
 //! | 0 | everything asked for was done and checks out |
 //! | 1 | failed: a runtime error, a failed component, the repository is locked or unreachable, a restore was aborted at the prompt |
-//! | 2 | usage or configuration error: bad arguments, a bad or missing config file, an empty path, an unknown component, a refused `--target`, a refused confirmation without a terminal |
-//! | 3 | damage found: an artifact is corrupt, truncated or missing (verify, restore's read-through), or `latest`'s manifest cannot be read |
+//! | 2 | usage or configuration error: bad arguments, a bad or missing config file, an empty path, an unknown component, a refused `--target`, a refused confirmation without a terminal, an unusable encryption key or a missing private key |
+//! | 3 | damage found: an artifact or manifest is corrupt, truncated, missing or tampered with (verify, restore's read-through), or `latest`'s manifest cannot be read |
 //! | 130 | interrupted by Ctrl-C or SIGTERM |
 
 use std::fmt;

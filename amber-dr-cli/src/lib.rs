@@ -7,6 +7,7 @@ pub mod commands;
 pub mod config;
 pub mod exit;
 pub mod hints;
+pub mod key;
 pub mod output;
 
 use std::ffi::OsString;

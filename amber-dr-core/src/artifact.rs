@@ -23,6 +23,8 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncBufRead, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, ReadBuf};
 use tokio_util::io::StreamReader;
 
+use crate::crypto::stream::{KeyLookup, OpenReader, SealWriter};
+use crate::crypto::{DataKey, STREAM_FORMAT};
 use crate::manifest::ArtifactRecord;
 use crate::progress::Progress;
 use crate::{Error, Result};
@@ -99,7 +101,8 @@ pub struct ArtifactWriter {
     name: String,
     path: Path,
     repo_url: String,
-    encoder: ZstdEncoder<StoredSink>,
+    encoder: ZstdEncoder<SealWriter<StoredSink>>,
+    sealed: bool,
     raw: u64,
     progress: Progress,
     /// Fault injection (testkit): fail any write that would take the stream past this many bytes.
@@ -117,14 +120,14 @@ impl std::fmt::Debug for ArtifactWriter {
 
 impl ArtifactWriter {
     pub(crate) async fn create(
-        store: &Arc<dyn ObjectStore>,
-        repo_url: &str,
+        repo: &crate::repository::Repository,
         name: &str,
         path: Path,
-        compression: CompressionOptions,
         progress: Progress,
-        fail_after: Option<u64>,
+        key: Option<Arc<DataKey>>,
     ) -> Result<Self> {
+        let (store, repo_url) = (repo.store(), repo.url());
+        let (compression, fail_after) = (repo.compression(), repo.fail_writes_after);
         let upload = store
             .put_multipart_opts(&path, Default::default())
             .await
@@ -145,6 +148,8 @@ impl ArtifactWriter {
             params.push(CParameter::nb_workers(compression.workers));
             params.push(CParameter::job_size(ZSTD_JOB_SIZE));
         }
+        // Compressed first, then sealed (when the repository is encrypted).
+        let sink = SealWriter::new(sink, key.as_deref());
         let encoder =
             ZstdEncoder::with_quality_and_params(sink, Level::Precise(compression.level), &params);
         Ok(Self {
@@ -152,6 +157,7 @@ impl ArtifactWriter {
             path,
             repo_url: repo_url.to_string(),
             encoder,
+            sealed: key.is_some(),
             raw: 0,
             progress,
             fail_after,
@@ -176,7 +182,7 @@ impl ArtifactWriter {
         if let Err(e) = self.encoder.shutdown().await {
             return Err(Error::from_io("compress", &path, e));
         }
-        let sink = self.encoder.get_mut();
+        let sink = self.encoder.get_mut().get_mut();
         let Some(upload) = sink.upload.take() else {
             return Err(Error::Other(format!("artifact {path} finished twice")));
         };
@@ -196,12 +202,13 @@ impl ArtifactWriter {
             stored_size: sink.stored,
             sha256,
             compression: "zstd".into(),
+            encryption: self.sealed.then(|| STREAM_FORMAT.to_string()),
         })
     }
 
     /// Abandon the artifact explicitly, removing any uploaded parts.
     pub async fn abort(mut self) {
-        if let Some(upload) = self.encoder.get_mut().upload.take() {
+        if let Some(upload) = self.encoder.get_mut().get_mut().upload.take() {
             let _ = upload.abort().await;
             crate::uploads::closed();
         }
@@ -329,7 +336,7 @@ impl AsyncRead for CheckedStored {
 /// The checks happen when the stream reaches its end: read it to the end (or call
 /// [`ArtifactReader::finish`]) before trusting what it returned.
 pub struct ArtifactReader {
-    decoder: ZstdDecoder<BufReader<CheckedStored>>,
+    decoder: ZstdDecoder<BufReader<OpenReader<CheckedStored>>>,
     artifact: String,
     expected_raw: u64,
     raw: u64,
@@ -361,6 +368,7 @@ impl ArtifactReader {
         repo_url: &str,
         record: &ArtifactRecord,
         progress: Progress,
+        lookup: Option<KeyLookup>,
     ) -> Result<Self> {
         let path = Path::from(record.path.as_str());
         let got =
@@ -397,7 +405,9 @@ impl ArtifactReader {
             artifact: record.path.clone(),
             done: false,
         };
-        let mut decoder = ZstdDecoder::new(BufReader::with_capacity(1024 * 1024, stored));
+        // Opened (when sealed), then decompressed.
+        let opened = OpenReader::new(stored, lookup, &record.path);
+        let mut decoder = ZstdDecoder::new(BufReader::with_capacity(1024 * 1024, opened));
         decoder.multiple_members(true);
         Ok(Self {
             decoder,

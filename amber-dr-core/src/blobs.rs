@@ -114,7 +114,7 @@ impl BlobWriter {
     pub async fn finish(self) -> Result<BlobRecord> {
         let tmp = self.inner.finish().await?;
         let sha256 = hex::encode(self.content.finalize());
-        let final_path = Path::from(blob_path(&sha256));
+        let final_path = Path::from(self.repo.blob_write_path(&sha256).await?);
         let tmp_path = Path::from(tmp.path.as_str());
         let store = self.repo.store();
         let deduplicated = match store.head(&final_path).await {
@@ -162,9 +162,57 @@ fn compress_whole(content: &[u8], level: i32) -> io::Result<Vec<u8>> {
 }
 
 impl Repository {
+    /// Where a new blob of content hash `sha256` goes: in an encrypted repository under its
+    /// keyed name (HMAC-SHA256 of the content hash), else under the content hash.
+    pub async fn blob_write_path(&self, sha256: &str) -> Result<String> {
+        let keys = self.keys().await?;
+        if !keys.encrypted() {
+            return Ok(blob_path(sha256));
+        }
+        let name = keys
+            .blob_name(sha256)
+            .map_err(|m| Error::config("repository.encryption", m))?;
+        Ok(blob_path(&name))
+    }
+
+    /// Where the blob `sha256` may be stored, first choice first: its keyed name (encrypted
+    /// repository), then its content-hash name (written before encryption was turned on).
+    async fn blob_read_paths(&self, sha256: &str) -> Result<Vec<String>> {
+        let keys = self.keys().await?;
+        let mut out = Vec::new();
+        if keys.encrypted() {
+            match keys.blob_name(sha256) {
+                Ok(n) => out.push(blob_path(&n)),
+                Err(m) if !keys.can_read() => {
+                    return Err(Error::config("repository.encryption", m))
+                }
+                Err(_) => {}
+            }
+        }
+        out.push(blob_path(sha256));
+        Ok(out)
+    }
+
+    /// The stored path and size of blob `sha256`, if stored.
+    async fn find_blob(&self, sha256: &str) -> Result<Option<(String, u64)>> {
+        for path in self.blob_read_paths(sha256).await? {
+            let p = Path::from(path.as_str());
+            match self.store().head(&p).await {
+                Ok(m) => return Ok(Some((path, m.size))),
+                Err(object_store::Error::NotFound { .. }) => {}
+                Err(source) => return Err(repo_err(self, "inspect", &p, source)),
+            }
+        }
+        Ok(None)
+    }
+
     /// True if the blob of content hash `sha256` is stored.
     pub async fn has_blob(&self, sha256: &str) -> Result<bool> {
-        let p = Path::from(blob_path(sha256));
+        Ok(self.find_blob(sha256).await?.is_some())
+    }
+
+    async fn has_blob_at(&self, path: &str) -> Result<bool> {
+        let p = Path::from(path);
         match self.store().head(&p).await {
             Ok(_) => Ok(true),
             Err(object_store::Error::NotFound { .. }) => Ok(false),
@@ -192,7 +240,7 @@ impl Repository {
         progress: Progress,
     ) -> Result<BlobRecord> {
         let size = content.len() as u64;
-        let path = Path::from(blob_path(&sha256));
+        let path = Path::from(self.blob_write_path(&sha256).await?);
         if let Some(limit) = self.fail_writes_after {
             if size > limit {
                 return Err(Error::from_io(
@@ -205,7 +253,7 @@ impl Repository {
             }
         }
         progress.add_bytes(size);
-        if self.has_blob(&sha256).await? {
+        if self.has_blob_at(path.as_ref()).await? {
             return Ok(BlobRecord {
                 sha256,
                 size,
@@ -214,6 +262,7 @@ impl Repository {
         }
         let compressed = compress_whole(&content, self.compression().level)
             .map_err(|e| Error::from_io("compress", path.as_ref(), e))?;
+        let (compressed, _) = self.seal_small(compressed).await?;
         self.store()
             .put(&path, compressed.into())
             .await
@@ -230,7 +279,11 @@ impl Repository {
     /// SHA-256 are checked; damage is an [`Error::Corrupt`] naming the blob, a missing blob an
     /// [`Error::MissingArtifact`].
     pub async fn read_blob(&self, blob: &BlobRecord, progress: Progress) -> Result<Bytes> {
-        let (path, p) = checked_blob_path(&blob.sha256)?;
+        let (mut path, mut p) = checked_blob_path(&blob.sha256)?;
+        if let Some((found, _)) = self.find_blob(&blob.sha256).await? {
+            p = Path::from(found.as_str());
+            path = found;
+        }
         let stored = match self.store().get(&p).await {
             Ok(got) => got.bytes().await,
             Err(e) => Err(e),
@@ -248,6 +301,13 @@ impl Repository {
         };
         let size = usize::try_from(blob.size)
             .map_err(|_| Error::Other(format!("blob {path} is too large to read whole")))?;
+        // A sealed blob (encrypted repository) is opened first; its content hash below
+        // authenticates a plaintext one.
+        let stored = if crate::crypto::stream::sealed_key_id(&stored).is_some() {
+            Bytes::from(self.open_small(&stored, &path).await?)
+        } else {
+            stored
+        };
         // One byte more than expected: a longer content is found, not cut off.
         let content = zstd::bulk::Decompressor::new()
             .and_then(|mut d| d.decompress(&stored, size + 1))
@@ -287,14 +347,18 @@ impl Repository {
     /// Open a blob for reading; at the end of the stream its length and content hash are
     /// checked, and damage is an [`Error::Corrupt`] naming the blob.
     pub async fn open_blob(&self, blob: &BlobRecord, progress: Progress) -> Result<ArtifactReader> {
-        let (path, p) = checked_blob_path(&blob.sha256)?;
-        let stored = match self.store().head(&p).await {
-            Ok(m) => m.size,
-            Err(object_store::Error::NotFound { .. }) => {
-                return Err(Error::MissingArtifact { artifact: path })
-            }
-            Err(source) => return Err(repo_err(self, "inspect", &p, source)),
+        let (path, _) = checked_blob_path(&blob.sha256)?;
+        let Some((path, stored)) = self.find_blob(&blob.sha256).await? else {
+            return Err(Error::MissingArtifact { artifact: path });
         };
+        // Sealed iff it starts like a sealed object: the content hash checked at the end of
+        // the stream authenticates a plaintext blob.
+        let head = self
+            .store()
+            .get_range(&Path::from(path.as_str()), 0..stored.min(8))
+            .await
+            .map_err(|source| repo_err(self, "read", &Path::from(path.as_str()), source))?;
+        let sealed = head.as_ref() == crate::crypto::stream::MAGIC;
         let record = ArtifactRecord {
             name: "blob".into(),
             path,
@@ -302,6 +366,7 @@ impl Repository {
             stored_size: stored,
             sha256: String::new(),
             compression: "zstd".into(),
+            encryption: sealed.then(|| crate::crypto::STREAM_FORMAT.to_string()),
         };
         Ok(self
             .open_artifact(&record, progress)
@@ -342,6 +407,17 @@ impl Repository {
     /// lock. Returns how many blobs were (or, in a dry run, would be) deleted.
     pub async fn sweep_blobs(&self, keep: &HashSet<String>, dry_run: bool) -> Result<u64> {
         let prefix = Path::from(BLOBS);
+        // In an encrypted repository the blobs kept are stored under their keyed names.
+        let keys = self.keys().await?;
+        let mut keyed = HashSet::new();
+        if keys.encrypted() {
+            for h in keep {
+                let n = keys
+                    .blob_name(h)
+                    .map_err(|m| Error::config("repository.encryption", m))?;
+                keyed.insert(n);
+            }
+        }
         let mut doomed = Vec::new();
         let mut listing = self.store().list(Some(&prefix));
         while let Some(meta) = listing.next().await {
@@ -349,7 +425,7 @@ impl Repository {
             let loc = meta.location.to_string();
             let name = loc.rsplit('/').next().unwrap_or("");
             let hash = name.strip_suffix(".zst").unwrap_or(name);
-            if loc.starts_with(TMP) || !keep.contains(hash) {
+            if loc.starts_with(TMP) || !(keep.contains(hash) || keyed.contains(hash)) {
                 doomed.push(meta.location);
             }
         }

@@ -5,6 +5,7 @@
 pub mod artifact;
 pub mod blobs;
 pub mod component;
+pub mod crypto;
 mod error;
 pub mod hooks;
 mod host;
@@ -33,6 +34,7 @@ pub use component::{
     RestoreOptions, RestoreRelation, RestoreReport, SnapshotContext, SnapshotPurpose,
     VerifyContext, VerifyLevel, VerifyReport,
 };
+pub use crypto::EncryptionConfig;
 pub use error::{Error, Result};
 pub use hooks::{HookContext, RunHooks};
 pub use legacy::{LegacyPart, LegacyPlan, RUNBOOK_FILES};

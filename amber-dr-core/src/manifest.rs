@@ -70,6 +70,10 @@ pub struct Manifest {
     pub tags: Vec<String>,
     /// One record per selected component, by component name.
     pub components: BTreeMap<String, ComponentRecord>,
+    /// True when only the public part of a sealed manifest could be read (a host without the
+    /// private key): host, tags, statistics and details are absent.
+    #[serde(skip)]
+    pub sealed: bool,
 }
 
 impl Manifest {
@@ -157,6 +161,10 @@ pub struct ArtifactRecord {
     pub sha256: String,
     /// Compression of the stored bytes (`zstd`).
     pub compression: String,
+    /// Encryption of the stored bytes: absent for plain artifacts, `amber-dr-stream-v1`
+    /// for sealed ones (see `docs/repository-format.md`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<String>,
 }
 
 /// A component's section of the manifest.
@@ -273,6 +281,7 @@ mod tests {
             finished_at: Utc::now(),
             tags: vec![],
             components: BTreeMap::new(),
+            sealed: false,
         }
     }
 

@@ -324,6 +324,7 @@ mod tests {
                 stored_size: 40,
                 sha256: String::new(),
                 compression: "zstd".into(),
+                encryption: None,
             });
         } else {
             pg.status = Some(ComponentStatus::Failed);
@@ -345,6 +346,7 @@ mod tests {
             finished_at: t,
             tags: vec![],
             components: comps,
+            sealed: false,
         }
     }
 

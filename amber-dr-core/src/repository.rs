@@ -55,6 +55,9 @@ pub struct RepositoryConfig {
     /// zstd level for artifacts (1–19). Default 3.
     #[serde(default)]
     pub compression_level: Option<i32>,
+    /// `[repository.encryption]`: encrypt everything this host writes (see `crate::crypto`).
+    #[serde(default)]
+    pub encryption: Option<crate::crypto::EncryptionConfig>,
 }
 
 impl std::fmt::Debug for RepositoryConfig {
@@ -68,6 +71,7 @@ impl std::fmt::Debug for RepositoryConfig {
             .field("session_token", &self.session_token)
             .field("allow_http", &self.allow_http)
             .field("compression_level", &self.compression_level)
+            .field("encryption", &self.encryption)
             .finish()
     }
 }
@@ -115,6 +119,8 @@ pub struct Repository {
     local_root: Option<std::path::PathBuf>,
     /// Fault injection for the conformance suite: artifact writes fail past this many bytes.
     pub(crate) fail_writes_after: Option<u64>,
+    /// This host's keys and their unlocked state.
+    pub(crate) crypto: Arc<crate::crypto::repo::RepoCrypto>,
 }
 
 impl std::fmt::Debug for Repository {
@@ -130,7 +136,7 @@ const LOCK_PATH: &str = "locks/repository.lock";
 /// `locks/takeover-<token>`: the run that creates it may remove the stale lock `<token>`.
 const TAKEOVER_PREFIX: &str = "locks/takeover-";
 /// Top-level names that are not backup ids.
-const RESERVED: &[&str] = &["blobs", "locks"];
+const RESERVED: &[&str] = &["blobs", "keys", "locks"];
 
 impl Repository {
     /// Open (and for a local path, create) the repository described by `config`.
@@ -139,6 +145,8 @@ impl Repository {
         if url.is_empty() {
             return Err(Error::config("repository.url", "is empty"));
         }
+        // Unusable keys are an error before anything (even a directory) is made.
+        let crypto = crate::crypto::repo::RepoCrypto::new(config.encryption.as_ref())?;
         let mut local_root = None;
         let store: Arc<dyn ObjectStore> = if let Some(rest) = url.strip_prefix("s3://") {
             Arc::new(Self::s3(config, rest)?)
@@ -178,6 +186,7 @@ impl Repository {
             compression,
             local_root,
             fail_writes_after: None,
+            crypto: Arc::new(crypto),
         })
     }
 
@@ -241,6 +250,7 @@ impl Repository {
             compression: CompressionOptions::default(),
             local_root: None,
             fail_writes_after: None,
+            crypto: Default::default(),
         }
     }
 
@@ -384,7 +394,7 @@ impl Repository {
     async fn manifest_if_any(&self, id: &str) -> Result<Option<Manifest>> {
         let path = format!("{id}/{MANIFEST}");
         match self.get_bytes(&path).await? {
-            Some(bytes) => Manifest::from_json(&path, &bytes).map(Some),
+            Some(bytes) => self.parse_manifest(&path, id, &bytes).await.map(Some),
             None => Ok(None),
         }
     }
@@ -392,11 +402,9 @@ impl Repository {
     /// Write a backup's manifest: the last write of a backup. Its errors and warnings are
     /// redacted first (see [`Manifest::to_redacted_json`]).
     pub async fn write_manifest(&self, manifest: &Manifest) -> Result<()> {
-        self.put_bytes(
-            &format!("{}/{MANIFEST}", manifest.id),
-            manifest.to_redacted_json(),
-        )
-        .await
+        let body = self.manifest_bytes(manifest).await?;
+        self.put_bytes(&format!("{}/{MANIFEST}", manifest.id), body)
+            .await
     }
 
     /// Resolve `latest` or an exact id. `latest` is the newest complete backup (not a safety
@@ -490,16 +498,8 @@ impl Repository {
     ) -> Result<ArtifactWriter> {
         validate_name(name)?;
         let path = Path::from(Self::artifact_path(id, component, name));
-        ArtifactWriter::create(
-            &self.store,
-            &self.url,
-            name,
-            path,
-            self.compression,
-            progress,
-            self.fail_writes_after,
-        )
-        .await
+        let key = self.write_key().await?;
+        ArtifactWriter::create(self, name, path, progress, key).await
     }
 
     /// Start writing a stream to an arbitrary path of the repository (blobs).
@@ -508,16 +508,8 @@ impl Repository {
         path: &str,
         progress: Progress,
     ) -> Result<ArtifactWriter> {
-        ArtifactWriter::create(
-            &self.store,
-            &self.url,
-            "blob",
-            Path::from(path),
-            self.compression,
-            progress,
-            self.fail_writes_after,
-        )
-        .await
+        let key = self.write_key().await?;
+        ArtifactWriter::create(self, "blob", Path::from(path), progress, key).await
     }
 
     /// Open an artifact for checked reading.
@@ -526,7 +518,11 @@ impl Repository {
         record: &ArtifactRecord,
         progress: Progress,
     ) -> Result<ArtifactReader> {
-        ArtifactReader::open(&self.store, &self.url, record, progress).await
+        let lookup = record
+            .encryption
+            .is_some()
+            .then(|| self.key_lookup(&record.path));
+        ArtifactReader::open(&self.store, &self.url, record, progress, lookup).await
     }
 
     /// Quick check of an artifact: present, with the stored size the manifest says.
@@ -548,8 +544,13 @@ impl Repository {
         }
     }
 
-    /// Take the repository lock for `operation`. See [`RepoLock`].
+    /// Take the repository lock for `operation`. See [`RepoLock`]. A backup or restore
+    /// first checks that it may write here (keys usable, no plaintext into an encrypted
+    /// repository): nothing, not even the lock, is written otherwise.
     pub async fn lock(&self, operation: &str) -> Result<RepoLock> {
+        if matches!(operation, "backup" | "restore") {
+            self.prepare_write().await?;
+        }
         RepoLock::acquire(self.clone(), operation).await
     }
 

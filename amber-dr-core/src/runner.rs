@@ -321,6 +321,7 @@ impl Runner {
             finished_at: Utc::now(),
             tags: tags.to_vec(),
             components: records,
+            sealed: false,
         };
         if let Err(e) = self.repo.write_manifest(&manifest).await {
             let message = format!(
@@ -344,6 +345,10 @@ impl Runner {
     ) -> Result<VerifyOutcome> {
         let id = self.repo.resolve(spec).await?;
         let manifest = self.repo.read_manifest(&id).await?;
+        if manifest.sealed && level == VerifyLevel::Full {
+            let what = format!("backup {id}");
+            return Err(self.repo.keys().await?.need_private_key(&what));
+        }
         let names = selection.apply(manifest.components.keys().map(String::as_str))?;
         let mut components = BTreeMap::new();
         let mut set: JoinSet<(String, Result<VerifyReport>)> = JoinSet::new();
@@ -359,10 +364,12 @@ impl Runner {
                     id.clone(),
                     Progress::new(&name, self.sink.clone()),
                 );
+                // A host without the private key checks the artifacts' presence and sizes.
                 let driver = self
                     .component(&name)
-                    .filter(|c| c.kind() == rec.kind)
+                    .filter(|c| c.kind() == rec.kind && !manifest.sealed)
                     .cloned();
+                let sealed = manifest.sealed;
                 set.spawn(async move {
                     if !rec.is_ok() {
                         let mut r = VerifyReport::default();
@@ -382,10 +389,14 @@ impl Runner {
                             // No driver configured under this name: hashes only.
                             let mut r = cx.verify_artifacts(&rec, level).await;
                             if let Ok(r) = &mut r {
-                                r.notes.push(format!(
-                                    "no `{}` component named `{name}` in the config: checked artifacts only",
-                                    rec.kind
-                                ));
+                                r.notes.push(if sealed {
+                                    "encrypted backup, no private key on this host: checked the artifacts' presence and sizes only (verify --full needs the key)".to_string()
+                                } else {
+                                    format!(
+                                        "no `{}` component named `{name}` in the config: checked artifacts only",
+                                        rec.kind
+                                    )
+                                });
                             }
                             r
                         }
@@ -429,6 +440,10 @@ impl Runner {
     pub async fn restore(&self, spec: &str, plan: &RestorePlanOptions) -> Result<RestoreOutcome> {
         let id = self.repo.resolve(spec).await?;
         let manifest = self.repo.read_manifest(&id).await?;
+        if manifest.sealed {
+            let what = format!("backup {id}");
+            return Err(self.repo.keys().await?.need_private_key(&what));
+        }
         let names = plan
             .selection
             .apply(manifest.components.keys().map(String::as_str))?;
@@ -824,6 +839,7 @@ mod tests {
                 finished_at: t,
                 tags: vec![],
                 components: BTreeMap::new(),
+                sealed: false,
             }),
             problem: None,
         }

@@ -48,12 +48,26 @@ pub trait Fixture: Send + Sync {
     async fn fingerprint(&self, slot: usize) -> Result<String>;
 }
 
-/// A repository in a fresh temporary directory (kept alive by the returned guard).
+/// A repository in a fresh temporary directory (kept alive by the returned guard). With
+/// `AMBER_DR_TEST_ENCRYPTION=1` it is encrypted (see [`test_encryption`]): every driver's
+/// conformance suite then runs through an encrypted repository.
 pub fn temp_repo() -> (Repository, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("cannot create a temp dir: {e}"));
-    let repo = Repository::open(&RepositoryConfig::new(dir.path().to_string_lossy()))
-        .unwrap_or_else(|e| panic!("cannot open temp repository: {e}"));
+    let mut cfg = RepositoryConfig::new(dir.path().to_string_lossy());
+    if std::env::var("AMBER_DR_TEST_ENCRYPTION").is_ok_and(|v| v == "1") {
+        cfg.encryption = Some(test_encryption());
+    }
+    let repo =
+        Repository::open(&cfg).unwrap_or_else(|e| panic!("cannot open temp repository: {e}"));
     (repo, dir)
+}
+
+/// The passphrase encryption of the test kit's encrypted repositories.
+pub fn test_encryption() -> crate::crypto::EncryptionConfig {
+    crate::crypto::EncryptionConfig {
+        passphrase: Some("amber-dr testkit passphrase".into()),
+        ..Default::default()
+    }
 }
 
 /// True when `AMBER_DR_REQUIRE_SERVICES=1`: a missing server must fail the test, not skip it.
