@@ -217,7 +217,7 @@ impl ArtifactWriter {
 
 impl Drop for ArtifactWriter {
     fn drop(&mut self) {
-        if let Some(upload) = self.encoder.get_mut().upload.take() {
+        if let Some(upload) = self.encoder.get_mut().get_mut().upload.take() {
             crate::uploads::abandon(upload);
         }
     }
