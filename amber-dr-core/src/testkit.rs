@@ -283,10 +283,12 @@ pub async fn corruption_detected(fx: &dyn Fixture, repo: &Repository) -> Result<
                     "{how}: restore failed, but not as damage: {e}"
                 )))
             }
-            Ok(out) => return Err(Error::Other(format!(
+            Ok(out) => {
+                return Err(Error::Other(format!(
                 "{how}: restore from a damaged artifact was not refused before it started: {:?}",
                 out.components
-            ))),
+            )))
+            }
         }
         let after = fx.fingerprint(0).await?;
         check(after == before, || {
