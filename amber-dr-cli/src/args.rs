@@ -206,7 +206,9 @@ pub struct RestoreArgs {
     #[arg(long)]
     pub keep_extra: bool,
     /// Restore even when the plan breaks a component's declared restore relations (e.g. an
-    /// etcd prefix restored without the bucket it must be restored with).
+    /// etcd prefix restored without the bucket it must be restored with), and replace a
+    /// `--target` directory that exists and is not empty (the safety backup does not cover
+    /// it).
     #[arg(long)]
     pub force: bool,
     /// Restore component NAME into another target (a directory, database, bucket, ...)

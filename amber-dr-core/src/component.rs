@@ -101,7 +101,8 @@ pub struct RestoreOptions {
     /// deleting them.
     pub keep_extra: bool,
     /// Restore even when the plan breaks a component's declared [`RestoreRelation`]s (the
-    /// runner refuses such plans otherwise).
+    /// runner refuses such plans otherwise), and replace a [`Self::target`] that exists and
+    /// holds data (see [`crate::paths::refuse_restore_dir`]).
     pub force: bool,
 }
 

@@ -296,12 +296,13 @@ async fn a_damaged_last_artifact_stops_the_restore_before_anything_is_dropped() 
 
     mv.fixture("destroy", "amber_dmg");
     let before = mv.fixture("fingerprint", "amber_dmg");
-    let out = r
+    // The runner reads every artifact through before the restore starts (issue 18).
+    let err = r
         .restore(&m.id, &plan(RestoreOptions::new()))
         .await
-        .unwrap();
-    assert!(!out.is_ok(), "{:?}", out.components);
-    let err = out.components[0].error.clone().unwrap_or_default();
+        .expect_err("a damaged artifact must stop the restore");
+    assert!(err.is_damage(), "{err}");
+    let err = err.to_string();
     assert!(err.contains(&last), "{err}");
     assert_eq!(
         mv.fixture("fingerprint", "amber_dmg"),
