@@ -64,11 +64,11 @@ impl Etcd {
             ));
         }
         for e in &config.endpoints {
-            if !(e.starts_with("http://") || e.starts_with("https://")) {
+            if !e.starts_with("http://") {
                 return Err(Error::config(
                     format!("components.{name}.endpoints"),
                     format!(
-                        "`{e}` is not an http:// or https:// URL of an etcd client port (e.g. http://127.0.0.1:2379)"
+                        "`{e}` is not an http:// URL of an etcd client port (e.g. http://127.0.0.1:2379); https:// (TLS) is not supported yet"
                     ),
                 ));
             }

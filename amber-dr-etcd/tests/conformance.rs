@@ -13,16 +13,20 @@ use common::EtcdCtl;
 
 struct Fx {
     e: EtcdCtl,
+    /// Tests of this file run at once: each has its own keys.
+    base: &'static str,
 }
 
-fn prefix(slot: usize) -> String {
-    format!("amber-conf/{slot}/")
+impl Fx {
+    fn prefix(&self, slot: usize) -> String {
+        format!("{}/{slot}/", self.base)
+    }
 }
 
 #[async_trait]
 impl Fixture for Fx {
     fn component(&self, slot: usize) -> Arc<dyn Component> {
-        let mut cfg = EtcdConfig::new(&self.e.endpoint, prefix(slot));
+        let mut cfg = EtcdConfig::new(&self.e.endpoint, self.prefix(slot));
         // Small pages and transactions: the data set spans many of each.
         cfg.page_keys = 97;
         cfg.batch_ops = 50;
@@ -35,19 +39,19 @@ impl Fixture for Fx {
         Arc::new(Etcd::new("etcd-down", cfg).unwrap())
     }
     async fn populate(&self, slot: usize) -> Result<()> {
-        common::populate(&self.e, &prefix(slot));
+        common::populate(&self.e, &self.prefix(slot));
         Ok(())
     }
     async fn make_empty(&self, slot: usize) -> Result<()> {
-        self.e.delete_prefix(prefix(slot).as_bytes());
+        self.e.delete_prefix(self.prefix(slot).as_bytes());
         Ok(())
     }
     async fn destroy(&self, slot: usize) -> Result<()> {
-        common::destroy(&self.e, &prefix(slot));
+        common::destroy(&self.e, &self.prefix(slot));
         Ok(())
     }
     async fn fingerprint(&self, slot: usize) -> Result<String> {
-        Ok(self.e.describe(prefix(slot).as_bytes()))
+        Ok(self.e.describe(self.prefix(slot).as_bytes()))
     }
 }
 
@@ -55,7 +59,10 @@ impl Fixture for Fx {
 async fn etcd_driver_passes_the_conformance_suite() {
     let Some(e) = EtcdCtl::from_env() else { return };
     let (repo, _guard) = testkit::temp_repo();
-    let fx = Fx { e };
+    let fx = Fx {
+        e,
+        base: "amber-conf",
+    };
     if let Err(err) = testkit::run_all(&fx, &repo).await {
         panic!("{err}");
     }
@@ -66,12 +73,14 @@ async fn etcd_driver_passes_the_conformance_suite() {
 /// and overwrites a larger value; plus a put and a delete outside any transaction.
 struct App {
     e: EtcdCtl,
+    /// The prefix of the fixture's slot 0.
+    p: String,
 }
 
 #[async_trait]
 impl testkit::Writer for App {
     async fn write_until(&self, _: usize, stop: &AtomicBool, changes: &AtomicU64) -> Result<()> {
-        let p = prefix(0);
+        let p = &self.p;
         let mut i: u64 = 0;
         while !stop.load(Ordering::SeqCst) {
             let mut ops = vec![
@@ -107,7 +116,7 @@ impl testkit::Writer for App {
     /// The backup reads one revision: the items are exactly the five up to the counter, and
     /// the large value is the counter's.
     async fn check_restored(&self, _: usize) -> Result<()> {
-        let p = prefix(0);
+        let p = &self.p;
         let kv = self.e.get_prefix(format!("{p}live/").as_bytes());
         let get = |k: &str| {
             kv.iter()
@@ -145,8 +154,11 @@ impl testkit::Writer for App {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backup_taken_while_the_application_writes_restores() {
     let Some(e) = EtcdCtl::from_env() else { return };
-    let fx = Fx { e: e.clone() };
-    let app = App { e };
+    let fx = Fx {
+        e: e.clone(),
+        base: "amber-online",
+    };
+    let app = App { e, p: fx.prefix(0) };
     for round in 0..3 {
         let (repo, _guard) = testkit::temp_repo();
         match testkit::writers_during_backup(&fx, &app, &repo).await {
@@ -159,4 +171,15 @@ async fn a_backup_taken_while_the_application_writes_restores() {
             Err(err) => panic!("round {round}: {err}"),
         }
     }
+}
+
+/// Issue 18: TLS is not supported yet, so an https:// endpoint is a config error saying so,
+/// not a connection that fails later or goes out in plain text.
+#[test]
+fn an_https_endpoint_is_refused_naming_tls() {
+    let e = Etcd::new("etcd", EtcdConfig::new("https://127.0.0.1:2379", "x/"))
+        .err()
+        .unwrap();
+    assert!(e.is_usage(), "{e}");
+    assert!(e.to_string().contains("TLS"), "{e}");
 }

@@ -378,11 +378,11 @@ impl Milvus {
     /// A `milvus` component named `name`.
     pub fn new(name: impl Into<String>, config: MilvusConfig) -> Result<Self> {
         let name = name.into();
-        if !(config.endpoint.starts_with("http://") || config.endpoint.starts_with("https://")) {
+        if !config.endpoint.starts_with("http://") {
             return Err(Error::config(
                 format!("components.{name}.endpoint"),
                 format!(
-                    "`{}` is not an http:// URL of Milvus's gRPC port (e.g. http://127.0.0.1:19530)",
+                    "`{}` is not an http:// URL of Milvus's gRPC port (e.g. http://127.0.0.1:19530); https:// (TLS) is not supported yet",
                     config.endpoint
                 ),
             ));

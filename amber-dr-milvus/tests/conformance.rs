@@ -5,6 +5,7 @@
 
 mod common;
 
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::Arc;
 
 use amber_dr_core::testkit::{self, Fixture};
@@ -14,16 +15,20 @@ use common::Mv;
 
 struct Fx {
     mv: Mv,
+    /// Tests of this file run at once: each has its own collections.
+    base: &'static str,
 }
 
-fn prefix(slot: usize) -> String {
-    format!("amber_conf_{slot}")
+impl Fx {
+    fn prefix(&self, slot: usize) -> String {
+        format!("{}_{slot}", self.base)
+    }
 }
 
 #[async_trait]
 impl Fixture for Fx {
     fn component(&self, slot: usize) -> Arc<dyn Component> {
-        let p = prefix(slot);
+        let p = self.prefix(slot);
         let mut cfg =
             MilvusConfig::new(&self.mv.endpoint).collections([format!("{p}_a"), format!("{p}_b")]);
         cfg.page_rows = 37; // many pages
@@ -35,19 +40,19 @@ impl Fixture for Fx {
         Arc::new(Milvus::new("milvus-down", cfg).unwrap())
     }
     async fn populate(&self, slot: usize) -> Result<()> {
-        self.mv.fixture("populate", &prefix(slot));
+        self.mv.fixture("populate", &self.prefix(slot));
         Ok(())
     }
     async fn make_empty(&self, slot: usize) -> Result<()> {
-        self.mv.fixture("empty", &prefix(slot));
+        self.mv.fixture("empty", &self.prefix(slot));
         Ok(())
     }
     async fn destroy(&self, slot: usize) -> Result<()> {
-        self.mv.fixture("destroy", &prefix(slot));
+        self.mv.fixture("destroy", &self.prefix(slot));
         Ok(())
     }
     async fn fingerprint(&self, slot: usize) -> Result<String> {
-        Ok(self.mv.fixture("fingerprint", &prefix(slot)))
+        Ok(self.mv.fixture("fingerprint", &self.prefix(slot)))
     }
 }
 
@@ -55,8 +60,74 @@ impl Fixture for Fx {
 async fn milvus_driver_passes_the_conformance_suite() {
     let Some(mv) = Mv::from_env() else { return };
     let (repo, _guard) = testkit::temp_repo();
-    let fx = Fx { mv };
+    let fx = Fx {
+        mv,
+        base: "amber_conf",
+    };
     if let Err(e) = testkit::run_all(&fx, &repo).await {
         panic!("{e}");
     }
+}
+
+/// An application inserting and deleting entities while the backup runs (pymilvus, another
+/// client than the driver).
+struct App {
+    mv: Mv,
+    dir: tempfile::TempDir,
+    /// The fixture's slot 0.
+    prefix: String,
+}
+
+#[async_trait]
+impl testkit::Writer for App {
+    async fn write_until(&self, _: usize, stop: &AtomicBool, changes: &AtomicU64) -> Result<()> {
+        let stop_file = self.dir.path().join("stop");
+        let mut cmd = tokio::process::Command::new(&self.mv.python);
+        cmd.args([
+            "-c",
+            common::FIXTURE,
+            &self.mv.host,
+            &self.mv.port,
+            "write-until",
+        ])
+        .arg(&self.prefix)
+        .arg(&stop_file);
+        testkit::writer_process(cmd, None, &stop_file, stop, changes).await
+    }
+
+    async fn check_restored(&self, _: usize) -> Result<()> {
+        self.mv.fixture("check-live", &self.prefix);
+        Ok(())
+    }
+}
+
+/// Issue 18: a backup taken while entities are inserted and deleted either fails clearly or
+/// is complete, verifies and restores.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_taken_while_the_application_writes_restores() {
+    let Some(mv) = Mv::from_env() else { return };
+    let fx = Fx {
+        mv: mv.clone(),
+        base: "amber_online",
+    };
+    let app = App {
+        mv,
+        dir: tempfile::tempdir().unwrap(),
+        prefix: fx.prefix(0),
+    };
+    let (repo, _guard) = testkit::temp_repo();
+    match testkit::writers_during_backup(&fx, &app, &repo).await {
+        Ok(outcome) => eprintln!("{outcome:?}"),
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// Issue 18: TLS is not supported yet, so an https:// endpoint is a config error saying so.
+#[test]
+fn an_https_endpoint_is_refused_naming_tls() {
+    let e = Milvus::new("mv", MilvusConfig::new("https://127.0.0.1:19530"))
+        .err()
+        .unwrap();
+    assert!(e.is_usage(), "{e}");
+    assert!(e.to_string().contains("TLS"), "{e}");
 }

@@ -10,11 +10,11 @@ use amber_dr_core::{
 };
 use neo4rs::{BoltList, BoltMap, BoltString, BoltType, ConfigBuilder, Graph, Query};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 use crate::config::Neo4jConfig;
 use crate::error::{bolt_message, Neo4jError};
+use crate::tally::Tally;
 use crate::value::{
     decode_expr, props_column, props_from_column, props_to_params, NodeRecord, RelRecord,
 };
@@ -54,100 +54,6 @@ pub(crate) struct SchemaItem {
 struct Details {
     database: String,
     fingerprint: String,
-}
-
-/// Counts and an order-independent content fingerprint of a stream of records.
-#[derive(Debug, Default, Clone, PartialEq)]
-struct Tally {
-    nodes: u64,
-    rels: u64,
-    by_label: BTreeMap<String, u64>,
-    by_type: BTreeMap<String, u64>,
-    node_sum: u128,
-    rel_sum: u128,
-}
-
-fn line_hash(line: &[u8]) -> u128 {
-    let d = Sha256::digest(line);
-    let mut b = [0u8; 16];
-    b.copy_from_slice(&d[..16]);
-    u128::from_be_bytes(b)
-}
-
-impl Tally {
-    fn add_node(&mut self, n: &NodeRecord, line: &[u8]) {
-        self.nodes += 1;
-        for l in &n.labels {
-            *self.by_label.entry(l.clone()).or_default() += 1;
-        }
-        self.node_sum = self.node_sum.wrapping_add(line_hash(line));
-    }
-    fn add_rel(&mut self, r: &RelRecord, line: &[u8]) {
-        self.rels += 1;
-        *self.by_type.entry(r.typ.clone()).or_default() += 1;
-        self.rel_sum = self.rel_sum.wrapping_add(line_hash(line));
-    }
-    /// Add the counts and sums of `other`.
-    fn merge(&mut self, other: Tally) {
-        self.nodes += other.nodes;
-        self.rels += other.rels;
-        for (l, n) in other.by_label {
-            *self.by_label.entry(l).or_default() += n;
-        }
-        for (t, n) in other.by_type {
-            *self.by_type.entry(t).or_default() += n;
-        }
-        self.node_sum = self.node_sum.wrapping_add(other.node_sum);
-        self.rel_sum = self.rel_sum.wrapping_add(other.rel_sum);
-    }
-    /// The fingerprint: counts and the wrapping sums of every record's SHA-256 (so the order
-    /// of the records does not matter, duplicates do).
-    fn fingerprint(&self) -> String {
-        format!(
-            "n{}:{:032x}/r{}:{:032x}",
-            self.nodes, self.node_sum, self.rels, self.rel_sum
-        )
-    }
-    fn write_stats(&self, rec: &mut ComponentRecord) {
-        rec.set_stat("nodes", self.nodes);
-        rec.set_stat("relationships", self.rels);
-        for (l, n) in &self.by_label {
-            rec.set_stat(format!("nodes.label.{l}"), n);
-        }
-        for (t, n) in &self.by_type {
-            rec.set_stat(format!("relationships.type.{t}"), n);
-        }
-        rec.set_stat("fingerprint", self.fingerprint());
-    }
-    /// Differences from the counts and fingerprint of `rec`, in words.
-    fn differences(&self, rec: &ComponentRecord) -> Vec<String> {
-        let mut out = Vec::new();
-        let mut expect = ComponentRecord::new(KIND, "x");
-        self.write_stats(&mut expect);
-        let keys: std::collections::BTreeSet<&String> = rec
-            .stats
-            .keys()
-            .chain(expect.stats.keys())
-            .filter(|k| {
-                k.as_str() == "nodes"
-                    || k.as_str() == "relationships"
-                    || k.as_str() == "fingerprint"
-                    || k.starts_with("nodes.label.")
-                    || k.starts_with("relationships.type.")
-            })
-            .collect();
-        for k in keys {
-            let (a, b) = (rec.stats.get(k), expect.stats.get(k));
-            if a != b {
-                out.push(format!(
-                    "{k}: backup has {}, found {}",
-                    a.map(|v| v.to_string()).unwrap_or_else(|| "none".into()),
-                    b.map(|v| v.to_string()).unwrap_or_else(|| "none".into())
-                ));
-            }
-        }
-        out
-    }
 }
 
 /// The Neo4j component. See the crate docs.
@@ -1249,6 +1155,11 @@ impl Component for Neo4j {
             Some((&mut nodes, &mut rels, cx.progress())),
         )
         .await?;
+        if let Some((n, id)) = tally.dangling() {
+            return Err(self.err("snapshot", self.data_err(&db, format!(
+                "the graph changed while it was read: {n} node(s) that relationships start or end at were not read (e.g. id {id}: created or deleted during the export); this backup would not restore — pause the application during the backup ([docker] pause_during_backup) and run it again"
+            ))));
+        }
         rec.artifacts.push(nodes.finish().await?);
         rec.artifacts.push(rels.finish().await?);
         tally.write_stats(&mut rec);

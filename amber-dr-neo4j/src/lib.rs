@@ -5,6 +5,7 @@ mod component;
 mod config;
 mod error;
 mod legacy;
+mod tally;
 pub mod value;
 
 pub use component::{Neo4j, ReplayReport};

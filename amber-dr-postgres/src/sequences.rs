@@ -405,6 +405,35 @@ mod tests {
         assert_eq!(parse_setval("SELECT 1;"), None);
     }
 
+    #[test]
+    fn record_takes_the_dumped_positions_and_old_records_only_warn() {
+        let mut counts = Counts::default();
+        counts.sequences.insert("public.a".into(), Some(409));
+        counts.sequences.insert("public.ext".into(), Some(3));
+        let dumped = DumpedSequences::Known([("public.a".to_string(), Some(414))].into());
+        let mut warnings = Vec::new();
+        assert!(record(&mut counts, dumped, "db", &mut warnings));
+        assert_eq!(counts.sequences["public.a"], Some(414));
+        assert_eq!(counts.sequences["public.ext"], Some(3));
+        assert!(warnings.is_empty());
+        assert!(!record(
+            &mut counts.clone(),
+            DumpedSequences::Unknown("v9.9".into()),
+            "db",
+            &mut warnings
+        ));
+        assert!(warnings[0].contains("v9.9"), "{warnings:?}");
+
+        // An older record: the restored (dumped) position differs; a warning, not a failure.
+        let mut want = Counts::default();
+        want.sequences.insert("public.a".into(), Some(409));
+        let mut live = want.clone();
+        live.sequences.insert("public.a".into(), Some(414));
+        let notes = loosen(&mut want, &live, "db");
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        assert_eq!(live.diff(&want), None);
+    }
+
     fn int(out: &mut Vec<u8>, v: i64) {
         out.push(u8::from(v < 0));
         out.extend_from_slice(&(v.unsigned_abs() as u32).to_le_bytes());

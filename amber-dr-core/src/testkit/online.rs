@@ -77,6 +77,19 @@ pub async fn writers_during_backup(
     check(during > 0, || {
         "online: the writer made no change while the backup ran; the check proves nothing".into()
     })?;
+    // A backup that ends incomplete (a component failed) failed too: its message is the
+    // components' errors.
+    let backup = backup.and_then(|m| {
+        if m.is_complete() {
+            return Ok(m);
+        }
+        let errors: Vec<String> = m
+            .components
+            .values()
+            .filter_map(|c| c.error.clone())
+            .collect();
+        Err(Error::Other(errors.join("; ")))
+    });
     let m = match backup {
         Err(e) => {
             let msg = e.to_string();

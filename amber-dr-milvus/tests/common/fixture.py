@@ -183,8 +183,39 @@ def fingerprint():
     print("\n".join(out))
 
 
+def live_bits(i):
+    return bytes([(i * 37) % 256, (i * 11) % 256])
+
+
+def write_until(stop):
+    """An application: entities inserted into and deleted from B (keys live000000...), one
+    line printed per round, until the file `stop` exists."""
+    import os
+    b = Collection(B)
+    i = 0
+    while not os.path.exists(stop):
+        b.insert([{"key": f"live{i:06}", "bits": live_bits(i), "tenant": i % 7}])
+        if i >= 5:
+            b.delete(f'key in ["live{i - 5:06}"]')
+        print(i, flush=True)
+        i += 1
+
+
+def check_live():
+    """Every live entity of B holds what was written for it."""
+    b = Collection(B)
+    b.load()
+    rows = b.query('key like "live%"', output_fields=["key", "bits", "tenant"], limit=16384)
+    for r in rows:
+        i = int(r["key"][4:])
+        bits = r["bits"][0] if isinstance(r["bits"], list) else r["bits"]
+        if bytes(bits) != live_bits(i) or r["tenant"] != i % 7:
+            raise AssertionError(f"{r['key']}: not what was written: {r}")
+    print(len(rows))
+
+
 COMMANDS = {"populate": lambda: make(True), "empty": lambda: make(False),
-            "destroy": destroy, "fingerprint": fingerprint}
+            "destroy": destroy, "fingerprint": fingerprint, "check-live": check_live}
 
 
 def serve():
@@ -210,6 +241,9 @@ def serve():
 
 if cmd == "serve":
     serve()
+elif cmd == "write-until":
+    use(sys.argv[4])
+    write_until(sys.argv[5])
 elif cmd in COMMANDS:
     use(sys.argv[4])
     COMMANDS[cmd]()

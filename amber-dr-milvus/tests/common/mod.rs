@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use amber_dr_core::testkit;
 
 /// The pymilvus fixture script, embedded so that it runs from any crate.
-const FIXTURE: &str = include_str!("fixture.py");
+pub const FIXTURE: &str = include_str!("fixture.py");
 
 /// The `fixture.py serve` process.
 #[derive(Debug)]

@@ -1,0 +1,207 @@
+//! What an export read: counts, an order-independent fingerprint, and the node ids seen, so
+//! that relationships to nodes the export did not see (the graph changed while it was read)
+//! are found before a backup is called complete.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use amber_dr_core::ComponentRecord;
+use sha2::{Digest, Sha256};
+
+use crate::value::{NodeRecord, RelRecord};
+use crate::KIND;
+
+/// Counts and an order-independent content fingerprint of a stream of records.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub(crate) struct Tally {
+    pub(crate) nodes: u64,
+    pub(crate) rels: u64,
+    by_label: BTreeMap<String, u64>,
+    by_type: BTreeMap<String, u64>,
+    node_sum: u128,
+    rel_sum: u128,
+    /// Ids of the nodes read (source export).
+    ids: IdSet,
+    /// Ids of the relationships' start and end nodes.
+    ends: IdSet,
+}
+
+fn line_hash(line: &[u8]) -> u128 {
+    let d = Sha256::digest(line);
+    let mut b = [0u8; 16];
+    b.copy_from_slice(&d[..16]);
+    u128::from_be_bytes(b)
+}
+
+impl Tally {
+    pub(crate) fn add_node(&mut self, n: &NodeRecord, line: &[u8]) {
+        self.nodes += 1;
+        for l in &n.labels {
+            *self.by_label.entry(l.clone()).or_default() += 1;
+        }
+        self.node_sum = self.node_sum.wrapping_add(line_hash(line));
+        self.ids.insert(n.id);
+    }
+    pub(crate) fn add_rel(&mut self, r: &RelRecord, line: &[u8]) {
+        self.rels += 1;
+        *self.by_type.entry(r.typ.clone()).or_default() += 1;
+        self.rel_sum = self.rel_sum.wrapping_add(line_hash(line));
+        self.ends.insert(r.s);
+        self.ends.insert(r.e);
+    }
+    /// Add the counts and sums of `other`.
+    pub(crate) fn merge(&mut self, other: Tally) {
+        self.nodes += other.nodes;
+        self.rels += other.rels;
+        for (l, n) in other.by_label {
+            *self.by_label.entry(l).or_default() += n;
+        }
+        for (t, n) in other.by_type {
+            *self.by_type.entry(t).or_default() += n;
+        }
+        self.node_sum = self.node_sum.wrapping_add(other.node_sum);
+        self.rel_sum = self.rel_sum.wrapping_add(other.rel_sum);
+        self.ids.union(other.ids);
+        self.ends.union(other.ends);
+    }
+
+    /// Relationships whose start or end node is not among the nodes read: the graph changed
+    /// while it was read (the node and relationship queries are not one snapshot). Returns how
+    /// many such nodes and one of them.
+    pub(crate) fn dangling(&self) -> Option<(u64, i64)> {
+        self.ends.missing_from(&self.ids)
+    }
+    /// The fingerprint: counts and the wrapping sums of every record's SHA-256 (so the order
+    /// of the records does not matter, duplicates do).
+    pub(crate) fn fingerprint(&self) -> String {
+        format!(
+            "n{}:{:032x}/r{}:{:032x}",
+            self.nodes, self.node_sum, self.rels, self.rel_sum
+        )
+    }
+    pub(crate) fn write_stats(&self, rec: &mut ComponentRecord) {
+        rec.set_stat("nodes", self.nodes);
+        rec.set_stat("relationships", self.rels);
+        for (l, n) in &self.by_label {
+            rec.set_stat(format!("nodes.label.{l}"), n);
+        }
+        for (t, n) in &self.by_type {
+            rec.set_stat(format!("relationships.type.{t}"), n);
+        }
+        rec.set_stat("fingerprint", self.fingerprint());
+    }
+    /// Differences from the counts and fingerprint of `rec`, in words.
+    pub(crate) fn differences(&self, rec: &ComponentRecord) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut expect = ComponentRecord::new(KIND, "x");
+        self.write_stats(&mut expect);
+        let keys: std::collections::BTreeSet<&String> = rec
+            .stats
+            .keys()
+            .chain(expect.stats.keys())
+            .filter(|k| {
+                k.as_str() == "nodes"
+                    || k.as_str() == "relationships"
+                    || k.as_str() == "fingerprint"
+                    || k.starts_with("nodes.label.")
+                    || k.starts_with("relationships.type.")
+            })
+            .collect();
+        for k in keys {
+            let (a, b) = (rec.stats.get(k), expect.stats.get(k));
+            if a != b {
+                out.push(format!(
+                    "{k}: backup has {}, found {}",
+                    a.map(|v| v.to_string()).unwrap_or_else(|| "none".into()),
+                    b.map(|v| v.to_string()).unwrap_or_else(|| "none".into())
+                ));
+            }
+        }
+        out
+    }
+}
+
+/// Largest id kept in the bitmap (ids of Neo4j's store are small, dense integers: a graph of
+/// 100 million nodes needs 12.5 MB); others go to an ordered set.
+const BITMAP_IDS: i64 = 1 << 32;
+
+/// A set of node ids: a bitmap, and an ordered set for ids outside it.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub(crate) struct IdSet {
+    words: Vec<u64>,
+    other: BTreeSet<i64>,
+}
+
+impl IdSet {
+    pub(crate) fn insert(&mut self, id: i64) {
+        if (0..BITMAP_IDS).contains(&id) {
+            let (w, b) = ((id / 64) as usize, id % 64);
+            if self.words.len() <= w {
+                self.words.resize(w + 1, 0);
+            }
+            self.words[w] |= 1 << b;
+        } else {
+            self.other.insert(id);
+        }
+    }
+
+    fn contains(&self, id: i64) -> bool {
+        if (0..BITMAP_IDS).contains(&id) {
+            let (w, b) = ((id / 64) as usize, id % 64);
+            self.words.get(w).is_some_and(|x| x & (1 << b) != 0)
+        } else {
+            self.other.contains(&id)
+        }
+    }
+
+    pub(crate) fn union(&mut self, other: IdSet) {
+        if self.words.len() < other.words.len() {
+            self.words.resize(other.words.len(), 0);
+        }
+        for (a, b) in self.words.iter_mut().zip(other.words) {
+            *a |= b;
+        }
+        self.other.extend(other.other);
+    }
+
+    /// How many ids of `self` are not in `all`, and the first of them.
+    pub(crate) fn missing_from(&self, all: &IdSet) -> Option<(u64, i64)> {
+        let mut count = 0u64;
+        let mut first = None;
+        for (w, word) in self.words.iter().enumerate() {
+            let theirs = all.words.get(w).copied().unwrap_or(0);
+            let missing = word & !theirs;
+            if missing != 0 {
+                count += u64::from(missing.count_ones());
+                first.get_or_insert(w as i64 * 64 + i64::from(missing.trailing_zeros()));
+            }
+        }
+        for id in self.other.iter().filter(|id| !all.contains(**id)) {
+            count += 1;
+            first.get_or_insert(*id);
+        }
+        first.map(|f| (count, f))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_ids() {
+        let (mut nodes, mut ends) = (IdSet::default(), IdSet::default());
+        for id in [0, 5, 64, 1000, -3, 1 << 40] {
+            nodes.insert(id);
+        }
+        for id in [5, 1000, -3, 1 << 40] {
+            ends.insert(id);
+        }
+        assert_eq!(ends.missing_from(&nodes), None);
+        ends.insert(999);
+        ends.insert(-4);
+        let mut more = IdSet::default();
+        more.insert(1 << 41);
+        ends.union(more);
+        assert_eq!(ends.missing_from(&nodes), Some((3, 999)));
+    }
+}
