@@ -727,8 +727,16 @@ impl Runner {
             .filter(|e| e.manifest.is_some() && kept.contains(&e.id))
             .map(|e| e.id.clone())
             .collect();
-        let referenced = self.repo.referenced_blobs(&with_manifest).await?;
-        let blobs_deleted = self.repo.sweep_blobs(&referenced, dry_run).await?;
+        // A host without the private key of an encrypted repository cannot read the blob
+        // references: it keeps every blob.
+        let keys = self.repo.keys().await?;
+        let blobs_deleted = if keys.encrypted() && !keys.can_read() {
+            tracing::warn!("encrypted repository and no private key here: shared blobs are not swept (prune from a host with the key)");
+            0
+        } else {
+            let referenced = self.repo.referenced_blobs(&with_manifest).await?;
+            self.repo.sweep_blobs(&referenced, dry_run).await?
+        };
         Ok(PruneOutcome {
             kept,
             deleted,
