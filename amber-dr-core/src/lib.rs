@@ -11,6 +11,7 @@ pub mod hooks;
 pub mod legacy;
 pub mod manifest;
 pub mod metrics;
+pub mod object_lock;
 pub mod process;
 pub mod progress;
 pub mod repository;

@@ -159,6 +159,9 @@ pub struct PruneOutcome {
     pub blobs_deleted: u64,
     /// Dry run: nothing deleted.
     pub dry_run: bool,
+    /// Backups the rules drop but S3 Object Lock retains, with the date each becomes
+    /// deletable: kept until then.
+    pub locked: Vec<(String, chrono::DateTime<Utc>)>,
 }
 
 /// Runs commands over the configured components.
@@ -360,6 +363,7 @@ impl Runner {
             tags: tags.to_vec(),
             components: records,
             sealed: false,
+            locked_until: self.repo.object_lock_until(),
         };
         self.repo.write_manifest(&manifest).await?;
         tracing::info!(backup = %manifest.id, status = ?manifest.status, "backup finished");
@@ -708,9 +712,15 @@ impl Runner {
         let plan = prune_plan(&entries, policy);
         let mut kept = Vec::new();
         let mut deleted = Vec::new();
+        let mut locked = Vec::new();
+        let now = Utc::now();
         for e in &entries {
             let delete = !plan.contains(&e.id);
-            if delete {
+            let until = e.manifest.as_ref().and_then(|m| m.locked_until);
+            if let Some(until) = until.filter(|u| delete && *u > now) {
+                locked.push((e.id.clone(), until));
+                kept.push(e.id.clone());
+            } else if delete {
                 deleted.push(e.id.clone());
             } else {
                 kept.push(e.id.clone());
@@ -742,6 +752,7 @@ impl Runner {
             deleted,
             blobs_deleted,
             dry_run,
+            locked,
         })
     }
 }
@@ -869,6 +880,7 @@ mod tests {
                 tags: vec![],
                 components: BTreeMap::new(),
                 sealed: false,
+                locked_until: None,
             }),
             problem: None,
         }
