@@ -1508,6 +1508,12 @@ async fn prune(ctx: &Ctx, args: &PruneArgs) -> CmdResult {
     for id in &o.kept {
         out.info(format!("  keep    {id}"));
     }
+    for (id, until) in &o.locked {
+        out.line(format!(
+            "  locked  {id}: S3 Object Lock retains it until {}; prune deletes it after that",
+            output::time(until)
+        ));
+    }
     for id in &o.deleted {
         out.line(format!(
             "  {} {id}",

@@ -126,7 +126,13 @@ impl ArtifactWriter {
         progress: Progress,
         key: Option<Arc<DataKey>>,
     ) -> Result<Self> {
-        let (store, repo_url) = (repo.store(), repo.url());
+        // Blobs being staged stay deletable; everything else of a backup may be locked.
+        let store = if path.as_ref().starts_with("blobs/tmp/") {
+            repo.store()
+        } else {
+            repo.backup_store()
+        };
+        let repo_url = repo.url();
         let (compression, fail_after) = (repo.compression(), repo.fail_writes_after);
         let upload = store
             .put_multipart_opts(&path, Default::default())

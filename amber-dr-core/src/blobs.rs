@@ -124,6 +124,14 @@ impl BlobWriter {
         };
         if deduplicated {
             let _ = store.delete(&tmp_path).await;
+        } else if self.repo.object_lock_until().is_some() {
+            // The copy is written with the retention date; the staged object is not locked.
+            self.repo
+                .backup_store()
+                .copy(&tmp_path, &final_path)
+                .await
+                .map_err(|source| repo_err(&self.repo, "file blob", &final_path, source))?;
+            let _ = store.delete(&tmp_path).await;
         } else {
             store
                 .rename(&tmp_path, &final_path)
@@ -263,7 +271,7 @@ impl Repository {
         let compressed = compress_whole(&content, self.compression().level)
             .map_err(|e| Error::from_io("compress", path.as_ref(), e))?;
         let (compressed, _) = self.seal_small(compressed).await?;
-        self.store()
+        self.backup_store()
             .put(&path, compressed.into())
             .await
             .map_err(|source| repo_err(self, "write blob", &path, source))?;

@@ -12,6 +12,7 @@ mod host;
 pub mod legacy;
 pub mod manifest;
 pub mod metrics;
+pub mod object_lock;
 pub mod paths;
 pub mod precheck;
 pub mod process;

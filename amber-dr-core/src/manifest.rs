@@ -74,6 +74,10 @@ pub struct Manifest {
     /// private key): host, tags, statistics and details are absent.
     #[serde(skip)]
     pub sealed: bool,
+    /// With S3 Object Lock: every object of the backup is retained until then (`prune` does
+    /// not delete it earlier).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub locked_until: Option<DateTime<Utc>>,
 }
 
 impl Manifest {
@@ -282,6 +286,7 @@ mod tests {
             tags: vec![],
             components: BTreeMap::new(),
             sealed: false,
+            locked_until: None,
         }
     }
 

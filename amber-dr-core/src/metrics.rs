@@ -347,6 +347,7 @@ mod tests {
             tags: vec![],
             components: comps,
             sealed: false,
+            locked_until: None,
         }
     }
 

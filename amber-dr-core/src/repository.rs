@@ -58,6 +58,9 @@ pub struct RepositoryConfig {
     /// `[repository.encryption]`: encrypt everything this host writes (see `crate::crypto`).
     #[serde(default)]
     pub encryption: Option<crate::crypto::EncryptionConfig>,
+    /// `object_lock = { mode, days }` (S3 only): every object of a backup gets a retention date.
+    #[serde(default)]
+    pub object_lock: Option<crate::object_lock::ObjectLockConfig>,
 }
 
 impl std::fmt::Debug for RepositoryConfig {
@@ -72,6 +75,7 @@ impl std::fmt::Debug for RepositoryConfig {
             .field("allow_http", &self.allow_http)
             .field("compression_level", &self.compression_level)
             .field("encryption", &self.encryption)
+            .field("object_lock", &self.object_lock)
             .finish()
     }
 }
@@ -121,6 +125,11 @@ pub struct Repository {
     pub(crate) fail_writes_after: Option<u64>,
     /// This host's keys and their unlocked state.
     pub(crate) crypto: Arc<crate::crypto::repo::RepoCrypto>,
+    /// Where the objects of backups are written: the store itself, or with Object Lock the
+    /// same bucket through requests that carry a retention date.
+    backup_store: Arc<dyn ObjectStore>,
+    /// The retention date of objects written through `backup_store` (Object Lock).
+    lock_until: Option<DateTime<Utc>>,
 }
 
 impl std::fmt::Debug for Repository {
@@ -148,8 +157,16 @@ impl Repository {
         // Unusable keys are an error before anything (even a directory) is made.
         let crypto = crate::crypto::repo::RepoCrypto::new(config.encryption.as_ref())?;
         let mut local_root = None;
+        let mut locked = None;
         let store: Arc<dyn ObjectStore> = if let Some(rest) = url.strip_prefix("s3://") {
-            Arc::new(Self::s3(config, rest)?)
+            let (s3, l) = Self::s3(config, rest)?;
+            locked = l;
+            Arc::new(s3)
+        } else if config.object_lock.is_some() {
+            return Err(Error::config(
+                "repository.object_lock",
+                "Object Lock is an S3 feature: it needs an s3:// repository",
+            ));
         } else if url.contains("://") && !url.starts_with("file://") {
             return Err(Error::config(
                 "repository.url",
@@ -180,6 +197,10 @@ impl Repository {
             }
             compression.level = level;
         }
+        let (backup_store, lock_until) = match locked {
+            Some((s, until)) => (s, Some(until)),
+            None => (store.clone(), None),
+        };
         Ok(Self {
             store,
             url: url.to_string(),
@@ -187,13 +208,19 @@ impl Repository {
             local_root,
             fail_writes_after: None,
             crypto: Arc::new(crypto),
+            backup_store,
+            lock_until,
         })
     }
 
+    #[allow(clippy::type_complexity)]
     fn s3(
         config: &RepositoryConfig,
         rest: &str,
-    ) -> Result<object_store::prefix::PrefixStore<object_store::aws::AmazonS3>> {
+    ) -> Result<(
+        object_store::prefix::PrefixStore<object_store::aws::AmazonS3>,
+        Option<(Arc<dyn ObjectStore>, DateTime<Utc>)>,
+    )> {
         use object_store::aws::AmazonS3Builder;
         let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
         if bucket.is_empty() {
@@ -207,9 +234,11 @@ impl Repository {
             .endpoint
             .clone()
             .or_else(|| std::env::var("AWS_ENDPOINT_URL").ok());
+        let mut allow_http = config.allow_http;
         if let Some(ep) = &endpoint {
             b = b.with_endpoint(ep.trim_end_matches('/'));
             let http = config.allow_http.unwrap_or(ep.starts_with("http://"));
+            allow_http = Some(http);
             b = b.with_allow_http(http);
         } else if let Some(http) = config.allow_http {
             b = b.with_allow_http(http);
@@ -230,21 +259,28 @@ impl Repository {
         if let Some(t) = &config.session_token {
             b = b.with_token(t.expose());
         }
+        let locked = config
+            .object_lock
+            .as_ref()
+            .map(|ol| crate::object_lock::locked_store(b.clone(), allow_http, prefix, ol))
+            .transpose()?;
         let s3 = b.build().map_err(|source| Error::Repository {
             repo: format!("s3://{rest}"),
             operation: "configure",
             path: String::new(),
             source: Box::new(source),
         })?;
-        Ok(object_store::prefix::PrefixStore::new(
-            s3,
-            Path::from(prefix.trim_matches('/')),
+        Ok((
+            object_store::prefix::PrefixStore::new(s3, Path::from(prefix.trim_matches('/'))),
+            locked,
         ))
     }
 
     /// A repository over any object store (for embedding and tests).
     pub fn from_store(store: Arc<dyn ObjectStore>, url: impl Into<String>) -> Self {
         Self {
+            backup_store: store.clone(),
+            lock_until: None,
             store,
             url: url.into(),
             compression: CompressionOptions::default(),
@@ -262,6 +298,17 @@ impl Repository {
     /// The underlying object store (for drivers with shared blobs).
     pub fn store(&self) -> &Arc<dyn ObjectStore> {
         &self.store
+    }
+
+    /// The store the objects of backups are written through (with Object Lock: requests
+    /// that carry the retention date).
+    pub(crate) fn backup_store(&self) -> &Arc<dyn ObjectStore> {
+        &self.backup_store
+    }
+
+    /// With Object Lock: the retention date of what this handle writes.
+    pub fn object_lock_until(&self) -> Option<DateTime<Utc>> {
+        self.lock_until
     }
 
     /// A handle on the same repository whose artifact writes fail once a stream would pass
@@ -402,9 +449,15 @@ impl Repository {
     /// Write a backup's manifest: the last write of a backup. Its errors and warnings are
     /// redacted first (see [`Manifest::to_redacted_json`]).
     pub async fn write_manifest(&self, manifest: &Manifest) -> Result<()> {
-        let body = self.manifest_bytes(manifest).await?;
-        self.put_bytes(&format!("{}/{MANIFEST}", manifest.id), body)
+        let mut m = manifest.clone();
+        m.locked_until = self.lock_until;
+        let body = self.manifest_bytes(&m).await?;
+        let p = Path::from(format!("{}/{MANIFEST}", manifest.id));
+        self.backup_store
+            .put(&p, PutPayload::from(body))
             .await
+            .map(|_| ())
+            .map_err(|e| self.err("write", &p, e))
     }
 
     /// Resolve `latest` or an exact id. `latest` is the newest complete backup (not a safety

@@ -121,6 +121,9 @@ pub struct PruneOutcome {
     pub blobs_deleted: u64,
     /// Dry run: nothing deleted.
     pub dry_run: bool,
+    /// Backups the rules drop but S3 Object Lock retains, with the date each becomes
+    /// deletable: kept until then.
+    pub locked: Vec<(String, chrono::DateTime<Utc>)>,
 }
 
 /// Runs commands over the configured components.
@@ -322,6 +325,7 @@ impl Runner {
             tags: tags.to_vec(),
             components: records,
             sealed: false,
+            locked_until: self.repo.object_lock_until(),
         };
         if let Err(e) = self.repo.write_manifest(&manifest).await {
             let message = format!(
@@ -687,9 +691,15 @@ impl Runner {
         let plan = prune_plan(&entries, policy);
         let mut kept = Vec::new();
         let mut deleted = Vec::new();
+        let mut locked = Vec::new();
+        let now = Utc::now();
         for e in &entries {
             let delete = !plan.contains(&e.id);
-            if delete {
+            let until = e.manifest.as_ref().and_then(|m| m.locked_until);
+            if let Some(until) = until.filter(|u| delete && *u > now) {
+                locked.push((e.id.clone(), until));
+                kept.push(e.id.clone());
+            } else if delete {
                 deleted.push(e.id.clone());
             } else {
                 kept.push(e.id.clone());
@@ -706,13 +716,22 @@ impl Runner {
             .filter(|e| e.manifest.is_some() && kept.contains(&e.id))
             .map(|e| e.id.clone())
             .collect();
-        let referenced = self.repo.referenced_blobs(&with_manifest).await?;
-        let blobs_deleted = self.repo.sweep_blobs(&referenced, dry_run).await?;
+        // A host without the private key of an encrypted repository cannot read the blob
+        // references: it keeps every blob.
+        let keys = self.repo.keys().await?;
+        let blobs_deleted = if keys.encrypted() && !keys.can_read() {
+            tracing::warn!("encrypted repository and no private key here: shared blobs are not swept (prune from a host with the key)");
+            0
+        } else {
+            let referenced = self.repo.referenced_blobs(&with_manifest).await?;
+            self.repo.sweep_blobs(&referenced, dry_run).await?
+        };
         Ok(PruneOutcome {
             kept,
             deleted,
             blobs_deleted,
             dry_run,
+            locked,
         })
     }
 }
@@ -840,6 +859,7 @@ mod tests {
                 tags: vec![],
                 components: BTreeMap::new(),
                 sealed: false,
+                locked_until: None,
             }),
             problem: None,
         }

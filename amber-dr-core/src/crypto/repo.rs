@@ -152,7 +152,9 @@ impl Repository {
             *self.crypto.keys.lock().await = None;
             self.keys().await?
         };
-        keys.write_key(self.store(), self.url()).await.map(|_| ())
+        keys.write_key(self.backup_store(), self.url())
+            .await
+            .map(|_| ())
     }
 
     /// The data key new objects are sealed with, or None for a plain repository (which is
@@ -170,11 +172,13 @@ impl Repository {
             return self
                 .keys()
                 .await?
-                .write_key(self.store(), self.url())
+                .write_key(self.backup_store(), self.url())
                 .await
                 .map(Some);
         }
-        keys.write_key(self.store(), self.url()).await.map(Some)
+        keys.write_key(self.backup_store(), self.url())
+            .await
+            .map(Some)
     }
 
     /// A lookup of data keys for sealed readers (`what` names the object in errors).
