@@ -131,7 +131,7 @@ fn no_secret_reaches_any_output_or_repository_file() {
         "AMBER_DR_NEO4J_PASSWORD",
         "AMBER_DR_ETCD_ENDPOINT",
         "AMBER_DR_MILVUS_ENDPOINT",
-        "AMBER_DR_STACK_DIR",
+        "AMBER_DR_STACK_ENV",
     ];
     if let Some(k) = keys.iter().find(|k| env(k).is_none()) {
         if env("AMBER_DR_REQUIRE_SERVICES").as_deref() == Some("1") {
@@ -384,7 +384,12 @@ path = "./uploads"
     }
     let local = scan.scan_files(&dir.join("repo"));
     assert!(local > 2, "the failing backups wrote nothing to scan");
-    let s3_root = Path::new(&e("AMBER_DR_STACK_DIR"))
+    // The stack's state directory holds the env file (scripts/stack.sh env).
+    let stack_env = e("AMBER_DR_STACK_ENV");
+    let stack_dir = Path::new(&stack_env)
+        .parent()
+        .expect("the env file is inside the stack directory");
+    let s3_root = stack_dir
         .join("s3/data")
         .join(e("AMBER_DR_S3_BUCKET"))
         .join(&prefix);
