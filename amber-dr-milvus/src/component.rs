@@ -1521,7 +1521,7 @@ impl Component for Milvus {
         rec.server_version = Some(version.clone());
         rec.consistency.insert(
             "flushed_and_read_with".into(),
-            "Flush per collection, then queries that see every write up to the flush (Strong queries where the server gives no flush timestamp)".into(),
+            if self.bucket.is_some() { "Flush per collection (waited for), then its flushed segment files copied from Milvus's bucket" } else { "Flush per collection, then queries that see every write up to the flush (Strong queries where the server gives no flush timestamp)" }.into(),
         );
         rec.set_details(&Details {
             server_version: version,

@@ -14,19 +14,26 @@ use common::Mv;
 
 struct Fx {
     mv: Mv,
+    /// Milvus's bucket: back up segment files instead of entities.
+    storage: Option<amber_dr_milvus::MilvusStorageConfig>,
 }
 
-fn prefix(slot: usize) -> String {
-    format!("amber_conf_{slot}")
+impl Fx {
+    /// Collections of `slot` (each test its own, as tests run at the same time).
+    fn prefix(&self, slot: usize) -> String {
+        let kind = if self.storage.is_some() { "seg" } else { "ent" };
+        format!("amber_conf_{kind}_{slot}")
+    }
 }
 
 #[async_trait]
 impl Fixture for Fx {
     fn component(&self, slot: usize) -> Arc<dyn Component> {
-        let p = prefix(slot);
+        let p = self.prefix(slot);
         let mut cfg =
             MilvusConfig::new(&self.mv.endpoint).collections([format!("{p}_a"), format!("{p}_b")]);
         cfg.page_rows = 37; // many pages
+        cfg.storage = self.storage.clone();
         Arc::new(Milvus::new(format!("milvus{slot}"), cfg).unwrap())
     }
     fn failing_component(&self) -> Arc<dyn Component> {
@@ -35,19 +42,19 @@ impl Fixture for Fx {
         Arc::new(Milvus::new("milvus-down", cfg).unwrap())
     }
     async fn populate(&self, slot: usize) -> Result<()> {
-        self.mv.fixture("populate", &prefix(slot));
+        self.mv.fixture("populate", &self.prefix(slot));
         Ok(())
     }
     async fn make_empty(&self, slot: usize) -> Result<()> {
-        self.mv.fixture("empty", &prefix(slot));
+        self.mv.fixture("empty", &self.prefix(slot));
         Ok(())
     }
     async fn destroy(&self, slot: usize) -> Result<()> {
-        self.mv.fixture("destroy", &prefix(slot));
+        self.mv.fixture("destroy", &self.prefix(slot));
         Ok(())
     }
     async fn fingerprint(&self, slot: usize) -> Result<String> {
-        Ok(self.mv.fixture("fingerprint", &prefix(slot)))
+        Ok(self.mv.fixture("fingerprint", &self.prefix(slot)))
     }
 }
 
@@ -55,7 +62,25 @@ impl Fixture for Fx {
 async fn milvus_driver_passes_the_conformance_suite() {
     let Some(mv) = Mv::from_env() else { return };
     let (repo, _guard) = testkit::temp_repo();
-    let fx = Fx { mv };
+    let fx = Fx { mv, storage: None };
+    if let Err(e) = testkit::run_all(&fx, &repo).await {
+        panic!("{e}");
+    }
+}
+
+/// The same suite with Milvus's bucket configured: collections backed up as segment files and
+/// restored through Milvus's backup import.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn milvus_driver_passes_the_conformance_suite_with_segment_files() {
+    let Some(mv) = Mv::from_env() else { return };
+    let Some(storage) = common::milvus_storage() else {
+        return;
+    };
+    let (repo, _guard) = testkit::temp_repo();
+    let fx = Fx {
+        mv,
+        storage: Some(storage),
+    };
     if let Err(e) = testkit::run_all(&fx, &repo).await {
         panic!("{e}");
     }

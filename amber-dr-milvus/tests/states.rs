@@ -147,3 +147,53 @@ async fn a_restore_of_one_collection_leaves_the_others_untouched() {
     assert_eq!(count("bin"), "138", "the other collection was touched");
     states(&mv, &format!("drop_all('{p}')"));
 }
+
+/// A backup written as entity pages (without `storage`, or before segment files existed)
+/// still restores when `storage` is configured; a probe whose bucket is not there fails,
+/// naming it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entity_backups_still_restore_and_probe_checks_the_bucket() {
+    let Some(mv) = Mv::from_env() else { return };
+    let Some(storage) = common::milvus_storage() else {
+        return;
+    };
+    let name = "amber_old_pages";
+    mv.py(&format!(
+        "{STATES}\n\
+         c = _fresh('{name}', CollectionSchema([FieldSchema('id', DataType.INT64, is_primary=True), FieldSchema('v', DataType.FLOAT_VECTOR, dim=4)]))\n\
+         c.insert([list(range(1, 51)), [_vec(i, 4) for i in range(1, 51)]])\n\
+         c.create_index('v', {{'index_type': 'FLAT', 'metric_type': 'L2', 'params': {{}}}})\n\
+         c.load()"
+    ));
+    let (repo, _g) = testkit::temp_repo();
+    let old: Arc<dyn Component> =
+        Arc::new(Milvus::new("mv", MilvusConfig::new(&mv.endpoint).collections([name])).unwrap());
+    let m = Runner::new(repo.clone(), vec![old])
+        .backup(&BackupOptions::default())
+        .await
+        .unwrap();
+    assert!(m.is_complete(), "{:?}", m.components);
+    mv.py(&format!("utility.drop_collection('{name}')"));
+    let cfg = MilvusConfig::new(&mv.endpoint)
+        .collections([name])
+        .storage(storage.clone());
+    let new: Arc<dyn Component> = Arc::new(Milvus::new("mv", cfg).unwrap());
+    let out = Runner::new(repo, vec![new])
+        .restore(&m.id, &plan(RestoreOptions::new()))
+        .await
+        .unwrap();
+    assert!(out.is_ok(), "{:?}", out.components);
+    assert_eq!(
+        mv.py(&format!(
+            "c = Collection('{name}'); print(sorted(r['id'] for r in c.query('id > 0', output_fields=['id'], limit=100)) == list(range(1, 51)))"
+        )),
+        "True"
+    );
+    mv.py(&format!("utility.drop_collection('{name}')"));
+
+    let mut wrong = storage;
+    wrong.bucket = "no-such-milvus-bucket".into();
+    let cfg = MilvusConfig::new(&mv.endpoint).storage(wrong);
+    let e = Milvus::new("mv", cfg).unwrap().probe().await.unwrap_err();
+    assert!(e.to_string().contains("no-such-milvus-bucket"), "{e}");
+}
