@@ -145,6 +145,28 @@ async fn a_restore_of_one_collection_leaves_the_others_untouched() {
     assert!(out.is_ok(), "{:?}", out.components);
     assert_eq!(count("auto"), "390");
     assert_eq!(count("bin"), "138", "the other collection was touched");
+    // A copy under another name (a drill): its own collection, the original left alone.
+    let out = r
+        .restore(
+            &m.id,
+            &plan(
+                RestoreOptions::new()
+                    .items(vec![format!("{p}_bin")])
+                    .target(Some(format!("{p}_copy"))),
+            ),
+        )
+        .await
+        .unwrap();
+    assert!(out.is_ok(), "{:?}", out.components);
+    assert_eq!(count("copy"), "140");
+    assert_eq!(count("bin"), "138");
+    assert_eq!(
+        mv.py(&format!(
+            "print(sorted(p.name for p in Collection('{p}_copy').partitions), utility.load_state('{p}_copy'))"
+        )),
+        "['_default', 'p1'] Loaded"
+    );
+    mv.py(&format!("utility.drop_collection('{p}_copy')"));
     states(&mv, &format!("drop_all('{p}')"));
 }
 
