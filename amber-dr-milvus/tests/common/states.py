@@ -118,7 +118,9 @@ def dump(p):
              "partitions": sorted(p_.name for p_ in c.partitions),
              "indexes": sorted((i.field_name, i.index_name, json.dumps(i.params, sort_keys=True)) for i in c.indexes),
              "aliases": sorted(utility.list_aliases(name)),
-             "load_state": str(utility.load_state(name))}
+             "load_state": str(utility.load_state(name)),
+             "consistency": c.describe().get("consistency_level"),
+             "shards": c.describe().get("num_shards")}
         # Read every entity; a collection that is not loaded is loaded for it (with a
         # temporary index where it has none) and put back as it was.
         loaded = "Loaded" in d["load_state"]
