@@ -23,7 +23,10 @@ use crate::config::MilvusConfig;
 use crate::pages::{self, Digest2, PageReader};
 use crate::{binlog, storage::Bucket};
 
+mod scope;
 mod segments;
+
+use scope::Scope;
 
 /// Call a method of the gRPC service for `what` (named in errors); fails on a transport error
 /// or a status that is not success.
@@ -1348,54 +1351,6 @@ impl Milvus {
     }
 }
 
-/// What a backup covers on the server.
-#[derive(Debug, Default)]
-struct Scope {
-    /// Every database on the server.
-    server: Vec<String>,
-    /// The databases backed up, each with all its collections (selected or not).
-    listed: Vec<(String, Vec<String>)>,
-    /// Configured databases the server does not have.
-    missing_databases: Vec<String>,
-    /// Configured collections (`db`, `name`) that do not exist.
-    absent: Vec<(String, String)>,
-    /// Configured `collections` entries that match no collection at all.
-    unmatched: Vec<String>,
-}
-
-impl Scope {
-    /// Why a backup of this scope must fail: something configured does not exist.
-    fn problem(&self) -> Option<String> {
-        if let Some(db) = self.missing_databases.first() {
-            return Some(format!(
-                "database `{db}` (config `databases`) does not exist; the server has: {}",
-                self.server.join(", ")
-            ));
-        }
-        let want = self.unmatched.first()?;
-        let backed_up = || {
-            let dbs: Vec<&str> = self.listed.iter().map(|(d, _)| d.as_str()).collect();
-            dbs.join(", ")
-        };
-        Some(match want.split_once('/') {
-            Some((db, name)) => match self.listed.iter().find(|(d, _)| d == db) {
-                Some((_, names)) => format!(
-                    "collection `{db}.{name}` does not exist; the database has: {}",
-                    names.join(", ")
-                ),
-                None => format!(
-                    "collection `{want}`: database `{db}` is not backed up or does not exist; backed up: {}",
-                    backed_up()
-                ),
-            },
-            None => format!(
-                "collection `{want}` does not exist in any database backed up ({})",
-                backed_up()
-            ),
-        })
-    }
-}
-
 /// The wall-clock time of a Milvus hybrid timestamp (physical milliseconds in the high bits,
 /// 18 logical bits), as RFC 3339.
 fn hybrid_time(ts: u64) -> String {
@@ -1549,8 +1504,14 @@ impl Component for Milvus {
         for coll in &details.collections {
             match self.check_collection(cx, record, coll).await {
                 Ok(()) => report.notes.push(format!(
-                    "`{}.{}`: {} entities decoded, counts and fingerprints match",
-                    coll.db, coll.name, coll.entities
+                    "`{}.{}`: {} entities {}",
+                    coll.db,
+                    coll.name,
+                    coll.entities,
+                    match coll.binlogs {
+                        Some(_) => "in segment files, file count and bytes match",
+                        None => "decoded, counts and fingerprints match",
+                    }
                 )),
                 Err(e) if e.is_damage() => report.problems.push(e.to_string()),
                 Err(e) => return Err(e),
