@@ -11,9 +11,11 @@
 # The collection is generated once and kept in the stack's Milvus (regenerated when its size
 # differs).
 #
-# Usage: scripts/bench-milvus.sh [--runs N] [--entities N] [--batch N]
+# Usage: scripts/bench-milvus.sh [--runs N] [--entities N] [--batch N] [--entities-path]
 #   --batch: the peer's query_iterator batch (= its insert batch); default 1000, the driver's
 #            default page_rows.
+#   --entities-path: configure no `storage`, so the driver exports entities with queries
+#            (the default configures Milvus's bucket: segment files and the backup import).
 set -euo pipefail
 
 # shellcheck source=scripts/lib.sh
@@ -24,11 +26,13 @@ RUNS=2
 ENTITIES=100000
 BATCH=1000
 DIM=768
+STORAGE=1
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --runs) RUNS="$2"; shift 2 ;;
     --entities) ENTITIES="$2"; shift 2 ;;
     --batch) BATCH="$2"; shift 2 ;;
+    --entities-path) STORAGE=""; shift ;;
     *) die "unknown argument: $1" ;;
   esac
 done
@@ -168,6 +172,16 @@ kind = "milvus"
 endpoint = "$AMBER_DR_MILVUS_ENDPOINT"
 collections = ["$SRC"]
 TOML
+if [[ -n "$STORAGE" ]]; then
+  cat >>"$CFG" <<TOML
+
+[components.milvus.storage]
+endpoint = "$AMBER_DR_S3_ENDPOINT"
+bucket = "$AMBER_DR_MILVUS_BUCKET"
+access_key = "$AMBER_DR_S3_ACCESS_KEY"
+secret_key = "\${AMBER_DR_S3_SECRET_KEY}"
+TOML
+fi
 
 peer_b=(); ours_b=(); ours_rss=(); peer_r=(); ours_r=(); ours_rrss=()
 for run in $(seq 1 "$RUNS"); do
@@ -198,7 +212,7 @@ OURS_SIZE=$(find "$WORK/repo" -name '*.zst' -printf '%s\n' | awk '{s+=$1} END {p
 PEER_BACKUP='pymilvus `query_iterator` (iterate phase)' PEER_RESTORE='pymilvus `insert` (insert phase)'
 
 cat <<EOF2
-Data set: collection $SRC, $ENTITIES entities (Int64 key, ${DIM}-dim float vector, VarChar, JSON), FLAT index, loaded; Milvus 2.3.5 standalone (scripts/stack.sh); $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg); $RUNS runs, median wall time; peak RSS is the maximum over runs. Peer batch: $BATCH.
+Data set: collection $SRC, $ENTITIES entities (Int64 key, ${DIM}-dim float vector, VarChar, JSON), FLAT index, loaded; Milvus 2.3.5 standalone (scripts/stack.sh); $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg); $RUNS runs, median wall time; peak RSS is the maximum over runs. Peer batch: $BATCH. Driver path: $([[ -n "$STORAGE" ]] && echo "segment files (storage configured)" || echo "entities (no storage)").
 
 $(bench_header)
 $(bench_row "backup (export)" "$PEER_BACKUP" "${peer_b[*]}" "${ours_b[*]}" "${ours_rss[*]}" "- / $OURS_SIZE")

@@ -21,6 +21,12 @@ use tokio::task::JoinSet;
 use crate::client::{Client, MilvusError};
 use crate::config::MilvusConfig;
 use crate::pages::{self, Digest2, PageReader};
+use crate::{binlog, storage::Bucket};
+
+mod scope;
+mod segments;
+
+use scope::Scope;
 
 /// Call a method of the gRPC service for `what` (named in errors); fails on a transport error
 /// or a status that is not success.
@@ -95,6 +101,9 @@ struct CollectionRecord {
     /// every write before it is in the export.
     #[serde(default)]
     flush_ts: Option<u64>,
+    /// Backed up as segment files (`storage` configured); `partitions` is then empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    binlogs: Option<binlog::BinlogRecord>,
 }
 
 /// Where a paged read of one stream (a partition, or the whole collection) is.
@@ -266,9 +275,11 @@ struct Details {
 pub struct Milvus {
     name: String,
     config: MilvusConfig,
+    /// Milvus's bucket, when `storage` is configured.
+    bucket: Option<Bucket>,
 }
 
-fn kv(key: &str, value: impl Into<String>) -> KeyValuePair {
+pub(crate) fn kv(key: &str, value: impl Into<String>) -> KeyValuePair {
     KeyValuePair {
         key: key.to_string(),
         value: value.into(),
@@ -398,7 +409,18 @@ impl Milvus {
                 ));
             }
         }
-        Ok(Self { name, config })
+        let bucket = match &config.storage {
+            Some(s) => Some(
+                Bucket::new(s)
+                    .map_err(|m| Error::config(format!("components.{name}.storage"), m))?,
+            ),
+            None => None,
+        };
+        Ok(Self {
+            name,
+            config,
+            bucket,
+        })
     }
 
     fn fail(&self, op: &str, message: impl Into<String>) -> Error {
@@ -864,6 +886,7 @@ impl Milvus {
                 partitions: records,
                 entities,
                 flush_ts,
+                binlogs: None,
             },
             artifacts,
         ))
@@ -877,6 +900,9 @@ impl Milvus {
         record: &ComponentRecord,
         rec: &CollectionRecord,
     ) -> Result<()> {
+        if let Some(b) = &rec.binlogs {
+            return binlog::check(cx, record.artifact(&b.artifact)?, b).await;
+        }
         for p in &rec.partitions {
             let mut pages = PageReader::open(cx, record.artifact(&p.artifact)?).await?;
             let mut d = Digest2::default();
@@ -983,13 +1009,13 @@ impl Milvus {
         report.actions.push(format!(
             "created `{db}.{name}` ({} fields{})",
             schema.fields.len(),
-            if rec.auto_id {
+            if rec.auto_id && rec.binlogs.is_none() {
                 ", auto-id switched off to keep the primary keys"
             } else {
                 ""
             }
         ));
-        if rec.auto_id {
+        if rec.auto_id && rec.binlogs.is_none() {
             report.warnings.push(format!(
                 "`{db}.{name}` was an auto-id collection; it is restored with auto_id = false so that its primary keys stay as they were: inserts must now supply primary keys"
             ));
@@ -1051,7 +1077,7 @@ impl Milvus {
                 .map(|v| v.len())
                 .unwrap_or(0);
             let mut fields_data = qr.fields_data;
-            fill_empty_arrays(&mut fields_data);
+            pages::fill_empty_arrays(&mut fields_data);
             let req = coll_req!(InsertRequest, db, name,
                 partition_name: partition_name.clone(),
                 fields_data: fields_data,
@@ -1189,6 +1215,11 @@ impl Milvus {
     ) -> Result<()> {
         let op = "restore";
         let e = self.err(op);
+        if let Some(b) = &rec.binlogs {
+            return self
+                .restore_binlogs(cx, c, record, (rec, b), db, name, report)
+                .await;
+        }
         let same_place = db == rec.db && name == rec.name;
         self.drop_if_exists(c, db, name, report).await.map_err(&e)?;
         let bad_schema =
@@ -1320,54 +1351,6 @@ impl Milvus {
     }
 }
 
-/// What a backup covers on the server.
-#[derive(Debug, Default)]
-struct Scope {
-    /// Every database on the server.
-    server: Vec<String>,
-    /// The databases backed up, each with all its collections (selected or not).
-    listed: Vec<(String, Vec<String>)>,
-    /// Configured databases the server does not have.
-    missing_databases: Vec<String>,
-    /// Configured collections (`db`, `name`) that do not exist.
-    absent: Vec<(String, String)>,
-    /// Configured `collections` entries that match no collection at all.
-    unmatched: Vec<String>,
-}
-
-impl Scope {
-    /// Why a backup of this scope must fail: something configured does not exist.
-    fn problem(&self) -> Option<String> {
-        if let Some(db) = self.missing_databases.first() {
-            return Some(format!(
-                "database `{db}` (config `databases`) does not exist; the server has: {}",
-                self.server.join(", ")
-            ));
-        }
-        let want = self.unmatched.first()?;
-        let backed_up = || {
-            let dbs: Vec<&str> = self.listed.iter().map(|(d, _)| d.as_str()).collect();
-            dbs.join(", ")
-        };
-        Some(match want.split_once('/') {
-            Some((db, name)) => match self.listed.iter().find(|(d, _)| d == db) {
-                Some((_, names)) => format!(
-                    "collection `{db}.{name}` does not exist; the database has: {}",
-                    names.join(", ")
-                ),
-                None => format!(
-                    "collection `{want}`: database `{db}` is not backed up or does not exist; backed up: {}",
-                    backed_up()
-                ),
-            },
-            None => format!(
-                "collection `{want}` does not exist in any database backed up ({})",
-                backed_up()
-            ),
-        })
-    }
-}
-
 /// The wall-clock time of a Milvus hybrid timestamp (physical milliseconds in the high bits,
 /// 18 logical bits), as RFC 3339.
 fn hybrid_time(ts: u64) -> String {
@@ -1379,42 +1362,6 @@ fn hybrid_time(ts: u64) -> String {
 /// `12.3 s` since `started`, for the report.
 fn secs(started: Instant) -> String {
     format!("{:.1} s", started.elapsed().as_secs_f64())
-}
-
-/// Milvus 2.3 answers an empty array value with an element that has no data, and its own insert
-/// validation then dereferences nil and crashes the server. Give such elements an empty list
-/// of the array's element type before inserting.
-fn fill_empty_arrays(fields: &mut [FieldData]) {
-    use milvus::proto::schema::{
-        BoolArray, DoubleArray, FloatArray, IntArray, LongArray, StringArray,
-    };
-    for f in fields {
-        let Some(Field::Scalars(s)) = &mut f.field else {
-            continue;
-        };
-        let Some(Data::ArrayData(arr)) = &mut s.data else {
-            continue;
-        };
-        let element = DataType::try_from(arr.element_type).unwrap_or(DataType::None);
-        for e in &mut arr.data {
-            if e.data.is_some() {
-                continue;
-            }
-            e.data = match element {
-                DataType::Bool => Some(Data::BoolData(BoolArray::default())),
-                DataType::Int8 | DataType::Int16 | DataType::Int32 => {
-                    Some(Data::IntData(IntArray::default()))
-                }
-                DataType::Int64 => Some(Data::LongData(LongArray::default())),
-                DataType::Float => Some(Data::FloatData(FloatArray::default())),
-                DataType::Double => Some(Data::DoubleData(DoubleArray::default())),
-                DataType::VarChar | DataType::String => {
-                    Some(Data::StringData(StringArray::default()))
-                }
-                _ => None,
-            };
-        }
-    }
 }
 
 #[async_trait]
@@ -1449,6 +1396,7 @@ impl Component for Milvus {
         let op = "probe";
         let c = self.connect(op).await?;
         let version = self.version(&c).await.map_err(self.err(op))?;
+        self.check_server(&version).await?;
         let mut p = Probe {
             reachable: true,
             version: Some(version),
@@ -1487,6 +1435,7 @@ impl Component for Milvus {
         let op = "snapshot";
         let c = self.connect(op).await?;
         let version = self.version(&c).await.map_err(self.err(op))?;
+        crate::version::supported(&version).map_err(|m| self.fail(op, m))?;
         let mut rec = ComponentRecord::new(crate::KIND, &self.name);
         let mut collections = Vec::new();
         let mut index = 0;
@@ -1503,7 +1452,10 @@ impl Component for Milvus {
         for (db, names) in &listed {
             for coll in names.iter().filter(|n| self.selected_collection(db, n)) {
                 cx.progress().set_phase(format!("exporting {db}.{coll}"));
-                let (crec, arts) = self.snapshot_collection(cx, &c, db, coll, index).await?;
+                let (crec, arts) = match &self.bucket {
+                    Some(b) => self.snapshot_binlogs(cx, &c, b, db, coll, index).await?,
+                    None => self.snapshot_collection(cx, &c, db, coll, index).await?,
+                };
                 index += 1;
                 rec.set_stat(format!("entities.{db}.{coll}"), crec.entities);
                 if let Some(ts) = crec.flush_ts {
@@ -1524,7 +1476,7 @@ impl Component for Milvus {
         rec.server_version = Some(version.clone());
         rec.consistency.insert(
             "flushed_and_read_with".into(),
-            "Flush per collection, then queries that see every write up to the flush (Strong queries where the server gives no flush timestamp)".into(),
+            if self.bucket.is_some() { "Flush per collection (waited for), then its flushed segment files copied from Milvus's bucket" } else { "Flush per collection, then queries that see every write up to the flush (Strong queries where the server gives no flush timestamp)" }.into(),
         );
         rec.set_details(&Details {
             server_version: version,
@@ -1552,8 +1504,14 @@ impl Component for Milvus {
         for coll in &details.collections {
             match self.check_collection(cx, record, coll).await {
                 Ok(()) => report.notes.push(format!(
-                    "`{}.{}`: {} entities decoded, counts and fingerprints match",
-                    coll.db, coll.name, coll.entities
+                    "`{}.{}`: {} entities {}",
+                    coll.db,
+                    coll.name,
+                    coll.entities,
+                    match coll.binlogs {
+                        Some(_) => "in segment files, file count and bytes match",
+                        None => "decoded, counts and fingerprints match",
+                    }
                 )),
                 Err(e) if e.is_damage() => report.problems.push(e.to_string()),
                 Err(e) => return Err(e),

@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::storage::MilvusStorageConfig;
+
 /// `[components.NAME]` with `kind = "milvus"`.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -35,6 +37,11 @@ pub struct MilvusConfig {
     /// whose prefix covers Milvus's root path). Refused unless forced.
     #[serde(default)]
     pub conflicts_with: Vec<String>,
+    /// Milvus's bucket. With it, collections are backed up as Milvus's own segment files and
+    /// restored through its bulk import (any collection state; auto-id kept); without it,
+    /// entities are exported with queries (see the crate docs).
+    #[serde(default)]
+    pub storage: Option<MilvusStorageConfig>,
 }
 
 fn default_page_rows() -> usize {
@@ -62,12 +69,19 @@ impl MilvusConfig {
             timeout_secs: default_timeout(),
             load_timeout_secs: default_load_timeout(),
             conflicts_with: Vec::new(),
+            storage: None,
         }
     }
 
     /// Only these collections.
     pub fn collections(mut self, c: impl IntoIterator<Item = impl Into<String>>) -> Self {
         self.collections = Some(c.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Back up through Milvus's bucket (segment files).
+    pub fn storage(mut self, s: MilvusStorageConfig) -> Self {
+        self.storage = Some(s);
         self
     }
 

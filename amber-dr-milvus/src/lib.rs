@@ -1,13 +1,18 @@
 #![doc = include_str!("../README.md")]
 #![deny(missing_docs)]
 
+mod binlog;
 mod client;
 mod component;
 mod config;
+mod import;
 mod pages;
+mod storage;
+mod version;
 
 pub use component::Milvus;
 pub use config::MilvusConfig;
+pub use storage::MilvusStorageConfig;
 
 use std::sync::Arc;
 

@@ -159,3 +159,40 @@ fn read_err(e: std::io::Error, artifact: &str) -> Error {
         other => other,
     }
 }
+
+/// Milvus 2.3 answers an empty array value with an element that has no data, and its own insert
+/// validation then dereferences nil and crashes the server. Give such elements an empty list
+/// of the array's element type before inserting.
+pub(crate) fn fill_empty_arrays(fields: &mut [FieldData]) {
+    use milvus::proto::schema::{
+        field_data::Field, scalar_field::Data, BoolArray, DataType, DoubleArray, FloatArray,
+        IntArray, LongArray, StringArray,
+    };
+    for f in fields {
+        let Some(Field::Scalars(s)) = &mut f.field else {
+            continue;
+        };
+        let Some(Data::ArrayData(arr)) = &mut s.data else {
+            continue;
+        };
+        let element = DataType::try_from(arr.element_type).unwrap_or(DataType::None);
+        for e in &mut arr.data {
+            if e.data.is_some() {
+                continue;
+            }
+            e.data = match element {
+                DataType::Bool => Some(Data::BoolData(BoolArray::default())),
+                DataType::Int8 | DataType::Int16 | DataType::Int32 => {
+                    Some(Data::IntData(IntArray::default()))
+                }
+                DataType::Int64 => Some(Data::LongData(LongArray::default())),
+                DataType::Float => Some(Data::FloatData(FloatArray::default())),
+                DataType::Double => Some(Data::DoubleData(DoubleArray::default())),
+                DataType::VarChar | DataType::String => {
+                    Some(Data::StringData(StringArray::default()))
+                }
+                _ => None,
+            };
+        }
+    }
+}

@@ -17,11 +17,15 @@ struct Fx {
     mv: Mv,
     /// Tests of this file run at once: each has its own collections.
     base: &'static str,
+    /// Milvus's bucket: back up segment files instead of entities.
+    storage: Option<amber_dr_milvus::MilvusStorageConfig>,
 }
 
 impl Fx {
+    /// Collections of `slot` (each test its own, as tests run at the same time).
     fn prefix(&self, slot: usize) -> String {
-        format!("{}_{slot}", self.base)
+        let kind = if self.storage.is_some() { "seg" } else { "ent" };
+        format!("{}_{kind}_{slot}", self.base)
     }
 }
 
@@ -32,6 +36,7 @@ impl Fixture for Fx {
         let mut cfg =
             MilvusConfig::new(&self.mv.endpoint).collections([format!("{p}_a"), format!("{p}_b")]);
         cfg.page_rows = 37; // many pages
+        cfg.storage = self.storage.clone();
         Arc::new(Milvus::new(format!("milvus{slot}"), cfg).unwrap())
     }
     fn failing_component(&self) -> Arc<dyn Component> {
@@ -63,6 +68,26 @@ async fn milvus_driver_passes_the_conformance_suite() {
     let fx = Fx {
         mv,
         base: "amber_conf",
+        storage: None,
+    };
+    if let Err(e) = testkit::run_all(&fx, &repo).await {
+        panic!("{e}");
+    }
+}
+
+/// The same suite with Milvus's bucket configured: collections backed up as segment files and
+/// restored through Milvus's backup import.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn milvus_driver_passes_the_conformance_suite_with_segment_files() {
+    let Some(mv) = Mv::from_env() else { return };
+    let Some(storage) = common::milvus_storage() else {
+        return;
+    };
+    let (repo, _guard) = testkit::temp_repo();
+    let fx = Fx {
+        mv,
+        base: "amber_conf",
+        storage: Some(storage),
     };
     if let Err(e) = testkit::run_all(&fx, &repo).await {
         panic!("{e}");
@@ -109,6 +134,7 @@ async fn a_backup_taken_while_the_application_writes_restores() {
     let fx = Fx {
         mv: mv.clone(),
         base: "amber_online",
+        storage: None,
     };
     let app = App {
         mv,

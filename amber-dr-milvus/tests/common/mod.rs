@@ -124,3 +124,23 @@ impl Mv {
         .to_string()
     }
 }
+
+/// Milvus's bucket as the stack configures it (`AMBER_DR_S3_*`, `AMBER_DR_MILVUS_BUCKET`), or
+/// `None` (skip, or panic under AMBER_DR_REQUIRE_SERVICES=1).
+pub fn milvus_storage() -> Option<amber_dr_milvus::MilvusStorageConfig> {
+    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    match (
+        var("AMBER_DR_S3_ENDPOINT"),
+        var("AMBER_DR_MILVUS_BUCKET"),
+        var("AMBER_DR_S3_ACCESS_KEY"),
+        var("AMBER_DR_S3_SECRET_KEY"),
+    ) {
+        (Some(ep), Some(bucket), Some(ak), Some(sk)) => Some(
+            amber_dr_milvus::MilvusStorageConfig::new(ep, bucket, ak, sk),
+        ),
+        _ => {
+            testkit::service_missing("Milvus's bucket (AMBER_DR_S3_*, AMBER_DR_MILVUS_BUCKET)");
+            None
+        }
+    }
+}
