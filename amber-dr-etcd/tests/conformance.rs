@@ -96,17 +96,20 @@ impl testkit::Writer for App {
                 .await
                 .map_err(|e| amber_dr_core::Error::Other(e.to_string()))?
                 .map_err(amber_dr_core::Error::Other)?;
+            changes.fetch_add(1, Ordering::SeqCst);
             let e = self.e.clone();
             let (put, del) = (
                 format!("{p}live/loose/{i}"),
                 format!("{p}live/loose/{}", i.wrapping_sub(3)),
             );
-            tokio::task::spawn_blocking(move || {
-                e.put(put.as_bytes(), b"loose");
-                e.delete(del.as_bytes());
-            })
-            .await
-            .map_err(|e| amber_dr_core::Error::Other(e.to_string()))?;
+            tokio::task::spawn_blocking(move || e.put(put.as_bytes(), b"loose"))
+                .await
+                .map_err(|e| amber_dr_core::Error::Other(e.to_string()))?;
+            changes.fetch_add(1, Ordering::SeqCst);
+            let e = self.e.clone();
+            tokio::task::spawn_blocking(move || e.delete(del.as_bytes()))
+                .await
+                .map_err(|e| amber_dr_core::Error::Other(e.to_string()))?;
             changes.fetch_add(1, Ordering::SeqCst);
             i += 1;
         }
