@@ -134,7 +134,6 @@ pub(crate) async fn import_partition(
     prefix: &str,
     cid: i64,
     pid: i64,
-    has_deltas: bool,
     timeout: Duration,
 ) -> Result<u64, MilvusError> {
     let what = format!(
@@ -147,7 +146,6 @@ pub(crate) async fn import_partition(
     );
     // Backup mode needs both directories (with one path Milvus takes it for a data file),
     // the delta one even when there are no deletes.
-    let _ = has_deltas;
     let files = vec![
         format!("{prefix}/insert_log/{cid}/{pid}/"),
         format!("{prefix}/delta_log/{cid}/{pid}/"),

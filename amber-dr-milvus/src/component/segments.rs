@@ -3,7 +3,7 @@
 //! restore recreates the collection exactly (auto-id included) and imports the files through
 //! Milvus's bulk import in backup mode (`import.rs`).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::time::Instant;
 
 use amber_dr_core::{ArtifactRecord, ComponentRecord, RestoreContext, RestoreReport, Result};
@@ -207,14 +207,6 @@ impl Milvus {
         let imported = async {
             let files =
                 import::stage(cx, bucket, art, &prefix, &fields, |m| self.fail(op, m)).await?;
-            // Which partitions have delta logs (deletes) to apply.
-            let deltas: BTreeSet<i64> = bucket
-                .list(&format!("{prefix}/delta_log/"))
-                .await
-                .map_err(|m| self.fail(op, m))?
-                .iter()
-                .filter_map(|o| o.key.split('/').nth(4).and_then(|p| p.parse().ok()))
-                .collect();
             let timeout = std::time::Duration::from_secs(self.config.load_timeout_secs);
             let mut rows = 0;
             for p in b.partitions.iter().filter(|p| !p.segments.is_empty()) {
@@ -228,7 +220,6 @@ impl Milvus {
                     &prefix,
                     b.collection_id,
                     p.id,
-                    deltas.contains(&p.id),
                     timeout,
                 )
                 .await
