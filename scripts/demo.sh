@@ -77,6 +77,14 @@ buckets = ["amber-demo-documents"]
 kind = "milvus"
 endpoint = "\${AMBER_DR_MILVUS_ENDPOINT}"
 collections = ["amber_demo_embeddings"]
+
+# Milvus's own bucket: collections are backed up as its segment files and restored through
+# Milvus's import, so the auto-id collection stays auto-id with every id kept.
+[components.milvus.storage]
+endpoint = "\${AMBER_DR_S3_ENDPOINT}"
+bucket = "\${AMBER_DR_MILVUS_BUCKET}"
+access_key = "\${AMBER_DR_S3_ACCESS_KEY}"
+secret_key = "\${AMBER_DR_S3_SECRET_KEY}"
 TOML
 cat amber-dr.toml >&2
 
@@ -105,7 +113,7 @@ pg_listing() {
 }
 
 step "4b. sample data: Milvus embeddings, one per document; documents.milvus_id = its auto-generated id"
-# mvpy COMMAND: fill FILE | disaster | listing | ids of the embeddings collection, with
+# mvpy COMMAND: fill FILE | disaster | listing | ids | insert-new of the embeddings collection, with
 # pymilvus (outside amber-dr).
 mvpy() {
   "$AMBER_DR_MILVUS_PYTHON" - "$@" <<'PY'
@@ -152,8 +160,7 @@ elif cmd == "disaster":
 elif cmd == "listing":
     c = Collection(C)
     s = c.schema
-    # auto_id is left out: a restore switches it off on purpose to keep the ids.
-    print("fields", [(f.name, f.dtype.name, f.is_primary, sorted((k, str(v)) for k, v in f.params.items()))
+    print("fields", [(f.name, f.dtype.name, f.is_primary, f.auto_id, sorted((k, str(v)) for k, v in f.params.items()))
                      for f in s.fields], repr(s.description))
     print("indexes", sorted((i.field_name, i.index_name, json.dumps(i.params, sort_keys=True)) for i in c.indexes))
     rs = rows(c)
@@ -165,6 +172,15 @@ elif cmd == "listing":
 elif cmd == "ids":
     for r in rows(Collection(C)):
         print(r["id"])
+elif cmd == "insert-new":  # the application's next write: an embedding without an id
+    c = Collection(C)
+    old = {r["id"] for r in rows(c)}
+    r = c.insert([[999999], ["chunk of a new document"], [vec(999999)]])
+    c.flush()
+    new = r.primary_keys[0]
+    if not c.schema.auto_id or new in old:
+        sys.exit(f"the insert got id {new}: auto_id={c.schema.auto_id}, collides={new in old}")
+    print(f"a new embedding inserted without an id got id {new} (auto-id, not among the {len(old)} restored ids)")
 PY
 }
 "${PSQL[@]}" -At -d amber_demo -c "SELECT id FROM documents ORDER BY id" > document-ids.txt
@@ -375,6 +391,9 @@ echo "restored bucket is identical to the original (keys, bodies, content types,
 
 step "13. every cross-store reference resolves again"
 check_refs || die "references are broken after the restore"
+
+step "13b. the application's next write after the restore: a new embedding without an id (auto-id kept)"
+mvpy insert-new >&2
 
 step "14. the repository now holds the backup and the safety backup"
 "$AMBER" list

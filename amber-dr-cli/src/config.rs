@@ -463,7 +463,7 @@ password = "${NEO4J_PASSWORD}"
 access_key = "minioadmin"
 secret_key = "${MINIO_SECRET_KEY}"
 # buckets = ["documents"]           # default: every bucket
-# exclude_buckets = ["milvus-bucket"]
+exclude_buckets = ["milvus-bucket"] # Milvus's segment files: backed up by the milvus component
 # legacy_data_dir = "/var/lib/docker/volumes/amber_minio_data/_data"  # restores a runbook's minio_data.tar.gz
 "#,
     },
@@ -471,6 +471,15 @@ secret_key = "${MINIO_SECRET_KEY}"
         name: "milvus",
         kind: "milvus",
         body: r#"endpoint = "http://127.0.0.1:19530"
+# Milvus's bucket (its minio.* settings): collections are backed up as Milvus's own segment
+# files, whatever their state, and restored through Milvus's import, auto-id and keys kept.
+# Without it, collections are exported entity by entity (indexed collections only; a restore
+# turns auto-id off to keep the keys). See amber-dr-milvus's README.
+[components.milvus.storage]
+endpoint = "http://127.0.0.1:9000"
+bucket = "milvus-bucket"
+access_key = "minioadmin"
+secret_key = "${MINIO_SECRET_KEY}"
 "#,
     },
     TemplateComponent {

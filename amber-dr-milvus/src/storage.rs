@@ -4,6 +4,7 @@
 use std::fmt;
 use std::sync::Arc;
 
+use amber_dr_core::Secret;
 use futures::StreamExt;
 use object_store::aws::AmazonS3Builder;
 use object_store::path::Path;
@@ -28,7 +29,7 @@ pub struct MilvusStorageConfig {
     /// Access key id (`minio.accessKeyID`).
     pub access_key: String,
     /// Secret key (`minio.secretAccessKey`; use `${VAR}`). Never printed.
-    pub secret_key: String,
+    pub secret_key: Secret,
     /// Region to sign requests for. Default `us-east-1`.
     #[serde(default = "default_region")]
     pub region: String,
@@ -48,7 +49,7 @@ impl fmt::Debug for MilvusStorageConfig {
             .field("bucket", &self.bucket)
             .field("root_path", &self.root_path)
             .field("access_key", &self.access_key)
-            .field("secret_key", &"<redacted>")
+            .field("secret_key", &self.secret_key)
             .field("region", &self.region)
             .finish()
     }
@@ -67,7 +68,7 @@ impl MilvusStorageConfig {
             bucket: bucket.into(),
             root_path: default_root_path(),
             access_key: access_key.into(),
-            secret_key: secret_key.into(),
+            secret_key: Secret::new(secret_key.into()),
             region: default_region(),
         }
     }
@@ -102,7 +103,7 @@ impl Bucket {
             .with_bucket_name(&cfg.bucket)
             .with_region(&cfg.region)
             .with_access_key_id(&cfg.access_key)
-            .with_secret_access_key(&cfg.secret_key)
+            .with_secret_access_key(cfg.secret_key.expose())
             .build()
             .map_err(|e| format!("storage `{ep}/{}`: {e}", cfg.bucket))?;
         Ok(Self {

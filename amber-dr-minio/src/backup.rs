@@ -182,50 +182,60 @@ impl Minio {
             let mut listing = self.client.list_all(&bucket, None).boxed();
             let mut running: FuturesUnordered<JoinHandle<Result<Snap>>> = FuturesUnordered::new();
             let mut listing_done = false;
-            loop {
-                while !listing_done && running.len() < self.config.concurrency() {
-                    let Some(obj) = listing.next().await else {
-                        listing_done = true;
+            // On an error the objects still being read are waited for (not left running
+            // after the backup returned, storing blobs behind its back).
+            let outcome: Result<()> = async {
+                loop {
+                    while !listing_done && running.len() < self.config.concurrency() {
+                        let Some(obj) = listing.next().await else {
+                            listing_done = true;
+                            break;
+                        };
+                        let obj = obj.map_err(self.s3_err("list objects"))?;
+                        if let Some(entry) = unchanged(&mut prev_bucket, &obj) {
+                            reused += 1;
+                            self.record_entry(index, refs, &entry, &mut stat, &progress)
+                                .await?;
+                            continue;
+                        }
+                        running.push(tokio::spawn(snapshot_object(
+                            self.clone(),
+                            blob_repo.clone(),
+                            progress.clone(),
+                            stored.clone(),
+                            bucket.clone(),
+                            obj,
+                        )));
+                    }
+                    let Some(done) = running.next().await else {
                         break;
                     };
-                    let obj = obj.map_err(self.s3_err("list objects"))?;
-                    if let Some(entry) = unchanged(&mut prev_bucket, &obj) {
-                        reused += 1;
-                        self.record_entry(index, refs, &entry, &mut stat, &progress)
-                            .await?;
-                        continue;
-                    }
-                    running.push(tokio::spawn(snapshot_object(
-                        self.clone(),
-                        blob_repo.clone(),
-                        progress.clone(),
-                        stored.clone(),
-                        bucket.clone(),
-                        obj,
-                    )));
+                    let snap =
+                        done.map_err(|e| self.err("snapshot", format!("task failed: {e}")))??;
+                    let entry = match snap {
+                        Snap::Read { entry, new } => {
+                            read += 1;
+                            read_bytes += entry.size;
+                            new_blobs += u64::from(new);
+                            *entry
+                        }
+                        Snap::Vanished(key) => {
+                            warnings.push(format!(
+                                "s3://{bucket}/{key} was deleted while the backup ran: not saved"
+                            ));
+                            continue;
+                        }
+                    };
+                    self.record_entry(index, refs, &entry, &mut stat, &progress)
+                        .await?;
                 }
-                let Some(done) = running.next().await else {
-                    break;
-                };
-                let snap =
-                    done.map_err(|e| self.err("snapshot", format!("task failed: {e}")))??;
-                let entry = match snap {
-                    Snap::Read { entry, new } => {
-                        read += 1;
-                        read_bytes += entry.size;
-                        new_blobs += u64::from(new);
-                        *entry
-                    }
-                    Snap::Vanished(key) => {
-                        warnings.push(format!(
-                            "s3://{bucket}/{key} was deleted while the backup ran: not saved"
-                        ));
-                        continue;
-                    }
-                };
-                self.record_entry(index, refs, &entry, &mut stat, &progress)
-                    .await?;
+                Ok(())
             }
+            .await;
+            if outcome.is_err() {
+                while running.next().await.is_some() {}
+            }
+            outcome?;
             objects += stat.objects;
             bytes += stat.bytes;
             details.buckets.push(stat);
