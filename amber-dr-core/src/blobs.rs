@@ -287,21 +287,28 @@ impl Repository {
     /// SHA-256 are checked; damage is an [`Error::Corrupt`] naming the blob, a missing blob an
     /// [`Error::MissingArtifact`].
     pub async fn read_blob(&self, blob: &BlobRecord, progress: Progress) -> Result<Bytes> {
-        let (mut path, mut p) = checked_blob_path(&blob.sha256)?;
-        if let Some((found, _)) = self.find_blob(&blob.sha256).await? {
-            p = Path::from(found.as_str());
-            path = found;
-        }
-        let stored = match self.store().get(&p).await {
-            Ok(got) => got.bytes().await,
-            Err(e) => Err(e),
-        };
-        let stored = match stored {
-            Ok(b) => b,
-            Err(object_store::Error::NotFound { .. }) => {
-                return Err(Error::MissingArtifact { artifact: path })
+        let (plain_path, _) = checked_blob_path(&blob.sha256)?;
+        // One GET per candidate name (keyed first in an encrypted repository), no HEAD.
+        let mut found = None;
+        for candidate in self.blob_read_paths(&blob.sha256).await? {
+            let p = Path::from(candidate.as_str());
+            let got = match self.store().get(&p).await {
+                Ok(got) => got.bytes().await,
+                Err(e) => Err(e),
+            };
+            match got {
+                Ok(b) => {
+                    found = Some((candidate, b));
+                    break;
+                }
+                Err(object_store::Error::NotFound { .. }) => {}
+                Err(source) => return Err(repo_err(self, "read", &p, source)),
             }
-            Err(source) => return Err(repo_err(self, "read", &p, source)),
+        }
+        let Some((path, stored)) = found else {
+            return Err(Error::MissingArtifact {
+                artifact: plain_path,
+            });
         };
         let damaged = |message: String| Error::Corrupt {
             artifact: path.clone(),
@@ -361,12 +368,16 @@ impl Repository {
         };
         // Sealed iff it starts like a sealed object: the content hash checked at the end of
         // the stream authenticates a plaintext blob.
-        let head = self
-            .store()
-            .get_range(&Path::from(path.as_str()), 0..stored.min(8))
-            .await
-            .map_err(|source| repo_err(self, "read", &Path::from(path.as_str()), source))?;
-        let sealed = head.as_ref() == crate::crypto::stream::MAGIC;
+        let sealed = if self.keys().await?.encrypted() && stored >= 8 {
+            let head = self
+                .store()
+                .get_range(&Path::from(path.as_str()), 0..8)
+                .await
+                .map_err(|source| repo_err(self, "read", &Path::from(path.as_str()), source))?;
+            head.as_ref() == crate::crypto::stream::MAGIC
+        } else {
+            false
+        };
         let record = ArtifactRecord {
             name: "blob".into(),
             path,
