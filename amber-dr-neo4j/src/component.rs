@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 use std::future::Future;
 
 use amber_dr_core::{
-    async_trait, ArtifactRecord, ArtifactWriter, Capabilities, Component, ComponentRecord, Error,
-    Probe, ReadContext, RestoreContext, RestoreOptions, RestoreReport, Result, SnapshotContext,
+    async_trait, ArtifactRecord, Capabilities, Component, ComponentRecord, Error, Probe,
+    ReadContext, RestoreContext, RestoreOptions, RestoreReport, Result, SnapshotContext,
     SnapshotPurpose, VerifyContext, VerifyLevel, VerifyReport,
 };
 use neo4rs::{BoltList, BoltMap, BoltString, BoltType, ConfigBuilder, Graph, Query};
@@ -14,10 +14,9 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 use crate::config::Neo4jConfig;
 use crate::error::{bolt_message, Neo4jError};
+use crate::export::{Ids, LineSink};
 use crate::tally::Tally;
-use crate::value::{
-    decode_expr, props_column, props_from_column, props_to_params, NodeRecord, RelRecord,
-};
+use crate::value::{decode_expr, props_to_params, NodeRecord, RelRecord};
 use crate::KIND;
 
 /// Artifact names.
@@ -28,12 +27,9 @@ const RELS: &str = "relationships.jsonl";
 /// The temporary label and property that link relationships to restored nodes.
 /// The runbook's APOC export.
 const LEGACY_CYPHER: &str = "neo4j.cypher";
-const TMP_LABEL: &str = "_AmberDrRestore";
-const TMP_ID: &str = "__amber_dr_id";
+pub(crate) const TMP_LABEL: &str = "_AmberDrRestore";
+pub(crate) const TMP_ID: &str = "__amber_dr_id";
 const TMP_INDEX: &str = "amber_dr_restore_id";
-
-/// Bytes buffered before a write into the artifact stream.
-const WRITE_CHUNK: usize = 1 << 20;
 
 /// One schema statement of the backup.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -61,42 +57,6 @@ struct Details {
 pub struct Neo4j {
     name: String,
     cfg: Neo4jConfig,
-}
-
-/// What the export queries read: the source ids, or the temporary ids of a restore.
-#[derive(Clone, Copy, PartialEq)]
-enum Ids {
-    Source,
-    Restored,
-}
-
-/// The node export: id, labels and the property column of [`props_column`]. Properties
-/// are read once per node (`properties(n)`) and then looked up in that map: reading `n[k]`
-/// again for every type test costs a store access each time.
-fn node_query(ids: Ids) -> String {
-    let (id, labels, skip) = match ids {
-        Ids::Source => ("id(n)".to_string(), "labels(n)".to_string(), None),
-        Ids::Restored => (
-            format!("p.`{TMP_ID}`"),
-            format!("[l IN labels(n) WHERE l <> '{TMP_LABEL}']"),
-            Some(TMP_ID),
-        ),
-    };
-    format!(
-        "MATCH (n) WITH n, properties(n) AS p RETURN {id} AS id, {labels} AS labels, {} AS props",
-        props_column("p", skip)
-    )
-}
-
-fn rel_query(ids: Ids) -> String {
-    let (s, e) = match ids {
-        Ids::Source => ("id(a)".to_string(), "id(b)".to_string()),
-        Ids::Restored => (format!("a.`{TMP_ID}`"), format!("b.`{TMP_ID}`")),
-    };
-    format!(
-        "MATCH (a)-[r]->(b) WITH a, r, b, properties(r) AS p RETURN {s} AS s, {e} AS e, type(r) AS type, {} AS props",
-        props_column("p", None)
-    )
 }
 
 fn node_insert_query() -> String {
@@ -151,12 +111,12 @@ fn bmap(pairs: Vec<(&str, BoltType)>) -> BoltType {
     BoltType::Map(m)
 }
 
-fn row_get(row: &neo4rs::Row, key: &str) -> std::result::Result<BoltType, String> {
+pub(crate) fn row_get(row: &neo4rs::Row, key: &str) -> std::result::Result<BoltType, String> {
     row.get::<BoltType>(key)
         .map_err(|e| format!("column `{key}`: {e}"))
 }
 
-fn row_i64(row: &neo4rs::Row, key: &str) -> std::result::Result<i64, String> {
+pub(crate) fn row_i64(row: &neo4rs::Row, key: &str) -> std::result::Result<i64, String> {
     match row_get(row, key)? {
         BoltType::Integer(i) => Ok(i.value),
         other => Err(format!(
@@ -165,7 +125,7 @@ fn row_i64(row: &neo4rs::Row, key: &str) -> std::result::Result<i64, String> {
     }
 }
 
-fn row_string(row: &neo4rs::Row, key: &str) -> std::result::Result<String, String> {
+pub(crate) fn row_string(row: &neo4rs::Row, key: &str) -> std::result::Result<String, String> {
     match row_get(row, key)? {
         BoltType::String(s) => Ok(s.value),
         BoltType::Null(_) => Ok(String::new()),
@@ -173,7 +133,10 @@ fn row_string(row: &neo4rs::Row, key: &str) -> std::result::Result<String, Strin
     }
 }
 
-fn row_strings(row: &neo4rs::Row, key: &str) -> std::result::Result<Vec<String>, String> {
+pub(crate) fn row_strings(
+    row: &neo4rs::Row,
+    key: &str,
+) -> std::result::Result<Vec<String>, String> {
     match row_get(row, key)? {
         BoltType::List(l) => l
             .value
@@ -184,104 +147,6 @@ fn row_strings(row: &neo4rs::Row, key: &str) -> std::result::Result<Vec<String>,
             })
             .collect(),
         other => Err(format!("column `{key}`: expected a list, got {other:?}")),
-    }
-}
-
-/// Rows handed from a reading task to the converter at a time.
-const ROW_CHUNK: usize = 1000;
-/// Chunks in flight between them (with neo4rs's own page of `page_size` rows, this bounds
-/// the rows held per query).
-const CHUNKS_IN_FLIGHT: usize = 4;
-
-/// What a reading task sends: a chunk of rows, `None` once the query is complete, or the
-/// error that ended it.
-type RowChunk = std::result::Result<Option<Vec<neo4rs::Row>>, neo4rs::Error>;
-
-/// Run `q` on `db` in a task of its own that pulls its rows (page by page) and sends them on
-/// in chunks, so that pulling (and the server computing the next page) overlaps with the
-/// caller converting the last chunk. The end is an explicit `Ok(None)`: a channel closed
-/// without it means the task died. Dropping the receiver stops the task.
-fn spawn_rows(g: &Graph, db: &str, q: Query) -> tokio::sync::mpsc::Receiver<RowChunk> {
-    let (tx, rx) = tokio::sync::mpsc::channel(CHUNKS_IN_FLIGHT);
-    let (g, db) = (g.clone(), db.to_string());
-    tokio::spawn(async move {
-        let mut s = match g.execute_on(db.as_str(), q).await {
-            Ok(s) => s,
-            Err(e) => {
-                let _ = tx.send(Err(e)).await;
-                return;
-            }
-        };
-        let mut chunk = Vec::with_capacity(ROW_CHUNK);
-        loop {
-            let msg = match s.next().await {
-                Ok(Some(row)) => {
-                    chunk.push(row);
-                    if chunk.len() < ROW_CHUNK {
-                        continue;
-                    }
-                    Ok(Some(std::mem::replace(
-                        &mut chunk,
-                        Vec::with_capacity(ROW_CHUNK),
-                    )))
-                }
-                Ok(None) => {
-                    if !chunk.is_empty()
-                        && tx.send(Ok(Some(std::mem::take(&mut chunk)))).await.is_err()
-                    {
-                        return;
-                    }
-                    let _ = tx.send(Ok(None)).await;
-                    return;
-                }
-                Err(e) => {
-                    let _ = tx.send(Err(e)).await;
-                    return;
-                }
-            };
-            if tx.send(msg).await.is_err() {
-                return;
-            }
-        }
-    });
-    rx
-}
-
-/// A line buffer in front of an artifact stream.
-struct LineSink {
-    writer: ArtifactWriter,
-    buf: Vec<u8>,
-}
-
-impl LineSink {
-    fn new(writer: ArtifactWriter) -> Self {
-        Self {
-            writer,
-            buf: Vec::with_capacity(WRITE_CHUNK + 4096),
-        }
-    }
-    async fn push(&mut self, line: &[u8]) -> Result<()> {
-        self.buf.extend_from_slice(line);
-        self.buf.push(b'\n');
-        if self.buf.len() >= WRITE_CHUNK {
-            self.flush().await?;
-        }
-        Ok(())
-    }
-    async fn flush(&mut self) -> Result<()> {
-        if !self.buf.is_empty() {
-            let path = self.writer.path().to_string();
-            self.writer
-                .write_all(&self.buf)
-                .await
-                .map_err(|e| Error::from_io("write", path, e))?;
-            self.buf.clear();
-        }
-        Ok(())
-    }
-    async fn finish(mut self) -> Result<ArtifactRecord> {
-        self.flush().await?;
-        self.writer.finish().await
     }
 }
 
@@ -377,11 +242,11 @@ impl Neo4j {
         Ok(Self { name, cfg })
     }
 
-    fn err(&self, op: &str, e: Neo4jError) -> Error {
+    pub(crate) fn err(&self, op: &str, e: Neo4jError) -> Error {
         e.into_core(&self.name, op)
     }
 
-    fn query_err(&self, db: &str, what: &str, e: &neo4rs::Error) -> Neo4jError {
+    pub(crate) fn query_err(&self, db: &str, what: &str, e: &neo4rs::Error) -> Neo4jError {
         Neo4jError::Query {
             uri: self.cfg.uri.clone(),
             db: db.to_string(),
@@ -390,7 +255,7 @@ impl Neo4j {
         }
     }
 
-    fn data_err(&self, db: &str, message: impl Into<String>) -> Neo4jError {
+    pub(crate) fn data_err(&self, db: &str, message: impl Into<String>) -> Neo4jError {
         Neo4jError::Data {
             uri: self.cfg.uri.clone(),
             db: db.to_string(),
@@ -600,113 +465,6 @@ impl Neo4j {
         Ok(out)
     }
 
-    /// Stream every node and every relationship of the live graph into the tally and, when
-    /// given, the two sinks (nodes, relationships) as canonical JSON lines, page by page. The
-    /// two queries run at once on two connections, each read by a task of its own
-    /// ([`spawn_rows`]), so the server computes the next pages while this side converts,
-    /// hashes and compresses the last ones.
-    async fn export(
-        &self,
-        g: &Graph,
-        db: &str,
-        ids: Ids,
-        tally: &mut Tally,
-        sinks: Option<(&mut LineSink, &mut LineSink, &amber_dr_core::Progress)>,
-    ) -> Result<()> {
-        let (nodes, rels, progress) = match sinks {
-            Some((n, r, p)) => (Some(n), Some(r), Some(p)),
-            None => (None, None, None),
-        };
-        let node_part = self.export_stream(
-            g,
-            db,
-            "read nodes",
-            node_query(ids),
-            |row| {
-                let mut labels = row_strings(row, "labels")?;
-                labels.sort();
-                let id = row_i64(row, "id")?;
-                let props = props_from_column(&row_get(row, "props")?)
-                    .map_err(|e| format!("node {id}: {e}"))?;
-                Ok(NodeRecord { id, labels, props })
-            },
-            Tally::add_node,
-            nodes,
-            progress,
-        );
-        let rel_part = self.export_stream(
-            g,
-            db,
-            "read relationships",
-            rel_query(ids),
-            |row| {
-                let typ = row_string(row, "type")?;
-                let props = props_from_column(&row_get(row, "props")?)
-                    .map_err(|e| format!("relationship of type `{typ}`: {e}"))?;
-                Ok(RelRecord {
-                    s: row_i64(row, "s")?,
-                    e: row_i64(row, "e")?,
-                    typ,
-                    props,
-                })
-            },
-            Tally::add_rel,
-            rels,
-            progress,
-        );
-        let (n, r) = tokio::try_join!(node_part, rel_part)?;
-        tally.merge(n);
-        tally.merge(r);
-        Ok(())
-    }
-
-    /// One export query: its rows (read by [`spawn_rows`]) turned into records by `record`,
-    /// each serialized once into its line, counted by `add` into a fresh tally and, when
-    /// given, written to `sink`.
-    #[allow(clippy::too_many_arguments)]
-    async fn export_stream<R: Serialize>(
-        &self,
-        g: &Graph,
-        db: &str,
-        what: &str,
-        q: String,
-        record: impl Fn(&neo4rs::Row) -> std::result::Result<R, String>,
-        add: impl Fn(&mut Tally, &R, &[u8]),
-        mut sink: Option<&mut LineSink>,
-        progress: Option<&amber_dr_core::Progress>,
-    ) -> Result<Tally> {
-        let op = "export";
-        let mut tally = Tally::default();
-        let mut rx = spawn_rows(g, db, Query::new(q));
-        let mut line = Vec::with_capacity(1024);
-        loop {
-            let chunk = match rx.recv().await {
-                Some(Ok(Some(chunk))) => chunk,
-                Some(Ok(None)) => break,
-                Some(Err(e)) => return Err(self.err(op, self.query_err(db, what, &e))),
-                None => {
-                    return Err(self.err(
-                        op,
-                        self.data_err(db, format!("{what}: the reading task stopped early")),
-                    ))
-                }
-            };
-            for row in &chunk {
-                let rec = record(row).map_err(|e| self.err(op, self.data_err(db, e)))?;
-                line.clear();
-                serde_json::to_writer(&mut line, &rec).map_err(|e| Error::Other(e.to_string()))?;
-                add(&mut tally, &rec, &line);
-                if let Some(sink) = sink.as_deref_mut() {
-                    sink.push(&line).await?;
-                }
-            }
-            if let Some(p) = progress {
-                p.add_items(chunk.len() as u64);
-            }
-        }
-        Ok(tally)
-    }
-
     /// Read every artifact of `rec` to the end, decoding each record; returns the schema
     /// and the tally. Damage is an error for which `is_damage()` holds.
     async fn decode_all(
@@ -728,6 +486,17 @@ impl Neo4j {
 
         tally_artifact(cx, rec, NODES, "node", &mut tally, Tally::add_node).await?;
         tally_artifact(cx, rec, RELS, "relationship", &mut tally, Tally::add_rel).await?;
+        // The export leaves out relationships whose end nodes it did not read; a backup that
+        // holds some anyway (made by an earlier version while the graph changed) would lose
+        // them on restore, after the database was emptied: refused here, before.
+        if let Some((n, id)) = tally.dangling() {
+            return Err(Error::Corrupt {
+                artifact: rec.artifact(RELS)?.path.clone(),
+                message: format!(
+                    "relationships end at {n} node(s) the backup does not hold (e.g. id {id}; the graph changed while an earlier amber-dr read it): a restore could not create them"
+                ),
+            });
+        }
         Ok((schema, tally))
     }
 
@@ -1155,15 +924,13 @@ impl Component for Neo4j {
             Some((&mut nodes, &mut rels, cx.progress())),
         )
         .await?;
-        if let Some((n, id)) = tally.dangling() {
-            return Err(self.err("snapshot", self.data_err(&db, format!(
-                "the graph changed while it was read: {n} node(s) that relationships start or end at were not read (e.g. id {id}: created or deleted during the export); this backup would not restore — pause the application during the backup ([docker] pause_during_backup) and run it again"
-            ))));
-        }
         rec.artifacts.push(nodes.finish().await?);
         rec.artifacts.push(rels.finish().await?);
-        tally.write_stats(&mut rec);
+        tally.write_backup_stats(&mut rec);
         rec.set_stat("schema_items", schema.len());
+        if let Some(w) = tally.left_out_warning(&db) {
+            rec.warnings.push(w);
+        }
 
         let tx_after = self.last_tx(&g, &db).await;
         rec.consistency

@@ -1,6 +1,6 @@
 //! What an export read: counts, an order-independent fingerprint, and the node ids seen, so
-//! that relationships to nodes the export did not see (the graph changed while it was read)
-//! are found before a backup is called complete.
+//! that relationships to nodes the export did not read (the graph changed while it was read)
+//! are left out of a backup and counted, and found in a backup that holds them anyway.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -23,6 +23,10 @@ pub(crate) struct Tally {
     ids: IdSet,
     /// Ids of the relationships' start and end nodes.
     ends: IdSet,
+    /// Relationships the export left out: their start or end node was not read.
+    pub(crate) left_out: u64,
+    /// One of them: start id, type, end id.
+    left_out_example: Option<(i64, String, i64)>,
 }
 
 fn line_hash(line: &[u8]) -> u128 {
@@ -48,6 +52,24 @@ impl Tally {
         self.ends.insert(r.s);
         self.ends.insert(r.e);
     }
+    /// Whether the node `id` was read.
+    pub(crate) fn has_node(&self, id: i64) -> bool {
+        self.ids.contains(id)
+    }
+    /// Count `r` as left out (see [`Tally::left_out`]).
+    pub(crate) fn leave_out(&mut self, r: &RelRecord) {
+        self.left_out += 1;
+        self.left_out_example
+            .get_or_insert_with(|| (r.s, r.typ.clone(), r.e));
+    }
+    /// The warning for the relationships left out, if any.
+    pub(crate) fn left_out_warning(&self, db: &str) -> Option<String> {
+        let (s, t, e) = self.left_out_example.as_ref()?;
+        Some(format!(
+            "database `{db}` changed while it was read: {} relationship(s) left out of the backup because their start or end node was created or deleted during the export (e.g. ({s})-[:{t}]->({e})); everything else is complete and restores",
+            self.left_out
+        ))
+    }
     /// Add the counts and sums of `other`.
     pub(crate) fn merge(&mut self, other: Tally) {
         self.nodes += other.nodes;
@@ -62,11 +84,14 @@ impl Tally {
         self.rel_sum = self.rel_sum.wrapping_add(other.rel_sum);
         self.ids.union(other.ids);
         self.ends.union(other.ends);
+        self.left_out += other.left_out;
+        if self.left_out_example.is_none() {
+            self.left_out_example = other.left_out_example;
+        }
     }
 
-    /// Relationships whose start or end node is not among the nodes read: the graph changed
-    /// while it was read (the node and relationship queries are not one snapshot). Returns how
-    /// many such nodes and one of them.
+    /// Relationship ends that are not among the nodes read (a backup's artifacts hold none:
+    /// the export leaves such relationships out). Returns how many such nodes and one of them.
     pub(crate) fn dangling(&self) -> Option<(u64, i64)> {
         self.ends.missing_from(&self.ids)
     }
@@ -88,6 +113,11 @@ impl Tally {
             rec.set_stat(format!("relationships.type.{t}"), n);
         }
         rec.set_stat("fingerprint", self.fingerprint());
+    }
+    /// The record's stats of a backup: [`Tally::write_stats`] and `relationships.left_out`.
+    pub(crate) fn write_backup_stats(&self, rec: &mut ComponentRecord) {
+        self.write_stats(rec);
+        rec.set_stat("relationships.left_out", self.left_out);
     }
     /// Differences from the counts and fingerprint of `rec`, in words.
     pub(crate) fn differences(&self, rec: &ComponentRecord) -> Vec<String> {
@@ -144,7 +174,7 @@ impl IdSet {
         }
     }
 
-    fn contains(&self, id: i64) -> bool {
+    pub(crate) fn contains(&self, id: i64) -> bool {
         if (0..BITMAP_IDS).contains(&id) {
             let (w, b) = ((id / 64) as usize, id % 64);
             self.words.get(w).is_some_and(|x| x & (1 << b) != 0)
