@@ -485,18 +485,17 @@ impl Neo4j {
         src.finish().await?;
 
         tally_artifact(cx, rec, NODES, "node", &mut tally, Tally::add_node).await?;
-        tally_artifact(cx, rec, RELS, "relationship", &mut tally, Tally::add_rel).await?;
-        // The export leaves out relationships whose end nodes it did not read; a backup that
-        // holds some anyway (made by an earlier version while the graph changed) would lose
-        // them on restore, after the database was emptied: refused here, before.
-        if let Some((n, id)) = tally.dangling() {
-            return Err(Error::Corrupt {
-                artifact: rec.artifact(RELS)?.path.clone(),
-                message: format!(
-                    "relationships end at {n} node(s) the backup does not hold (e.g. id {id}; the graph changed while an earlier amber-dr read it): a restore could not create them"
-                ),
-            });
-        }
+        // After the nodes: a relationship whose end node the backup does not hold (only in a
+        // backup by an earlier version, which wrote them) counts as one a restore leaves out.
+        tally_artifact(
+            cx,
+            rec,
+            RELS,
+            "relationship",
+            &mut tally,
+            Tally::add_rel_of_backup,
+        )
+        .await?;
         Ok((schema, tally))
     }
 
@@ -572,6 +571,10 @@ impl Neo4j {
         .await
     }
 
+    /// Empty `db` and load the backup `rec` (checked into `backup` by [`Neo4j::decode_all`]);
+    /// relationships whose end node the backup does not hold are left out. Returns the
+    /// restored graph read back.
+    #[allow(clippy::too_many_arguments)]
     async fn restore_into(
         &self,
         cx: &RestoreContext,
@@ -579,6 +582,7 @@ impl Neo4j {
         g: &Graph,
         db: &str,
         schema: &[SchemaItem],
+        backup: &Tally,
         report: &mut RestoreReport,
     ) -> Result<Tally> {
         let op = "restore";
@@ -658,6 +662,9 @@ impl Neo4j {
             let Some(l) = src.next().await? else { break };
             let r: RelRecord = serde_json::from_str(l)
                 .map_err(|e| src.corrupt(format!("relationship record: {e}")))?;
+            if !(backup.has_node(r.s) && backup.has_node(r.e)) {
+                continue;
+            }
             let (plain, cx_props) = props_to_params(&r.props).map_err(|e| {
                 self.err(
                     op,
@@ -999,6 +1006,12 @@ impl Component for Neo4j {
                     tally.nodes,
                     tally.rels
                 ));
+                if tally.left_out > 0 {
+                    report.notes.push(format!(
+                        "{} relationship(s) end at nodes the backup does not hold (written by an earlier amber-dr while the graph changed): a restore leaves them out",
+                        tally.left_out
+                    ));
+                }
             }
             Err(e) if e.is_damage() => report.problems.push(e.to_string()),
             Err(e) => return Err(e),
@@ -1153,10 +1166,16 @@ impl Component for Neo4j {
             schema.len()
         ));
         let g = self.connect(&db).await.map_err(|e| self.err(op, e))?;
+        if tally.left_out > 0 {
+            report.warnings.push(format!(
+                "{} relationship(s) of the backup end at nodes it does not hold (an earlier amber-dr wrote them while the graph changed): restored without them",
+                tally.left_out
+            ));
+        }
         let live = self
-            .restore_into(cx, rec, &g, &db, &schema, &mut report)
+            .restore_into(cx, rec, &g, &db, &schema, &tally, &mut report)
             .await?;
-        let diffs = live.differences(rec);
+        let diffs = live.differences_from(&tally.restorable());
         if !diffs.is_empty() {
             return Err(self.err(
                 op,
