@@ -9,6 +9,7 @@ mod config;
 mod error;
 mod export;
 mod legacy;
+mod restore;
 mod tally;
 pub mod value;
 
