@@ -1,52 +1,46 @@
 //! The `neo4j` component: export over Bolt into typed JSON-lines artifacts, batched restore.
 
-use std::collections::BTreeMap;
 use std::future::Future;
 
 use amber_dr_core::{
-    async_trait, ArtifactRecord, ArtifactWriter, Capabilities, Component, ComponentRecord, Error,
-    Probe, ReadContext, RestoreContext, RestoreOptions, RestoreReport, Result, SnapshotContext,
-    SnapshotPurpose, VerifyContext, VerifyLevel, VerifyReport,
+    async_trait, Capabilities, Component, ComponentRecord, Error, Probe, RestoreContext,
+    RestoreOptions, RestoreReport, Result, SnapshotContext, SnapshotPurpose, VerifyContext,
+    VerifyLevel, VerifyReport,
 };
-use neo4rs::{BoltList, BoltMap, BoltString, BoltType, ConfigBuilder, Graph, Query};
+use neo4rs::{BoltMap, BoltString, BoltType, ConfigBuilder, Graph, Query};
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::AsyncWriteExt;
 
 use crate::config::Neo4jConfig;
 use crate::error::{bolt_message, Neo4jError};
+use crate::export::{Ids, LineSink};
 use crate::tally::Tally;
-use crate::value::{
-    decode_expr, props_column, props_from_column, props_to_params, NodeRecord, RelRecord,
-};
 use crate::KIND;
 
 /// Artifact names.
-const SCHEMA: &str = "schema.json";
-const NODES: &str = "nodes.jsonl";
-const RELS: &str = "relationships.jsonl";
+pub(crate) const SCHEMA: &str = "schema.json";
+pub(crate) const NODES: &str = "nodes.jsonl";
+pub(crate) const RELS: &str = "relationships.jsonl";
 
-/// The temporary label and property that link relationships to restored nodes.
 /// The runbook's APOC export.
 const LEGACY_CYPHER: &str = "neo4j.cypher";
-const TMP_LABEL: &str = "_AmberDrRestore";
-const TMP_ID: &str = "__amber_dr_id";
-const TMP_INDEX: &str = "amber_dr_restore_id";
-
-/// Bytes buffered before a write into the artifact stream.
-const WRITE_CHUNK: usize = 1 << 20;
+/// The temporary label, property and index that link relationships to restored nodes.
+pub(crate) const TMP_LABEL: &str = "_AmberDrRestore";
+pub(crate) const TMP_ID: &str = "__amber_dr_id";
+pub(crate) const TMP_INDEX: &str = "amber_dr_restore_id";
 
 /// One schema statement of the backup.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub(crate) struct SchemaItem {
     /// `constraint` or `index`.
-    kind: String,
+    pub(crate) kind: String,
     /// Its name.
-    name: String,
+    pub(crate) name: String,
     /// Index type (RANGE, TEXT, POINT, FULLTEXT, VECTOR) or constraint type.
     #[serde(rename = "type")]
     typ: String,
     /// The `createStatement` Neo4j gave, options included.
-    statement: String,
+    pub(crate) statement: String,
 }
 
 /// Restore data kept in the record.
@@ -60,63 +54,7 @@ struct Details {
 #[derive(Debug)]
 pub struct Neo4j {
     name: String,
-    cfg: Neo4jConfig,
-}
-
-/// What the export queries read: the source ids, or the temporary ids of a restore.
-#[derive(Clone, Copy, PartialEq)]
-enum Ids {
-    Source,
-    Restored,
-}
-
-/// The node export: id, labels and the property column of [`props_column`]. Properties
-/// are read once per node (`properties(n)`) and then looked up in that map: reading `n[k]`
-/// again for every type test costs a store access each time.
-fn node_query(ids: Ids) -> String {
-    let (id, labels, skip) = match ids {
-        Ids::Source => ("id(n)".to_string(), "labels(n)".to_string(), None),
-        Ids::Restored => (
-            format!("p.`{TMP_ID}`"),
-            format!("[l IN labels(n) WHERE l <> '{TMP_LABEL}']"),
-            Some(TMP_ID),
-        ),
-    };
-    format!(
-        "MATCH (n) WITH n, properties(n) AS p RETURN {id} AS id, {labels} AS labels, {} AS props",
-        props_column("p", skip)
-    )
-}
-
-fn rel_query(ids: Ids) -> String {
-    let (s, e) = match ids {
-        Ids::Source => ("id(a)".to_string(), "id(b)".to_string()),
-        Ids::Restored => (format!("a.`{TMP_ID}`"), format!("b.`{TMP_ID}`")),
-    };
-    format!(
-        "MATCH (a)-[r]->(b) WITH a, r, b, properties(r) AS p RETURN {s} AS s, {e} AS e, type(r) AS type, {} AS props",
-        props_column("p", None)
-    )
-}
-
-fn node_insert_query() -> String {
-    format!(
-        "UNWIND $rows AS r CREATE (n:`{TMP_LABEL}`) SET n:$(r.labels) SET n += r.props, n.`{TMP_ID}` = r.id \
-         WITH n, r FOREACH (c IN r.cx | SET n[c[0]] = {})",
-        decode_expr("c")
-    )
-}
-
-/// Relationships of one type (Neo4j 5.26 evaluates a dynamic `$(...)` type in CREATE once per
-/// query, not per row, so the type is spelled out and batches are grouped by type).
-fn rel_insert_query(typ: &str) -> String {
-    format!(
-        "UNWIND $rows AS r MATCH (a:`{TMP_LABEL}` {{`{TMP_ID}`: r.s}}) MATCH (b:`{TMP_LABEL}` {{`{TMP_ID}`: r.e}}) \
-         CREATE (a)-[x:{}]->(b) SET x += r.props \
-         WITH x, r FOREACH (c IN r.cx | SET x[c[0]] = {})",
-        quote(typ),
-        decode_expr("c")
-    )
+    pub(crate) cfg: Neo4jConfig,
 }
 
 /// The server's message out of neo4rs's debug text of an unexpected failure response
@@ -139,11 +77,11 @@ fn server_words(m: &str) -> String {
 }
 
 /// Quote a name for Cypher.
-fn quote(name: &str) -> String {
+pub(crate) fn quote(name: &str) -> String {
     format!("`{}`", name.replace('`', "``"))
 }
 
-fn bmap(pairs: Vec<(&str, BoltType)>) -> BoltType {
+pub(crate) fn bmap(pairs: Vec<(&str, BoltType)>) -> BoltType {
     let mut m = BoltMap::new();
     for (k, v) in pairs {
         m.put(BoltString::new(k), v);
@@ -151,12 +89,12 @@ fn bmap(pairs: Vec<(&str, BoltType)>) -> BoltType {
     BoltType::Map(m)
 }
 
-fn row_get(row: &neo4rs::Row, key: &str) -> std::result::Result<BoltType, String> {
+pub(crate) fn row_get(row: &neo4rs::Row, key: &str) -> std::result::Result<BoltType, String> {
     row.get::<BoltType>(key)
         .map_err(|e| format!("column `{key}`: {e}"))
 }
 
-fn row_i64(row: &neo4rs::Row, key: &str) -> std::result::Result<i64, String> {
+pub(crate) fn row_i64(row: &neo4rs::Row, key: &str) -> std::result::Result<i64, String> {
     match row_get(row, key)? {
         BoltType::Integer(i) => Ok(i.value),
         other => Err(format!(
@@ -165,7 +103,7 @@ fn row_i64(row: &neo4rs::Row, key: &str) -> std::result::Result<i64, String> {
     }
 }
 
-fn row_string(row: &neo4rs::Row, key: &str) -> std::result::Result<String, String> {
+pub(crate) fn row_string(row: &neo4rs::Row, key: &str) -> std::result::Result<String, String> {
     match row_get(row, key)? {
         BoltType::String(s) => Ok(s.value),
         BoltType::Null(_) => Ok(String::new()),
@@ -173,7 +111,10 @@ fn row_string(row: &neo4rs::Row, key: &str) -> std::result::Result<String, Strin
     }
 }
 
-fn row_strings(row: &neo4rs::Row, key: &str) -> std::result::Result<Vec<String>, String> {
+pub(crate) fn row_strings(
+    row: &neo4rs::Row,
+    key: &str,
+) -> std::result::Result<Vec<String>, String> {
     match row_get(row, key)? {
         BoltType::List(l) => l
             .value
@@ -185,170 +126,6 @@ fn row_strings(row: &neo4rs::Row, key: &str) -> std::result::Result<Vec<String>,
             .collect(),
         other => Err(format!("column `{key}`: expected a list, got {other:?}")),
     }
-}
-
-/// Rows handed from a reading task to the converter at a time.
-const ROW_CHUNK: usize = 1000;
-/// Chunks in flight between them (with neo4rs's own page of `page_size` rows, this bounds
-/// the rows held per query).
-const CHUNKS_IN_FLIGHT: usize = 4;
-
-/// What a reading task sends: a chunk of rows, `None` once the query is complete, or the
-/// error that ended it.
-type RowChunk = std::result::Result<Option<Vec<neo4rs::Row>>, neo4rs::Error>;
-
-/// Run `q` on `db` in a task of its own that pulls its rows (page by page) and sends them on
-/// in chunks, so that pulling (and the server computing the next page) overlaps with the
-/// caller converting the last chunk. The end is an explicit `Ok(None)`: a channel closed
-/// without it means the task died. Dropping the receiver stops the task.
-fn spawn_rows(g: &Graph, db: &str, q: Query) -> tokio::sync::mpsc::Receiver<RowChunk> {
-    let (tx, rx) = tokio::sync::mpsc::channel(CHUNKS_IN_FLIGHT);
-    let (g, db) = (g.clone(), db.to_string());
-    tokio::spawn(async move {
-        let mut s = match g.execute_on(db.as_str(), q).await {
-            Ok(s) => s,
-            Err(e) => {
-                let _ = tx.send(Err(e)).await;
-                return;
-            }
-        };
-        let mut chunk = Vec::with_capacity(ROW_CHUNK);
-        loop {
-            let msg = match s.next().await {
-                Ok(Some(row)) => {
-                    chunk.push(row);
-                    if chunk.len() < ROW_CHUNK {
-                        continue;
-                    }
-                    Ok(Some(std::mem::replace(
-                        &mut chunk,
-                        Vec::with_capacity(ROW_CHUNK),
-                    )))
-                }
-                Ok(None) => {
-                    if !chunk.is_empty()
-                        && tx.send(Ok(Some(std::mem::take(&mut chunk)))).await.is_err()
-                    {
-                        return;
-                    }
-                    let _ = tx.send(Ok(None)).await;
-                    return;
-                }
-                Err(e) => {
-                    let _ = tx.send(Err(e)).await;
-                    return;
-                }
-            };
-            if tx.send(msg).await.is_err() {
-                return;
-            }
-        }
-    });
-    rx
-}
-
-/// A line buffer in front of an artifact stream.
-struct LineSink {
-    writer: ArtifactWriter,
-    buf: Vec<u8>,
-}
-
-impl LineSink {
-    fn new(writer: ArtifactWriter) -> Self {
-        Self {
-            writer,
-            buf: Vec::with_capacity(WRITE_CHUNK + 4096),
-        }
-    }
-    async fn push(&mut self, line: &[u8]) -> Result<()> {
-        self.buf.extend_from_slice(line);
-        self.buf.push(b'\n');
-        if self.buf.len() >= WRITE_CHUNK {
-            self.flush().await?;
-        }
-        Ok(())
-    }
-    async fn flush(&mut self) -> Result<()> {
-        if !self.buf.is_empty() {
-            let path = self.writer.path().to_string();
-            self.writer
-                .write_all(&self.buf)
-                .await
-                .map_err(|e| Error::from_io("write", path, e))?;
-            self.buf.clear();
-        }
-        Ok(())
-    }
-    async fn finish(mut self) -> Result<ArtifactRecord> {
-        self.flush().await?;
-        self.writer.finish().await
-    }
-}
-
-/// Lines of one artifact, checked (length and SHA-256) when the end is reached.
-struct LineSource {
-    reader: BufReader<amber_dr_core::ArtifactReader>,
-    path: String,
-    line: String,
-}
-
-impl LineSource {
-    async fn open(cx: &ReadContext, art: &ArtifactRecord) -> Result<Self> {
-        Ok(Self {
-            reader: BufReader::with_capacity(256 * 1024, cx.open_artifact(art).await?),
-            path: art.path.clone(),
-            line: String::new(),
-        })
-    }
-    /// The next line, without its newline; `None` at the end.
-    async fn next(&mut self) -> Result<Option<&str>> {
-        self.line.clear();
-        let n = self
-            .reader
-            .read_line(&mut self.line)
-            .await
-            .map_err(|e| Error::from_io("read", &self.path, e))?;
-        if n == 0 {
-            return Ok(None);
-        }
-        if self.line.ends_with('\n') {
-            self.line.pop();
-        }
-        Ok(Some(&self.line))
-    }
-    fn corrupt(&self, message: String) -> Error {
-        Error::Corrupt {
-            artifact: self.path.clone(),
-            message,
-        }
-    }
-    async fn finish(self) -> Result<()> {
-        self.reader.into_inner().finish().await
-    }
-}
-
-/// Decode every line of the artifact `name` of `rec` as an `R` (a line that does not decode is
-/// damage: `Error::Corrupt` naming the artifact and `what` record), serialize it again
-/// canonically and count it into `tally` with `add`; the artifact's length and hash are
-/// checked at its end.
-async fn tally_artifact<R: serde::de::DeserializeOwned + Serialize>(
-    cx: &ReadContext,
-    rec: &ComponentRecord,
-    name: &str,
-    what: &str,
-    tally: &mut Tally,
-    add: fn(&mut Tally, &R, &[u8]),
-) -> Result<()> {
-    let mut src = LineSource::open(cx, rec.artifact(name)?).await?;
-    let mut line = Vec::with_capacity(1024);
-    while let Some(l) = src.next().await? {
-        let r: R = serde_json::from_str(l)
-            .map_err(|e| src.corrupt(format!("a {what} record does not decode: {e}")))?;
-        line.clear();
-        serde_json::to_writer(&mut line, &r).map_err(|e| Error::Other(e.to_string()))?;
-        add(tally, &r, &line);
-    }
-    src.finish().await
 }
 
 impl Neo4j {
@@ -377,11 +154,11 @@ impl Neo4j {
         Ok(Self { name, cfg })
     }
 
-    fn err(&self, op: &str, e: Neo4jError) -> Error {
+    pub(crate) fn err(&self, op: &str, e: Neo4jError) -> Error {
         e.into_core(&self.name, op)
     }
 
-    fn query_err(&self, db: &str, what: &str, e: &neo4rs::Error) -> Neo4jError {
+    pub(crate) fn query_err(&self, db: &str, what: &str, e: &neo4rs::Error) -> Neo4jError {
         Neo4jError::Query {
             uri: self.cfg.uri.clone(),
             db: db.to_string(),
@@ -390,7 +167,7 @@ impl Neo4j {
         }
     }
 
-    fn data_err(&self, db: &str, message: impl Into<String>) -> Neo4jError {
+    pub(crate) fn data_err(&self, db: &str, message: impl Into<String>) -> Neo4jError {
         Neo4jError::Data {
             uri: self.cfg.uri.clone(),
             db: db.to_string(),
@@ -415,7 +192,7 @@ impl Neo4j {
     }
 
     /// Connect and check that the credentials and the database `db` work.
-    async fn connect(&self, db: &str) -> std::result::Result<Graph, Neo4jError> {
+    pub(crate) async fn connect(&self, db: &str) -> std::result::Result<Graph, Neo4jError> {
         let uri = self
             .cfg
             .uri
@@ -476,7 +253,7 @@ impl Neo4j {
     }
 
     /// All rows of a small query.
-    async fn rows(
+    pub(crate) async fn rows(
         &self,
         g: &Graph,
         db: &str,
@@ -494,7 +271,7 @@ impl Neo4j {
         Ok(out)
     }
 
-    async fn run(
+    pub(crate) async fn run(
         &self,
         g: &Graph,
         db: &str,
@@ -598,358 +375,6 @@ impl Neo4j {
             });
         }
         Ok(out)
-    }
-
-    /// Stream every node and every relationship of the live graph into the tally and, when
-    /// given, the two sinks (nodes, relationships) as canonical JSON lines, page by page. The
-    /// two queries run at once on two connections, each read by a task of its own
-    /// ([`spawn_rows`]), so the server computes the next pages while this side converts,
-    /// hashes and compresses the last ones.
-    async fn export(
-        &self,
-        g: &Graph,
-        db: &str,
-        ids: Ids,
-        tally: &mut Tally,
-        sinks: Option<(&mut LineSink, &mut LineSink, &amber_dr_core::Progress)>,
-    ) -> Result<()> {
-        let (nodes, rels, progress) = match sinks {
-            Some((n, r, p)) => (Some(n), Some(r), Some(p)),
-            None => (None, None, None),
-        };
-        let node_part = self.export_stream(
-            g,
-            db,
-            "read nodes",
-            node_query(ids),
-            |row| {
-                let mut labels = row_strings(row, "labels")?;
-                labels.sort();
-                let id = row_i64(row, "id")?;
-                let props = props_from_column(&row_get(row, "props")?)
-                    .map_err(|e| format!("node {id}: {e}"))?;
-                Ok(NodeRecord { id, labels, props })
-            },
-            Tally::add_node,
-            nodes,
-            progress,
-        );
-        let rel_part = self.export_stream(
-            g,
-            db,
-            "read relationships",
-            rel_query(ids),
-            |row| {
-                let typ = row_string(row, "type")?;
-                let props = props_from_column(&row_get(row, "props")?)
-                    .map_err(|e| format!("relationship of type `{typ}`: {e}"))?;
-                Ok(RelRecord {
-                    s: row_i64(row, "s")?,
-                    e: row_i64(row, "e")?,
-                    typ,
-                    props,
-                })
-            },
-            Tally::add_rel,
-            rels,
-            progress,
-        );
-        let (n, r) = tokio::try_join!(node_part, rel_part)?;
-        tally.merge(n);
-        tally.merge(r);
-        Ok(())
-    }
-
-    /// One export query: its rows (read by [`spawn_rows`]) turned into records by `record`,
-    /// each serialized once into its line, counted by `add` into a fresh tally and, when
-    /// given, written to `sink`.
-    #[allow(clippy::too_many_arguments)]
-    async fn export_stream<R: Serialize>(
-        &self,
-        g: &Graph,
-        db: &str,
-        what: &str,
-        q: String,
-        record: impl Fn(&neo4rs::Row) -> std::result::Result<R, String>,
-        add: impl Fn(&mut Tally, &R, &[u8]),
-        mut sink: Option<&mut LineSink>,
-        progress: Option<&amber_dr_core::Progress>,
-    ) -> Result<Tally> {
-        let op = "export";
-        let mut tally = Tally::default();
-        let mut rx = spawn_rows(g, db, Query::new(q));
-        let mut line = Vec::with_capacity(1024);
-        loop {
-            let chunk = match rx.recv().await {
-                Some(Ok(Some(chunk))) => chunk,
-                Some(Ok(None)) => break,
-                Some(Err(e)) => return Err(self.err(op, self.query_err(db, what, &e))),
-                None => {
-                    return Err(self.err(
-                        op,
-                        self.data_err(db, format!("{what}: the reading task stopped early")),
-                    ))
-                }
-            };
-            for row in &chunk {
-                let rec = record(row).map_err(|e| self.err(op, self.data_err(db, e)))?;
-                line.clear();
-                serde_json::to_writer(&mut line, &rec).map_err(|e| Error::Other(e.to_string()))?;
-                add(&mut tally, &rec, &line);
-                if let Some(sink) = sink.as_deref_mut() {
-                    sink.push(&line).await?;
-                }
-            }
-            if let Some(p) = progress {
-                p.add_items(chunk.len() as u64);
-            }
-        }
-        Ok(tally)
-    }
-
-    /// Read every artifact of `rec` to the end, decoding each record; returns the schema
-    /// and the tally. Damage is an error for which `is_damage()` holds.
-    async fn decode_all(
-        &self,
-        cx: &ReadContext,
-        rec: &ComponentRecord,
-    ) -> Result<(Vec<SchemaItem>, Tally)> {
-        let mut tally = Tally::default();
-        let art = rec.artifact(SCHEMA)?;
-        let mut src = LineSource::open(cx, art).await?;
-        let mut text = String::new();
-        while let Some(l) = src.next().await? {
-            text.push_str(l);
-            text.push('\n');
-        }
-        let schema: Vec<SchemaItem> = serde_json::from_str(&text)
-            .map_err(|e| src.corrupt(format!("not a schema list: {e}")))?;
-        src.finish().await?;
-
-        tally_artifact(cx, rec, NODES, "node", &mut tally, Tally::add_node).await?;
-        tally_artifact(cx, rec, RELS, "relationship", &mut tally, Tally::add_rel).await?;
-        Ok((schema, tally))
-    }
-
-    /// Drop every constraint and index (lookup indexes stay), then delete all data in
-    /// batches.
-    async fn empty(&self, g: &Graph, db: &str) -> std::result::Result<(), Neo4jError> {
-        for r in self
-            .rows(
-                g,
-                db,
-                "SHOW CONSTRAINTS",
-                Query::new("SHOW CONSTRAINTS YIELD name RETURN name".into()),
-            )
-            .await?
-        {
-            let name = row_string(&r, "name").map_err(|e| self.data_err(db, e))?;
-            self.run(
-                g,
-                db,
-                "drop constraint",
-                Query::new(format!("DROP CONSTRAINT {} IF EXISTS", quote(&name))),
-            )
-            .await?;
-        }
-        for r in self
-            .rows(g, db, "SHOW INDEXES", Query::new("SHOW INDEXES YIELD name, type, owningConstraint WHERE type <> 'LOOKUP' AND owningConstraint IS NULL RETURN name".into()))
-            .await?
-        {
-            let name = row_string(&r, "name").map_err(|e| self.data_err(db, e))?;
-            self.run(g, db, "drop index", Query::new(format!("DROP INDEX {} IF EXISTS", quote(&name))))
-                .await?;
-        }
-        self.run(
-            g,
-            db,
-            "delete all nodes and relationships in batches",
-            Query::new(format!(
-                "MATCH (n) CALL {{ WITH n DETACH DELETE n }} IN TRANSACTIONS OF {} ROWS",
-                self.cfg.batch_size
-            )),
-        )
-        .await
-    }
-
-    async fn await_indexes(&self, g: &Graph, db: &str) -> std::result::Result<(), Neo4jError> {
-        self.run(
-            g,
-            db,
-            "wait for indexes",
-            Query::new("CALL db.awaitIndexes(3600)".into()),
-        )
-        .await
-    }
-
-    async fn insert_batch(
-        &self,
-        g: &Graph,
-        db: &str,
-        what: &str,
-        query: &str,
-        rows: &mut Vec<BoltType>,
-    ) -> std::result::Result<(), Neo4jError> {
-        if rows.is_empty() {
-            return Ok(());
-        }
-        let batch = BoltType::List(BoltList::from(std::mem::take(rows)));
-        self.run(
-            g,
-            db,
-            what,
-            Query::new(query.to_string()).param("rows", batch),
-        )
-        .await
-    }
-
-    async fn restore_into(
-        &self,
-        cx: &RestoreContext,
-        rec: &ComponentRecord,
-        g: &Graph,
-        db: &str,
-        schema: &[SchemaItem],
-        report: &mut RestoreReport,
-    ) -> Result<Tally> {
-        let op = "restore";
-        let progress = cx.progress();
-        progress.set_phase("emptying the database");
-        self.empty(g, db).await.map_err(|e| self.err(op, e))?;
-        report.actions.push(format!(
-            "emptied database `{db}` (constraints, indexes, data in batches of {})",
-            self.cfg.batch_size
-        ));
-
-        progress.set_phase("schema");
-        for item in schema {
-            self.run(
-                g,
-                db,
-                &format!("create {} `{}`", item.kind, item.name),
-                Query::new(item.statement.clone()),
-            )
-            .await
-            .map_err(|e| self.err(op, e))?;
-        }
-        self.run(
-            g,
-            db,
-            "create the temporary restore index",
-            Query::new(format!(
-                "CREATE INDEX {TMP_INDEX} IF NOT EXISTS FOR (n:`{TMP_LABEL}`) ON (n.`{TMP_ID}`)"
-            )),
-        )
-        .await
-        .map_err(|e| self.err(op, e))?;
-        self.await_indexes(g, db)
-            .await
-            .map_err(|e| self.err(op, e))?;
-        report
-            .actions
-            .push(format!("created {} constraints/indexes", schema.len()));
-
-        progress.set_phase("nodes");
-        let q = node_insert_query();
-        let mut src = LineSource::open(cx, rec.artifact(NODES)?).await?;
-        let mut rows = Vec::with_capacity(self.cfg.batch_size);
-        let mut count = 0u64;
-        loop {
-            let Some(l) = src.next().await? else { break };
-            let n: NodeRecord =
-                serde_json::from_str(l).map_err(|e| src.corrupt(format!("node record: {e}")))?;
-            let (plain, cx_props) = props_to_params(&n.props)
-                .map_err(|e| self.err(op, self.data_err(db, format!("node {}: {e}", n.id))))?;
-            rows.push(bmap(vec![
-                ("id", BoltType::from(n.id)),
-                ("labels", BoltType::from(n.labels)),
-                ("props", plain),
-                ("cx", cx_props),
-            ]));
-            count += 1;
-            if rows.len() >= self.cfg.batch_size {
-                self.insert_batch(g, db, "create nodes", &q, &mut rows)
-                    .await
-                    .map_err(|e| self.err(op, e))?;
-                progress.add_items(self.cfg.batch_size as u64);
-            }
-        }
-        self.insert_batch(g, db, "create nodes", &q, &mut rows)
-            .await
-            .map_err(|e| self.err(op, e))?;
-        src.finish().await?;
-        report.actions.push(format!("created {count} nodes"));
-
-        progress.set_phase("relationships");
-        let mut src = LineSource::open(cx, rec.artifact(RELS)?).await?;
-        let mut count = 0u64;
-        let mut pending = 0usize;
-        let mut groups: BTreeMap<String, Vec<BoltType>> = BTreeMap::new();
-        loop {
-            let Some(l) = src.next().await? else { break };
-            let r: RelRecord = serde_json::from_str(l)
-                .map_err(|e| src.corrupt(format!("relationship record: {e}")))?;
-            let (plain, cx_props) = props_to_params(&r.props).map_err(|e| {
-                self.err(
-                    op,
-                    self.data_err(db, format!("relationship {}->{}: {e}", r.s, r.e)),
-                )
-            })?;
-            groups.entry(r.typ).or_default().push(bmap(vec![
-                ("s", BoltType::from(r.s)),
-                ("e", BoltType::from(r.e)),
-                ("props", plain),
-                ("cx", cx_props),
-            ]));
-            count += 1;
-            pending += 1;
-            if pending >= self.cfg.batch_size {
-                for (typ, rows) in groups.iter_mut() {
-                    self.insert_batch(g, db, "create relationships", &rel_insert_query(typ), rows)
-                        .await
-                        .map_err(|e| self.err(op, e))?;
-                }
-                groups.clear();
-                progress.add_items(pending as u64);
-                pending = 0;
-            }
-        }
-        for (typ, rows) in groups.iter_mut() {
-            self.insert_batch(g, db, "create relationships", &rel_insert_query(typ), rows)
-                .await
-                .map_err(|e| self.err(op, e))?;
-        }
-        src.finish().await?;
-        report
-            .actions
-            .push(format!("created {count} relationships"));
-
-        // Read the restored graph back with the temporary ids: same export, same fingerprint.
-        progress.set_phase("comparing with the backup");
-        let mut live = Tally::default();
-        self.export(g, db, Ids::Restored, &mut live, None).await?;
-
-        progress.set_phase("removing temporary ids");
-        self.run(
-            g,
-            db,
-            "remove the temporary ids",
-            Query::new(format!(
-                "MATCH (n:`{TMP_LABEL}`) CALL {{ WITH n REMOVE n:`{TMP_LABEL}`, n.`{TMP_ID}` }} IN TRANSACTIONS OF {} ROWS",
-                self.cfg.batch_size
-            )),
-        )
-        .await
-        .map_err(|e| self.err(op, e))?;
-        self.run(
-            g,
-            db,
-            "drop the temporary index",
-            Query::new(format!("DROP INDEX {TMP_INDEX} IF EXISTS")),
-        )
-        .await
-        .map_err(|e| self.err(op, e))?;
-        Ok(live)
     }
 }
 
@@ -1155,15 +580,13 @@ impl Component for Neo4j {
             Some((&mut nodes, &mut rels, cx.progress())),
         )
         .await?;
-        if let Some((n, id)) = tally.dangling() {
-            return Err(self.err("snapshot", self.data_err(&db, format!(
-                "the graph changed while it was read: {n} node(s) that relationships start or end at were not read (e.g. id {id}: created or deleted during the export); this backup would not restore — pause the application during the backup ([docker] pause_during_backup) and run it again"
-            ))));
-        }
         rec.artifacts.push(nodes.finish().await?);
         rec.artifacts.push(rels.finish().await?);
-        tally.write_stats(&mut rec);
+        tally.write_backup_stats(&mut rec);
         rec.set_stat("schema_items", schema.len());
+        if let Some(w) = tally.left_out_warning(&db) {
+            rec.warnings.push(w);
+        }
 
         let tx_after = self.last_tx(&g, &db).await;
         rec.consistency
@@ -1232,6 +655,12 @@ impl Component for Neo4j {
                     tally.nodes,
                     tally.rels
                 ));
+                if tally.left_out > 0 {
+                    report.notes.push(format!(
+                        "{} relationship(s) end at nodes the backup does not hold (written by an earlier amber-dr while the graph changed): a restore leaves them out",
+                        tally.left_out
+                    ));
+                }
             }
             Err(e) if e.is_damage() => report.problems.push(e.to_string()),
             Err(e) => return Err(e),
@@ -1386,10 +815,16 @@ impl Component for Neo4j {
             schema.len()
         ));
         let g = self.connect(&db).await.map_err(|e| self.err(op, e))?;
+        if tally.left_out > 0 {
+            report.warnings.push(format!(
+                "{} relationship(s) of the backup end at nodes it does not hold (an earlier amber-dr wrote them while the graph changed): restored without them",
+                tally.left_out
+            ));
+        }
         let live = self
-            .restore_into(cx, rec, &g, &db, &schema, &mut report)
+            .restore_into(cx, rec, &g, &db, &schema, &tally, &mut report)
             .await?;
-        let diffs = live.differences(rec);
+        let diffs = live.differences_from(&tally.restorable());
         if !diffs.is_empty() {
             return Err(self.err(
                 op,

@@ -1,10 +1,15 @@
 #![doc = include_str!("../README.md")]
 #![deny(missing_docs)]
 
+#[cfg(test)]
+extern crate self as amber_dr_neo4j;
+
 mod component;
 mod config;
 mod error;
+mod export;
 mod legacy;
+mod restore;
 mod tally;
 pub mod value;
 

@@ -1,6 +1,6 @@
 //! What an export read: counts, an order-independent fingerprint, and the node ids seen, so
-//! that relationships to nodes the export did not see (the graph changed while it was read)
-//! are found before a backup is called complete.
+//! that relationships to nodes the export did not read (the graph changed while it was read)
+//! are left out of a backup and counted, and found in a backup that holds them anyway.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -21,8 +21,14 @@ pub(crate) struct Tally {
     rel_sum: u128,
     /// Ids of the nodes read (source export).
     ids: IdSet,
-    /// Ids of the relationships' start and end nodes.
-    ends: IdSet,
+    /// Relationships the export left out: their start or end node was not read.
+    pub(crate) left_out: u64,
+    /// One of them: start id, type, end id.
+    left_out_example: Option<(i64, String, i64)>,
+    /// Of a backup's artifacts read back ([`Tally::add_rel_of_backup`]): the share of the
+    /// relationships that a restore leaves out in the counts and sums.
+    skipped_by_type: BTreeMap<String, u64>,
+    skipped_sum: u128,
 }
 
 fn line_hash(line: &[u8]) -> u128 {
@@ -45,8 +51,54 @@ impl Tally {
         self.rels += 1;
         *self.by_type.entry(r.typ.clone()).or_default() += 1;
         self.rel_sum = self.rel_sum.wrapping_add(line_hash(line));
-        self.ends.insert(r.s);
-        self.ends.insert(r.e);
+    }
+    /// A relationship of a backup's artifact, read after all its nodes: counted as read and,
+    /// when its start or end node is not among them (a backup by an earlier version, which
+    /// wrote such relationships), also as one a restore leaves out ([`Tally::restorable`]).
+    pub(crate) fn add_rel_of_backup(&mut self, r: &RelRecord, line: &[u8]) {
+        self.add_rel(r, line);
+        if !(self.has_node(r.s) && self.has_node(r.e)) {
+            self.leave_out(r);
+            *self.skipped_by_type.entry(r.typ.clone()).or_default() += 1;
+            self.skipped_sum = self.skipped_sum.wrapping_add(line_hash(line));
+        }
+    }
+    /// What a restore creates from the artifacts counted by [`Tally::add_rel_of_backup`]: the
+    /// counts and fingerprint without the relationships it leaves out.
+    pub(crate) fn restorable(&self) -> Tally {
+        let mut t = self.clone();
+        t.rels -= t.left_out;
+        t.rel_sum = t.rel_sum.wrapping_sub(t.skipped_sum);
+        for (typ, n) in std::mem::take(&mut t.skipped_by_type) {
+            if let Some(c) = t.by_type.get_mut(&typ) {
+                *c -= n;
+                if *c == 0 {
+                    t.by_type.remove(&typ);
+                }
+            }
+        }
+        t.skipped_sum = 0;
+        t.left_out = 0;
+        t.left_out_example = None;
+        t
+    }
+    /// Whether the node `id` was read.
+    pub(crate) fn has_node(&self, id: i64) -> bool {
+        self.ids.contains(id)
+    }
+    /// Count `r` as left out (see [`Tally::left_out`]).
+    pub(crate) fn leave_out(&mut self, r: &RelRecord) {
+        self.left_out += 1;
+        self.left_out_example
+            .get_or_insert_with(|| (r.s, r.typ.clone(), r.e));
+    }
+    /// The warning for the relationships left out, if any.
+    pub(crate) fn left_out_warning(&self, db: &str) -> Option<String> {
+        let (s, t, e) = self.left_out_example.as_ref()?;
+        Some(format!(
+            "database `{db}` changed while it was read: {} relationship(s) left out of the backup because their start or end node was created or deleted during the export (e.g. ({s})-[:{t}]->({e})); everything else is complete and restores",
+            self.left_out
+        ))
     }
     /// Add the counts and sums of `other`.
     pub(crate) fn merge(&mut self, other: Tally) {
@@ -61,15 +113,12 @@ impl Tally {
         self.node_sum = self.node_sum.wrapping_add(other.node_sum);
         self.rel_sum = self.rel_sum.wrapping_add(other.rel_sum);
         self.ids.union(other.ids);
-        self.ends.union(other.ends);
+        self.left_out += other.left_out;
+        if self.left_out_example.is_none() {
+            self.left_out_example = other.left_out_example;
+        }
     }
 
-    /// Relationships whose start or end node is not among the nodes read: the graph changed
-    /// while it was read (the node and relationship queries are not one snapshot). Returns how
-    /// many such nodes and one of them.
-    pub(crate) fn dangling(&self) -> Option<(u64, i64)> {
-        self.ends.missing_from(&self.ids)
-    }
     /// The fingerprint: counts and the wrapping sums of every record's SHA-256 (so the order
     /// of the records does not matter, duplicates do).
     pub(crate) fn fingerprint(&self) -> String {
@@ -88,6 +137,17 @@ impl Tally {
             rec.set_stat(format!("relationships.type.{t}"), n);
         }
         rec.set_stat("fingerprint", self.fingerprint());
+    }
+    /// The record's stats of a backup: [`Tally::write_stats`] and `relationships.left_out`.
+    pub(crate) fn write_backup_stats(&self, rec: &mut ComponentRecord) {
+        self.write_stats(rec);
+        rec.set_stat("relationships.left_out", self.left_out);
+    }
+    /// Differences from the counts and fingerprint of `other`, in words.
+    pub(crate) fn differences_from(&self, other: &Tally) -> Vec<String> {
+        let mut rec = ComponentRecord::new(KIND, "x");
+        other.write_stats(&mut rec);
+        self.differences(&rec)
     }
     /// Differences from the counts and fingerprint of `rec`, in words.
     pub(crate) fn differences(&self, rec: &ComponentRecord) -> Vec<String> {
@@ -144,7 +204,7 @@ impl IdSet {
         }
     }
 
-    fn contains(&self, id: i64) -> bool {
+    pub(crate) fn contains(&self, id: i64) -> bool {
         if (0..BITMAP_IDS).contains(&id) {
             let (w, b) = ((id / 64) as usize, id % 64);
             self.words.get(w).is_some_and(|x| x & (1 << b) != 0)
@@ -162,25 +222,6 @@ impl IdSet {
         }
         self.other.extend(other.other);
     }
-
-    /// How many ids of `self` are not in `all`, and the first of them.
-    pub(crate) fn missing_from(&self, all: &IdSet) -> Option<(u64, i64)> {
-        let mut count = 0u64;
-        let mut first = None;
-        for (w, word) in self.words.iter().enumerate() {
-            let theirs = all.words.get(w).copied().unwrap_or(0);
-            let missing = word & !theirs;
-            if missing != 0 {
-                count += u64::from(missing.count_ones());
-                first.get_or_insert(w as i64 * 64 + i64::from(missing.trailing_zeros()));
-            }
-        }
-        for id in self.other.iter().filter(|id| !all.contains(**id)) {
-            count += 1;
-            first.get_or_insert(*id);
-        }
-        first.map(|f| (count, f))
-    }
 }
 
 #[cfg(test)]
@@ -188,20 +229,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn missing_ids() {
-        let (mut nodes, mut ends) = (IdSet::default(), IdSet::default());
-        for id in [0, 5, 64, 1000, -3, 1 << 40] {
-            nodes.insert(id);
+    fn id_sets() {
+        let (mut a, mut b) = (IdSet::default(), IdSet::default());
+        for id in [0, 5, 64, -3] {
+            a.insert(id);
         }
-        for id in [5, 1000, -3, 1 << 40] {
-            ends.insert(id);
+        for id in [1000, 1 << 40] {
+            b.insert(id);
         }
-        assert_eq!(ends.missing_from(&nodes), None);
-        ends.insert(999);
-        ends.insert(-4);
-        let mut more = IdSet::default();
-        more.insert(1 << 41);
-        ends.union(more);
-        assert_eq!(ends.missing_from(&nodes), Some((3, 999)));
+        a.union(b);
+        for id in [0, 5, 64, -3, 1000, 1 << 40] {
+            assert!(a.contains(id), "{id}");
+        }
+        for id in [1, 63, 65, 999, -4, (1 << 40) + 1, 1 << 33] {
+            assert!(!a.contains(id), "{id}");
+        }
     }
 }

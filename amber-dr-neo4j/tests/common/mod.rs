@@ -160,6 +160,18 @@ impl Neo {
     /// (labels, property types and exact values; relationships by their end nodes' content),
     /// sorted.
     pub async fn fingerprint(&self, slot: usize) -> String {
+        self.fingerprint_without(slot, None).await
+    }
+
+    /// [`Neo::fingerprint`] without the nodes labelled `label` and their relationships.
+    pub async fn fingerprint_without(&self, slot: usize, label: Option<&str>) -> String {
+        let (wn, wr) = match label {
+            Some(l) => (
+                format!("WHERE NOT n:`{l}`"),
+                format!("WHERE NOT a:`{l}` AND NOT b:`{l}`"),
+            ),
+            None => (String::new(), String::new()),
+        };
         let mut out = Vec::new();
         for r in self
             .rows(slot, query("SHOW INDEXES YIELD name, type, owningConstraint, createStatement WHERE type <> 'LOOKUP' RETURN createStatement AS s ORDER BY s"))
@@ -179,7 +191,10 @@ impl Neo {
             out.push(format!("schema {}", r.get::<String>("s").unwrap()));
         }
         let mut nodes: Vec<String> = self
-            .rows(slot, query(&format!("MATCH (n) RETURN {} AS d", desc("n"))))
+            .rows(
+                slot,
+                query(&format!("MATCH (n) {wn} RETURN {} AS d", desc("n"))),
+            )
             .await
             .iter()
             .map(|r| format!("node {:?}", r.get::<BoltType>("d").unwrap()))
@@ -189,7 +204,7 @@ impl Neo {
             .rows(
                 slot,
                 query(&format!(
-                    "MATCH (a)-[r]->(b) RETURN [{}, type(r), {}, {}] AS d",
+                    "MATCH (a)-[r]->(b) {wr} RETURN [{}, type(r), {}, {}] AS d",
                     desc("a"),
                     props_desc("r"),
                     desc("b")
