@@ -23,6 +23,7 @@ use crate::config::MilvusConfig;
 use crate::pages::{self, Digest2, PageReader};
 use crate::{binlog, storage::Bucket};
 
+mod describe;
 mod scope;
 mod segments;
 
@@ -812,26 +813,9 @@ impl Milvus {
         index: usize,
     ) -> Result<(CollectionRecord, Vec<amber_dr_core::ArtifactRecord>)> {
         let op = "snapshot";
-        let desc = match self.describe(c, db, coll).await {
-            Ok(d) => d,
-            Err(e) => return Err(self.gone_or(c, op, db, coll, e).await),
-        };
-        let schema = desc
-            .schema
-            .clone()
-            .ok_or_else(|| self.fail(op, format!("`{db}.{coll}`: the server sent no schema")))?;
-        let pk = schema
-            .fields
-            .iter()
-            .find(|f| f.is_primary_key)
-            .ok_or_else(|| self.fail(op, format!("`{db}.{coll}` has no primary key field")))?;
-        let partition_key = schema
-            .fields
-            .iter()
-            .find(|f| f.is_partition_key)
-            .map(|f| f.name.clone());
-        let indexes = self.indexes(c, db, coll).await.map_err(self.err(op))?;
-        let loaded = self.load_state(c, db, coll).await.map_err(self.err(op))? == LoadState::Loaded;
+        let d = self.describe_for_snapshot(c, db, coll, op).await?;
+        let (schema, indexes, loaded) = (&d.schema, &d.indexes, d.loaded);
+        let partition_key = d.partition_key.clone();
         let partitions = self.partitions(c, db, coll).await.map_err(self.err(op))?;
         let flush_ts = self.flush(c, db, coll).await.map_err(self.err(op))?;
         // Queries need a loaded collection: load it for the export, release it afterwards.
@@ -841,7 +825,7 @@ impl Milvus {
             }
             self.load(c, db, coll).await.map_err(self.err(op))?;
         }
-        let page_rows = (PAGE_BUDGET / row_bytes(&schema)).clamp(1, self.config.page_rows);
+        let page_rows = (PAGE_BUDGET / row_bytes(schema)).clamp(1, self.config.page_rows);
         let streams: Vec<Option<String>> = if partition_key.is_some() {
             vec![None]
         } else {
@@ -849,7 +833,7 @@ impl Milvus {
         };
         let exported = self
             .export_streams(
-                cx, c, db, coll, index, &schema, &streams, page_rows, flush_ts,
+                cx, c, db, coll, index, schema, &streams, page_rows, flush_ts,
             )
             .await;
         // Released again (it was loaded only to be read), whether the export worked or not.
@@ -862,31 +846,10 @@ impl Milvus {
         let (artifacts, records, entities) = exported?;
         Ok((
             CollectionRecord {
-                db: db.to_string(),
-                name: coll.to_string(),
-                schema_hex: hex::encode(schema.encode_to_vec()),
-                fields: schema
-                    .fields
-                    .iter()
-                    .filter(|f| f.field_id >= 100)
-                    .map(type_name)
-                    .collect(),
-                primary_key: pk.name.clone(),
-                auto_id: pk.auto_id || schema.auto_id,
-                dynamic_field: schema.enable_dynamic_field,
-                partition_key,
-                num_partitions: desc.num_partitions,
-                shards_num: desc.shards_num,
-                consistency_level: desc.consistency_level,
-                properties: kvs_map(&desc.properties),
-                aliases: desc.aliases.clone(),
-                indexes,
-                loaded,
                 page_rows,
                 partitions: records,
                 entities,
-                flush_ts,
-                binlogs: None,
+                ..d.record(db, coll, flush_ts)
             },
             artifacts,
         ))

@@ -7,12 +7,11 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use amber_dr_core::{ArtifactRecord, ComponentRecord, RestoreContext, RestoreReport, Result};
-use milvus::proto::common::LoadState;
 use milvus::proto::milvus as pb;
 use milvus::proto::schema::CollectionSchema;
 use prost::Message;
 
-use super::{kvs_map, secs, type_name, CollectionRecord, Milvus};
+use super::{secs, CollectionRecord, Milvus};
 use crate::binlog::{self, BinlogRecord};
 use crate::import::{self, STAGING};
 use crate::storage::Bucket;
@@ -44,28 +43,10 @@ impl Milvus {
         index: usize,
     ) -> Result<(CollectionRecord, Vec<ArtifactRecord>)> {
         let op = "snapshot";
-        let desc = match self.describe(c, db, coll).await {
-            Ok(d) => d,
-            Err(e) => return Err(self.gone_or(c, op, db, coll, e).await),
-        };
-        let schema = desc
-            .schema
-            .clone()
-            .ok_or_else(|| self.fail(op, format!("`{db}.{coll}`: the server sent no schema")))?;
-        binlog::check_types(db, coll, &schema).map_err(|m| self.fail(op, m))?;
-        let pk = schema
-            .fields
-            .iter()
-            .find(|f| f.is_primary_key)
-            .ok_or_else(|| self.fail(op, format!("`{db}.{coll}` has no primary key field")))?;
-        let partition_key = schema
-            .fields
-            .iter()
-            .find(|f| f.is_partition_key)
-            .map(|f| f.name.clone());
+        let d = self.describe_for_snapshot(c, db, coll, op).await?;
+        let (desc, schema) = (&d.desc, &d.schema);
+        binlog::check_types(db, coll, schema).map_err(|m| self.fail(op, m))?;
         let e = self.err(op);
-        let indexes = self.indexes(c, db, coll).await.map_err(&e)?;
-        let loaded = self.load_state(c, db, coll).await.map_err(&e)? == LoadState::Loaded;
         let timeout = std::time::Duration::from_secs(self.config.load_timeout_secs);
         let flush_ts = match binlog::flush_and_wait(c, db, coll, timeout).await {
             Ok(ts) => ts,
@@ -112,31 +93,9 @@ impl Milvus {
         let entities: u64 = b.partitions.iter().map(|p| p.rows).sum();
         Ok((
             CollectionRecord {
-                db: db.to_string(),
-                name: coll.to_string(),
-                schema_hex: hex::encode(schema.encode_to_vec()),
-                fields: schema
-                    .fields
-                    .iter()
-                    .filter(|f| f.field_id >= 100)
-                    .map(type_name)
-                    .collect(),
-                primary_key: pk.name.clone(),
-                auto_id: pk.auto_id || schema.auto_id,
-                dynamic_field: schema.enable_dynamic_field,
-                partition_key,
-                num_partitions: desc.num_partitions,
-                shards_num: desc.shards_num,
-                consistency_level: desc.consistency_level,
-                properties: kvs_map(&desc.properties),
-                aliases: desc.aliases.clone(),
-                indexes,
-                loaded,
-                page_rows: 0,
-                partitions: Vec::new(),
                 entities,
-                flush_ts,
                 binlogs: Some(b),
+                ..d.record(db, coll, flush_ts)
             },
             vec![art],
         ))
