@@ -393,10 +393,12 @@ impl ArtifactReader {
                     },
                 })?;
         let inner: StoredRead = match got.payload {
-            // A local file: read it in large blocks (object_store's stream reads 8 KiB at a time).
-            object_store::GetResultPayload::File(file, _) => {
-                Box::pin(tokio::fs::File::from_std(file))
-            }
+            // A local file: read it in large blocks (object_store's stream reads 8 KiB at a time;
+            // a sealed artifact is read a chunk at a time, so it goes through a 1 MiB buffer,
+            // which reads of 1 MiB and more bypass).
+            object_store::GetResultPayload::File(file, _) => Box::pin(
+                tokio::io::BufReader::with_capacity(1 << 20, tokio::fs::File::from_std(file)),
+            ),
             object_store::GetResultPayload::Stream(s) => {
                 let stream: ByteStream = Box::pin(s.map_err(io::Error::other));
                 Box::pin(StreamReader::new(stream))
