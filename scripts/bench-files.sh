@@ -3,7 +3,9 @@
 # `tar -cf - DIR | zstd -3 -T0 > out` in the same run, plus restore against
 # `zstd -d | tar -x`. Reports wall time (median of N runs) and amber-dr's peak RSS.
 #
-# Usage: scripts/bench-files.sh [--runs N] [--size-mib M] [--keep]
+# Usage: scripts/bench-files.sh [--runs N] [--size-mib M] [--keep] [--encrypt]
+#   --encrypt: an encrypted repository (`[repository.encryption] passphrase`, from
+#              AMBER_DR_BENCH_PASSPHRASE, set to a fixed benchmark value if unset).
 # Prints a markdown table on stdout (paste it into docs/benchmarks.md).
 set -euo pipefail
 
@@ -14,11 +16,13 @@ cd "$AMBER_DR_REPO_ROOT"
 RUNS=3
 SIZE_MIB=1024
 KEEP=""
+ENCRYPT=""
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --runs) RUNS="$2"; shift 2 ;;
     --size-mib) SIZE_MIB="$2"; shift 2 ;;
     --keep) KEEP=1; shift ;;
+    --encrypt) ENCRYPT=1; shift ;;
     *) die "unknown argument: $1" ;;
   esac
 done
@@ -84,9 +88,11 @@ BIN="$AMBER_DR_REPO_ROOT/target/release/amber-dr"
 
 REPO="$WORK/repo"
 CFG="$WORK/amber-dr.toml"
+bench_encryption_env "$ENCRYPT"
 cat >"$CFG" <<TOML
 [repository]
 url = "$REPO"
+$(bench_encryption_toml "$ENCRYPT")
 
 [components.uploads]
 kind = "files"
@@ -128,7 +134,7 @@ PEER_BACKUP='`tar -cf - DIR \| zstd -3 -T0`' PEER_RESTORE='`zstd -d \| tar -x`'
 OURS_SIZE=$(find "$REPO" -name '*.zst' -printf '%s\n' | awk '{s+=$1} END {print s}')
 
 cat <<EOF2
-Data set: $FILES files, $BYTES bytes ($(nproc) cores, $(uname -m)); $RUNS runs, median wall time; peak RSS is the maximum over runs.
+Data set: $FILES files, $BYTES bytes ($(nproc) cores, $(uname -m)); $RUNS runs, median wall time; repository: $(bench_encryption_label "$ENCRYPT"); peak RSS is the maximum over runs.
 
 $(bench_header)
 $(bench_row backup "$PEER_BACKUP" "${peer_b[*]}" "${ours_b[*]}" "${ours_rss[*]}" "$PEER_SIZE / $OURS_SIZE")

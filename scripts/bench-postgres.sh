@@ -3,7 +3,10 @@
 # against `pg_dump -Fc -f FILE`, and restore against `pg_restore -j2` into a fresh database,
 # in the same run. Reports wall times (median of N runs) and amber-dr's peak RSS.
 #
-# Usage: scripts/bench-postgres.sh [--runs N] [--scale S] [--jobs J]   (J: amber-dr's restore_jobs)
+# Usage: scripts/bench-postgres.sh [--runs N] [--scale S] [--jobs J] [--encrypt]
+#   --jobs: amber-dr's restore_jobs.
+#   --encrypt: an encrypted repository (`[repository.encryption] passphrase`, from
+#              AMBER_DR_BENCH_PASSPHRASE, set to a fixed benchmark value if unset).
 set -euo pipefail
 
 # shellcheck source=scripts/lib.sh
@@ -13,11 +16,13 @@ cd "$AMBER_DR_REPO_ROOT"
 RUNS=3
 SCALE=50
 JOBS=1
+ENCRYPT=""
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --runs) RUNS="$2"; shift 2 ;;
     --scale) SCALE="$2"; shift 2 ;;
     --jobs) JOBS="$2"; shift 2 ;;
+    --encrypt) ENCRYPT=1; shift ;;
     *) die "unknown argument: $1" ;;
   esac
 done
@@ -47,9 +52,11 @@ BIN="$AMBER_DR_REPO_ROOT/target/release/amber-dr"
 WORK="$(amber_cache_dir)/bench-pg"
 mkdir -p "$WORK"
 CFG="$WORK/amber-dr.toml"
+bench_encryption_env "$ENCRYPT"
 cat >"$CFG" <<TOML
 [repository]
 url = "$WORK/repo"
+$(bench_encryption_toml "$ENCRYPT")
 
 [components.postgres]
 kind = "postgres"
@@ -92,7 +99,7 @@ PEER_BACKUP='`pg_dump -Fc -f FILE`' PEER_RESTORE='`createdb` + `pg_restore -j2`'
 OURS_SIZE=$(find "$WORK/repo" -name '*.zst' -printf '%s\n' | awk '{s+=$1} END {print s}')
 
 cat <<EOF2
-Data set: pgbench scale $SCALE ($((SCALE * 100000)) accounts), database size $SIZE bytes; PostgreSQL $("$BIN_DIR/postgres" --version | awk '{print $3}'); $(nproc) cores; $RUNS runs, median wall time; peak RSS is the maximum over runs.
+Data set: pgbench scale $SCALE ($((SCALE * 100000)) accounts), database size $SIZE bytes; PostgreSQL $("$BIN_DIR/postgres" --version | awk '{print $3}'); $(nproc) cores; $RUNS runs, median wall time; repository: $(bench_encryption_label "$ENCRYPT"); peak RSS is the maximum over runs.
 
 $(bench_header)
 $(bench_row backup "$PEER_BACKUP" "${peer_b[*]}" "${ours_b[*]}" "${ours_rss[*]}" "$PEER_SIZE / $OURS_SIZE")

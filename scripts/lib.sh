@@ -311,3 +311,24 @@ bench_row() {
     "$(awk "BEGIN {printf \"%.1f\", $rmax/1024}")" "$stored"
 }
 
+# bench_encryption_toml ENCRYPT: if ENCRYPT is non-empty, print a `[repository.encryption]`
+# table (to follow `[repository]`'s keys) whose passphrase is read from the variable
+# AMBER_DR_BENCH_PASSPHRASE; otherwise print nothing. Call bench_encryption_env first (in the
+# script's own shell, not in a command substitution, so that the export reaches amber-dr).
+bench_encryption_toml() {
+  [[ -n "${1:-}" ]] || return 0
+  # shellcheck disable=SC2016 # amber-dr expands the variable, not the shell
+  printf '\n[repository.encryption]\npassphrase = "${AMBER_DR_BENCH_PASSPHRASE}"\n'
+}
+
+# bench_encryption_env ENCRYPT: if ENCRYPT is non-empty, export AMBER_DR_BENCH_PASSPHRASE (a
+# fixed benchmark value unless it is already set).
+bench_encryption_env() {
+  [[ -n "${1:-}" ]] || return 0
+  export AMBER_DR_BENCH_PASSPHRASE="${AMBER_DR_BENCH_PASSPHRASE:-amber-dr benchmark passphrase}"
+}
+
+# bench_encryption_label ENCRYPT: "encrypted (passphrase)" or "plain", for the report.
+bench_encryption_label() {
+  if [[ -n "${1:-}" ]]; then echo "encrypted (passphrase)"; else echo "plain"; fi
+}
