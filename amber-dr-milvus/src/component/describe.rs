@@ -87,7 +87,18 @@ impl Milvus {
             .find(|f| f.is_partition_key)
             .map(|f| f.name.clone());
         let indexes = self.indexes(c, db, coll).await.map_err(self.err(op))?;
-        let loaded = self.load_state(c, db, coll).await.map_err(self.err(op))? == LoadState::Loaded;
+        // A loaded collection reports `Loading` for a while after new segments were sealed
+        // (Milvus loads them): it is loaded, and is waited for, so that the entity export can
+        // query it and the record says loaded.
+        let state = self.load_state(c, db, coll).await.map_err(self.err(op))?;
+        let loaded = match state {
+            LoadState::Loaded => true,
+            LoadState::Loading => {
+                self.load(c, db, coll).await.map_err(self.err(op))?;
+                true
+            }
+            _ => false,
+        };
         Ok(Described {
             desc,
             schema,
