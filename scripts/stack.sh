@@ -29,6 +29,10 @@
 #                         the next eight (+1..+8); its metrics/health port is the first free one
 #                         from 9091 up (the milvus wrapper picks it; it cannot be set)
 #   AMBER_DR_DOCKER       0 leaves the Docker engine out (default 1: started when root)
+#   AMBER_DR_STACK_SERVICES  a space-separated subset of the services to manage (default: all),
+#                         e.g. "s3 pg moto" for a second stack that only needs those; milvus
+#                         needs s3 and etcd in the same subset. Tests of a server left out skip
+#                         (or fail, with AMBER_DR_REQUIRE_SERVICES=1).
 #
 # The Docker engine (for the [docker] integration) is a private dockerd: socket, data and
 # exec roots under $AMBER_DR_STACK_DIR/docker, no iptables, no bridge; it never touches
@@ -46,6 +50,14 @@ set -euo pipefail
 SERVICES=(s3 pg neo4j moto etcd milvus)
 if [[ "${AMBER_DR_DOCKER:-1}" != 0 ]]; then
   SERVICES+=(docker)
+fi
+if [[ -n "${AMBER_DR_STACK_SERVICES:-}" ]]; then
+  subset=()
+  for svc in "${SERVICES[@]}"; do
+    [[ " $AMBER_DR_STACK_SERVICES " == *" $svc "* ]] && subset+=("$svc")
+  done
+  SERVICES=("${subset[@]}")
+  unset subset
 fi
 
 STACK_DIR="${AMBER_DR_STACK_DIR:-$AMBER_DR_REPO_ROOT/.stack}"
