@@ -9,10 +9,9 @@ use std::time::Duration;
 
 use amber_dr_core::repository::{host_name, looks_like_id};
 use amber_dr_core::{
-    async_trait, BackupEntry, BackupOptions, Capabilities, Component, ComponentRecord, Manifest,
-    Probe, ProgressSink, Registry, Repository, RepositoryConfig, RestoreContext, RestoreOptions,
-    RestoreOutcome, RestorePlanOptions, RestoreReport, RetentionPolicy, Runner, Selection,
-    SnapshotContext, VerifyContext, VerifyLevel, VerifyReport,
+    BackupEntry, BackupOptions, ComponentPlan, ComponentRecord, Manifest, ProgressSink, Registry,
+    Repository, RepositoryConfig, RestoreOptions, RestoreOutcome, RestorePlanOptions,
+    RetentionPolicy, Runner, Selection, VerifyLevel, VerifyReport,
 };
 use serde_json::json;
 
@@ -20,10 +19,11 @@ use crate::args::{
     BackupArgs, Cli, Command, InitArgs, PruneArgs, RestoreArgs, ShowArgs, VerifyArgs,
     DEFAULT_CONFIG,
 };
-use crate::config::{self, Config};
+use crate::config;
 use crate::exit::{restore_plan_code, Failure, DAMAGE, FAILURE, INTERRUPTED, OK};
 use crate::hints;
 use crate::output::{self, human_bytes, BarSink, Output};
+use amber_dr_core::config::Config;
 use amber_dr_docker::DockerHooks;
 
 /// How long `doctor` waits for one component's probe.
@@ -46,6 +46,8 @@ pub struct Ctx {
     pub metrics_file: Option<PathBuf>,
     /// Set once this run's result went into the metrics file.
     pub metrics_done: std::sync::atomic::AtomicBool,
+    /// Cancelled by Ctrl-C or SIGTERM; handed to every runner.
+    pub cancel: amber_dr_core::cancel::CancellationToken,
 }
 
 /// Run the command of `cli`.
@@ -60,6 +62,7 @@ pub async fn dispatch(cli: Cli, registry: Registry) -> CmdResult {
         registry,
         metrics_file: cli.metrics_file,
         metrics_done: Default::default(),
+        cancel: amber_dr_core::cancel::cancel_on_signals(),
     };
     match cli.command {
         Command::Init(a) => init(&ctx, &a),
@@ -142,7 +145,7 @@ impl Ctx {
                 path.display()
             )));
         }
-        let cfg = Config::load(&path)?;
+        let cfg = config::loader().load(&path)?;
         // Every command checks the whole file: a bad component section is a usage error even
         // for `list`, rather than a confusing failure later.
         cfg.build_components(&self.registry)?;
@@ -175,7 +178,7 @@ impl Ctx {
     ) -> Result<Repository, Failure> {
         let rc = self.repo_config(cfg)?;
         if !create {
-            if let Some(path) = local_path(&rc.url) {
+            if let Some(path) = amber_dr_core::doctor::local_path(&rc.url) {
                 if !path.exists() {
                     return Err(Failure::failed(format!(
                         "repository {}: the directory does not exist (no backup was taken there yet?)",
@@ -200,7 +203,7 @@ impl Ctx {
     /// The `[docker]` hooks of the config, if it names any container. Their lines go to
     /// stderr (human mode).
     fn docker_hooks(&self, cfg: Option<&Config>) -> Result<Option<DockerHooks>, Failure> {
-        let Some(d) = cfg.and_then(|c| c.docker.clone()) else {
+        let Some(d) = cfg.map(config::docker).transpose()?.flatten() else {
             return Ok(None);
         };
         let json = self.out.json;
@@ -222,10 +225,12 @@ impl Ctx {
             Some(c) => c.build_components(&self.registry)?,
             None => Vec::new(),
         };
-        let mut runner = Runner::new(repo, components).with_parallelism(
-            cfg.map(|c| c.parallelism)
-                .unwrap_or(config::DEFAULT_PARALLELISM),
-        );
+        let mut runner = Runner::new(repo, components)
+            .with_parallelism(
+                cfg.map(|c| c.parallelism)
+                    .unwrap_or(config::DEFAULT_PARALLELISM),
+            )
+            .with_cancellation(self.cancel.clone());
         if let Some(sink) = sink {
             runner = runner.with_progress(sink);
         }
@@ -233,45 +238,9 @@ impl Ctx {
     }
 }
 
-/// The local directory of a repository URL, if it is local.
-fn local_path(url: &str) -> Option<PathBuf> {
-    let url = url.trim();
-    if let Some(rest) = url.strip_prefix("file://") {
-        Some(PathBuf::from(rest))
-    } else if url.contains("://") {
-        None
-    } else {
-        Some(PathBuf::from(url))
-    }
-}
-
 // ---------------------------------------------------------------------------------------
 // Interruption
 // ---------------------------------------------------------------------------------------
-
-/// Resolves when Ctrl-C (SIGINT) or SIGTERM arrives; never if the handlers cannot be set up.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term => {}
-    }
-}
 
 /// Run `fut` unless a signal comes first; then drop it and fail with exit code 130.
 async fn interruptible<T, F>(fut: F, message: &str) -> Result<T, Failure>
@@ -280,64 +249,23 @@ where
 {
     tokio::select! {
         r = fut => r,
-        _ = shutdown_signal() => Err(Failure::new(INTERRUPTED, message)),
+        _ = amber_dr_core::cancel::shutdown_signal() => Err(Failure::new(INTERRUPTED, message)),
     }
 }
 
-/// Like [`interruptible`] for commands that take the repository lock: after an interruption
-/// the command's future is dropped (its tasks are aborted), the `[docker]` hooks undo what is
-/// still in effect (paused or stopped containers, each reported), and if the lock is still ours
-/// it is removed before exiting.
-async fn interruptible_locked<T, F>(
-    fut: F,
-    repo: &Repository,
-    hooks: Option<&DockerHooks>,
-    message: &str,
-) -> Result<T, Failure>
-where
-    F: Future<Output = Result<T, Failure>>,
-{
-    let res = {
-        let fut = std::pin::pin!(fut);
-        tokio::select! {
-            r = fut => Some(r),
-            _ = shutdown_signal() => None,
-        }
-        // The command future is dropped here: its JoinSets abort their tasks, and the
-        // artifacts they were writing abort their uploads (removing the partial data).
-    };
+/// The result of a command whose runner was cancelled by Ctrl-C or SIGTERM: core has dropped
+/// the work, undone the `[docker]` hooks (each container brought back is printed) and released
+/// the repository lock; `message` says what that means for this command.
+fn interrupted_as<T>(res: Result<T, Failure>, message: &str) -> Result<T, Failure> {
     match res {
-        Some(r) => r,
-        None => {
+        Err(f) if f.code == INTERRUPTED => {
             let mut message = message.to_string();
-            if let Some(h) = hooks {
-                // The hooks print each container they bring back.
-                if let Err(e) = amber_dr_core::RunHooks::cleanup(h).await {
-                    message.push_str(&format!(
-                        "; and some containers could not be brought back: {e}"
-                    ));
-                }
-            }
-            if amber_dr_core::uploads::settle(Duration::from_secs(10)).await > 0 {
+            if amber_dr_core::uploads::open_uploads() > 0 {
                 message.push_str("; some partial artifacts may remain until the next `prune`");
             }
-            release_own_lock(repo).await;
             Err(Failure::new(INTERRUPTED, message))
         }
-    }
-}
-
-async fn release_own_lock(repo: &Repository) {
-    // The lock's Drop releases it in the background; make sure of it before exiting.
-    for _ in 0..3 {
-        match repo.lock_holder().await {
-            Ok(Some(h)) if h.pid == std::process::id() && h.host == host_name() => {
-                if let Err(e) = repo.break_lock().await {
-                    tracing::warn!(error = %e, "could not remove our repository lock");
-                }
-            }
-            _ => return,
-        }
+        res => res,
     }
 }
 
@@ -361,7 +289,7 @@ fn init(ctx: &Ctx, args: &InitArgs) -> CmdResult {
     std::fs::write(&path, &text)
         .map_err(|e| Failure::usage(format!("cannot write the config file {source}: {e}")))?;
     // Check that what we wrote loads (it must, with this build's drivers).
-    let cfg = Config::parse(&text, &path, &|_| Some(String::new()))?;
+    let cfg = config::loader().parse(&text, &path, &|_| Some(String::new()))?;
     let live: Vec<String> = cfg.components.iter().map(|c| c.name.clone()).collect();
     let kinds = ctx.registry.kinds();
     let commented: Vec<&str> = ["postgres", "neo4j", "minio", "milvus", "files"]
@@ -402,210 +330,35 @@ async fn doctor(ctx: &Ctx) -> CmdResult {
         Some(c) => c.build_components(&ctx.registry)?,
         None => Vec::new(),
     };
-    let mut ok = true;
-
-    // The repository.
-    let mut repo_json = json!({ "url": rc.url });
-    let mut repo_lines = Vec::new();
-    let missing_local = local_path(&rc.url).filter(|p| !p.exists());
-    if let Some(p) = &missing_local {
-        let parent_ok = p
-            .parent()
-            .map(|d| d.as_os_str().is_empty() || d.exists())
-            .unwrap_or(true);
-        repo_json["exists"] = json!(false);
-        repo_json["reachable"] = json!(parent_ok);
-        if parent_ok {
-            repo_lines.push(format!(
-                "repository {}: does not exist yet; the first backup creates it",
-                rc.url
-            ));
-        } else {
-            ok = false;
-            repo_lines.push(format!(
-                "repository {}: UNREACHABLE: neither it nor its parent directory exists",
-                rc.url
-            ));
-        }
-    } else {
-        let access = match Repository::open(&rc) {
-            Ok(repo) => match repo.check_access().await {
-                Ok(()) => Ok(repo),
-                Err(e) => Err(Failure::from(e)),
-            },
-            Err(e) => Err(Failure::from(e)),
-        };
-        match access {
-            Ok(repo) => {
-                repo_json["reachable"] = json!(true);
-                repo_lines.push(format!("repository {}: reachable", rc.url));
-                match repo.lock_holder().await {
-                    Ok(Some(h)) => {
-                        let stale = h.is_stale_here();
-                        repo_lines.push(format!(
-                            "  lock: held by {h}{}",
-                            if stale {
-                                " (stale: that process no longer runs; the next run takes it over)"
-                            } else {
-                                ""
-                            }
-                        ));
-                        repo_json["lock"] = json!({ "holder": h, "stale": stale });
-                    }
-                    Ok(None) => {
-                        repo_lines.push("  lock: none".to_string());
-                        repo_json["lock"] = serde_json::Value::Null;
-                    }
-                    Err(e) => {
-                        let f = Failure::from(e);
-                        repo_lines.push(format!("  lock: cannot be read: {f}"));
-                        repo_json["lock_error"] = json!(f.message);
-                    }
-                }
-                let (line, enc, enc_ok) = crate::key::doctor_line(&repo).await;
-                repo_lines.push(line);
-                repo_json["encryption"] = enc;
-                ok &= enc_ok;
-            }
-            Err(f) => {
-                ok = false;
-                repo_json["reachable"] = json!(false);
-                repo_json["error"] = json!(f.message);
-                repo_lines.push(format!("repository {}: UNREACHABLE: {f}", rc.url));
-            }
-        }
-    }
-
-    // The components, probed concurrently.
-    let mut set = tokio::task::JoinSet::new();
-    for (i, c) in components.iter().enumerate() {
-        let c = c.clone();
-        set.spawn(async move {
-            let res = tokio::time::timeout(PROBE_TIMEOUT, c.probe()).await;
-            (i, res)
-        });
-    }
-    let mut probes: Vec<Option<Result<Probe, String>>> = vec![None; components.len()];
-    while let Some(joined) = set.join_next().await {
-        match joined {
-            Ok((i, Ok(Ok(p)))) => probes[i] = Some(Ok(p)),
-            Ok((i, Ok(Err(e)))) => probes[i] = Some(Err(Failure::from(e).message)),
-            Ok((i, Err(_))) => {
-                probes[i] = Some(Err(format!(
-                    "no answer within {} s",
-                    PROBE_TIMEOUT.as_secs()
-                )))
-            }
-            Err(e) => return Err(Failure::failed(format!("a probe task died: {e}"))),
-        }
-    }
-    // The Docker engine and the containers of `[docker]`.
-    let mut docker_json = serde_json::Value::Null;
-    if let Some(d) = ctx.docker_hooks(cfg)? {
-        let res = tokio::time::timeout(PROBE_TIMEOUT, d.check()).await;
-        let err = match res {
-            Ok(Ok(())) => None,
-            Ok(Err(e)) => Some(Failure::from(e).message),
-            Err(_) => Some(format!("no answer within {} s", PROBE_TIMEOUT.as_secs())),
-        };
-        docker_json = json!({ "socket": d.socket(), "ok": err.is_none(), "error": err });
-        match err {
-            None => repo_lines.push(format!(
-                "docker unix://{}: reachable, every container in [docker] exists",
-                d.socket()
-            )),
-            Some(e) => {
-                ok = false;
-                repo_lines.push(format!("docker: PROBLEM: {e}"));
-            }
-        }
-    }
-    let mut comp_json = Vec::new();
-    let mut comp_lines = Vec::new();
-    for (c, probe) in components.iter().zip(probes) {
-        let probe = probe.unwrap_or_else(|| Err("not probed".into()));
-        match probe {
-            Ok(p) => {
-                if !p.reachable {
-                    ok = false;
-                }
-                comp_lines.push(format!(
-                    "component {} ({}): {}",
-                    c.name(),
-                    c.kind(),
-                    if p.reachable {
-                        "reachable"
-                    } else {
-                        "UNREACHABLE"
-                    }
-                ));
-                if let Some(v) = &p.version {
-                    comp_lines.push(format!("  version: {v}"));
-                }
-                if let Some(s) = p.size_estimate {
-                    comp_lines.push(format!("  size estimate: {}", human_bytes(s)));
-                }
-                for (k, v) in &p.details {
-                    let v = match v {
-                        serde_json::Value::String(s) => s.clone(),
-                        other => other.to_string(),
-                    };
-                    comp_lines.push(format!("  {k}: {v}"));
-                }
-                for w in &p.warnings {
-                    comp_lines.push(format!("  warning: {w}"));
-                }
-                comp_json.push(json!({
-                    "name": c.name(),
-                    "kind": c.kind(),
-                    "capabilities": c.capabilities(),
-                    "reachable": p.reachable,
-                    "version": p.version,
-                    "size_estimate": p.size_estimate,
-                    "details": p.details,
-                    "warnings": p.warnings,
-                }));
-            }
-            Err(message) => {
-                ok = false;
-                comp_lines.push(format!(
-                    "component {} ({}): UNREACHABLE: {message}",
-                    c.name(),
-                    c.kind()
-                ));
-                comp_json.push(json!({
-                    "name": c.name(),
-                    "kind": c.kind(),
-                    "reachable": false,
-                    "error": message,
-                }));
-            }
-        }
-    }
+    let docker = ctx.docker_hooks(cfg)?;
+    let report = amber_dr_core::doctor::doctor(
+        &rc,
+        &components,
+        docker.as_ref().map(|d| d as &dyn amber_dr_core::RunHooks),
+        PROBE_TIMEOUT,
+    )
+    .await;
     if ctx.out.json {
         ctx.out.json(&json!({
-            "ok": ok,
-            "repository": repo_json,
-            "components": comp_json,
-            "docker": docker_json,
+            "ok": report.ok,
+            "repository": report.repository,
+            "components": report.components,
+            "docker": report.hooks,
             "drivers": ctx.registry.kinds(),
         }));
     } else {
-        for l in repo_lines.iter().chain(&comp_lines) {
+        for l in &report.lines {
             ctx.out.line(l);
-        }
-        if components.is_empty() {
-            ctx.out.line("no components configured");
         }
         ctx.out.info(format!(
             "drivers in this build: {}",
             ctx.registry.kinds().join(", ")
         ));
-        if !ok {
+        if !report.ok {
             ctx.out.note("error: something is unreachable (see above)");
         }
     }
-    Ok(if ok { OK } else { FAILURE })
+    Ok(if report.ok { OK } else { FAILURE })
 }
 
 // ---------------------------------------------------------------------------------------
@@ -644,7 +397,7 @@ async fn backup(ctx: &Ctx, args: &BackupArgs) -> CmdResult {
         selection,
         tags: args.tag.clone(),
     };
-    let res = interruptible_locked(
+    let res = interrupted_as(
         async {
             let m = runner.backup(&opts).await.inspect_err(|e| {
                 if let amber_dr_core::Error::BackupUnfinished { id, .. } = e {
@@ -657,12 +410,10 @@ async fn backup(ctx: &Ctx, args: &BackupArgs) -> CmdResult {
             ctx.metrics(|f| f.record_backup(&m));
             print_backup(ctx, &m);
             Ok(if m.is_complete() { OK } else { FAILURE })
-        },
-        &repo,
-        docker.as_ref(),
+        }
+        .await,
         "interrupted: no backup was completed",
-    )
-    .await;
+    );
     if let Some(b) = &bars {
         b.finish();
     }
@@ -1013,91 +764,6 @@ fn print_verify_component(out: &Output, name: &str, report: &VerifyReport) {
 // restore
 // ---------------------------------------------------------------------------------------
 
-/// A component whose restore goes to another target (`restore --target NAME=VALUE`) or covers
-/// only some of its parts (`restore --only NAME/PART`).
-#[derive(Debug)]
-struct Overridden {
-    inner: Arc<dyn Component>,
-    target: Option<String>,
-    items: Vec<String>,
-}
-
-#[async_trait]
-impl Component for Overridden {
-    fn kind(&self) -> &'static str {
-        self.inner.kind()
-    }
-    fn name(&self) -> &str {
-        self.inner.name()
-    }
-    fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
-    }
-    async fn probe(&self) -> amber_dr_core::Result<Probe> {
-        self.inner.probe().await
-    }
-    async fn snapshot(&self, cx: &SnapshotContext) -> amber_dr_core::Result<ComponentRecord> {
-        self.inner.snapshot(cx).await
-    }
-    async fn verify(
-        &self,
-        cx: &VerifyContext,
-        record: &ComponentRecord,
-        level: VerifyLevel,
-    ) -> amber_dr_core::Result<VerifyReport> {
-        self.inner.verify(cx, record, level).await
-    }
-    async fn restore(
-        &self,
-        cx: &RestoreContext,
-        record: &ComponentRecord,
-        opts: &RestoreOptions,
-    ) -> amber_dr_core::Result<RestoreReport> {
-        self.inner.restore(cx, record, &self.options(opts)).await
-    }
-    fn legacy_files(&self) -> Vec<&'static str> {
-        self.inner.legacy_files()
-    }
-    fn legacy_hints(&self) -> Vec<(&'static str, String)> {
-        self.inner.legacy_hints()
-    }
-    async fn check_restore_legacy(
-        &self,
-        file: &Path,
-        opts: &RestoreOptions,
-    ) -> amber_dr_core::Result<()> {
-        self.inner
-            .check_restore_legacy(file, &self.options(opts))
-            .await
-    }
-    fn restore_relations(&self) -> Vec<amber_dr_core::RestoreRelation> {
-        self.inner.restore_relations()
-    }
-    async fn restore_legacy(
-        &self,
-        cx: &RestoreContext,
-        file: &Path,
-        opts: &RestoreOptions,
-    ) -> amber_dr_core::Result<RestoreReport> {
-        self.inner
-            .restore_legacy(cx, file, &self.options(opts))
-            .await
-    }
-}
-
-impl Overridden {
-    fn options(&self, opts: &RestoreOptions) -> RestoreOptions {
-        let mut opts = opts.clone();
-        if self.target.is_some() {
-            opts.target = self.target.clone();
-        }
-        if !self.items.is_empty() {
-            opts.items = self.items.clone();
-        }
-        opts
-    }
-}
-
 /// What `restore` restores from.
 enum RestoreSource {
     /// An amber-dr backup.
@@ -1129,7 +795,7 @@ async fn restore(ctx: &Ctx, args: &RestoreArgs) -> CmdResult {
     // A runbook restore still takes its safety backup into the repository, so it needs one
     // (created if it is a new local directory).
     let repo = ctx.open_repo(cfg.as_ref(), legacy_dir.is_some())?;
-    let mut runner = ctx.runner(cfg.as_ref(), repo.clone(), None)?;
+    let runner = ctx.runner(cfg.as_ref(), repo.clone(), None)?;
     let docker = ctx.docker_hooks(cfg.as_ref())?;
 
     // Resolve and plan.
@@ -1150,48 +816,21 @@ async fn restore(ctx: &Ctx, args: &RestoreArgs) -> CmdResult {
             (RestoreSource::Backup(Box::new(manifest)), names)
         }
     };
-    let mut retargeted = Vec::new();
-    let items = args.select.items();
-    if !args.target.is_empty() || !items.is_empty() {
-        let mut components = runner.components().to_vec();
-        for (name, parts) in &items {
-            let Some(slot) = components.iter_mut().find(|c| c.name() == name) else {
-                continue; // the runner reports a component missing from the config
-            };
-            *slot = Arc::new(Overridden {
-                inner: slot.clone(),
+    // Per-component choices: checked by the runner against the drivers' capabilities.
+    let mut components: std::collections::BTreeMap<String, ComponentPlan> = args
+        .select
+        .items()
+        .into_iter()
+        .map(|(name, items)| {
+            let plan = ComponentPlan {
                 target: None,
-                items: parts.clone(),
-            });
-        }
-        for (name, target) in &args.target {
-            if !names.contains(name) {
-                return Err(Failure::usage(format!(
-                    "--target {name}=...: `{name}` is not among the components to restore ({})",
-                    names.join(", ")
-                )));
-            }
-            let Some(slot) = components.iter_mut().find(|c| c.name() == name) else {
-                continue; // the runner reports a component missing from the config
+                items,
             };
-            if !slot.capabilities().restore_to_target {
-                return Err(Failure::usage(format!(
-                    "--target {name}=...: the {} driver of `{name}` cannot restore into another target",
-                    slot.kind()
-                )));
-            }
-            *slot = Arc::new(Overridden {
-                inner: slot.clone(),
-                target: Some(target.clone()),
-                items: items.get(name).cloned().unwrap_or_default(),
-            });
-            retargeted.push(name.clone());
-        }
-        runner = Runner::new(repo.clone(), components).with_parallelism(
-            cfg.as_ref()
-                .map(|c| c.parallelism)
-                .unwrap_or(config::DEFAULT_PARALLELISM),
-        );
+            (name, plan)
+        })
+        .collect();
+    for (name, target) in &args.target {
+        components.entry(name.clone()).or_default().target = Some(target.clone());
     }
     let safety = !args.no_safety_backup;
     let target_of = |n: &str| {
@@ -1254,8 +893,10 @@ async fn restore(ctx: &Ctx, args: &RestoreArgs) -> CmdResult {
             .dry_run(dry_run)
             .keep_extra(args.keep_extra)
             .force(args.force),
+        components: components.clone(),
         safety_backup: safety && !dry_run,
     };
+    let retargeted = plan(true).retargeted();
     let dry = interruptible(
         async { Ok(source.restore(&runner, &plan(true)).await?) },
         "interrupted: nothing was restored",
@@ -1270,7 +911,13 @@ async fn restore(ctx: &Ctx, args: &RestoreArgs) -> CmdResult {
             (false, _) => "NO (--no-safety-backup)",
         }
     ));
-    if let Some(d) = cfg.as_ref().and_then(|c| c.docker.as_ref()) {
+    if let Some(d) = cfg
+        .as_ref()
+        .map(config::docker)
+        .transpose()?
+        .flatten()
+        .as_ref()
+    {
         let list = |v: &[String]| {
             if v.is_empty() {
                 "none".to_string()
@@ -1359,13 +1006,13 @@ async fn restore(ctx: &Ctx, args: &RestoreArgs) -> CmdResult {
     if let Some(d) = &docker {
         runner = runner.with_hooks(Arc::new(d.clone()));
     }
-    let res = interruptible_locked(
-        async { Ok(source.restore(&runner, &plan(false)).await?) },
-        &repo,
-        docker.as_ref(),
+    let res = interrupted_as(
+        source
+            .restore(&runner, &plan(false))
+            .await
+            .map_err(Failure::from),
         "interrupted: the restore did not finish; the components being restored may be incomplete (see `amber-dr list` for a safety backup to restore from)",
-    )
-    .await;
+    );
     if let Some(b) = &bars {
         b.finish();
     }
@@ -1481,14 +1128,14 @@ async fn prune(ctx: &Ctx, args: &PruneArgs) -> CmdResult {
     }
     let cfg = ctx.load_config(Needs::RepoOnly)?;
     let repo = ctx.open_repo(cfg.as_ref(), false)?;
-    let runner = Runner::new(repo.clone(), Vec::new());
-    let o = interruptible_locked(
-        async { Ok(runner.prune(&policy, args.dry_run).await?) },
-        &repo,
-        None,
+    let runner = Runner::new(repo.clone(), Vec::new()).with_cancellation(ctx.cancel.clone());
+    let o = interrupted_as(
+        runner
+            .prune(&policy, args.dry_run)
+            .await
+            .map_err(Failure::from),
         "interrupted: prune did not finish; run it again (a backup whose manifest was deleted is listed as incomplete and deleted by the next prune)",
-    )
-    .await?;
+    )?;
     let out = &ctx.out;
     if out.json {
         let mut v = serde_json::to_value(&o).unwrap_or_else(|_| json!({}));
@@ -1569,13 +1216,6 @@ async fn unlock(ctx: &Ctx) -> CmdResult {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn local_paths() {
-        assert_eq!(local_path("./b"), Some(PathBuf::from("./b")));
-        assert_eq!(local_path("file:///srv/b"), Some(PathBuf::from("/srv/b")));
-        assert_eq!(local_path("s3://bucket/x"), None);
-    }
 
     #[test]
     fn time_of_ids() {

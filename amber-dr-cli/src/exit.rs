@@ -92,18 +92,7 @@ pub fn restore_plan_code(plan: &amber_dr_core::RestoreOutcome) -> i32 {
 impl From<amber_dr_core::Error> for Failure {
     fn from(err: amber_dr_core::Error) -> Self {
         let code = code_for(&err);
-        let mut message = err.to_string();
-        // Add causes that the message does not already include.
-        let mut source = std::error::Error::source(&err);
-        while let Some(s) = source {
-            let text = s.to_string();
-            if !text.is_empty() && !message.contains(&text) {
-                message.push_str(": ");
-                message.push_str(&text);
-            }
-            source = s.source();
-        }
-        let message = amber_dr_core::redact::redact(&message);
+        let message = err.full_message();
         Self { code, message }
     }
 }

@@ -27,6 +27,9 @@ pub struct Capabilities {
     pub restore_needs_downtime: bool,
     /// `verify --full` decodes the content, beyond checking hashes.
     pub deep_verify: bool,
+    /// A restore can be limited to named parts (databases, buckets, collections:
+    /// [`RestoreOptions::items`]); the runner refuses parts for a driver without them.
+    pub restore_parts: bool,
 }
 
 impl Capabilities {
@@ -57,6 +60,11 @@ impl Capabilities {
     /// Set [`Self::deep_verify`].
     pub fn deep_verify(mut self, v: bool) -> Self {
         self.deep_verify = v;
+        self
+    }
+    /// Set [`Self::restore_parts`].
+    pub fn restore_parts(mut self, v: bool) -> Self {
+        self.restore_parts = v;
         self
     }
 }
@@ -95,7 +103,8 @@ pub struct RestoreOptions {
     /// Restore into another database/bucket/directory than the configured one.
     pub target: Option<String>,
     /// Restore only these parts of the component (databases, buckets, collections); empty
-    /// means all of it. A driver without parts refuses a non-empty list.
+    /// means all of it. The runner only hands a non-empty list to a driver that declares
+    /// [`Capabilities::restore_parts`].
     pub items: Vec<String>,
     /// Drivers that mirror (S3 buckets) leave items that are not in the backup instead of
     /// deleting them.

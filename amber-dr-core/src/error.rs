@@ -202,7 +202,23 @@ impl Error {
         matches!(self, Error::Corrupt { .. } | Error::MissingArtifact { .. })
     }
 
-    /// True when the error is the user's to fix in config or arguments (exit code 2).
+    /// The message with every cause it does not already include, redacted: what a program
+    /// shows its operator.
+    pub fn full_message(&self) -> String {
+        let mut message = self.to_string();
+        let mut source = std::error::Error::source(self);
+        while let Some(s) = source {
+            let text = s.to_string();
+            if !text.is_empty() && !message.contains(&text) {
+                message.push_str(": ");
+                message.push_str(&text);
+            }
+            source = s.source();
+        }
+        crate::redact::redact(&message)
+    }
+
+    /// A usage error: the configuration or the command line is wrong (exit code 2).
     pub fn is_usage(&self) -> bool {
         matches!(self, Error::Config { .. } | Error::UnknownKind { .. })
     }

@@ -114,6 +114,11 @@ pub trait RunHooks: Send + Sync + std::fmt::Debug {
     async fn cleanup(&self) -> Result<Vec<String>> {
         Ok(Vec::new())
     }
+    /// `doctor`: check, changing nothing, that the hooks can do their work (e.g. the Docker
+    /// engine answers and every container named exists). `None`: nothing to check.
+    async fn doctor(&self) -> Option<crate::doctor::HookCheck> {
+        None
+    }
 }
 
 /// Tracks which components of a backup have not reached their consistent point yet.

@@ -4,8 +4,11 @@
 
 pub mod artifact;
 pub mod blobs;
+pub mod cancel;
 pub mod component;
+pub mod config;
 pub mod crypto;
+pub mod doctor;
 mod error;
 pub mod hooks;
 mod host;
@@ -47,7 +50,7 @@ pub use progress::{Progress, ProgressEvent, ProgressSink};
 pub use repository::{BackupEntry, LockInfo, RepoLock, Repository, RepositoryConfig};
 pub use retention::RetentionPolicy;
 pub use runner::{
-    BackupOptions, ComponentRestore, PruneOutcome, RestoreOutcome, RestorePlanOptions, Runner,
-    Selection, VerifyOutcome,
+    BackupOptions, ComponentPlan, ComponentRestore, PruneOutcome, RestoreOutcome,
+    RestorePlanOptions, Runner, Selection, VerifyOutcome,
 };
 pub use secret::Secret;

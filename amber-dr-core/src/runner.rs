@@ -7,6 +7,7 @@ use chrono::Utc;
 use serde::Serialize;
 use tokio::task::JoinSet;
 
+use crate::cancel::{CancellationToken, HookGuard};
 use crate::component::{
     Component, ReadContext, RestoreOptions, RestoreReport, SnapshotContext, SnapshotPurpose,
     VerifyLevel, VerifyReport,
@@ -106,8 +107,90 @@ pub struct RestorePlanOptions {
     pub selection: Selection,
     /// Options handed to each driver.
     pub options: RestoreOptions,
+    /// Per-component choices (another target, some parts only), by component name. The
+    /// runner checks each against the component's declared [`crate::Capabilities`] and the
+    /// selection before anything is read or changed.
+    pub components: BTreeMap<String, ComponentPlan>,
     /// Take a safety backup of the current state first (default true in the CLI).
     pub safety_backup: bool,
+}
+
+/// What a restore does with one component, beyond [`RestorePlanOptions::options`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ComponentPlan {
+    /// Restore into this target (a database, bucket, directory, ... as the driver names it)
+    /// instead of the configured one; needs [`crate::Capabilities::restore_to_target`].
+    pub target: Option<String>,
+    /// Restore only these parts; needs [`crate::Capabilities::restore_parts`].
+    pub items: Vec<String>,
+}
+
+impl RestorePlanOptions {
+    /// The options handed to component `name`'s driver.
+    pub fn options_for(&self, name: &str) -> RestoreOptions {
+        let mut opts = self.options.clone();
+        if let Some(cp) = self.components.get(name) {
+            if cp.target.is_some() {
+                opts.target = cp.target.clone();
+            }
+            if !cp.items.is_empty() {
+                opts.items = cp.items.clone();
+            }
+        }
+        opts
+    }
+
+    /// The components restored into another target than their configured one.
+    pub fn retargeted(&self) -> Vec<String> {
+        self.components
+            .iter()
+            .filter(|(_, cp)| cp.target.is_some())
+            .map(|(n, _)| n.clone())
+            .collect()
+    }
+
+    /// Refuse per-component choices that the plan or the drivers cannot honour: a component
+    /// that is not restored, a target or parts for a driver that does not declare them.
+    pub fn check(&self, restored: &[Arc<dyn Component>]) -> Result<()> {
+        let names: Vec<&str> = restored.iter().map(|c| c.name()).collect();
+        for (name, cp) in &self.components {
+            let what = match (&cp.target, cp.items.is_empty()) {
+                (Some(_), _) => format!("--target {name}=..."),
+                (None, false) => format!("--only {name}/{}", cp.items.join(",")),
+                (None, true) => continue,
+            };
+            let Some(c) = restored.iter().find(|c| c.name() == name) else {
+                return Err(Error::config(
+                    "restore plan",
+                    format!(
+                        "{what}: `{name}` is not among the components to restore ({})",
+                        names.join(", ")
+                    ),
+                ));
+            };
+            let caps = c.capabilities();
+            if cp.target.is_some() && !caps.restore_to_target {
+                return Err(Error::config(
+                    "restore plan",
+                    format!(
+                        "{what}: the {} driver of `{name}` cannot restore into another target",
+                        c.kind()
+                    ),
+                ));
+            }
+            if !cp.items.is_empty() && !caps.restore_parts {
+                return Err(Error::config(
+                    "restore plan",
+                    format!(
+                        "--only {name}/{}: the {} driver of `{name}` has no parts to restore separately; restore all of it with --only {name}",
+                        cp.items.join(","),
+                        c.kind()
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The result of `prune`.
@@ -134,6 +217,7 @@ pub struct Runner {
     sink: Arc<dyn ProgressSink>,
     parallelism: usize,
     hooks: Option<Arc<dyn RunHooks>>,
+    cancel: Option<CancellationToken>,
 }
 
 impl std::fmt::Debug for Runner {
@@ -143,6 +227,7 @@ impl std::fmt::Debug for Runner {
             .field("components", &self.components)
             .field("parallelism", &self.parallelism)
             .field("hooks", &self.hooks)
+            .field("cancel", &self.cancel)
             .finish()
     }
 }
@@ -156,7 +241,16 @@ impl Runner {
             sink: Arc::new(NoProgress),
             parallelism: 4,
             hooks: None,
+            cancel: None,
         }
+    }
+
+    /// Abandon a run when `token` is cancelled: its work is dropped, the hooks undo their
+    /// changes, the repository lock is released, and it returns [`Error::Interrupted`] (see
+    /// [`crate::cancel`]). A dropped run future cleans up the same way, in the background.
+    pub fn with_cancellation(mut self, token: CancellationToken) -> Self {
+        self.cancel = Some(token);
+        self
     }
 
     /// Call `hooks` around backups and restores (see [`crate::hooks`]).
@@ -209,11 +303,20 @@ impl Runner {
     pub async fn backup(&self, opts: &BackupOptions) -> Result<Manifest> {
         let selected = self.select(&opts.selection)?;
         let lock = self.repo.lock("backup").await?;
-        let res = self
-            .backup_locked(&selected, &opts.tags, BackupPurpose::Backup)
-            .await;
-        lock.release().await?;
-        res
+        self.guarded(
+            Some(lock),
+            self.backup_locked(&selected, &opts.tags, BackupPurpose::Backup),
+        )
+        .await
+    }
+
+    /// Run `fut` under this runner's cancellation token, holding `lock` (see [`crate::cancel`]).
+    async fn guarded<T>(
+        &self,
+        lock: Option<crate::repository::RepoLock>,
+        fut: impl std::future::Future<Output = Result<T>>,
+    ) -> Result<T> {
+        crate::cancel::run(self.cancel.as_ref(), self.hooks.as_ref(), lock, fut).await
     }
 
     async fn backup_locked(
@@ -224,6 +327,7 @@ impl Runner {
     ) -> Result<Manifest> {
         let names: Vec<String> = selected.iter().map(|c| c.name().to_string()).collect();
         let hook_cx = HookContext::backup(purpose, names.clone());
+        let guard = HookGuard::new(self.hooks.clone());
         let res = match &self.hooks {
             Some(h) => match h.before_backup(&hook_cx).await {
                 Ok(()) => self.backup_hooked(selected, tags, purpose, &hook_cx).await,
@@ -232,7 +336,9 @@ impl Runner {
             None => self.backup_hooked(selected, tags, purpose, &hook_cx).await,
         };
         let Some(h) = &self.hooks else { return res };
-        match (h.after_backup(&hook_cx).await, res) {
+        let after = h.after_backup(&hook_cx).await;
+        guard.disarm();
+        match (after, res) {
             (Ok(()), res) => res,
             (Err(e), Ok(m)) => Err(Error::Other(format!(
                 "backup {} was written (status {:?}), but the step after it failed: {e}",
@@ -342,6 +448,16 @@ impl Runner {
 
     /// Verify a backup (`id` or `latest`) at `level`.
     pub async fn verify(
+        &self,
+        spec: &str,
+        selection: &Selection,
+        level: VerifyLevel,
+    ) -> Result<VerifyOutcome> {
+        self.guarded(None, self.verify_inner(spec, selection, level))
+            .await
+    }
+
+    async fn verify_inner(
         &self,
         spec: &str,
         selection: &Selection,
@@ -477,6 +593,7 @@ impl Runner {
             }
             targets.push((c.clone(), Source::Record(Box::new(rec.clone()))));
         }
+        plan.check(&targets.iter().map(|(c, _)| c.clone()).collect::<Vec<_>>())?;
         let records: Vec<&ComponentRecord> =
             names.iter().map(|n| &manifest.components[n]).collect();
         if !manifest.is_complete() {
@@ -489,20 +606,14 @@ impl Runner {
         } else {
             Some(self.repo.lock("restore").await?)
         };
-        // Damage is found before the safety backup, the hooks or any change.
-        let result = match plan.options.dry_run {
-            true => Ok(()),
-            false => {
-                crate::precheck::read_through(&self.repo, &id, records, self.sink.clone()).await
+        let work = async {
+            // Damage is found before the safety backup, the hooks or any change.
+            if !plan.options.dry_run {
+                crate::precheck::read_through(&self.repo, &id, records, self.sink.clone()).await?;
             }
+            self.restore_locked(&id, targets, plan).await
         };
-        let result = match result {
-            Ok(()) => self.restore_locked(&id, targets, plan).await,
-            Err(e) => Err(e),
-        };
-        if let Some(lock) = lock {
-            lock.release().await?;
-        }
+        let result = self.guarded(lock, work).await;
         result.map(|mut r| {
             r.forced = forced;
             r
@@ -526,6 +637,7 @@ impl Runner {
                 .ok_or_else(|| Error::Other(format!("component `{name}` vanished")))?;
             targets.push((c.clone(), Source::Legacy(part.path.clone())));
         }
+        plan.check(&targets.iter().map(|(c, _)| c.clone()).collect::<Vec<_>>())?;
         let names: Vec<String> = targets.iter().map(|(c, _)| c.name().to_string()).collect();
         let forced = check_relations(&targets, &names, plan.options.force)?;
         let lock = if plan.options.dry_run {
@@ -534,11 +646,11 @@ impl Runner {
             Some(self.repo.lock("restore").await?)
         };
         let result = self
-            .restore_locked(&dir.display().to_string(), targets, plan)
+            .guarded(
+                lock,
+                self.restore_locked(&dir.display().to_string(), targets, plan),
+            )
             .await;
-        if let Some(lock) = lock {
-            lock.release().await?;
-        }
         result.map(|mut r| {
             r.forced = forced;
             r
@@ -561,11 +673,14 @@ impl Runner {
         } else {
             HookContext::restore(id, names)
         };
+        let guard = HookGuard::new(Some(h.clone()));
         let res = match h.before_restore(&hook_cx).await {
             Ok(()) => self.restore_hooked(id, targets, plan).await,
             Err(e) => Err(e),
         };
-        match (h.after_restore(&hook_cx).await, res) {
+        let after = h.after_restore(&hook_cx).await;
+        guard.disarm();
+        match (after, res) {
             (Ok(()), res) => res,
             (Err(e), Ok(mut outcome)) => {
                 outcome.hook_errors.push(e.to_string());
@@ -589,7 +704,8 @@ impl Runner {
             // safety backup and before any component is touched.
             for (c, src) in &targets {
                 if let Source::Legacy(file) = src {
-                    c.check_restore_legacy(file, &plan.options).await?;
+                    c.check_restore_legacy(file, &plan.options_for(c.name()))
+                        .await?;
                 }
             }
         }
@@ -629,7 +745,7 @@ impl Runner {
                     id.to_string(),
                     Progress::new(c.name(), self.sink.clone()),
                 );
-                let opts = plan.options.clone();
+                let opts = plan.options_for(c.name());
                 set.spawn(async move {
                     let res = match &rec {
                         Source::Record(rec) => c.restore(&cx, rec, &opts).await,
@@ -681,9 +797,8 @@ impl Runner {
             .repo
             .lock(if dry_run { "prune --dry-run" } else { "prune" })
             .await?;
-        let res = self.prune_locked(policy, dry_run).await;
-        lock.release().await?;
-        res
+        self.guarded(Some(lock), self.prune_locked(policy, dry_run))
+            .await
     }
 
     async fn prune_locked(&self, policy: &RetentionPolicy, dry_run: bool) -> Result<PruneOutcome> {

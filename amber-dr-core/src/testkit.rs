@@ -98,6 +98,7 @@ fn plan(only: &[&str], safety: bool) -> RestorePlanOptions {
         },
         options: RestoreOptions::default(),
         safety_backup: safety,
+        components: Default::default(),
     }
 }
 

@@ -226,6 +226,7 @@ async fn restore_hooks_wrap_the_safety_backup_and_the_restore() {
     log.lock().unwrap().clear();
     let plan = RestorePlanOptions {
         safety_backup: true,
+        components: Default::default(),
         ..Default::default()
     };
     let o = runner.restore(&m.id, &plan).await.unwrap();

@@ -66,6 +66,7 @@ fn plan(only: &[&str], force: bool) -> RestorePlanOptions {
         },
         options: RestoreOptions::new().force(force),
         safety_backup: false,
+        components: Default::default(),
     }
 }
 

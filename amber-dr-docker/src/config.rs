@@ -52,6 +52,24 @@ fn default_stop_timeout() -> u32 {
 pub const DEFAULT_SOCKET: &str = "/var/run/docker.sock";
 
 impl DockerConfig {
+    /// The `[docker]` section of a config file ([`amber_dr_core::config::Config::section`]):
+    /// `None` when absent or naming no container.
+    pub fn from_section(value: Option<&serde_json::Value>) -> amber_dr_core::Result<Option<Self>> {
+        let Some(value) = value else { return Ok(None) };
+        let d: DockerConfig = serde_json::from_value(value.clone())
+            .map_err(|e| amber_dr_core::Error::config("[docker]", e.to_string()))?;
+        if let Err(m) = d.socket_path() {
+            return Err(amber_dr_core::Error::config("docker.host", m));
+        }
+        Ok(Some(d).filter(|d| !d.is_empty()))
+    }
+
+    /// Checks a `[docker]` section: register it with
+    /// [`amber_dr_core::config::ConfigLoader::section`].
+    pub fn check_section(value: &serde_json::Value) -> amber_dr_core::Result<()> {
+        Self::from_section(Some(value)).map(|_| ())
+    }
+
     /// True when no container is named: nothing to do.
     pub fn is_empty(&self) -> bool {
         self.pause_during_backup.is_empty()

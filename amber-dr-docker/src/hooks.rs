@@ -528,6 +528,20 @@ impl RunHooks for DockerHooks {
             Err(Error::Other(errors.join("; ")))
         }
     }
+    async fn doctor(&self) -> Option<amber_dr_core::doctor::HookCheck> {
+        let err = self.check().await.err().map(|e| e.full_message());
+        let socket = self.socket();
+        Some(amber_dr_core::doctor::HookCheck {
+            ok: err.is_none(),
+            line: match &err {
+                None => {
+                    format!("docker unix://{socket}: reachable, every container in [docker] exists")
+                }
+                Some(e) => format!("docker: PROBLEM: {e}"),
+            },
+            json: serde_json::json!({ "socket": socket, "ok": err.is_none(), "error": err }),
+        })
+    }
 }
 
 /// Connect to the engine at `socket` and check that it answers: a missing socket or a

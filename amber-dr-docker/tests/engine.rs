@@ -314,6 +314,7 @@ async fn restore_stops_the_app_and_starts_and_restarts_containers_after_it() {
             &m.id,
             &RestorePlanOptions {
                 safety_backup: true,
+                components: Default::default(),
                 ..Default::default()
             },
         )
@@ -410,6 +411,7 @@ async fn a_failing_component_still_brings_every_container_back() {
             &good.id,
             &RestorePlanOptions {
                 safety_backup: false,
+                components: Default::default(),
                 ..Default::default()
             },
         )

@@ -26,6 +26,7 @@ fn plan(opts: RestoreOptions) -> RestorePlanOptions {
         selection: Selection::all(),
         options: opts,
         safety_backup: false,
+        components: Default::default(),
     }
 }
 

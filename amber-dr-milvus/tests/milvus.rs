@@ -22,6 +22,7 @@ fn plan(opts: RestoreOptions) -> RestorePlanOptions {
         selection: Selection::all(),
         options: opts,
         safety_backup: false,
+        components: Default::default(),
     }
 }
 
@@ -196,6 +197,7 @@ async fn milvus_metadata_prefix_is_never_restored_with_the_logical_backup() {
         },
         options: RestoreOptions::new(),
         safety_backup: false,
+        components: Default::default(),
     };
     let alone = r
         .restore(&m.id, &only_prefix)

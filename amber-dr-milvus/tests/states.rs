@@ -24,6 +24,7 @@ fn plan(opts: RestoreOptions) -> RestorePlanOptions {
         selection: Selection::all(),
         options: opts,
         safety_backup: false,
+        components: Default::default(),
     }
 }
 

@@ -26,6 +26,7 @@ fn plan(options: RestoreOptions) -> RestorePlanOptions {
         selection: Selection::all(),
         options,
         safety_backup: false,
+        components: Default::default(),
     }
 }
 

@@ -128,6 +128,7 @@ fn plan(dry_run: bool, safety_backup: bool) -> RestorePlanOptions {
         },
         options: RestoreOptions::new().dry_run(dry_run),
         safety_backup,
+        components: Default::default(),
     }
 }
 
@@ -255,6 +256,7 @@ async fn runbook_volume_archive_restores_into_the_stopped_minio_data_dir() {
                 selection: Selection::all(),
                 options: RestoreOptions::new(),
                 safety_backup: false,
+                components: Default::default(),
             },
         )
         .await
@@ -270,6 +272,7 @@ async fn runbook_volume_archive_restores_into_the_stopped_minio_data_dir() {
                 selection: Selection::all(),
                 options: RestoreOptions::new(),
                 safety_backup: false,
+                components: Default::default(),
             },
         )
         .await

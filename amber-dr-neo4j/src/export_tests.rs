@@ -84,6 +84,7 @@ async fn a_relationship_to_a_node_created_during_the_export_is_left_out_and_coun
         selection: Selection::all(),
         options: RestoreOptions::default(),
         safety_backup: false,
+        components: Default::default(),
     };
     let out = r.restore(&m.id, &plan).await.unwrap();
     assert!(out.is_ok(), "{:?}", out.components);
@@ -147,6 +148,7 @@ async fn an_earlier_backup_with_a_dangling_relationship_restores_without_it() {
         selection: Selection::all(),
         options: RestoreOptions::default(),
         safety_backup: false,
+        components: Default::default(),
     };
     let out = r.restore(&m.id, &plan).await.unwrap();
     assert!(out.is_ok(), "{:?}", out.components);

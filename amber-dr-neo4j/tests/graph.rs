@@ -23,6 +23,7 @@ fn plan() -> RestorePlanOptions {
         selection: Selection::all(),
         options: RestoreOptions::default(),
         safety_backup: false,
+        components: Default::default(),
     }
 }
 

@@ -93,6 +93,7 @@ async fn one_database_of_two_and_restore_under_another_name() {
         selection: Selection::all(),
         options: RestoreOptions::new().items(vec![a.to_string()]),
         safety_backup: false,
+        components: Default::default(),
     };
     let out = runner.restore(&m.id, &only_a).await.unwrap();
     assert!(out.is_ok(), "{:?}", out.components);
@@ -142,6 +143,7 @@ async fn one_database_of_two_and_restore_under_another_name() {
             .items(vec![b.to_string()])
             .target(Some(drill.to_string())),
         safety_backup: false,
+        components: Default::default(),
     };
     let out = runner.restore(&m.id, &drill_plan).await.unwrap();
     assert!(out.is_ok(), "{:?}", out.components);
@@ -171,6 +173,7 @@ async fn one_database_of_two_and_restore_under_another_name() {
                 .items(vec![b.to_string()])
                 .target(Some(target.to_string())),
             safety_backup: false,
+            components: Default::default(),
         };
         let out = runner.restore(&m.id, &plan).await.unwrap();
         let err = out.components[0].error.clone().unwrap_or_default();
@@ -192,6 +195,7 @@ async fn one_database_of_two_and_restore_under_another_name() {
         selection: Selection::all(),
         options: RestoreOptions::new().target(Some("x".into())),
         safety_backup: false,
+        components: Default::default(),
     };
     let out = runner.restore(&m.id, &bad).await.unwrap();
     let err = out.components[0].error.clone().unwrap_or_default();
@@ -201,6 +205,7 @@ async fn one_database_of_two_and_restore_under_another_name() {
         selection: Selection::all(),
         options: RestoreOptions::new().items(vec!["nope".into()]),
         safety_backup: false,
+        components: Default::default(),
     };
     let out = runner.restore(&m.id, &unknown).await.unwrap();
     let err = out.components[0].error.clone().unwrap_or_default();

@@ -372,6 +372,7 @@ async fn verify_full_reaches_every_tool_and_a_wrong_root_fails_clearly() {
                 selection: Selection::all(),
                 options: Default::default(),
                 safety_backup: true,
+                components: Default::default(),
             },
         )
         .await

@@ -1,46 +1,45 @@
-//! Embedding one driver in another program: back up a directory, verify it, restore it.
+//! Embedding one driver in another program (no CLI code): back up a directory, verify it, and
+//! restore it into another directory; Ctrl-C or SIGTERM stops it cleanly (exit code 130, the
+//! repository lock released). The work is `amber_dr_examples::embed`.
 //!
 //! ```sh
-//! cargo run -p amber-dr-examples --example embed -- /path/to/dir /path/to/repo
+//! cargo run -p amber-dr-examples --example embed -- SOURCE_DIR REPOSITORY RESTORE_DIR
 //! ```
-#![allow(clippy::unwrap_used)]
 
-use std::sync::Arc;
+use std::path::PathBuf;
 
-use amber_dr_core::{
-    BackupOptions, Component, Repository, RepositoryConfig, RestorePlanOptions, Runner, Selection,
-    VerifyLevel,
-};
-use amber_dr_files::{Files, FilesConfig};
+use amber_dr_examples::embed::backup_verify_restore_elsewhere;
 
 #[tokio::main]
-async fn main() -> amber_dr_core::Result<()> {
+async fn main() {
     let mut args = std::env::args().skip(1);
-    let dir = args.next().unwrap_or_else(|| "./uploads".into());
-    let repo_url = args.next().unwrap_or_else(|| "./backups".into());
-
-    // A repository: a local path here; "s3://bucket/prefix" with endpoint/credentials works too.
-    let repo = Repository::open(&RepositoryConfig::new(repo_url))?;
-    let uploads: Arc<dyn Component> = Arc::new(Files::new("uploads", FilesConfig::new(&dir)));
-    let runner = Runner::new(repo, vec![uploads]);
-
-    let manifest = runner.backup(&BackupOptions::default()).await?;
-    println!("backup {} is {:?}", manifest.id, manifest.status);
-
-    let verified = runner
-        .verify(&manifest.id, &Selection::all(), VerifyLevel::Full)
-        .await?;
-    println!(
-        "verify: {}",
-        if verified.is_ok() { "ok" } else { "DAMAGED" }
-    );
-
-    // Restore into the same directory (a safety backup of the current state is taken first).
-    let plan = RestorePlanOptions {
-        safety_backup: true,
-        ..Default::default()
+    let (Some(dir), Some(repo), Some(target)) = (args.next(), args.next(), args.next()) else {
+        eprintln!("usage: embed SOURCE_DIR REPOSITORY RESTORE_DIR");
+        std::process::exit(2);
     };
-    let outcome = runner.restore(&manifest.id, &plan).await?;
-    println!("restored; safety backup {:?}", outcome.safety_backup);
-    Ok(())
+    // Cancelled by the first Ctrl-C or SIGTERM: the runner then cleans up after itself.
+    let cancel = amber_dr_core::cancel::cancel_on_signals();
+    match backup_verify_restore_elsewhere(
+        &PathBuf::from(dir),
+        &repo,
+        &PathBuf::from(target),
+        cancel,
+    )
+    .await
+    {
+        Ok(o) => {
+            println!("backup {}", o.backup_id);
+            println!("verify: {}", if o.verified { "ok" } else { "DAMAGED" });
+            println!("restored into {}", o.restored_into.display());
+            std::process::exit(if o.verified { 0 } else { 3 });
+        }
+        Err(amber_dr_core::Error::Interrupted) => {
+            eprintln!("interrupted: stopped cleanly, the repository lock released");
+            std::process::exit(130);
+        }
+        Err(e) => {
+            eprintln!("error: {}", e.full_message());
+            std::process::exit(1);
+        }
+    }
 }

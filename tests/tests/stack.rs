@@ -531,6 +531,7 @@ async fn full_stack_drill_and_partial_restore_of_neo4j_from_an_older_backup() {
             &m1.id,
             &RestorePlanOptions {
                 safety_backup: true,
+                components: Default::default(),
                 ..Default::default()
             },
         )
