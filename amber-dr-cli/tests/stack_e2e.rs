@@ -252,6 +252,10 @@ path = "./uploads"
             "--no-safety-backup",
         ],
     );
-    assert_ne!(code, 0, "{err}");
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("the files driver of `uploads` has no parts to restore separately"),
+        "{err}"
+    );
     ok(dir, &["verify", "latest", "--quick"]);
 }

@@ -1,6 +1,7 @@
 //! Declared restore relations: the runner refuses a plan that restores a component without the
 //! one it must be restored with, or together with one it conflicts with — before anything is
-//! restored — unless forced.
+//! restored — unless forced. Per-component choices (another target, some parts) are checked
+//! against the drivers' declared capabilities the same way.
 #![allow(missing_docs, clippy::unwrap_used)]
 
 use std::sync::{Arc, Mutex};
@@ -16,6 +17,7 @@ use amber_dr_core::{
 struct Rel {
     name: &'static str,
     relations: Vec<RestoreRelation>,
+    caps: Capabilities,
     restored: Arc<Mutex<Vec<String>>>,
 }
 
@@ -28,7 +30,7 @@ impl Component for Rel {
         self.name
     }
     fn capabilities(&self) -> Capabilities {
-        Capabilities::new()
+        self.caps
     }
     fn restore_relations(&self) -> Vec<RestoreRelation> {
         self.relations.clone()
@@ -51,9 +53,16 @@ impl Component for Rel {
         &self,
         _: &ReadContext,
         _: &ComponentRecord,
-        _: &RestoreOptions,
+        opts: &RestoreOptions,
     ) -> Result<RestoreReport> {
-        self.restored.lock().unwrap().push(self.name.to_string());
+        let mut what = self.name.to_string();
+        if let Some(t) = &opts.target {
+            what.push_str(&format!(" into {t}"));
+        }
+        if !opts.items.is_empty() {
+            what.push_str(&format!(" only {}", opts.items.join(",")));
+        }
+        self.restored.lock().unwrap().push(what);
         Ok(RestoreReport::default())
     }
 }
@@ -79,6 +88,7 @@ async fn relations_are_enforced_unless_forced() {
         Arc::new(Rel {
             name,
             relations,
+            caps: Capabilities::new(),
             restored: restored.clone(),
         }) as Arc<dyn Component>
     };
@@ -148,4 +158,74 @@ async fn relations_are_enforced_unless_forced() {
     assert!(out.is_ok());
     assert_eq!(out.forced.len(), 1, "{:?}", out.forced);
     assert_eq!(*restored.lock().unwrap(), vec!["meta".to_string()]);
+}
+
+#[tokio::test]
+async fn per_component_plans_are_checked_against_capabilities() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = Repository::open(&RepositoryConfig::new(dir.path().to_string_lossy())).unwrap();
+    let restored = Arc::new(Mutex::new(Vec::new()));
+    let comp = |name, caps| {
+        Arc::new(Rel {
+            name,
+            relations: vec![],
+            caps,
+            restored: restored.clone(),
+        }) as Arc<dyn Component>
+    };
+    let runner = Runner::new(
+        repo,
+        vec![
+            comp("plain", Capabilities::new()),
+            comp(
+                "capable",
+                Capabilities::new()
+                    .restore_to_target(true)
+                    .restore_parts(true),
+            ),
+        ],
+    );
+    let m = runner.backup(&BackupOptions::default()).await.unwrap();
+    let with = |name: &str, target: Option<&str>, items: &[&str]| {
+        let mut p = plan(&[], false);
+        p.components.insert(
+            name.to_string(),
+            amber_dr_core::ComponentPlan {
+                target: target.map(str::to_string),
+                items: items.iter().map(|s| s.to_string()).collect(),
+            },
+        );
+        p
+    };
+    for (p, want) in [
+        (
+            with("plain", Some("elsewhere"), &[]),
+            "--target plain=...: the rel driver of `plain` cannot restore into another target",
+        ),
+        (
+            with("plain", None, &["x"]),
+            "--only plain/x: the rel driver of `plain` has no parts to restore separately",
+        ),
+        (
+            with("nowhere", Some("t"), &[]),
+            "`nowhere` is not among the components to restore (capable, plain)",
+        ),
+    ] {
+        let err = runner.restore(&m.id, &p).await.unwrap_err();
+        assert!(err.is_usage(), "{err}");
+        assert!(err.to_string().contains(want), "{err}");
+        assert!(
+            restored.lock().unwrap().is_empty(),
+            "restored despite {err}"
+        );
+    }
+    // Accepted: each driver gets its own options, the others the plan's.
+    let out = runner
+        .restore(&m.id, &with("capable", Some("elsewhere"), &["a", "b"]))
+        .await
+        .unwrap();
+    assert!(out.is_ok(), "{:?}", out.components);
+    let mut got = restored.lock().unwrap().clone();
+    got.sort();
+    assert_eq!(got, ["capable into elsewhere only a,b", "plain"]);
 }

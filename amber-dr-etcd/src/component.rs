@@ -312,6 +312,7 @@ impl Component for Etcd {
             .online_snapshot(true)
             .consistent_snapshot(true)
             .restore_to_target(true)
+            .restore_parts(false)
             .deep_verify(true)
     }
 
@@ -471,12 +472,6 @@ impl Component for Etcd {
         opts: &RestoreOptions,
     ) -> Result<RestoreReport> {
         let op = "restore";
-        if !opts.items.is_empty() {
-            return Err(Error::config(
-                format!("components.{}", self.name),
-                "an etcd component has no parts to pick: restore it whole (or set `prefix` narrower)",
-            ));
-        }
         let details: Details = record.details()?;
         let source = hex::decode(&details.prefix_hex).map_err(|e| Error::Manifest {
             path: format!("components.{}.details.prefix_hex", record.name),

@@ -102,20 +102,6 @@ impl Files {
         Ok(())
     }
 
-    fn refuse_items(&self, opts: &RestoreOptions) -> Result<()> {
-        if opts.items.is_empty() {
-            return Ok(());
-        }
-        Err(Error::config(
-            format!("restore of `{}`", self.name),
-            format!(
-                "the directory `{}` has no parts to choose from (asked for {}); restore it whole",
-                self.config.path.display(),
-                opts.items.join(", ")
-            ),
-        ))
-    }
-
     /// Where a restore writes, checked so that it can never replace `/`, the repository,
     /// the live directory (when restoring elsewhere), or something that is not a directory.
     fn restore_target(
@@ -252,6 +238,7 @@ impl Component for Files {
             .consistent_snapshot(false)
             .restore_to_target(true)
             .restore_needs_downtime(false)
+            .restore_parts(false)
             .deep_verify(true)
     }
 
@@ -437,7 +424,6 @@ impl Component for Files {
         opts: &RestoreOptions,
     ) -> Result<RestoreReport> {
         let details: Details = record.details()?;
-        self.refuse_items(opts)?;
         let target = self.restore_target(opts, cx.repository())?;
         let mut report = RestoreReport::default();
         let exists = tokio::fs::symlink_metadata(&target).await.is_ok();
@@ -525,7 +511,6 @@ impl Files {
         opts: &RestoreOptions,
         root_names: &[&str],
     ) -> Result<RestoreReport> {
-        self.refuse_items(opts)?;
         let target = self.restore_target(opts, cx.repository())?;
         let exists = tokio::fs::symlink_metadata(&target).await.is_ok();
         let mut report = RestoreReport::default();

@@ -1341,6 +1341,7 @@ impl Component for Milvus {
         Capabilities::new()
             .online_snapshot(true)
             .restore_to_target(true)
+            .restore_parts(true)
             .deep_verify(true)
     }
 

@@ -75,6 +75,7 @@ impl Component for Minio {
             .consistent_snapshot(false)
             .restore_to_target(true)
             .restore_needs_downtime(false)
+            .restore_parts(true)
             .deep_verify(true)
     }
 

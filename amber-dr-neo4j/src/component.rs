@@ -511,6 +511,7 @@ impl Component for Neo4j {
             .consistent_snapshot(false)
             .restore_to_target(true)
             .restore_needs_downtime(true)
+            .restore_parts(false)
             .deep_verify(true)
     }
 
@@ -686,14 +687,6 @@ impl Component for Neo4j {
     ) -> Result<RestoreReport> {
         use crate::legacy::{Item, ScriptReader};
         let op = "restore";
-        if !opts.items.is_empty() {
-            return Err(Error::component(
-                &self.name,
-                KIND,
-                op,
-                "a Neo4j component has no parts to restore separately; restore it whole",
-            ));
-        }
         let db = opts
             .target
             .clone()
@@ -776,14 +769,6 @@ impl Component for Neo4j {
         opts: &RestoreOptions,
     ) -> Result<RestoreReport> {
         let op = "restore";
-        if !opts.items.is_empty() {
-            return Err(Error::component(
-                &self.name,
-                KIND,
-                op,
-                "a Neo4j component has no parts to restore separately; restore it whole",
-            ));
-        }
         let db = opts
             .target
             .clone()

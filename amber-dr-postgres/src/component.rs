@@ -811,6 +811,7 @@ impl Component for Postgres {
             .consistent_snapshot(true)
             .restore_to_target(true)
             .restore_needs_downtime(false)
+            .restore_parts(true)
             .deep_verify(true)
     }
 
