@@ -7,20 +7,25 @@ by the server it shares with other binaries (binaries of one lane run one after 
 directory = the package's directory, CARGO_MANIFEST_DIR/CARGO_PKG_NAME set), prints one line per
 binary and the whole output of a failed one, and exits 1 if any binary failed.
 
-Lanes (a binary not named here goes to `rest`):
-  stores  every binary of amber-dr-neo4j, amber-dr-postgres and amber-dr-e2e, and the CLI's
-          `cli` and `stack_e2e` tests: they share the stack's two Neo4j databases, which a test
-          empties, and the Postgres cluster, whose roles (cluster-wide) a test creates and
-          drops while another compares them;
-  milvus  amber-dr-milvus and amber-dr-etcd (Milvus keeps its metadata in that etcd);
-  minio   amber-dr-minio (long, CPU-bound S3 tests);
+Lanes are declared where the tests are: a line `// test-lane: LANE (why)` in the test file
+(for a crate's unit tests, in any file under its src/). The lanes:
+  stores  tests that use the Postgres cluster or Neo4j: a test empties the stack's two Neo4j
+          databases, and creates and drops Postgres roles (cluster-wide) while another
+          compares them, so they run one after another;
+  milvus  tests that use Milvus or its etcd (Milvus keeps its metadata in that etcd);
+  minio   long, CPU-bound S3 tests;
   rest    everything else, then the doc tests;
-  last    the whole-stack end-to-end test (amber-dr-e2e `stack`), alone after every other lane:
-          it needs the Postgres cluster and Neo4j as `stores` does, and it loads Milvus
-          collections, which failed (Milvus released them) while the `milvus` lane loaded its own.
+  last    alone after every other lane (the whole-stack end-to-end test: it loads Milvus
+          collections, which failed while the milvus lane loaded its own).
+A test binary whose sources name a server of the stack (an AMBER_DR_<SERVER>_* variable) and
+declare no lane fails the run, as does one that uses Postgres or Neo4j outside `stores`/`last`
+or Milvus/etcd outside `milvus`/`last`: tests that share a server's global state never run in
+parallel by accident. A binary that names no server may leave the declaration out (`rest`).
 """
+import glob
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -29,18 +34,87 @@ import time
 LANES = ["milvus", "stores", "minio", "rest", "last"]
 
 
-def lane_of(pkg, name):
-    if pkg == "amber-dr-e2e" and name == "stack":
-        return "last"
-    if pkg in ("amber-dr-neo4j", "amber-dr-postgres", "amber-dr-e2e") or (
-        pkg == "amber-dr-cli" and name in ("cli", "stack_e2e")
-    ):
-        return "stores"
-    if pkg in ("amber-dr-milvus", "amber-dr-etcd"):
-        return "milvus"
-    if pkg == "amber-dr-minio":
-        return "minio"
-    return "rest"
+DECLARATION = re.compile(r"^\s*//[/!]?\s*test-lane:\s*([a-z]+)", re.M)
+SERVER = re.compile(r"AMBER_DR_(PG|NEO4J|MILVUS|ETCD|S3|MOTO|DOCKER)_")
+# Servers with global state shared by tests, and the lanes that keep their users apart.
+SERIALISED = {"PG": ("stores", "last"), "NEO4J": ("stores", "last"),
+              "MILVUS": ("milvus", "last"), "ETCD": ("milvus", "last")}
+
+
+def sources_of(target, package_dir):
+    """The Rust files a test binary is built from, as far as tests share code by convention:
+    a unit-test binary's src/ (not its tests/), an integration test's file; then, followed
+    from those, tests/common/ for `mod common;`, the file a `#[path = "..."]` names (with the
+    files beside it), and the e2e package's tests/lib.rs for `amber_dr_e2e`. The binary's own
+    files come first (`own` of them: see lane_of)."""
+    src = target["src_path"]
+    if "lib" in target["kind"]:
+        tests_dir = os.path.join(package_dir, "tests") + os.sep
+        files = [src] + [
+            p
+            for p in glob.glob(os.path.join(os.path.dirname(src), "**", "*.rs"), recursive=True)
+            if p != src and not p.startswith(tests_dir)
+        ]
+    else:
+        files = [src]
+    own = list(files)
+    i = 0
+    while i < len(files):
+        path = files[i]
+        i += 1
+        try:
+            with open(path, encoding="utf-8") as f:
+                text = f.read()
+        except OSError:
+            continue
+        more = []
+        here = os.path.dirname(path)
+        if re.search(r"^\s*mod common;", text, re.M):
+            more += glob.glob(os.path.join(here, "common", "**", "*.rs"), recursive=True)
+        for rel in re.findall(r'#\[path\s*=\s*"([^"]+)"\]', text):
+            target_file = os.path.normpath(os.path.join(here, rel))
+            more += glob.glob(os.path.join(os.path.dirname(target_file), "**", "*.rs"), recursive=True)
+        if "amber_dr_e2e" in text:
+            more.append(os.path.join(package_dir, "lib.rs"))
+        files += [m for m in more if m not in files]
+    return own, files
+
+
+def lane_of(label, target, package_dir):
+    """The declared lane of a test binary, checked against the servers it names."""
+    declared, servers = set(), set()
+    # The declaration is the binary's own (its test file; a crate's src/ for unit tests);
+    # the servers it names may come from the shared helpers it uses too.
+    own, sources = sources_of(target, package_dir)
+    for path in sources:
+        try:
+            with open(path, encoding="utf-8") as f:
+                text = f.read()
+        except OSError:
+            continue
+        if path in own:
+            declared.update(DECLARATION.findall(text))
+        servers.update(SERVER.findall(text))
+    if len(declared) > 1:
+        raise SystemExit(f"{label}: several lanes declared ({', '.join(sorted(declared))})")
+    lane = next(iter(declared), None)
+    if lane is not None and lane not in LANES:
+        raise SystemExit(f"{label}: unknown lane `{lane}` (lanes: {', '.join(LANES)})")
+    if lane is None:
+        if servers:
+            raise SystemExit(
+                f"{label}: uses the stack's {', '.join(sorted(servers))} but declares no lane;"
+                " add `// test-lane: LANE (why)` to the test file (see scripts/test-lanes.py)"
+            )
+        return "rest"
+    for server in servers:
+        allowed = SERIALISED.get(server)
+        if allowed and lane not in allowed:
+            raise SystemExit(
+                f"{label}: uses {server} in lane `{lane}`; tests of {server} run in"
+                f" {' or '.join(allowed)}"
+            )
+    return lane
 
 
 def main():
@@ -67,10 +141,16 @@ def main():
                     break
         kind = "lib" if "lib" in target["kind"] else target["kind"][0]
         label = f"{pkg_name} {kind} {target['name']}"
-        lanes[lane_of(pkg_name, target["name"])].append(
+        lane = lane_of(label, target, os.path.dirname(manifest))
+        lanes[lane].append(
             (label, msg["executable"], os.path.dirname(manifest), pkg_name)
         )
     lanes["rest"].append(("doc tests", None, None, None))
+    if os.environ.get("AMBER_DR_TEST_LANES_LIST") == "1":
+        for lane, binaries in lanes.items():
+            for b in binaries:
+                print(f"{lane:6} {b[0]}")
+        return 0
     for lane in lanes.values():
         lane.sort(key=lambda b: b[0])
 

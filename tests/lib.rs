@@ -1,4 +1,5 @@
 //! Helpers of the end-to-end suite: reaching the local stack started by `scripts/stack.sh`.
+// test-lane: rest (the helpers name the S3 server; their own unit tests use no server)
 
 use amber_dr_core::RepositoryConfig;
 

@@ -1,5 +1,6 @@
 //! End-to-end tests of the `amber-dr` binary: real processes in temporary directories, a
 //! local-path repository and the `files` driver over a temporary uploads directory.
+// test-lane: stores (uses the Postgres cluster or Neo4j, whose global state other tests change)
 
 use std::collections::BTreeMap;
 use std::fs;

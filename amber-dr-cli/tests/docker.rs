@@ -1,5 +1,6 @@
 //! `[docker]` through the real binary and the stack's dockerd: the output says what was paused,
 //! stopped and brought back, and a SIGTERM'd amber-dr still leaves every container running.
+// test-lane: rest (uses DOCKER: no state shared with other tests)
 #![allow(missing_docs, clippy::unwrap_used)]
 
 use std::io::{BufRead, BufReader};

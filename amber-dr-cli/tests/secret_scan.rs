@@ -5,6 +5,7 @@
 //! wrong credential; then stdout, stderr, the metrics file and every file of the
 //! repositories (the S3 one as stored by the S3 server, artifacts decompressed) are scanned.
 //! Needs the local stack (scripts/stack.sh up).
+// test-lane: last (backs up Postgres, Neo4j, Milvus and etcd: alone, after every other lane)
 #![allow(missing_docs, clippy::unwrap_used)]
 
 use std::fs;

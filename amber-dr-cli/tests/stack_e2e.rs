@@ -1,6 +1,7 @@
 //! End to end through the real binary, against the local stack: the repository in S3
 //! (s3s-fs), Postgres and an uploads directory backed up together, destroyed, restored, and
 //! compared with psql and a directory listing — tools outside amber-dr.
+// test-lane: stores (uses the Postgres cluster or Neo4j, whose global state other tests change)
 #![allow(missing_docs, clippy::unwrap_used)]
 
 use std::path::Path;

@@ -1,6 +1,7 @@
 //! The `[docker]` hooks against the real dockerd of `scripts/stack.sh`: busybox "app"
 //! containers that write continuously are paused during a backup, stopped and restarted around
 //! a restore, and always brought back.
+// test-lane: rest (uses DOCKER: no state shared with other tests)
 #![allow(missing_docs, clippy::unwrap_used)]
 
 mod common;

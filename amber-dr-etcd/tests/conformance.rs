@@ -1,4 +1,5 @@
 //! The core conformance suite against the real etcd, with the awkward data set.
+// test-lane: milvus (uses Milvus and its etcd)
 #![allow(missing_docs, clippy::unwrap_used)]
 
 mod common;

@@ -1,5 +1,6 @@
 //! etcd-specific behaviour on the real server: prefix isolation, refusing keys outside the
 //! prefix, restore under another prefix, an empty prefix, and a server that is down or silent.
+// test-lane: milvus (uses Milvus and its etcd)
 #![allow(missing_docs, clippy::unwrap_used)]
 
 mod common;

@@ -1,6 +1,7 @@
 //! The core conformance suite against the real Milvus 2.3.5, with the awkward data set
 //! (every scalar type, JSON, arrays, a dynamic field, float and binary vectors, an auto-id
 //! and a varchar key, a partition, a partition key, indexes, an alias, loaded and not).
+// test-lane: milvus (uses Milvus and its etcd)
 #![allow(missing_docs, clippy::unwrap_used)]
 
 mod common;

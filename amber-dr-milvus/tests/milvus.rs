@@ -1,6 +1,7 @@
 //! Milvus-specific behaviour on the real server: auto-id keys kept, restore of one collection
 //! under another name, probe, a server that is down or silent, a collection dropped during
 //! the export, a damaged artifact of the last collection, a collection in a dropped database.
+// test-lane: milvus (uses Milvus and its etcd)
 #![allow(missing_docs, clippy::unwrap_used)]
 
 mod common;

@@ -4,6 +4,7 @@
 //! aliases, load states, partitions, every primary key and every field; then an insert
 //! without a primary key into the auto-id collection gets a new id. Everything is written and
 //! compared with pymilvus (tests/common/states.py), never with the driver.
+// test-lane: milvus (uses Milvus and its etcd)
 #![allow(missing_docs, clippy::unwrap_used)]
 
 mod common;

@@ -1,4 +1,5 @@
 //! The core conformance suite against the real S3 server (s3s-fs), with the awkward data set.
+// test-lane: minio (long, CPU-bound S3 tests)
 #![allow(missing_docs, clippy::unwrap_used)]
 
 mod common;

@@ -1,6 +1,7 @@
 //! The `minio` driver against the real servers: awkward keys (moto for the ones s3s-fs cannot
 //! store), incremental and deduplicated backups, prune, damage, bad input, restore options.
 //! Every restore is checked with boto3 (tests/common/s3tool.py), not with the driver.
+// test-lane: minio (long, CPU-bound S3 tests)
 #![allow(missing_docs, clippy::unwrap_used)]
 
 mod common;

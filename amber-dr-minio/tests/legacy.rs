@@ -4,6 +4,7 @@
 //! s3s-fs keeps objects as plain files in its data directory, as MinIO's single-drive mode
 //! does. Also: refused while the endpoint answers, damaged and hostile archives leave the old
 //! directory intact, the safety backup (an archive of the data directory) restores it back.
+// test-lane: minio (long, CPU-bound S3 tests)
 #![allow(missing_docs, clippy::unwrap_used)]
 
 mod common;

@@ -1,4 +1,5 @@
 //! The graph changes between the export's node and relationship queries, on the real server.
+// test-lane: stores (the unit tests of the export use Neo4j, whose database other tests empty)
 #![allow(clippy::unwrap_used)]
 
 #[path = "../tests/common/mod.rs"]

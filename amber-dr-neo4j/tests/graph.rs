@@ -1,5 +1,6 @@
 //! Exact round trip of every property type and graph shape, checked by independent Cypher;
 //! probe; bad input (wrong credentials, wrong database, a server that goes away mid-export).
+// test-lane: stores (uses the Postgres cluster or Neo4j, whose global state other tests change)
 #![allow(missing_docs, clippy::unwrap_used)]
 
 mod common;

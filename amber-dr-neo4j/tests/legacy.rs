@@ -1,6 +1,7 @@
 //! The runbook's legacy backup: a `neo4j.cypher` written by `apoc.export.cypher.all`
 //! (APOC core on the test server) is replayed into an emptied database and gives back the
 //! same graph, compared by independent Cypher.
+// test-lane: stores (uses the Postgres cluster or Neo4j, whose global state other tests change)
 #![allow(missing_docs, clippy::unwrap_used)]
 
 mod common;

@@ -1,5 +1,6 @@
 //! Bad credentials, unknown databases, unreachable and silent servers, and a server newer than
 //! every pg_dump: clear errors, nothing complete written — against the real Postgres.
+// test-lane: stores (uses the Postgres cluster or Neo4j, whose global state other tests change)
 #![allow(missing_docs, clippy::unwrap_used)]
 
 mod common;

@@ -1,4 +1,5 @@
 //! The core conformance suite against the real Postgres, with the awkward data set.
+// test-lane: stores (uses the Postgres cluster or Neo4j, whose global state other tests change)
 #![allow(missing_docs, clippy::unwrap_used)]
 
 mod common;

@@ -1,5 +1,6 @@
 //! The runbook's `postgres.sql` (plain `pg_dump > postgres.sql`) restored through
 //! `Runner::restore_legacy` on the real Postgres; broken and foreign SQL files change nothing.
+// test-lane: stores (uses the Postgres cluster or Neo4j, whose global state other tests change)
 #![allow(missing_docs, clippy::unwrap_used)]
 
 mod common;

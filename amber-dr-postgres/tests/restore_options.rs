@@ -1,5 +1,6 @@
 //! One component holding two databases: restore one of them only (`items`), and restore one
 //! under another name (`target`) for a drill — against the real Postgres.
+// test-lane: stores (uses the Postgres cluster or Neo4j, whose global state other tests change)
 #![allow(missing_docs, clippy::unwrap_used)]
 
 mod common;

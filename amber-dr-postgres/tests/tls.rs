@@ -3,6 +3,7 @@
 //! only in pg_hba.conf): a backup and restore with `sslmode=verify-full&sslrootcert=CA` work
 //! (pg_dump, pg_dumpall, pg_restore and psql get the TLS settings, or the server would refuse
 //! them), and a wrong root certificate fails the backup with a clear error.
+// test-lane: stores (uses the Postgres cluster or Neo4j, whose global state other tests change)
 #![allow(missing_docs, clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};

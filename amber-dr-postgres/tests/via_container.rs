@@ -2,6 +2,7 @@
 //! Docker exec API. The container (busybox, host network) sees the host's PostgreSQL client
 //! tools at /opt/amber-pgbin, a path that does not exist on the host: a tool run on the host by
 //! mistake fails. The whole conformance suite runs through it against the stack's Postgres.
+// test-lane: stores (uses the Postgres cluster or Neo4j, whose global state other tests change)
 #![allow(missing_docs, clippy::unwrap_used)]
 
 mod common;

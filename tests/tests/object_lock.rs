@@ -1,6 +1,7 @@
 //! S3 Object Lock on the stack's moto (issue 16): every object of a backup has a retention
 //! date, a versioned delete is refused before it, and `prune` keeps a locked backup and says
 //! until when.
+// test-lane: stores (uses the Postgres cluster or Neo4j, whose global state other tests change)
 #![allow(missing_docs, clippy::unwrap_used)]
 
 #[path = "../../amber-dr-files/tests/common/mod.rs"]

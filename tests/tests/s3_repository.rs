@@ -1,5 +1,6 @@
 //! The repository on a real S3 endpoint (s3s-fs from `scripts/stack.sh`): the whole
 //! conformance suite of the files driver runs with its backups stored in S3.
+// test-lane: stores (uses the Postgres cluster or Neo4j, whose global state other tests change)
 #![allow(missing_docs, clippy::unwrap_used)]
 
 #[path = "../../amber-dr-files/tests/common/mod.rs"]

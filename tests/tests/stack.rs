@@ -16,6 +16,7 @@
 //!
 //! etcd is not a component here: Amber keeps nothing in etcd but Milvus's own metadata, which
 //! the logical Milvus backup covers (its prefix must never be restored beside it).
+// test-lane: last (the whole stack, alone after every other lane)
 #![allow(missing_docs, clippy::unwrap_used)]
 
 #[path = "../../amber-dr-files/tests/common/mod.rs"]
