@@ -1183,10 +1183,9 @@ fn runbook_directory_with_all_four_parts_restores() {
     );
     neo4j_tool(&["wreck"]);
     fs::write(site.uploads().join("readme.txt"), "changed").expect("write");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("port")
-        .port();
+    // Nothing answers there (a bound socket that does not listen: no other process takes it).
+    let closed = amber_dr_core::testkit::closed_port();
+    let port = closed.port;
     let mut config = fs::read_to_string(site.path("amber-dr.toml")).expect("config");
     config.push_str(&format!(
         r#"

@@ -70,6 +70,36 @@ pub fn test_encryption() -> crate::crypto::EncryptionConfig {
     }
 }
 
+/// A local TCP port that refuses connections and that nothing else can take while this
+/// lives: a socket bound to it that does not listen. For "nothing answers there" endpoints,
+/// instead of a port reserved and released before use (which another process may take).
+#[derive(Debug)]
+pub struct ClosedPort {
+    _socket: socket2::Socket,
+    /// The port on 127.0.0.1.
+    pub port: u16,
+}
+
+/// See [`ClosedPort`].
+pub fn closed_port() -> ClosedPort {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+        .unwrap_or_else(|e| panic!("cannot create a socket: {e}"));
+    let any: std::net::SocketAddr = ([127, 0, 0, 1], 0).into();
+    socket
+        .bind(&any.into())
+        .unwrap_or_else(|e| panic!("cannot bind 127.0.0.1:0: {e}"));
+    let port = socket
+        .local_addr()
+        .ok()
+        .and_then(|a| a.as_socket())
+        .map(|a| a.port())
+        .unwrap_or_else(|| panic!("no local address"));
+    ClosedPort {
+        _socket: socket,
+        port,
+    }
+}
+
 /// True when `AMBER_DR_REQUIRE_SERVICES=1`: a missing server must fail the test, not skip it.
 pub fn services_required() -> bool {
     std::env::var("AMBER_DR_REQUIRE_SERVICES")

@@ -26,14 +26,7 @@ use common::S3;
 struct S3sFs {
     child: Child,
     s3: S3,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    port: u16,
 }
 
 fn s3s_fs_bin() -> PathBuf {
@@ -44,18 +37,44 @@ fn s3s_fs_bin() -> PathBuf {
 }
 
 impl S3sFs {
-    /// Serve `dir` at `port`, like the stack's s3s-fs (its credentials, its boto3).
-    fn start(stack: &S3, dir: &Path, port: u16) -> S3sFs {
+    /// Serve `dir` like the stack's s3s-fs (its credentials, its boto3): on a port s3s-fs
+    /// picks itself (`None`: it binds port 0 and prints the address), or again on the `port`
+    /// of an earlier server of this test (the same endpoint after a restart).
+    fn start(stack: &S3, dir: &Path, port: Option<u16>) -> S3sFs {
         fs::create_dir_all(dir).unwrap();
-        let child = Command::new(s3s_fs_bin())
-            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+        let mut child = Command::new(s3s_fs_bin())
+            .args([
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &port.unwrap_or(0).to_string(),
+            ])
             .args(["--access-key", &stack.access_key])
             .args(["--secret-key", &stack.secret_key])
             .arg(dir)
-            .stdout(Stdio::null())
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", s3s_fs_bin().display()));
+        // "... server is running at http://127.0.0.1:PORT": the port it bound.
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(|l| l.ok())
+            {
+                if let Some(addr) = line.split("server is running at http://").nth(1) {
+                    let _ = tx.send(addr.trim().to_string());
+                }
+            }
+        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(20))
+            .unwrap_or_else(|_| panic!("s3s-fs did not say where it listens"));
+        let port: u16 = addr.rsplit(':').next().unwrap().parse().unwrap();
         let s3 = S3 {
             endpoint: format!("http://127.0.0.1:{port}"),
             ..stack.clone()
@@ -65,7 +84,7 @@ impl S3sFs {
             assert!(Instant::now() < deadline, "s3s-fs did not start on {port}");
             std::thread::sleep(Duration::from_millis(50));
         }
-        S3sFs { child, s3 }
+        S3sFs { child, s3, port }
     }
     fn stop(mut self) {
         self.kill();
@@ -141,7 +160,7 @@ async fn runbook_volume_archive_restores_into_the_stopped_minio_data_dir() {
 
     // The runbook's MinIO: a docker volume `amber_minio_data` whose `_data` the server uses.
     let volume = base.path().join("volumes/amber_minio_data/_data");
-    let server = S3sFs::start(&stack, &volume, free_port());
+    let server = S3sFs::start(&stack, &volume, None);
     server.s3.tool(&["populate", a, b]);
     let original = server.s3.fingerprint(&[a, b]);
     assert!(original.contains("big/multipart-6MiB"), "{original}");
@@ -149,8 +168,8 @@ async fn runbook_volume_archive_restores_into_the_stopped_minio_data_dir() {
 
     // Today's MinIO on this host: another data directory with other buckets, at `port`.
     let live = base.path().join("live/minio-data");
-    let port = free_port();
-    let server = S3sFs::start(&stack, &live, port);
+    let server = S3sFs::start(&stack, &live, None);
+    let port = server.port;
     server
         .s3
         .tool(&["put", "today-only", "kept.bin", "4000", "5"]);
@@ -194,7 +213,7 @@ async fn runbook_volume_archive_restores_into_the_stopped_minio_data_dir() {
         .unwrap();
     assert!(out.is_ok(), "{:?}", out.components);
     let safety = out.safety_backup.clone().expect("a safety backup");
-    let server = S3sFs::start(&stack, &live, port);
+    let server = S3sFs::start(&stack, &live, Some(port));
     assert_eq!(
         server.s3.fingerprint(&[a, b]),
         original,
@@ -263,7 +282,7 @@ async fn runbook_volume_archive_restores_into_the_stopped_minio_data_dir() {
         .await
         .unwrap();
     assert!(back.is_ok(), "{:?}", back.components);
-    let server = S3sFs::start(&stack, &live, port);
+    let server = S3sFs::start(&stack, &live, Some(port));
     assert_eq!(server.s3.fingerprint(&["today-only"]), today);
     // ... but not while MinIO runs.
     let err = runner
@@ -297,7 +316,8 @@ async fn damaged_and_hostile_archives_leave_the_data_dir_intact() {
     fs::write(live.join("old-bucket/keep.txt"), b"the old data").unwrap();
     let before = tree(&live);
     // Nothing listens on the endpoint: MinIO is stopped.
-    let endpoint = format!("http://127.0.0.1:{}", free_port());
+    let closed = amber_dr_core::testkit::closed_port();
+    let endpoint = format!("http://127.0.0.1:{}", closed.port);
     let runbook = base.path().join("runbook");
     fs::create_dir_all(&runbook).unwrap();
     let archive = runbook.join("minio_data.tar.gz");

@@ -51,12 +51,16 @@ impl Fixture for Files {
         std::fs::write(self.path(slot), b"ransomware was here").unwrap();
         Ok(())
     }
+    /// The file's length and SHA-256, computed here (not by the driver): a content hash, so
+    /// that any changed, reordered or missing byte shows. New drivers copy this: a fingerprint
+    /// must change whenever anything the driver claims to restore changes.
     async fn fingerprint(&self, slot: usize) -> Result<String> {
+        use sha2::Digest;
         let d = std::fs::read(self.path(slot)).unwrap();
         Ok(format!(
-            "{} bytes, sum {}",
+            "{} bytes, sha256 {}",
             d.len(),
-            d.iter().map(|&b| u64::from(b)).sum::<u64>()
+            hex::encode(sha2::Sha256::digest(&d))
         ))
     }
 }
