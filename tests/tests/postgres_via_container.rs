@@ -2,8 +2,13 @@
 //! Docker exec API. The container (busybox, host network) sees the host's PostgreSQL client
 //! tools at /opt/amber-pgbin, a path that does not exist on the host: a tool run on the host by
 //! mistake fails. The whole conformance suite runs through it against the stack's Postgres.
+//!
+//! Here, in the integration crate, because it needs the Postgres driver and amber-dr-docker
+//! together: the driver asks core for a tool runner, and the Docker one is registered by
+//! `amber_dr_docker::register_tool_runner()` as the `amber-dr` binary does.
 #![allow(missing_docs, clippy::unwrap_used)]
 
+#[path = "../../amber-dr-postgres/tests/common/mod.rs"]
 mod common;
 
 use std::process::Command;
@@ -140,6 +145,7 @@ impl Fixture for Fx {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conformance_suite_with_the_tools_in_a_container() {
+    amber_dr_docker::register_tool_runner();
     let Some(pg) = Pg::from_env() else { return };
     let Some(tc) = ToolsContainer::start(&pg) else {
         return;
@@ -154,6 +160,7 @@ async fn conformance_suite_with_the_tools_in_a_container() {
 
 #[tokio::test]
 async fn a_missing_container_or_tools_are_clear_errors() {
+    amber_dr_docker::register_tool_runner();
     let Some(pg) = Pg::from_env() else { return };
     let Some(tc) = ToolsContainer::start(&pg) else {
         return;
