@@ -9,7 +9,7 @@ binary and the whole output of a failed one, and exits 1 if any binary failed.
 
 Lanes (a binary not named here goes to `rest`):
   stores  every binary of amber-dr-neo4j, amber-dr-postgres and amber-dr-e2e, and the CLI's
-          `cli` and `stack_e2e` tests: they share the stack's two Neo4j databases, which a test
+          `cli`, `stack_e2e` and `docker` (Postgres via_container) tests: they share the stack's two Neo4j databases, which a test
           empties, and the Postgres cluster, whose roles (cluster-wide) a test creates and
           drops while another compares them;
   milvus  amber-dr-milvus and amber-dr-etcd (Milvus keeps its metadata in that etcd);
@@ -33,7 +33,7 @@ def lane_of(pkg, name):
     if pkg == "amber-dr-e2e" and name == "stack":
         return "last"
     if pkg in ("amber-dr-neo4j", "amber-dr-postgres", "amber-dr-e2e") or (
-        pkg == "amber-dr-cli" and name in ("cli", "stack_e2e")
+        pkg == "amber-dr-cli" and name in ("cli", "stack_e2e", "docker")
     ):
         return "stores"
     if pkg in ("amber-dr-milvus", "amber-dr-etcd"):
