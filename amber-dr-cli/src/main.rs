@@ -1,4 +1,5 @@
-//! The `amber-dr` binary: register the drivers of this build, then run.
+//! The `amber-dr` binary: register the drivers of this build (and the Docker tool runner for
+//! drivers whose tools may run in a container), then run.
 
 use amber_dr_core::Registry;
 
@@ -10,5 +11,6 @@ fn main() {
     amber_dr_minio::register(&mut registry);
     amber_dr_etcd::register(&mut registry);
     amber_dr_milvus::register(&mut registry);
+    amber_dr_docker::register_tool_runner();
     std::process::exit(amber_dr_cli::run(std::env::args_os(), registry));
 }

@@ -1,6 +1,6 @@
 //! `[docker]` through the real binary and the stack's dockerd: the output says what was paused,
 //! stopped and brought back, and a SIGTERM'd amber-dr still leaves every container running.
-// test-lane: rest (uses DOCKER: no state shared with other tests)
+// test-lane: stores (uses Postgres, through a container, besides the Docker engine)
 #![allow(missing_docs, clippy::unwrap_used)]
 
 use std::io::{BufRead, BufReader};
@@ -517,4 +517,130 @@ fn runbook_minio_volume_is_extracted_while_its_container_is_stopped() {
         .filter(|e| e.path().join("minio/files.tar.zst").is_file())
         .collect();
     assert_eq!(safety.len(), 1, "{out}\n{err}");
+}
+
+/// A busybox container on the host network that sees the host's PostgreSQL client tools at a
+/// path that does not exist on the host (a tool run on the host by mistake fails); removed on
+/// drop.
+struct PgTools {
+    host: String,
+    name: String,
+}
+
+const PG_BIN_IN_CONTAINER: &str = "/opt/amber-pgbin";
+
+impl PgTools {
+    fn start(host: &str, image: &str, bindir: &str) -> PgTools {
+        let name = name("pgtools");
+        let _ = Command::new("docker")
+            .args(["-H", host, "rm", "-f", &name])
+            .output();
+        let guard = PgTools {
+            host: host.into(),
+            name: name.clone(),
+        };
+        docker(
+            host,
+            &[
+                "run",
+                "-d",
+                "--name",
+                &name,
+                "--network",
+                "host",
+                "-v",
+                &format!("{bindir}:{PG_BIN_IN_CONTAINER}:ro"),
+                "-v",
+                "/usr/lib:/usr/lib:ro",
+                "-v",
+                "/usr/lib:/lib:ro",
+                "-v",
+                "/usr/lib64:/lib64:ro",
+                "-v",
+                "/etc/ld.so.cache:/etc/ld.so.cache:ro",
+                image,
+                "sleep",
+                "100000",
+            ],
+        );
+        assert!(!Path::new(PG_BIN_IN_CONTAINER).exists());
+        guard
+    }
+}
+
+impl Drop for PgTools {
+    fn drop(&mut self) {
+        let _ = Command::new("docker")
+            .args(["-H", &self.host, "rm", "-f", &self.name])
+            .output();
+    }
+}
+
+/// The binary registers the Docker tool runner with core (the Postgres driver never names
+/// Docker): with `via_container`, pg_dump, pg_restore and psql run in the container for a
+/// backup, a full verify and a restore.
+#[test]
+fn postgres_via_container_through_the_binary() {
+    let Some((host, image)) = engine() else {
+        return;
+    };
+    let (Some(pg_host), Some(port), Some(password), Some(bindir)) = (
+        env("AMBER_DR_PG_HOST"),
+        env("AMBER_DR_PG_PORT"),
+        env("AMBER_DR_PG_PASSWORD"),
+        env("AMBER_DR_PG_BINDIR"),
+    ) else {
+        if env("AMBER_DR_REQUIRE_SERVICES").as_deref() == Some("1") {
+            panic!("Postgres not available and AMBER_DR_REQUIRE_SERVICES=1");
+        }
+        eprintln!("SKIPPED: Postgres not available (scripts/stack.sh up)");
+        return;
+    };
+    let psql = |db: &str, sql: &str| {
+        let out = Command::new(format!("{bindir}/psql"))
+            .args(["-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1", "-c", sql])
+            .env("PGHOST", &pg_host)
+            .env("PGPORT", &port)
+            .env("PGUSER", "postgres")
+            .env("PGPASSWORD", &password)
+            .env("PGDATABASE", db)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{sql}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let db = format!("amber_cli_via_{}", std::process::id());
+    psql("postgres", &format!("DROP DATABASE IF EXISTS {db}"));
+    psql("postgres", &format!("CREATE DATABASE {db}"));
+    psql(
+        &db,
+        "CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t SELECT g, md5(g::text) FROM generate_series(1, 500) g",
+    );
+    let tools = PgTools::start(&host, &image, &bindir);
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tmp.path().join("amber-dr.toml"),
+        format!(
+            "[repository]\nurl = \"./repo\"\n\n[components.pg]\nkind = \"postgres\"\nurl = \"postgres://postgres:{password}@{pg_host}:{port}/postgres\"\ndatabases = [\"{db}\"]\nbin_dir = \"{PG_BIN_IN_CONTAINER}\"\nvia_container = \"{}\"\ndocker_host = \"{host}\"\n",
+            tools.name
+        ),
+    )
+    .unwrap();
+    let (code, out, err) = amber(tmp.path(), &["backup"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let (code, out, err) = amber(tmp.path(), &["verify", "latest"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("dump readable by pg_restore"), "{out}\n{err}");
+    psql(&db, "DELETE FROM t WHERE id > 100");
+    let (code, out, err) = amber(tmp.path(), &["restore", "latest", "--yes"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert_eq!(psql(&db, "SELECT count(*) FROM t"), "500");
+    psql(
+        "postgres",
+        &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"),
+    );
 }

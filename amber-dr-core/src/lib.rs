@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod archive;
 pub mod artifact;
 pub mod blobs;
 pub mod cancel;
@@ -18,7 +19,6 @@ pub mod metrics;
 pub mod object_lock;
 pub mod paths;
 pub mod precheck;
-pub mod process;
 pub mod progress;
 pub mod redact;
 pub mod repository;
@@ -28,6 +28,7 @@ pub mod secret;
 mod selection;
 #[cfg(feature = "testkit")]
 pub mod testkit;
+pub mod tool;
 pub mod uploads;
 
 pub use artifact::{ArtifactReader, ArtifactWriter, CompressionOptions};

@@ -1,20 +1,21 @@
 //! [`ContainerExec`]: run a tool inside a running container through the Docker exec API,
-//! with its stdin and stdout streamed (never held in memory).
+//! with its stdin and stdout streamed (never held in memory) — the container variant of core's
+//! [`ToolRunner`], supplied to the drivers through [`DockerRuntime`] (see
+//! [`crate::register_tool_runner`]).
 
 use std::sync::Arc;
 
-use amber_dr_core::{Error, Result};
+use amber_dr_core::tool::{feed_input, ContainerRuntime, StderrTail, ToolCommand, ToolRunner};
+use amber_dr_core::{async_trait, Error, Result};
+use bollard::container::LogOutput;
 use bollard::exec::{StartExecOptions, StartExecResults};
 use bollard::models::ExecConfig;
 use bollard::Docker;
 use futures::StreamExt;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::OnceCell;
 
 use crate::config::DockerConfig;
-
-/// How much of a tool's stderr is kept for messages.
-const STDERR_TAIL: usize = 4096;
 
 /// Runs commands in one container (`docker exec`, through the API).
 #[derive(Debug, Clone)]
@@ -59,19 +60,36 @@ impl ContainerExec {
             .get_or_try_init(|| crate::hooks::connect(&self.socket))
             .await
     }
+}
 
-    /// Run `argv` with `env` (`KEY=value`) in the container: `input` (if any) streamed into
-    /// its stdin and closed at its end, its stdout streamed into `out`. The input is read to
-    /// its end even when the tool stops reading, and its errors come first. Fails, with the
-    /// tail of the tool's stderr, when it exits with a non-zero code. Returns that tail.
-    pub async fn run(
+#[async_trait]
+impl ToolRunner for ContainerExec {
+    fn location(&self) -> String {
+        format!("container `{}`", self.container)
+    }
+
+    /// The container has its own filesystem.
+    fn sees_host_files(&self) -> bool {
+        false
+    }
+
+    /// `cmd` run in the container (`docker exec`): its variables set there (those it removes
+    /// are this host's and do not apply), `input` streamed into its stdin and closed at its
+    /// end, its stdout streamed into `out`. Fails, with the tail of the tool's stderr, when it
+    /// exits with a non-zero code.
+    async fn run(
         &self,
-        argv: &[String],
-        env: &[String],
+        cmd: &ToolCommand,
         input: Option<&mut (dyn AsyncRead + Unpin + Send)>,
-        out: &mut (dyn AsyncWrite + Unpin + Send),
+        out: Option<&mut (dyn AsyncWrite + Unpin + Send)>,
         what: &str,
     ) -> Result<String> {
+        let argv = cmd.argv();
+        let env: Vec<String> = cmd
+            .get_env()
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
         let docker = self.client().await?;
         let created = docker
             .create_exec(
@@ -80,8 +98,8 @@ impl ContainerExec {
                     attach_stdin: Some(input.is_some()),
                     attach_stdout: Some(true),
                     attach_stderr: Some(true),
-                    env: Some(env.to_vec()),
-                    cmd: Some(argv.to_vec()),
+                    env: Some(env),
+                    cmd: Some(argv),
                     ..Default::default()
                 },
             )
@@ -106,55 +124,33 @@ impl ContainerExec {
         };
 
         let feed = async {
-            let Some(input) = input else {
-                return Ok(());
-            };
-            let mut buf = vec![0u8; 256 * 1024];
-            let mut open = true;
-            loop {
-                let n = match input.read(&mut buf).await {
-                    Ok(n) => n,
-                    Err(e) => {
-                        // Close the tool's stdin so that it ends (on a truncated input)
-                        // and the output stream with it.
-                        let _ = sink.shutdown().await;
-                        return Err(Error::from_io("read input of", what, e));
-                    }
-                };
-                if n == 0 {
-                    break;
-                }
-                if open && sink.write_all(&buf[..n]).await.is_err() {
-                    // The tool stopped reading: keep draining the input for its checks.
-                    open = false;
-                }
+            match input {
+                Some(input) => feed_input(input, &mut sink, what).await,
+                None => Ok(()),
             }
-            if open {
-                let _ = sink.shutdown().await;
-            }
-            Ok::<(), Error>(())
         };
         let drain = async {
-            let mut tail: Vec<u8> = Vec::new();
+            let mut out = out;
+            let mut tail = StderrTail::default();
             while let Some(item) = output.next().await {
                 match item.map_err(|e| self.err(format!("{what}: reading its output: {e}")))? {
-                    bollard::container::LogOutput::StdOut { message } => out
-                        .write_all(&message)
-                        .await
-                        .map_err(|e| Error::from_io("stream output of", what, e))?,
-                    bollard::container::LogOutput::StdErr { message } => {
-                        tail.extend_from_slice(&message);
-                        if tail.len() > STDERR_TAIL {
-                            tail.drain(..tail.len() - STDERR_TAIL);
+                    LogOutput::StdOut { message } => {
+                        if let Some(out) = out.as_mut() {
+                            out.write_all(&message)
+                                .await
+                                .map_err(|e| Error::from_io("stream output of", what, e))?;
                         }
                     }
+                    LogOutput::StdErr { message } => tail.push(&message),
                     _ => {}
                 }
             }
-            out.flush()
-                .await
-                .map_err(|e| Error::from_io("stream output of", what, e))?;
-            Ok::<String, Error>(String::from_utf8_lossy(&tail).trim().to_string())
+            if let Some(out) = out.as_mut() {
+                out.flush()
+                    .await
+                    .map_err(|e| Error::from_io("stream output of", what, e))?;
+            }
+            Ok::<String, Error>(tail.finish())
         };
         let (fed, drained) = tokio::join!(feed, drain);
         fed?;
@@ -176,5 +172,21 @@ impl ContainerExec {
                 }
             ))),
         }
+    }
+}
+
+/// The Docker [`ContainerRuntime`]: tools in containers of a Docker engine, through its exec
+/// API. Registered by [`crate::register_tool_runner`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DockerRuntime;
+
+impl ContainerRuntime for DockerRuntime {
+    /// A [`ContainerExec`] for `container` through the engine at `engine` (as `[docker] host`:
+    /// default `$DOCKER_HOST` if unix://, else `/var/run/docker.sock`).
+    fn runner(&self, engine: Option<&str>, container: &str) -> Result<Arc<dyn ToolRunner>> {
+        Ok(Arc::new(ContainerExec::new(
+            engine.map(str::to_string),
+            container,
+        )?))
     }
 }

@@ -9,13 +9,14 @@ mod common;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use amber_dr_core::archive::Directory;
+use amber_dr_core::tool::{self, ToolCommand};
 use amber_dr_core::{
     async_trait, BackupOptions, Capabilities, Component, ComponentRecord, Error, HookContext,
     Probe, ReadContext, Repository, RepositoryConfig, RestoreOptions, RestorePlanOptions,
     RestoreReport, Result, RunHooks, Runner, SnapshotContext, VerifyLevel, VerifyReport,
 };
 use amber_dr_docker::{DockerConfig, DockerHooks, Reporter};
-use amber_dr_files::{Files, FilesConfig};
 use common::{unique, App, Engine};
 
 type Lines = Arc<Mutex<Vec<String>>>;
@@ -84,6 +85,54 @@ impl Component for Slow {
             return Err(Error::Other("restore failed".into()));
         }
         Ok(RestoreReport::default())
+    }
+}
+
+/// An app's data directory, backed up and restored with core's directory mechanism (what the
+/// `files` driver does; this crate needs only core).
+#[derive(Debug)]
+struct DataDir(Directory);
+
+impl DataDir {
+    fn new(name: &str, dir: &std::path::Path) -> Self {
+        Self(Directory::new("files", name, dir))
+    }
+}
+
+#[async_trait]
+impl Component for DataDir {
+    fn kind(&self) -> &'static str {
+        "files"
+    }
+    fn name(&self) -> &str {
+        self.0.name()
+    }
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::new()
+            .restore_to_target(true)
+            .deep_verify(true)
+    }
+    async fn probe(&self) -> Result<Probe> {
+        self.0.probe().await
+    }
+    async fn snapshot(&self, cx: &SnapshotContext) -> Result<ComponentRecord> {
+        self.0.snapshot(cx).await
+    }
+    async fn verify(
+        &self,
+        cx: &ReadContext,
+        rec: &ComponentRecord,
+        level: VerifyLevel,
+    ) -> Result<VerifyReport> {
+        self.0.verify(cx, rec, level).await
+    }
+    async fn restore(
+        &self,
+        cx: &ReadContext,
+        rec: &ComponentRecord,
+        opts: &RestoreOptions,
+    ) -> Result<RestoreReport> {
+        self.0.restore(cx, rec, opts).await
     }
 }
 
@@ -191,10 +240,10 @@ async fn pause_during_backup_freezes_the_apps_until_every_component_is_consisten
         engine: engine.clone(),
         seen: seen.clone(),
     };
-    // The api's directory is backed up by the files driver (consistent when its archive
+    // The api's directory is backed up as the files driver does (consistent when its archive
     // ends); `slow` is consistent after 600 ms and ends 1.5 s later.
     let comps: Vec<Arc<dyn Component>> = vec![
-        Arc::new(Files::new("api-data", FilesConfig::new(&api.dir))),
+        Arc::new(DataDir::new("api-data", &api.dir)),
         Arc::new(Slow {
             before: 600,
             after: 1500,
@@ -299,8 +348,7 @@ async fn restore_stops_the_app_and_starts_and_restarts_containers_after_it() {
         engine: engine.clone(),
         seen: seen.clone(),
     };
-    let comps: Vec<Arc<dyn Component>> =
-        vec![Arc::new(Files::new("app-data", FilesConfig::new(&app.dir)))];
+    let comps: Vec<Arc<dyn Component>> = vec![Arc::new(DataDir::new("app-data", &app.dir))];
     let runner = Runner::new(repo(&tmp.path().join("repo")), comps).with_hooks(Arc::new(watch));
     let m = runner.backup(&BackupOptions::default()).await.unwrap();
     let backed_up_lines = step(&seen.lock().unwrap(), "paused")[0].1;
@@ -612,13 +660,17 @@ async fn exec_streams_stdin_and_stdout_and_reports_failures() {
     let tmp = tempfile::tempdir().unwrap();
     let name = unique("exec");
     let _app = App::start(&engine, &name, &tmp.path().join("app"), &[]);
-    let exec = amber_dr_docker::ContainerExec::new(Some(engine.host.clone()), &name).unwrap();
+    // Through core's registry, as a driver gets it (the Postgres driver's `via_container`).
+    amber_dr_docker::register_tool_runner();
+    let runner = tool::runner(Some(&name), Some(&engine.host), "test").unwrap();
+    assert!(!runner.sees_host_files());
+    assert_eq!(runner.location(), format!("container `{name}`"));
     // 3 MiB through stdin and back out of stdout.
     let input: Vec<u8> = (0..3 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
     let mut out = Vec::new();
-    let argv = vec!["cat".to_string()];
     let mut reader = input.as_slice();
-    let run = exec.run(&argv, &[], Some(&mut reader), &mut out, "cat");
+    let cat = ToolCommand::new("cat");
+    let run = runner.run(&cat, Some(&mut reader), Some(&mut out), "cat");
     tokio::time::timeout(Duration::from_secs(30), run)
         .await
         .expect("stdin was not closed at its end")
@@ -626,22 +678,27 @@ async fn exec_streams_stdin_and_stdout_and_reports_failures() {
     assert_eq!(out.len(), input.len());
     assert!(out == input);
     // Environment, and a failure with its stderr.
+    let mut cmd = ToolCommand::new("sh");
+    cmd.args(["-c", "echo $X; echo boom >&2; exit 3"])
+        .env("X", "hello");
     let mut out = Vec::new();
-    let err = exec
-        .run(
-            &[
-                "sh".into(),
-                "-c".into(),
-                "echo $X; echo boom >&2; exit 3".into(),
-            ],
-            &["X=hello".into()],
-            None,
-            &mut out,
-            "sh",
-        )
+    let err = tool::stdout_into(runner.as_ref(), &cmd, &mut out, "sh")
         .await
         .unwrap_err()
         .to_string();
     assert_eq!(String::from_utf8_lossy(&out), "hello\n");
     assert!(err.contains("exit code 3") && err.contains("boom"), "{err}");
+    assert!(err.contains(&format!("container `{name}`")), "{err}");
+    // The input is read to its end when the tool stops reading early, and stdout discarded.
+    let mut head = ToolCommand::new("sh");
+    head.args(["-c", "head -c 10; exit 0"]);
+    let mut reader = input.as_slice();
+    tool::stdin_from(runner.as_ref(), &head, &mut reader, "head")
+        .await
+        .unwrap();
+    assert!(
+        reader.is_empty(),
+        "{} bytes of input left unread",
+        reader.len()
+    );
 }

@@ -1,11 +1,8 @@
 #![doc = include_str!("../README.md")]
 #![deny(missing_docs)]
 
-mod archive;
 mod component;
 mod config;
-mod error;
-mod foreign;
 
 pub use component::Files;
 pub use config::FilesConfig;

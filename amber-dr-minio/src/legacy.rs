@@ -2,19 +2,19 @@
 //! data volume) restored into the config's `legacy_data_dir`, and the safety backup taken of
 //! that directory while MinIO is stopped for it.
 //!
-//! The directory work itself (safe extraction, staging, swap, tree archives) is the `files`
-//! driver's, through [`Files::embedded`]; this module decides when it applies and makes sure
-//! MinIO is not running while its files are replaced.
+//! The directory work itself (safe extraction, staging, swap, tree archives) is core's
+//! ([`Directory`], `amber_dr_core::archive`), the same the `files` driver uses; this module
+//! decides when it applies and makes sure MinIO is not running while its files are replaced.
 
 use std::net::ToSocketAddrs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use amber_dr_core::archive::Directory;
 use amber_dr_core::{
     Component, ComponentRecord, Error, RestoreContext, RestoreOptions, RestoreReport, Result,
     SnapshotContext, SnapshotPurpose, VerifyContext, VerifyLevel, VerifyReport,
 };
-use amber_dr_files::{Files, FilesConfig};
 
 use crate::{Minio, KIND};
 
@@ -28,11 +28,11 @@ const ROOT_NAMES: &[&str] = &["data", "_data"];
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
 impl Minio {
-    /// The data directory as a `files` directory of this component, if configured.
-    fn data_dir(&self) -> Option<(PathBuf, Files)> {
+    /// The data directory as a directory tree of this component, if configured.
+    fn data_dir(&self) -> Option<(PathBuf, Directory)> {
         let dir = self.config().legacy_data_dir.clone()?;
-        let files = Files::embedded(KIND, self.name(), FilesConfig::new(&dir));
-        Some((dir, files))
+        let tree = Directory::new(KIND, self.name(), &dir);
+        Some((dir, tree))
     }
 
     fn legacy_err(&self, operation: &str, message: String) -> Error {
@@ -135,7 +135,7 @@ impl Minio {
         file: &Path,
         opts: &RestoreOptions,
     ) -> Result<RestoreReport> {
-        let Some((dir, files)) = self.data_dir() else {
+        let Some((dir, tree)) = self.data_dir() else {
             return Err(self.no_data_dir(file));
         };
         let running_note = self.dry_run_note(opts, &dir).await;
@@ -144,7 +144,7 @@ impl Minio {
             // safety backup): MinIO may have been started in between.
             self.refuse_running("restore", &dir).await?;
         }
-        let mut report = files
+        let mut report = tree
             .restore_foreign_archive(cx, file, opts, ROOT_NAMES)
             .await?;
         report.warnings.extend(running_note);
@@ -169,7 +169,7 @@ impl Minio {
     }
 
     /// A safety snapshot taken while MinIO's endpoint does not answer (stopped for a restore
-    /// of its data directory): an archive of the data directory, through the `files` driver.
+    /// of its data directory): an archive of the data directory (core's [`Directory`]).
     /// `None`: take the ordinary S3 snapshot.
     pub(crate) async fn data_dir_safety_snapshot(
         &self,
@@ -178,13 +178,13 @@ impl Minio {
         if cx.purpose() != SnapshotPurpose::Safety {
             return Ok(None);
         }
-        let Some((dir, files)) = self.data_dir() else {
+        let Some((dir, tree)) = self.data_dir() else {
             return Ok(None);
         };
         if self.endpoint_answers().await {
             return Ok(None);
         }
-        let mut rec = files.snapshot(cx).await?;
+        let mut rec = tree.snapshot(cx).await?;
         rec.warnings.push(format!(
             "MinIO did not answer at {}: this safety backup is an archive of its data directory `{}`; restore it with MinIO stopped",
             self.config().endpoint,
@@ -201,7 +201,7 @@ impl Minio {
         record: &ComponentRecord,
         level: VerifyLevel,
     ) -> Result<Option<VerifyReport>> {
-        if !Files::owns_record(record) {
+        if !Directory::owns_record(record) {
             return Ok(None);
         }
         let dir = self
@@ -209,8 +209,8 @@ impl Minio {
             .legacy_data_dir
             .clone()
             .unwrap_or_else(|| PathBuf::from(recorded_source(record)));
-        let files = Files::embedded(KIND, self.name(), FilesConfig::new(dir));
-        let mut report = files.verify(cx, record, level).await?;
+        let tree = Directory::new(KIND, self.name(), dir);
+        let mut report = tree.verify(cx, record, level).await?;
         report
             .notes
             .push("an archive of MinIO's data directory (taken while MinIO was stopped)".into());
@@ -225,10 +225,10 @@ impl Minio {
         record: &ComponentRecord,
         opts: &RestoreOptions,
     ) -> Result<Option<RestoreReport>> {
-        if !Files::owns_record(record) {
+        if !Directory::owns_record(record) {
             return Ok(None);
         }
-        let Some((dir, files)) = self.data_dir() else {
+        let Some((dir, tree)) = self.data_dir() else {
             return Err(self.legacy_err(
                 "restore",
                 format!(
@@ -242,7 +242,7 @@ impl Minio {
         if !opts.dry_run && opts.target.is_none() {
             self.refuse_running("restore", &dir).await?;
         }
-        let mut report = files.restore(cx, record, opts).await?;
+        let mut report = tree.restore(cx, record, opts).await?;
         report.warnings.extend(running_note);
         Ok(Some(report))
     }

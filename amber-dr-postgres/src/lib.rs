@@ -1,15 +1,21 @@
 #![doc = include_str!("../README.md")]
 #![deny(missing_docs)]
 
+mod backup;
 mod catalog;
 mod component;
 mod config;
 mod connect;
 mod error;
+mod legacy;
+mod record;
+mod restore;
 mod roles;
+mod scratch;
 mod sequences;
 mod toolcmd;
 mod tools;
+mod verify;
 
 pub use component::Postgres;
 pub use config::PostgresConfig;

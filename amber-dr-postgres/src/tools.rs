@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
+use amber_dr_core::tool::{self, ToolCommand, ToolRunner};
 use tokio::process::Command;
 
 use crate::error::PgError;
@@ -104,35 +105,28 @@ pub(crate) async fn find(
     })
 }
 
-/// The tools inside a container (`via_container`): `bin_dir` there, else its `PATH`.
+/// The tools where `runner` runs them (`via_container`: inside the container), `bin_dir`
+/// there, else its `PATH`.
 pub(crate) async fn find_in(
-    exec: &amber_dr_docker::ContainerExec,
+    runner: &dyn ToolRunner,
     bin_dir: Option<&Path>,
     server_major: u32,
     server_version: &str,
 ) -> Result<Tools, PgError> {
     let dir = bin_dir.map(Path::to_path_buf).unwrap_or_default();
     let where_ = format!(
-        "in container `{}`{}",
-        exec.container(),
+        "in {}{}",
+        runner.location(),
         bin_dir
             .map(|d| format!(" (bin_dir {})", d.display()))
             .unwrap_or_default()
     );
-    let mut out = Vec::new();
-    exec.run(
-        &[
-            dir.join("pg_dump").to_string_lossy().into_owned(),
-            "--version".into(),
-        ],
-        &[],
-        None,
-        &mut out,
-        "pg_dump --version",
-    )
-    .await
-    .map_err(|e| PgError::Tools(format!("no usable pg_dump {where_}: {e}")))?;
-    let (major, version) = parse_version(&String::from_utf8_lossy(&out))
+    let mut cmd = ToolCommand::new(dir.join("pg_dump"));
+    cmd.arg("--version");
+    let out = tool::output(runner, &cmd, "pg_dump --version")
+        .await
+        .map_err(|e| PgError::Tools(format!("no usable pg_dump {where_}: {e}")))?;
+    let (major, version) = parse_version(&out)
         .ok_or_else(|| PgError::Tools(format!("pg_dump {where_} did not print a version")))?;
     if major < server_major {
         return Err(PgError::Tools(format!(

@@ -2,9 +2,14 @@
 //! Docker exec API. The container (busybox, host network) sees the host's PostgreSQL client
 //! tools at /opt/amber-pgbin, a path that does not exist on the host: a tool run on the host by
 //! mistake fails. The whole conformance suite runs through it against the stack's Postgres.
-// test-lane: stores (uses the Postgres cluster or Neo4j, whose global state other tests change)
+//!
+//! Here, in the integration crate, because it needs the Postgres driver and amber-dr-docker
+//! together: the driver asks core for a tool runner, and the Docker one is registered by
+//! `amber_dr_docker::register_tool_runner()` as the `amber-dr` binary does.
+// test-lane: stores (the conformance suite against the stack's Postgres cluster)
 #![allow(missing_docs, clippy::unwrap_used)]
 
+#[path = "../../amber-dr-postgres/tests/common/mod.rs"]
 mod common;
 
 use std::process::Command;
@@ -141,6 +146,7 @@ impl Fixture for Fx {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conformance_suite_with_the_tools_in_a_container() {
+    amber_dr_docker::register_tool_runner();
     let Some(pg) = Pg::from_env() else { return };
     let Some(tc) = ToolsContainer::start(&pg) else {
         return;
@@ -155,6 +161,7 @@ async fn conformance_suite_with_the_tools_in_a_container() {
 
 #[tokio::test]
 async fn a_missing_container_or_tools_are_clear_errors() {
+    amber_dr_docker::register_tool_runner();
     let Some(pg) = Pg::from_env() else { return };
     let Some(tc) = ToolsContainer::start(&pg) else {
         return;

@@ -1,0 +1,219 @@
+//! The staged directory swap: a restored tree is built in a staging directory beside its
+//! target and only then swapped in with two renames, so that a failed or refused restore leaves
+//! the old directory exactly as it was.
+//!
+//! Beside a target `DIR` live, for the time of one restore by process `PID`:
+//! `.DIR.amber-dr-staging-PID` (the new tree being filled) and `.DIR.amber-dr-old-PID` (the old
+//! tree between the two renames, removed last). A staging directory whose process is gone is
+//! removed at the next restore; a set-aside directory is never removed automatically (it may be
+//! the only copy of the old data), the restore warns about it instead.
+
+use std::path::{Path, PathBuf};
+
+use crate::{Error, RestoreReport, Result};
+
+/// The error of a swap that could not be done, on behalf of component `name` of `kind`.
+fn swap_err(kind: &str, name: &str, message: String) -> Error {
+    Error::component(name, kind, "restore", message)
+}
+
+fn no_parent(kind: &str, name: &str, target: &Path) -> Error {
+    swap_err(
+        kind,
+        name,
+        format!(
+            "target `{}` has no parent directory to restore beside",
+            target.display()
+        ),
+    )
+}
+
+fn rename_failed(kind: &str, name: &str, target: &Path, source: std::io::Error) -> Error {
+    swap_err(
+        kind,
+        name,
+        format!(
+            "cannot swap the restored directory into `{}`: {source}; the old directory is unchanged",
+            target.display()
+        ),
+    )
+}
+
+/// The parent directory and the file name of `target`.
+fn split(kind: &str, name: &str, target: &Path) -> Result<(PathBuf, String)> {
+    let parent = target
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
+    let Some(file) = target.file_name().map(|n| n.to_string_lossy().into_owned()) else {
+        return Err(no_parent(kind, name, target));
+    };
+    Ok((parent, file))
+}
+
+/// Fill a staging directory beside `target` with `fill`, then swap it in: target → aside,
+/// staging → target (undone if the second rename fails), aside removed. A failed `fill`
+/// removes the staging directory and leaves the target as it was. `exists`: whether the target
+/// exists now (nothing to set aside otherwise). Errors name component `name` of `kind`; a set
+/// aside directory that cannot be removed, and leftovers of interrupted restores, are warnings
+/// of `report`.
+pub async fn replace_dir<T, F, Fut>(
+    kind: &str,
+    name: &str,
+    target: &Path,
+    exists: bool,
+    report: &mut RestoreReport,
+    fill: F,
+) -> Result<T>
+where
+    F: FnOnce(PathBuf) -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let (parent, file) = split(kind, name, target)?;
+    if !parent.is_dir() {
+        return Err(no_parent(kind, name, target));
+    }
+    let pid = std::process::id();
+    let aside = parent.join(format!(".{file}.amber-dr-old-{pid}"));
+    let staging = parent.join(format!(".{file}.amber-dr-staging-{pid}"));
+    clear_leftovers(&parent, &file, report).await?;
+    tokio::fs::create_dir(&staging)
+        .await
+        .map_err(|e| Error::io("create staging directory", &staging, e))?;
+    let value = match fill(staging.clone()).await {
+        Ok(v) => v,
+        Err(e) => {
+            let _ = tokio::fs::remove_dir_all(&staging).await;
+            return Err(e);
+        }
+    };
+    if exists {
+        if let Err(source) = tokio::fs::rename(target, &aside).await {
+            let _ = tokio::fs::remove_dir_all(&staging).await;
+            return Err(rename_failed(kind, name, target, source));
+        }
+    }
+    if let Err(source) = tokio::fs::rename(&staging, target).await {
+        if exists {
+            let _ = tokio::fs::rename(&aside, target).await;
+        }
+        let _ = tokio::fs::remove_dir_all(&staging).await;
+        return Err(rename_failed(kind, name, target, source));
+    }
+    if exists {
+        if let Err(e) = tokio::fs::remove_dir_all(&aside).await {
+            report.warnings.push(format!(
+                "restored, but the old directory `{}` could not be removed: {e}",
+                aside.display()
+            ));
+        }
+    }
+    Ok(value)
+}
+
+/// Remove `target` the way a swap replaces it: renamed aside first (so that it disappears at
+/// once), then deleted. Nothing is done when it does not exist.
+pub async fn remove_dir(kind: &str, name: &str, target: &Path, exists: bool) -> Result<()> {
+    let (parent, file) = split(kind, name, target)?;
+    if !exists {
+        return Ok(());
+    }
+    let aside = parent.join(format!(".{file}.amber-dr-old-{}", std::process::id()));
+    tokio::fs::rename(target, &aside)
+        .await
+        .map_err(|source| rename_failed(kind, name, target, source))?;
+    tokio::fs::remove_dir_all(&aside)
+        .await
+        .map_err(|e| Error::io("remove old directory", &aside, e))
+}
+
+/// Remove staging directories of earlier restores whose process is gone (an interrupted
+/// restore), and point out directories set aside by a restore that died between its two
+/// renames: those may hold the only copy of the old data, so they are never deleted here.
+async fn clear_leftovers(parent: &Path, name: &str, report: &mut RestoreReport) -> Result<()> {
+    let staging_prefix = format!(".{name}.amber-dr-staging-");
+    let old_prefix = format!(".{name}.amber-dr-old-");
+    let mut rd = match tokio::fs::read_dir(parent).await {
+        Ok(rd) => rd,
+        Err(e) => return Err(Error::io("list", parent, e)),
+    };
+    while let Ok(Some(e)) = rd.next_entry().await {
+        let n = e.file_name().to_string_lossy().into_owned();
+        let pid_of = |prefix: &str| n.strip_prefix(prefix).and_then(|p| p.parse::<u32>().ok());
+        if let Some(pid) = pid_of(&staging_prefix) {
+            if pid == std::process::id() || !Path::new(&format!("/proc/{pid}")).exists() {
+                tokio::fs::remove_dir_all(e.path())
+                    .await
+                    .map_err(|err| Error::io("remove stale staging directory", e.path(), err))?;
+            }
+        } else if pid_of(&old_prefix).is_some_and(|pid| pid != std::process::id()) {
+            report.warnings.push(format!(
+                "`{}` was set aside by an interrupted restore and may hold older data; remove it when it is no longer needed",
+                e.path().display()
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_failed_fill_leaves_the_target_and_no_staging_directory() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let target = tmp.path().join("data");
+        std::fs::create_dir(&target).expect("mkdir");
+        std::fs::write(target.join("old"), b"old").expect("write");
+        let mut report = RestoreReport::default();
+        let err = replace_dir("files", "t", &target, true, &mut report, |st| async move {
+            std::fs::write(st.join("new"), b"new").expect("write");
+            Err::<(), _>(Error::Other("refused".into()))
+        })
+        .await
+        .expect_err("fill failed");
+        assert_eq!(err.to_string(), "refused");
+        assert_eq!(std::fs::read(target.join("old")).expect("old"), b"old");
+        let names: Vec<_> = std::fs::read_dir(tmp.path())
+            .expect("ls")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("data")]);
+    }
+
+    #[tokio::test]
+    async fn a_swap_replaces_the_target_and_clears_stale_staging_but_keeps_set_aside_data() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let target = tmp.path().join("data");
+        std::fs::create_dir(&target).expect("mkdir");
+        std::fs::write(target.join("old"), b"old").expect("write");
+        // Beyond any pid_max: the leftovers of a restore whose process is gone.
+        let stale = tmp.path().join(".data.amber-dr-staging-999999999");
+        let aside = tmp.path().join(".data.amber-dr-old-999999999");
+        std::fs::create_dir(&stale).expect("mkdir");
+        std::fs::create_dir(&aside).expect("mkdir");
+        let mut report = RestoreReport::default();
+        let n = replace_dir("files", "t", &target, true, &mut report, |st| async move {
+            std::fs::write(st.join("new"), b"new").expect("write");
+            Ok(7)
+        })
+        .await
+        .expect("swap");
+        assert_eq!(n, 7);
+        assert!(!target.join("old").exists());
+        assert_eq!(std::fs::read(target.join("new")).expect("new"), b"new");
+        assert!(!stale.exists(), "stale staging directory kept");
+        assert!(aside.exists(), "set-aside data removed");
+        assert!(
+            report.warnings.iter().any(|w| w.contains("interrupted")),
+            "{:?}",
+            report.warnings
+        );
+        remove_dir("files", "t", &target, true)
+            .await
+            .expect("remove");
+        assert!(!target.exists());
+    }
+}
