@@ -419,53 +419,11 @@ pub trait Component: Send + Sync + std::fmt::Debug {
         opts: &RestoreOptions,
     ) -> Result<RestoreReport>;
 
-    /// The files of the shell runbook's backup directory (`./backups/<id>/postgres.sql`,
-    /// `uploads.tar.gz`, ...; see [`crate::legacy::RUNBOOK_FILES`]) this driver restores with
-    /// [`Self::restore_legacy`]. Default: none.
-    fn legacy_files(&self) -> Vec<&'static str> {
-        Vec::new()
-    }
-
-    /// Runbook files this driver could restore if its config said how, each with what to set
-    /// (e.g. `minio_data.tar.gz`: "set `legacy_data_dir` ..."). A runbook restore that finds
-    /// such a file unclaimed names it in its refusal. Default: none.
-    fn legacy_hints(&self) -> Vec<(&'static str, String)> {
-        Vec::new()
-    }
-
-    /// Called by the runner before a (not dry-run) runbook restore changes anything: after the
-    /// `before_restore` run hooks (containers of `[docker] stop_during_restore` are stopped)
-    /// and before the safety backup. An error refuses the whole restore, nothing changed: the
-    /// place to refuse what would make [`Self::restore_legacy`] fail half-way through a run
-    /// (a server that must be stopped still answering). Default: nothing to check.
-    async fn check_restore_legacy(
-        &self,
-        file: &std::path::Path,
-        opts: &RestoreOptions,
-    ) -> Result<()> {
-        let _ = (file, opts);
-        Ok(())
-    }
-
-    /// Restore from `file`, one of [`Self::legacy_files`] in a runbook backup directory.
-    /// There is no record to compare with: the driver must prove the whole file decodes before
-    /// it replaces live data. `cx` gives the repository (for overlap checks) and progress; its
-    /// backup id is the directory's path. Default: unsupported.
-    async fn restore_legacy(
-        &self,
-        cx: &RestoreContext,
-        file: &std::path::Path,
-        opts: &RestoreOptions,
-    ) -> Result<RestoreReport> {
-        let _ = (cx, opts);
-        Err(Error::config(
-            format!("restore of `{}`", self.name()),
-            format!(
-                "the {} driver cannot restore the runbook file `{}`",
-                self.kind(),
-                file.display()
-            ),
-        ))
+    /// The import of the shell runbook's backup files, if this driver opts in (see
+    /// [`crate::legacy::LegacyImport`]; `Some(self)` from a driver that implements it).
+    /// Default: none.
+    fn legacy(&self) -> Option<&dyn crate::legacy::LegacyImport> {
+        None
     }
 }
 

@@ -1,22 +1,66 @@
 //! The shell runbook's backup directories (`./backups/YYYYMMDD_HHMMSS/`), restored through
-//! the drivers that claim their files (see [`crate::Component::legacy_files`]).
+//! the drivers that opt in with a [`LegacyImport`] ([`crate::Component::legacy`]).
+//!
+//! Core knows no runbook file name: each driver names the files it restores (or could, if
+//! configured), and the program says which files make up a complete runbook backup
+//! ([`crate::Runner::with_runbook_files`]; the CLI passes the four of Amber's runbook, named
+//! by the driver crates).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use async_trait::async_trait;
 use serde::Serialize;
 
-use crate::component::Component;
-use crate::runner::Selection;
+use crate::component::{Component, RestoreContext, RestoreOptions, RestoreReport};
+use crate::selection::Selection;
 use crate::{Error, Result};
 
-/// The files the runbook's `backup.sh` writes into each backup directory.
-pub const RUNBOOK_FILES: &[&str] = &[
-    "postgres.sql",
-    "neo4j.cypher",
-    "minio_data.tar.gz",
-    "uploads.tar.gz",
-];
+/// A driver's import of a file of the shell runbook's backup directories: optional, separate
+/// from the [`Component`] trait; a driver opts in by returning itself from
+/// [`Component::legacy`].
+#[async_trait]
+pub trait LegacyImport: Send + Sync {
+    /// The runbook files (`postgres.sql`, `uploads.tar.gz`, ...) this component restores with
+    /// [`Self::restore_legacy`], as configured.
+    fn legacy_files(&self) -> Vec<&'static str>;
+
+    /// Runbook files this driver could restore if its config said how, each with what to set
+    /// (e.g. `minio_data.tar.gz`: "set `legacy_data_dir` ..."). A runbook restore that finds
+    /// such a file unclaimed names it in its refusal. Default: none.
+    fn legacy_hints(&self) -> Vec<(&'static str, String)> {
+        Vec::new()
+    }
+
+    /// Called by the runner before a (not dry-run) runbook restore changes anything: after the
+    /// `before_restore` run hooks (containers of `[docker] stop_during_restore` are stopped)
+    /// and before the safety backup. An error refuses the whole restore, nothing changed: the
+    /// place to refuse what would make [`Self::restore_legacy`] fail half-way through a run
+    /// (a server that must be stopped still answering). Default: nothing to check.
+    async fn check_restore_legacy(&self, file: &Path, opts: &RestoreOptions) -> Result<()> {
+        let _ = (file, opts);
+        Ok(())
+    }
+
+    /// Restore from `file`, one of [`Self::legacy_files`] in a runbook backup directory.
+    /// There is no record to compare with: the driver must prove the whole file decodes before
+    /// it replaces live data. `cx` gives the repository (for overlap checks) and progress; its
+    /// backup id is the directory's path.
+    async fn restore_legacy(
+        &self,
+        cx: &RestoreContext,
+        file: &Path,
+        opts: &RestoreOptions,
+    ) -> Result<RestoreReport>;
+}
+
+fn legacy_files_of(c: &Arc<dyn Component>) -> Vec<&'static str> {
+    c.legacy().map(|l| l.legacy_files()).unwrap_or_default()
+}
+
+fn legacy_hints_of(c: &Arc<dyn Component>) -> Vec<(&'static str, String)> {
+    c.legacy().map(|l| l.legacy_hints()).unwrap_or_default()
+}
 
 /// One file of a runbook directory and what restores it.
 #[derive(Debug, Clone, Serialize)]
@@ -30,7 +74,7 @@ pub struct LegacyPart {
     /// The configured component that restores it, if any.
     pub component: Option<String>,
     /// When no component restores it: what to configure so that one does (from
-    /// [`Component::legacy_hints`]).
+    /// [`LegacyImport::legacy_hints`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hint: Option<String>,
 }
@@ -40,7 +84,8 @@ pub struct LegacyPart {
 pub struct LegacyPlan {
     /// The directory.
     pub dir: PathBuf,
-    /// Every runbook file (present or not) and every other file a driver claims.
+    /// Every file of a complete runbook backup (present or not), every file a configured
+    /// driver claims, and every file one could restore if configured.
     pub parts: Vec<LegacyPart>,
 }
 
@@ -49,7 +94,7 @@ pub struct LegacyPlan {
 fn claimant(components: &[Arc<dyn Component>], file: &str) -> Result<Option<String>> {
     let claiming: Vec<&Arc<dyn Component>> = components
         .iter()
-        .filter(|c| c.legacy_files().contains(&file))
+        .filter(|c| legacy_files_of(c).contains(&file))
         .collect();
     match claiming.as_slice() {
         [] => Ok(None),
@@ -79,8 +124,14 @@ fn hint_prefix(component: &str) -> String {
 }
 
 impl LegacyPlan {
-    /// Look at `dir` and match its files with `components`.
-    pub fn inspect(dir: &Path, components: &[Arc<dyn Component>]) -> Result<Self> {
+    /// Look at `dir` and match its files with `components`. `runbook_files` are the files of a
+    /// complete runbook backup (see [`crate::Runner::with_runbook_files`]): without `--only`,
+    /// each must be there and restored.
+    pub fn inspect(
+        dir: &Path,
+        components: &[Arc<dyn Component>],
+        runbook_files: &[&'static str],
+    ) -> Result<Self> {
         let meta =
             std::fs::metadata(dir).map_err(|e| Error::io("open runbook directory", dir, e))?;
         if !meta.is_dir() {
@@ -89,9 +140,10 @@ impl LegacyPlan {
                 format!("`{}` is not a directory", dir.display()),
             ));
         }
-        let mut files: Vec<&'static str> = RUNBOOK_FILES.to_vec();
+        let mut files: Vec<&'static str> = runbook_files.to_vec();
         for c in components {
-            for f in c.legacy_files() {
+            let hinted = legacy_hints_of(c).into_iter().map(|(f, _)| f);
+            for f in legacy_files_of(c).into_iter().chain(hinted) {
                 if !files.contains(&f) {
                     files.push(f);
                 }
@@ -109,7 +161,7 @@ impl LegacyPlan {
             let component = claimant(components, file)?;
             let hint = if component.is_none() {
                 components.iter().find_map(|c| {
-                    c.legacy_hints()
+                    legacy_hints_of(c)
                         .into_iter()
                         .find(|(f, _)| *f == file)
                         .map(|(_, h)| format!("{}{h}", hint_prefix(c.name())))
@@ -131,10 +183,11 @@ impl LegacyPlan {
         })
     }
 
-    /// The parts to restore for `selection`. Without `--only`/`--skip`, every runbook file must
-    /// be present, non-empty and claimed by a configured component; otherwise the restore is
-    /// refused with the list of what is missing. With a selection, only the selected
-    /// components' files must be there.
+    /// The parts to restore for `selection`. Without `--only`/`--skip`, every part (every
+    /// runbook file, and every file a configured driver claims or could claim) must be present,
+    /// non-empty and claimed by a configured component; otherwise the restore is refused with
+    /// the list of what is missing. With a selection, only the selected components' files must
+    /// be there.
     pub fn select(&self, selection: &Selection) -> Result<Vec<&LegacyPart>> {
         let claimed: Vec<&str> = self
             .parts
@@ -175,8 +228,7 @@ impl LegacyPlan {
                 .component
                 .as_deref()
                 .is_some_and(|c| names.iter().any(|n| n == c));
-            let runbook = RUNBOOK_FILES.contains(&p.file.as_str());
-            if !selected && (explicit || !runbook) {
+            if !selected && explicit {
                 continue;
             }
             match (p.size, &p.component) {

@@ -42,7 +42,7 @@ pub use component::{
 pub use crypto::EncryptionConfig;
 pub use error::{Error, Result};
 pub use hooks::{HookContext, RunHooks};
-pub use legacy::{LegacyPart, LegacyPlan, RUNBOOK_FILES};
+pub use legacy::{LegacyImport, LegacyPart, LegacyPlan};
 pub use manifest::{
     ArtifactRecord, BackupPurpose, BackupStatus, ComponentRecord, ComponentStatus, Manifest,
     FORMAT_VERSION,

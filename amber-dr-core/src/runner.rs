@@ -218,6 +218,7 @@ pub struct Runner {
     parallelism: usize,
     hooks: Option<Arc<dyn RunHooks>>,
     cancel: Option<CancellationToken>,
+    runbook_files: Vec<&'static str>,
 }
 
 impl std::fmt::Debug for Runner {
@@ -242,7 +243,23 @@ impl Runner {
             parallelism: 4,
             hooks: None,
             cancel: None,
+            runbook_files: Vec::new(),
         }
+    }
+
+    /// The files of a complete shell-runbook backup directory, named by the drivers that
+    /// restore them (the CLI: `postgres.sql`, `neo4j.cypher`, `minio_data.tar.gz`,
+    /// `uploads.tar.gz`). [`Self::restore_legacy`] without a selection refuses a directory in
+    /// which one of them is missing or unclaimed. Default: none (only the files the
+    /// configured drivers claim).
+    pub fn with_runbook_files(mut self, files: Vec<&'static str>) -> Self {
+        self.runbook_files = files;
+        self
+    }
+
+    /// See [`Self::with_runbook_files`].
+    pub fn runbook_files(&self) -> &[&'static str] {
+        &self.runbook_files
     }
 
     /// Abandon a run when `token` is cancelled: its work is dropped, the hooks undo their
@@ -628,7 +645,7 @@ impl Runner {
         dir: &std::path::Path,
         plan: &RestorePlanOptions,
     ) -> Result<RestoreOutcome> {
-        let legacy = LegacyPlan::inspect(dir, &self.components)?;
+        let legacy = LegacyPlan::inspect(dir, &self.components, &self.runbook_files)?;
         let mut targets = Vec::new();
         for part in legacy.select(&plan.selection)? {
             let name = part.component.as_deref().unwrap_or_default();
@@ -704,7 +721,8 @@ impl Runner {
             // safety backup and before any component is touched.
             for (c, src) in &targets {
                 if let Source::Legacy(file) = src {
-                    c.check_restore_legacy(file, &plan.options_for(c.name()))
+                    legacy_import(c)?
+                        .check_restore_legacy(file, &plan.options_for(c.name()))
                         .await?;
                 }
             }
@@ -749,7 +767,10 @@ impl Runner {
                 set.spawn(async move {
                     let res = match &rec {
                         Source::Record(rec) => c.restore(&cx, rec, &opts).await,
-                        Source::Legacy(file) => c.restore_legacy(&cx, file, &opts).await,
+                        Source::Legacy(file) => match legacy_import(&c) {
+                            Ok(l) => l.restore_legacy(&cx, file, &opts).await,
+                            Err(e) => Err(e),
+                        },
                     };
                     let (report, error, usage_error) = match res {
                         Ok(report) => (Some(report), None, false),
@@ -849,6 +870,16 @@ impl Runner {
             locked,
         })
     }
+}
+
+/// The runbook import of `c` (the legacy plan only picks components that have one).
+fn legacy_import(c: &Arc<dyn Component>) -> Result<&dyn crate::legacy::LegacyImport> {
+    c.legacy().ok_or_else(|| {
+        Error::config(
+            format!("restore of `{}`", c.name()),
+            format!("the {} driver cannot restore runbook files", c.kind()),
+        )
+    })
 }
 
 /// The declared restore relations of the selected components that this plan breaks: an error

@@ -6,6 +6,7 @@
 use std::path::Path;
 
 use amber_dr_core::archive::Directory;
+use amber_dr_core::LegacyImport;
 use amber_dr_core::{
     async_trait, Capabilities, Component, ComponentRecord, Probe, RestoreContext, RestoreOptions,
     RestoreReport, Result, SnapshotContext, VerifyContext, VerifyLevel, VerifyReport,
@@ -14,7 +15,7 @@ use amber_dr_core::{
 use crate::config::FilesConfig;
 
 /// The runbook's archive of the uploads directory (`tar czf`).
-const LEGACY_ARCHIVE: &str = "uploads.tar.gz";
+use crate::RUNBOOK_FILE as LEGACY_ARCHIVE;
 
 /// A directory on disk. See the crate docs.
 #[derive(Debug, Clone)]
@@ -88,10 +89,26 @@ impl Component for Files {
         self.dir.verify(cx, record, level).await
     }
 
+    async fn restore(
+        &self,
+        cx: &RestoreContext,
+        record: &ComponentRecord,
+        opts: &RestoreOptions,
+    ) -> Result<RestoreReport> {
+        self.dir.restore(cx, record, opts).await
+    }
+
+    fn legacy(&self) -> Option<&dyn LegacyImport> {
+        Some(self)
+    }
+}
+
+/// The runbook's file, restored without a record (see [`LegacyImport`]).
+#[async_trait]
+impl LegacyImport for Files {
     fn legacy_files(&self) -> Vec<&'static str> {
         vec![LEGACY_ARCHIVE]
     }
-
     /// The runbook's `uploads.tar.gz` (`tar czf` of the directory, with or without its own
     /// name or a longer path as prefix): see [`Files::restore_foreign_archive`].
     async fn restore_legacy(
@@ -102,14 +119,5 @@ impl Component for Files {
     ) -> Result<RestoreReport> {
         self.restore_foreign_archive(cx, file, opts, &["uploads"])
             .await
-    }
-
-    async fn restore(
-        &self,
-        cx: &RestoreContext,
-        record: &ComponentRecord,
-        opts: &RestoreOptions,
-    ) -> Result<RestoreReport> {
-        self.dir.restore(cx, record, opts).await
     }
 }

@@ -14,6 +14,9 @@ use amber_dr_core::{Component, ComponentSpec, Registry, Result};
 /// The driver kind.
 pub const KIND: &str = "files";
 
+/// The shell runbook's file this driver restores (`tar czf` of the uploads directory).
+pub const RUNBOOK_FILE: &str = "uploads.tar.gz";
+
 /// Register the `files` driver.
 pub fn register(registry: &mut Registry) {
     registry.register(KIND, factory);

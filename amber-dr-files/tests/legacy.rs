@@ -81,7 +81,13 @@ async fn runbook_uploads_archives_restore_in_every_layout() {
     common::populate(&live, 9);
     let (repo, _g) = testkit::temp_repo();
     let files: Arc<dyn Component> = Arc::new(Files::new("uploads", FilesConfig::new(&live)));
-    let runner = Runner::new(repo, vec![files]);
+    // The four files of Amber's runbook backups (what the CLI passes).
+    let runner = Runner::new(repo, vec![files]).with_runbook_files(vec![
+        "postgres.sql",
+        "neo4j.cypher",
+        "minio_data.tar.gz",
+        "uploads.tar.gz",
+    ]);
     let archive = runbook.join("uploads.tar.gz");
     // The runbook's own form, an archive of `.`, and one made from `/` with a long prefix.
     for (cwd, what) in [

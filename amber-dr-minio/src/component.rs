@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, HashSet};
 
 use amber_dr_core::blobs::SMALL_BLOB;
+use amber_dr_core::LegacyImport;
 use amber_dr_core::{
     async_trait, BlobRecord, Capabilities, Component, ComponentRecord, Error, Probe, Progress,
     Repository, RestoreContext, RestoreOptions, RestoreReport, Result, SnapshotContext,
@@ -213,14 +214,29 @@ impl Component for Minio {
         Ok(report)
     }
 
+    async fn restore(
+        &self,
+        cx: &RestoreContext,
+        record: &ComponentRecord,
+        opts: &RestoreOptions,
+    ) -> Result<RestoreReport> {
+        self.restore_buckets(cx, record, opts).await
+    }
+
+    fn legacy(&self) -> Option<&dyn LegacyImport> {
+        Some(self)
+    }
+}
+
+/// The runbook's file, restored without a record (see [`LegacyImport`]).
+#[async_trait]
+impl LegacyImport for Minio {
     fn legacy_files(&self) -> Vec<&'static str> {
         self.legacy_data_files()
     }
-
     fn legacy_hints(&self) -> Vec<(&'static str, String)> {
         self.legacy_data_hints()
     }
-
     async fn check_restore_legacy(
         &self,
         file: &std::path::Path,
@@ -228,7 +244,6 @@ impl Component for Minio {
     ) -> Result<()> {
         self.check_legacy_data(file, opts).await
     }
-
     /// The runbook's `minio_data.tar.gz`, extracted into `legacy_data_dir` (see `legacy.rs`).
     async fn restore_legacy(
         &self,
@@ -237,14 +252,6 @@ impl Component for Minio {
         opts: &RestoreOptions,
     ) -> Result<RestoreReport> {
         self.restore_legacy_data(cx, file, opts).await
-    }
-    async fn restore(
-        &self,
-        cx: &RestoreContext,
-        record: &ComponentRecord,
-        opts: &RestoreOptions,
-    ) -> Result<RestoreReport> {
-        self.restore_buckets(cx, record, opts).await
     }
 }
 

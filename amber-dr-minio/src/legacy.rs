@@ -19,7 +19,7 @@ use amber_dr_core::{
 use crate::{Minio, KIND};
 
 /// The runbook's archive of MinIO's data volume.
-pub(crate) const LEGACY_ARCHIVE: &str = "minio_data.tar.gz";
+pub(crate) use crate::RUNBOOK_FILE as LEGACY_ARCHIVE;
 /// Names the volume's root may have inside the archive besides the data directory's own:
 /// `data/` (`tar czf ... /data` in a container that mounts the volume at `/data`) and `_data/`
 /// (`tar czf ... -C /var/lib/docker/volumes/<volume> _data`).

@@ -19,6 +19,10 @@ use amber_dr_core::{Component, ComponentSpec, Registry, Result};
 /// The driver kind.
 pub const KIND: &str = "minio";
 
+/// The shell runbook's file this driver restores with `legacy_data_dir` (`tar czf` of
+/// MinIO's data volume).
+pub const RUNBOOK_FILE: &str = "minio_data.tar.gz";
+
 /// Register the `minio` driver.
 pub fn register(registry: &mut Registry) {
     registry.register(KIND, factory);

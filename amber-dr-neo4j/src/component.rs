@@ -2,6 +2,7 @@
 
 use std::future::Future;
 
+use amber_dr_core::LegacyImport;
 use amber_dr_core::{
     async_trait, Capabilities, Component, ComponentRecord, Error, Probe, RestoreContext,
     RestoreOptions, RestoreReport, Result, SnapshotContext, SnapshotPurpose, VerifyContext,
@@ -23,7 +24,7 @@ pub(crate) const NODES: &str = "nodes.jsonl";
 pub(crate) const RELS: &str = "relationships.jsonl";
 
 /// The runbook's APOC export.
-const LEGACY_CYPHER: &str = "neo4j.cypher";
+use crate::RUNBOOK_FILE as LEGACY_CYPHER;
 /// The temporary label, property and index that link relationships to restored nodes.
 pub(crate) const TMP_LABEL: &str = "_AmberDrRestore";
 pub(crate) const TMP_ID: &str = "__amber_dr_id";
@@ -669,10 +670,88 @@ impl Component for Neo4j {
         Ok(report)
     }
 
+    async fn restore(
+        &self,
+        cx: &RestoreContext,
+        rec: &ComponentRecord,
+        opts: &RestoreOptions,
+    ) -> Result<RestoreReport> {
+        let op = "restore";
+        let db = opts
+            .target
+            .clone()
+            .unwrap_or_else(|| self.cfg.database.clone());
+        let mut report = RestoreReport::default();
+        if opts.dry_run {
+            report.actions.push(format!(
+                "would check every artifact, then empty database `{db}` on {} and load {} nodes and {} relationships",
+                self.cfg.uri,
+                rec.stat_u64("nodes").unwrap_or(0),
+                rec.stat_u64("relationships").unwrap_or(0)
+            ));
+            return Ok(report);
+        }
+        // Prove the backup readable before the database is touched.
+        cx.progress().set_phase("checking the backup");
+        let (schema, tally) = self.decode_all(cx, rec).await?;
+        let diffs = tally.differences(rec);
+        if !diffs.is_empty() {
+            return Err(Error::Corrupt {
+                artifact: rec.artifact(NODES)?.path.clone(),
+                message: format!("the artifacts differ from the record: {}", diffs.join("; ")),
+            });
+        }
+        report.actions.push(format!(
+            "checked the backup: {} nodes, {} relationships, {} schema items",
+            tally.nodes,
+            tally.rels,
+            schema.len()
+        ));
+        let g = self.connect(&db).await.map_err(|e| self.err(op, e))?;
+        if tally.left_out > 0 {
+            report.warnings.push(format!(
+                "{} relationship(s) of the backup end at nodes it does not hold (an earlier amber-dr wrote them while the graph changed): restored without them",
+                tally.left_out
+            ));
+        }
+        let live = self
+            .restore_into(cx, rec, &g, &db, &schema, &tally, &mut report)
+            .await?;
+        let diffs = live.differences_from(&tally.restorable());
+        if !diffs.is_empty() {
+            return Err(self.err(
+                op,
+                Neo4jError::Mismatch {
+                    uri: self.cfg.uri.clone(),
+                    db: db.clone(),
+                    detail: diffs.join("; "),
+                },
+            ));
+        }
+        report.stats.insert("nodes".into(), live.nodes.into());
+        report
+            .stats
+            .insert("relationships".into(), live.rels.into());
+        report
+            .stats
+            .insert("fingerprint".into(), live.fingerprint().into());
+        report
+            .actions
+            .push("the restored graph matches the backup's counts and fingerprint".into());
+        Ok(report)
+    }
+
+    fn legacy(&self) -> Option<&dyn LegacyImport> {
+        Some(self)
+    }
+}
+
+/// The runbook's file, restored without a record (see [`LegacyImport`]).
+#[async_trait]
+impl LegacyImport for Neo4j {
     fn legacy_files(&self) -> Vec<&'static str> {
         vec![LEGACY_CYPHER]
     }
-
     /// The runbook's `neo4j.cypher` (`apoc.export.cypher.all`, cypher-shell format): read
     /// through once first (every statement must be complete and every `:begin` closed, or
     /// nothing changes), then the database (or `--target`) is emptied — constraints, indexes,
@@ -759,77 +838,6 @@ impl Component for Neo4j {
         ));
         report.stats.insert("nodes".into(), nodes.into());
         report.stats.insert("relationships".into(), rels.into());
-        Ok(report)
-    }
-
-    async fn restore(
-        &self,
-        cx: &RestoreContext,
-        rec: &ComponentRecord,
-        opts: &RestoreOptions,
-    ) -> Result<RestoreReport> {
-        let op = "restore";
-        let db = opts
-            .target
-            .clone()
-            .unwrap_or_else(|| self.cfg.database.clone());
-        let mut report = RestoreReport::default();
-        if opts.dry_run {
-            report.actions.push(format!(
-                "would check every artifact, then empty database `{db}` on {} and load {} nodes and {} relationships",
-                self.cfg.uri,
-                rec.stat_u64("nodes").unwrap_or(0),
-                rec.stat_u64("relationships").unwrap_or(0)
-            ));
-            return Ok(report);
-        }
-        // Prove the backup readable before the database is touched.
-        cx.progress().set_phase("checking the backup");
-        let (schema, tally) = self.decode_all(cx, rec).await?;
-        let diffs = tally.differences(rec);
-        if !diffs.is_empty() {
-            return Err(Error::Corrupt {
-                artifact: rec.artifact(NODES)?.path.clone(),
-                message: format!("the artifacts differ from the record: {}", diffs.join("; ")),
-            });
-        }
-        report.actions.push(format!(
-            "checked the backup: {} nodes, {} relationships, {} schema items",
-            tally.nodes,
-            tally.rels,
-            schema.len()
-        ));
-        let g = self.connect(&db).await.map_err(|e| self.err(op, e))?;
-        if tally.left_out > 0 {
-            report.warnings.push(format!(
-                "{} relationship(s) of the backup end at nodes it does not hold (an earlier amber-dr wrote them while the graph changed): restored without them",
-                tally.left_out
-            ));
-        }
-        let live = self
-            .restore_into(cx, rec, &g, &db, &schema, &tally, &mut report)
-            .await?;
-        let diffs = live.differences_from(&tally.restorable());
-        if !diffs.is_empty() {
-            return Err(self.err(
-                op,
-                Neo4jError::Mismatch {
-                    uri: self.cfg.uri.clone(),
-                    db: db.clone(),
-                    detail: diffs.join("; "),
-                },
-            ));
-        }
-        report.stats.insert("nodes".into(), live.nodes.into());
-        report
-            .stats
-            .insert("relationships".into(), live.rels.into());
-        report
-            .stats
-            .insert("fingerprint".into(), live.fingerprint().into());
-        report
-            .actions
-            .push("the restored graph matches the backup's counts and fingerprint".into());
         Ok(report)
     }
 }

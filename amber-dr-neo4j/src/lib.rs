@@ -23,6 +23,9 @@ use amber_dr_core::{Component, ComponentSpec, Registry, Result};
 /// The driver kind.
 pub const KIND: &str = "neo4j";
 
+/// The shell runbook's file this driver restores (`apoc.export.cypher.all`).
+pub const RUNBOOK_FILE: &str = "neo4j.cypher";
+
 /// Register the `neo4j` driver.
 pub fn register(registry: &mut Registry) {
     registry.register(KIND, factory);

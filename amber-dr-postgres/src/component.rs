@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use amber_dr_core::tool::{self, ToolRunner};
+use amber_dr_core::LegacyImport;
 use amber_dr_core::{
     async_trait, Capabilities, Component, ComponentRecord, Error, Probe, RestoreContext,
     RestoreOptions, RestoreReport, Result, SnapshotContext, VerifyContext, VerifyLevel,
@@ -283,10 +284,26 @@ impl Component for Postgres {
         self.verify_dumps(cx, record, level).await
     }
 
+    async fn restore(
+        &self,
+        cx: &RestoreContext,
+        record: &ComponentRecord,
+        opts: &RestoreOptions,
+    ) -> Result<RestoreReport> {
+        self.restore_record(cx, record, opts).await
+    }
+
+    fn legacy(&self) -> Option<&dyn LegacyImport> {
+        Some(self)
+    }
+}
+
+/// The runbook's file, restored without a record (see [`LegacyImport`]).
+#[async_trait]
+impl LegacyImport for Postgres {
     fn legacy_files(&self) -> Vec<&'static str> {
         vec![LEGACY_SQL]
     }
-
     /// The runbook's `postgres.sql`: see `legacy.rs`.
     async fn restore_legacy(
         &self,
@@ -295,15 +312,6 @@ impl Component for Postgres {
         opts: &RestoreOptions,
     ) -> Result<RestoreReport> {
         self.restore_runbook_sql(cx, file, opts).await
-    }
-
-    async fn restore(
-        &self,
-        cx: &RestoreContext,
-        record: &ComponentRecord,
-        opts: &RestoreOptions,
-    ) -> Result<RestoreReport> {
-        self.restore_record(cx, record, opts).await
     }
 }
 

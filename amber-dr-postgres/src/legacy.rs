@@ -8,7 +8,7 @@ use crate::component::Postgres;
 use crate::roles::legacy_sql_kind;
 
 /// The runbook's plain-SQL dump of the application database.
-pub(crate) const LEGACY_SQL: &str = "postgres.sql";
+pub(crate) use crate::RUNBOOK_FILE as LEGACY_SQL;
 
 impl Postgres {
     /// The runbook's `postgres.sql` (plain `pg_dump` of one database): loaded with

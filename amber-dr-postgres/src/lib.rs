@@ -27,6 +27,9 @@ use amber_dr_core::{Component, ComponentSpec, Registry, Result};
 /// The driver kind.
 pub const KIND: &str = "postgres";
 
+/// The shell runbook's file this driver restores (`pg_dump` as plain SQL).
+pub const RUNBOOK_FILE: &str = "postgres.sql";
+
 /// Register the `postgres` driver.
 pub fn register(registry: &mut Registry) {
     registry.register(KIND, factory);

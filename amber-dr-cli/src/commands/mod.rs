@@ -239,12 +239,23 @@ impl Ctx {
                 cfg.map(|c| c.parallelism)
                     .unwrap_or(config::DEFAULT_PARALLELISM),
             )
-            .with_cancellation(self.cancel.clone());
+            .with_cancellation(self.cancel.clone())
+            .with_runbook_files(runbook_files());
         if let Some(sink) = sink {
             runner = runner.with_progress(sink);
         }
         Ok(runner)
     }
+}
+
+/// The files of a complete runbook backup directory, named by the drivers that restore them.
+fn runbook_files() -> Vec<&'static str> {
+    vec![
+        amber_dr_postgres::RUNBOOK_FILE,
+        amber_dr_neo4j::RUNBOOK_FILE,
+        amber_dr_minio::RUNBOOK_FILE,
+        amber_dr_files::RUNBOOK_FILE,
+    ]
 }
 
 // ---------------------------------------------------------------------------------------

@@ -44,7 +44,11 @@ pub(super) async fn restore(ctx: &Ctx, args: &RestoreArgs) -> CmdResult {
     let selection = args.select.selection();
     let (source, names) = match &legacy_dir {
         Some(dir) => {
-            let lp = amber_dr_core::LegacyPlan::inspect(dir, runner.components())?;
+            let lp = amber_dr_core::LegacyPlan::inspect(
+                dir,
+                runner.components(),
+                runner.runbook_files(),
+            )?;
             let names: Vec<String> = lp
                 .select(&selection)?
                 .iter()

@@ -42,38 +42,52 @@ pub enum OnlineOutcome {
 /// populate → writer starts → backup while it writes → writer stops → the backup either failed
 /// with a message (and the next backup, without writers, restores) or it is complete, passes a
 /// full verify, and after `destroy` restores into data that passes [`Writer::check_restored`].
-/// Fails when the writer made no change while the backup ran (the check would prove nothing).
+/// A backup during which the writer made no change is taken again (5 attempts); fails when
+/// none had a change (the check would prove nothing).
 pub async fn writers_during_backup(
     fx: &dyn Fixture,
     writer: &dyn Writer,
     repo: &Repository,
 ) -> Result<OnlineOutcome> {
-    fx.populate(0).await?;
     let r = runner(repo, vec![fx.component(0)]);
-    let stop = AtomicBool::new(false);
-    let changes = AtomicU64::new(0);
-    let write = async {
-        let res = writer.write_until(0, &stop, &changes).await;
-        stop.store(true, Ordering::SeqCst);
-        res
-    };
-    let backup = async {
-        // Let the writer get going first.
-        let start = std::time::Instant::now();
-        while changes.load(Ordering::SeqCst) < 3
-            && !stop.load(Ordering::SeqCst)
-            && start.elapsed() < Duration::from_secs(30)
-        {
-            tokio::time::sleep(Duration::from_millis(10)).await;
+    // A backup can be over before the writer's next change (a small store, a fast machine):
+    // that attempt proves nothing, so it is taken again, a few times at most.
+    let mut attempt = 0;
+    let (backup, during) = loop {
+        attempt += 1;
+        fx.populate(0).await?;
+        let stop = AtomicBool::new(false);
+        let changes = AtomicU64::new(0);
+        let write = async {
+            let res = writer.write_until(0, &stop, &changes).await;
+            stop.store(true, Ordering::SeqCst);
+            res
+        };
+        let backup = async {
+            // Let the writer get going first.
+            let start = std::time::Instant::now();
+            while changes.load(Ordering::SeqCst) < 3
+                && !stop.load(Ordering::SeqCst)
+                && start.elapsed() < Duration::from_secs(30)
+            {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            let before = changes.load(Ordering::SeqCst);
+            let res = r.backup(&BackupOptions::default()).await;
+            let after = changes.load(Ordering::SeqCst);
+            stop.store(true, Ordering::SeqCst);
+            (res, after.saturating_sub(before))
+        };
+        let (written, (backup, during)) = tokio::join!(write, backup);
+        written.map_err(|e| Error::Other(format!("online: the writer failed: {e}")))?;
+        if during > 0 || attempt == 5 {
+            break (backup, during);
         }
-        let before = changes.load(Ordering::SeqCst);
-        let res = r.backup(&BackupOptions::default()).await;
-        let after = changes.load(Ordering::SeqCst);
-        stop.store(true, Ordering::SeqCst);
-        (res, after.saturating_sub(before))
+        tracing::info!(
+            attempt,
+            "online: no change while the backup ran; taking it again"
+        );
     };
-    let (written, (backup, during)) = tokio::join!(write, backup);
-    written.map_err(|e| Error::Other(format!("online: the writer failed: {e}")))?;
     check(during > 0, || {
         "online: the writer made no change while the backup ran; the check proves nothing".into()
     })?;
