@@ -15,8 +15,10 @@
 //! | [`writers_during_backup`] | (called by each driver with its [`Writer`]) a backup taken while an application writes either fails with a message or is complete, verifies and restores into data that holds the writer's invariants |
 //! | [`interrupted_snapshot`] | a stream that breaks mid-write fails the snapshot: no artifact, no complete backup, the next backup works |
 
+mod fake;
 mod online;
 
+pub use fake::{Fake, FakeLog};
 pub use online::{writer_process, writers_during_backup, OnlineOutcome, Writer};
 
 use std::sync::Arc;

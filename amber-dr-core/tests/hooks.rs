@@ -2,24 +2,16 @@
 //! happens into one shared log.
 #![allow(missing_docs, clippy::unwrap_used)]
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
+use amber_dr_core::testkit::{Fake, FakeLog};
 use amber_dr_core::{
-    async_trait, BackupOptions, Capabilities, Component, ComponentRecord, Error, HookContext,
-    Probe, ReadContext, Repository, RepositoryConfig, RestoreOptions, RestorePlanOptions,
-    RestoreReport, Result, RunHooks, Runner, SnapshotContext, VerifyLevel, VerifyReport,
+    async_trait, BackupOptions, Component, Error, HookContext, Repository, RepositoryConfig,
+    RestoreOptions, RestorePlanOptions, Result, RunHooks, Runner,
 };
 
-type Log = Arc<Mutex<Vec<String>>>;
-
-fn push(log: &Log, s: impl Into<String>) {
-    log.lock().unwrap().push(s.into());
-}
-
-fn has(log: &Log, s: &str) -> bool {
-    log.lock().unwrap().iter().any(|e| e == s)
-}
+type Log = FakeLog;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Mode {
@@ -32,69 +24,19 @@ enum Mode {
     Fails,
 }
 
-#[derive(Debug)]
-struct Fake {
-    name: &'static str,
-    mode: Mode,
-    log: Log,
-}
-
-#[async_trait]
-impl Component for Fake {
-    fn kind(&self) -> &'static str {
-        "fake"
-    }
-    fn name(&self) -> &str {
-        self.name
-    }
-    fn capabilities(&self) -> Capabilities {
-        Capabilities::new()
-    }
-    async fn probe(&self) -> Result<Probe> {
-        Ok(Probe::default())
-    }
-    async fn snapshot(&self, cx: &SnapshotContext) -> Result<ComponentRecord> {
-        push(&self.log, format!("{}: start", self.name));
-        match self.mode {
-            Mode::MarksThenWaits => {
-                cx.mark_consistent();
-                push(&self.log, format!("{}: consistent", self.name));
-                let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-                while !has(&self.log, "all_consistent") {
-                    assert!(
-                        tokio::time::Instant::now() < deadline,
-                        "all_consistent never came while {} was still running",
-                        self.name
-                    );
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                }
-            }
-            Mode::Plain => tokio::time::sleep(Duration::from_millis(20)).await,
-            Mode::Fails => {
-                push(&self.log, format!("{}: failed", self.name));
-                return Err(Error::Other("boom".into()));
-            }
+/// The shared test kit's fake, set up for `mode`.
+fn fake(name: &str, mode: Mode, log: &Log) -> Arc<dyn Component> {
+    let f = Fake::new(name).log(log.clone());
+    Arc::new(match mode {
+        Mode::MarksThenWaits => {
+            let log = log.clone();
+            f.hold_until(move || log.contains("all_consistent"))
         }
-        push(&self.log, format!("{}: done", self.name));
-        Ok(ComponentRecord::new("fake", self.name))
-    }
-    async fn verify(
-        &self,
-        cx: &ReadContext,
-        rec: &ComponentRecord,
-        level: VerifyLevel,
-    ) -> Result<VerifyReport> {
-        cx.verify_artifacts(rec, level).await
-    }
-    async fn restore(
-        &self,
-        _: &ReadContext,
-        _: &ComponentRecord,
-        _: &RestoreOptions,
-    ) -> Result<RestoreReport> {
-        push(&self.log, format!("{}: restored", self.name));
-        Ok(RestoreReport::default())
-    }
+        Mode::Plain => f
+            .unmarked()
+            .delays(Duration::ZERO, Duration::from_millis(20)),
+        Mode::Fails => f.failing(),
+    })
 }
 
 #[derive(Debug)]
@@ -107,26 +49,26 @@ struct Hooks {
 #[async_trait]
 impl RunHooks for Hooks {
     async fn before_backup(&self, cx: &HookContext) -> Result<()> {
-        push(&self.log, format!("before_backup {:?}", cx.components));
+        self.log.push(format!("before_backup {:?}", cx.components));
         if self.fail_before_backup {
             return Err(Error::Other("no pause".into()));
         }
         Ok(())
     }
     async fn all_consistent(&self, _: &HookContext) -> Result<()> {
-        push(&self.log, "all_consistent");
+        self.log.push("all_consistent");
         Ok(())
     }
     async fn after_backup(&self, _: &HookContext) -> Result<()> {
-        push(&self.log, "after_backup");
+        self.log.push("after_backup");
         Ok(())
     }
     async fn before_restore(&self, cx: &HookContext) -> Result<()> {
-        push(&self.log, format!("before_restore {:?}", cx.components));
+        self.log.push(format!("before_restore {:?}", cx.components));
         Ok(())
     }
     async fn after_restore(&self, _: &HookContext) -> Result<()> {
-        push(&self.log, "after_restore");
+        self.log.push("after_restore");
         if self.fail_after_restore {
             return Err(Error::Other("container did not start".into()));
         }
@@ -141,16 +83,10 @@ fn setup(
 ) -> (tempfile::TempDir, Runner, Log) {
     let dir = tempfile::tempdir().unwrap();
     let repo = Repository::open(&RepositoryConfig::new(dir.path().to_string_lossy())).unwrap();
-    let log: Log = Arc::default();
+    let log = Log::new();
     let components = comps
         .iter()
-        .map(|(name, mode)| {
-            Arc::new(Fake {
-                name,
-                mode: *mode,
-                log: log.clone(),
-            }) as Arc<dyn Component>
-        })
+        .map(|(name, mode)| fake(name, *mode, &log))
         .collect();
     let hooks = Hooks {
         log: log.clone(),
@@ -174,7 +110,7 @@ async fn consistent_hook_runs_once_every_component_is_consistent_before_the_snap
     let (_d, runner, log) = setup(&[("a", Mode::MarksThenWaits), ("b", Mode::Plain)], 4, false);
     let m = runner.backup(&BackupOptions::default()).await.unwrap();
     assert!(m.is_complete());
-    let log = log.lock().unwrap().clone();
+    let log = log.entries();
     assert_eq!(log[0], r#"before_backup ["a", "b"]"#);
     assert!(pos(&log, "a: consistent") < pos(&log, "all_consistent"));
     // `b` never marks: it is consistent only when its snapshot returns.
@@ -190,7 +126,7 @@ async fn a_component_waiting_for_a_slot_is_not_consistent_yet() {
     // Parallelism 1: `b` starts only after `a` ended, so the hook comes after `b` ran.
     let (_d, runner, log) = setup(&[("a", Mode::Plain), ("b", Mode::Plain)], 1, false);
     runner.backup(&BackupOptions::default()).await.unwrap();
-    let log = log.lock().unwrap().clone();
+    let log = log.entries();
     assert!(
         pos(&log, "b: done") < pos(&log, "all_consistent"),
         "{log:?}"
@@ -203,7 +139,7 @@ async fn a_failed_snapshot_counts_as_consistent_and_the_after_hook_still_runs() 
     let (_d, runner, log) = setup(&[("a", Mode::MarksThenWaits), ("x", Mode::Fails)], 4, false);
     let m = runner.backup(&BackupOptions::default()).await.unwrap();
     assert!(!m.is_complete());
-    let log = log.lock().unwrap().clone();
+    let log = log.entries();
     assert!(pos(&log, "x: failed") < pos(&log, "all_consistent"));
     assert_eq!(log.last().unwrap(), "after_backup");
 }
@@ -213,7 +149,7 @@ async fn a_failing_before_hook_stops_the_backup_before_any_snapshot() {
     let (_d, runner, log) = setup(&[("a", Mode::Plain)], 4, true);
     let err = runner.backup(&BackupOptions::default()).await.unwrap_err();
     assert!(err.to_string().contains("no pause"), "{err}");
-    let log = log.lock().unwrap().clone();
+    let log = log.entries();
     assert!(!log.iter().any(|e| e.starts_with("a:")), "{log:?}");
     assert_eq!(log.last().unwrap(), "after_backup");
     assert!(runner.repository().list().await.unwrap().is_empty());
@@ -223,7 +159,7 @@ async fn a_failing_before_hook_stops_the_backup_before_any_snapshot() {
 async fn restore_hooks_wrap_the_safety_backup_and_the_restore() {
     let (_d, runner, log) = setup(&[("a", Mode::Plain), ("b", Mode::Plain)], 4, false);
     let m = runner.backup(&BackupOptions::default()).await.unwrap();
-    log.lock().unwrap().clear();
+    log.clear();
     let plan = RestorePlanOptions {
         safety_backup: true,
         components: Default::default(),
@@ -231,32 +167,28 @@ async fn restore_hooks_wrap_the_safety_backup_and_the_restore() {
     };
     let o = runner.restore(&m.id, &plan).await.unwrap();
     assert!(o.is_ok());
-    let log = log.lock().unwrap().clone();
-    assert_eq!(log[0], r#"before_restore ["a", "b"]"#);
-    assert!(pos(&log, "before_backup [\"a\", \"b\"]") > 0);
-    assert!(pos(&log, "after_backup") < pos(&log, "a: restored"));
-    assert_eq!(log.last().unwrap(), "after_restore");
+    let entries = log.entries();
+    assert_eq!(entries[0], r#"before_restore ["a", "b"]"#);
+    assert!(pos(&entries, "before_backup [\"a\", \"b\"]") > 0);
+    assert!(pos(&entries, "after_backup") < pos(&entries, "a: restored"));
+    assert_eq!(entries.last().unwrap(), "after_restore");
 
-    // A dry run calls no hook.
-    let before = log.len();
+    // A dry run calls no hook (and restores nothing).
+    let before = log.entries().len();
     let dry = RestorePlanOptions {
         options: RestoreOptions::new().dry_run(true),
         ..Default::default()
     };
     runner.restore(&m.id, &dry).await.unwrap();
-    assert_eq!(before, log.len());
+    assert_eq!(before, log.entries().len(), "{:?}", log.entries());
 }
 
 #[tokio::test]
 async fn an_after_restore_failure_makes_the_outcome_fail() {
     let dir = tempfile::tempdir().unwrap();
     let repo = Repository::open(&RepositoryConfig::new(dir.path().to_string_lossy())).unwrap();
-    let log: Log = Arc::default();
-    let c = Arc::new(Fake {
-        name: "a",
-        mode: Mode::Plain,
-        log: log.clone(),
-    }) as Arc<dyn Component>;
+    let log = Log::new();
+    let c = fake("a", Mode::Plain, &log);
     let runner = Runner::new(repo, vec![c]).with_hooks(Arc::new(Hooks {
         log: log.clone(),
         fail_before_backup: false,

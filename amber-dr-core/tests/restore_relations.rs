@@ -4,67 +4,21 @@
 //! against the drivers' declared capabilities the same way.
 #![allow(missing_docs, clippy::unwrap_used)]
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
+use amber_dr_core::testkit::{Fake, FakeLog};
 use amber_dr_core::{
-    async_trait, BackupOptions, Capabilities, Component, ComponentRecord, Probe, ReadContext,
-    Repository, RepositoryConfig, RestoreOptions, RestorePlanOptions, RestoreRelation,
-    RestoreReport, Result, Runner, Selection, SnapshotContext, VerifyLevel, VerifyReport,
+    BackupOptions, Capabilities, Component, Repository, RepositoryConfig, RestoreOptions,
+    RestorePlanOptions, RestoreRelation, Runner, Selection,
 };
 
-/// Records its restores; declares the relations it is given.
-#[derive(Debug)]
-struct Rel {
-    name: &'static str,
-    relations: Vec<RestoreRelation>,
-    caps: Capabilities,
-    restored: Arc<Mutex<Vec<String>>>,
-}
-
-#[async_trait]
-impl Component for Rel {
-    fn kind(&self) -> &'static str {
-        "rel"
-    }
-    fn name(&self) -> &str {
-        self.name
-    }
-    fn capabilities(&self) -> Capabilities {
-        self.caps
-    }
-    fn restore_relations(&self) -> Vec<RestoreRelation> {
-        self.relations.clone()
-    }
-    async fn probe(&self) -> Result<Probe> {
-        Ok(Probe::default())
-    }
-    async fn snapshot(&self, _: &SnapshotContext) -> Result<ComponentRecord> {
-        Ok(ComponentRecord::new("rel", self.name))
-    }
-    async fn verify(
-        &self,
-        cx: &ReadContext,
-        rec: &ComponentRecord,
-        level: VerifyLevel,
-    ) -> Result<VerifyReport> {
-        cx.verify_artifacts(rec, level).await
-    }
-    async fn restore(
-        &self,
-        _: &ReadContext,
-        _: &ComponentRecord,
-        opts: &RestoreOptions,
-    ) -> Result<RestoreReport> {
-        let mut what = self.name.to_string();
-        if let Some(t) = &opts.target {
-            what.push_str(&format!(" into {t}"));
-        }
-        if !opts.items.is_empty() {
-            what.push_str(&format!(" only {}", opts.items.join(",")));
-        }
-        self.restored.lock().unwrap().push(what);
-        Ok(RestoreReport::default())
-    }
+/// The restores the fakes logged (`NAME: restored ...`), without the name prefix's colon.
+fn restored(log: &FakeLog) -> Vec<String> {
+    log.entries()
+        .into_iter()
+        .filter(|e| e.contains(": restored"))
+        .map(|e| e.replacen(": restored", "", 1))
+        .collect()
 }
 
 fn plan(only: &[&str], force: bool) -> RestorePlanOptions {
@@ -83,14 +37,9 @@ fn plan(only: &[&str], force: bool) -> RestorePlanOptions {
 async fn relations_are_enforced_unless_forced() {
     let dir = tempfile::tempdir().unwrap();
     let repo = Repository::open(&RepositoryConfig::new(dir.path().to_string_lossy())).unwrap();
-    let restored = Arc::new(Mutex::new(Vec::new()));
-    let comp = |name, relations| {
-        Arc::new(Rel {
-            name,
-            relations,
-            caps: Capabilities::new(),
-            restored: restored.clone(),
-        }) as Arc<dyn Component>
+    let log = FakeLog::new();
+    let comp = |name: &str, relations| {
+        Arc::new(Fake::new(name).relations(relations).log(log.clone())) as Arc<dyn Component>
     };
     let runner = Runner::new(
         repo,
@@ -130,7 +79,7 @@ async fn relations_are_enforced_unless_forced() {
         msg.contains("physical pair") && msg.contains("--force"),
         "{msg}"
     );
-    assert!(restored.lock().unwrap().is_empty());
+    assert!(restored(&log).is_empty());
 
     // Everything at once: the conflict with the logical component is refused.
     let err = runner.restore(&m.id, &plan(&[], false)).await.unwrap_err();
@@ -139,7 +88,7 @@ async fn relations_are_enforced_unless_forced() {
             .contains("must not be restored together with `logical`"),
         "{err}"
     );
-    assert!(restored.lock().unwrap().is_empty());
+    assert!(restored(&log).is_empty());
 
     // The pair alone is fine; the logical one alone is fine.
     let out = runner
@@ -153,25 +102,20 @@ async fn relations_are_enforced_unless_forced() {
         .unwrap();
 
     // Forced: restored, and the broken relation is reported.
-    restored.lock().unwrap().clear();
+    log.clear();
     let out = runner.restore(&m.id, &plan(&["meta"], true)).await.unwrap();
     assert!(out.is_ok());
     assert_eq!(out.forced.len(), 1, "{:?}", out.forced);
-    assert_eq!(*restored.lock().unwrap(), vec!["meta".to_string()]);
+    assert_eq!(restored(&log), vec!["meta".to_string()]);
 }
 
 #[tokio::test]
 async fn per_component_plans_are_checked_against_capabilities() {
     let dir = tempfile::tempdir().unwrap();
     let repo = Repository::open(&RepositoryConfig::new(dir.path().to_string_lossy())).unwrap();
-    let restored = Arc::new(Mutex::new(Vec::new()));
-    let comp = |name, caps| {
-        Arc::new(Rel {
-            name,
-            relations: vec![],
-            caps,
-            restored: restored.clone(),
-        }) as Arc<dyn Component>
+    let log = FakeLog::new();
+    let comp = |name: &str, caps| {
+        Arc::new(Fake::new(name).capabilities(caps).log(log.clone())) as Arc<dyn Component>
     };
     let runner = Runner::new(
         repo,
@@ -200,11 +144,11 @@ async fn per_component_plans_are_checked_against_capabilities() {
     for (p, want) in [
         (
             with("plain", Some("elsewhere"), &[]),
-            "--target plain=...: the rel driver of `plain` cannot restore into another target",
+            "--target plain=...: the fake driver of `plain` cannot restore into another target",
         ),
         (
             with("plain", None, &["x"]),
-            "--only plain/x: the rel driver of `plain` has no parts to restore separately",
+            "--only plain/x: the fake driver of `plain` has no parts to restore separately",
         ),
         (
             with("nowhere", Some("t"), &[]),
@@ -214,10 +158,7 @@ async fn per_component_plans_are_checked_against_capabilities() {
         let err = runner.restore(&m.id, &p).await.unwrap_err();
         assert!(err.is_usage(), "{err}");
         assert!(err.to_string().contains(want), "{err}");
-        assert!(
-            restored.lock().unwrap().is_empty(),
-            "restored despite {err}"
-        );
+        assert!(restored(&log).is_empty(), "restored despite {err}");
     }
     // Accepted: each driver gets its own options, the others the plan's.
     let out = runner
@@ -225,7 +166,7 @@ async fn per_component_plans_are_checked_against_capabilities() {
         .await
         .unwrap();
     assert!(out.is_ok(), "{:?}", out.components);
-    let mut got = restored.lock().unwrap().clone();
+    let mut got = restored(&log);
     got.sort();
     assert_eq!(got, ["capable into elsewhere only a,b", "plain"]);
 }

@@ -10,11 +10,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use amber_dr_core::archive::Directory;
+use amber_dr_core::testkit::Fake;
 use amber_dr_core::tool::{self, ToolCommand};
 use amber_dr_core::{
-    async_trait, BackupOptions, Capabilities, Component, ComponentRecord, Error, HookContext,
-    Probe, ReadContext, Repository, RepositoryConfig, RestoreOptions, RestorePlanOptions,
-    RestoreReport, Result, RunHooks, Runner, SnapshotContext, VerifyLevel, VerifyReport,
+    async_trait, BackupOptions, Capabilities, Component, ComponentRecord, HookContext, Probe,
+    ReadContext, Repository, RepositoryConfig, RestoreOptions, RestorePlanOptions, RestoreReport,
+    Result, RunHooks, Runner, SnapshotContext, VerifyLevel, VerifyReport,
 };
 use amber_dr_docker::{DockerConfig, DockerHooks, Reporter};
 use common::{unique, App, Engine};
@@ -36,56 +37,11 @@ fn repo(dir: &std::path::Path) -> Repository {
     Repository::open(&RepositoryConfig::new(dir.to_string_lossy())).unwrap()
 }
 
-/// Consistent after `before` ms, finishes `after` ms later; optionally fails.
-#[derive(Debug)]
-struct Slow {
-    before: u64,
-    after: u64,
-    fail: bool,
-}
-
-#[async_trait]
-impl Component for Slow {
-    fn kind(&self) -> &'static str {
-        "slow"
-    }
-    fn name(&self) -> &str {
-        "slow"
-    }
-    fn capabilities(&self) -> Capabilities {
-        Capabilities::new()
-    }
-    async fn probe(&self) -> Result<Probe> {
-        Ok(Probe::default())
-    }
-    async fn snapshot(&self, cx: &SnapshotContext) -> Result<ComponentRecord> {
-        tokio::time::sleep(Duration::from_millis(self.before)).await;
-        if self.fail {
-            return Err(Error::Other("the store went away".into()));
-        }
-        cx.mark_consistent();
-        tokio::time::sleep(Duration::from_millis(self.after)).await;
-        Ok(ComponentRecord::new("slow", "slow"))
-    }
-    async fn verify(
-        &self,
-        cx: &ReadContext,
-        rec: &ComponentRecord,
-        level: VerifyLevel,
-    ) -> Result<VerifyReport> {
-        cx.verify_artifacts(rec, level).await
-    }
-    async fn restore(
-        &self,
-        _: &ReadContext,
-        _: &ComponentRecord,
-        _: &RestoreOptions,
-    ) -> Result<RestoreReport> {
-        if self.fail {
-            return Err(Error::Other("restore failed".into()));
-        }
-        Ok(RestoreReport::default())
-    }
+/// The test kit's fake, consistent after `before` ms, finished `after` ms later; optionally
+/// failing (its snapshot and its restore).
+fn slow(before: u64, after: u64, fail: bool) -> Arc<dyn Component> {
+    let f = Fake::new("slow").delays(Duration::from_millis(before), Duration::from_millis(after));
+    Arc::new(if fail { f.failing() } else { f })
 }
 
 /// An app's data directory, backed up and restored with core's directory mechanism (what the
@@ -244,11 +200,7 @@ async fn pause_during_backup_freezes_the_apps_until_every_component_is_consisten
     // ends); `slow` is consistent after 600 ms and ends 1.5 s later.
     let comps: Vec<Arc<dyn Component>> = vec![
         Arc::new(DataDir::new("api-data", &api.dir)),
-        Arc::new(Slow {
-            before: 600,
-            after: 1500,
-            fail: false,
-        }),
+        slow(600, 1500, false),
     ];
     let runner = Runner::new(repo(&tmp.path().join("repo")), comps).with_hooks(Arc::new(watch));
     let m = runner.backup(&BackupOptions::default()).await.unwrap();
@@ -429,11 +381,7 @@ async fn a_failing_component_still_brings_every_container_back() {
             ..Default::default()
         },
     );
-    let failing: Vec<Arc<dyn Component>> = vec![Arc::new(Slow {
-        before: 300,
-        after: 0,
-        fail: true,
-    })];
+    let failing: Vec<Arc<dyn Component>> = vec![slow(300, 0, true)];
     let runner =
         Runner::new(repo(&tmp.path().join("repo")), failing).with_hooks(Arc::new(docker.clone()));
     let m = runner.backup(&BackupOptions::default()).await.unwrap();
@@ -446,11 +394,7 @@ async fn a_failing_component_still_brings_every_container_back() {
         .any(|l| l.starts_with(&format!("docker: unpaused {name}"))));
 
     // A restore whose component fails: the app is started again all the same.
-    let ok: Vec<Arc<dyn Component>> = vec![Arc::new(Slow {
-        before: 0,
-        after: 0,
-        fail: false,
-    })];
+    let ok: Vec<Arc<dyn Component>> = vec![slow(0, 0, false)];
     let good = Runner::new(repo(&tmp.path().join("repo")), ok)
         .backup(&BackupOptions::default())
         .await
@@ -494,11 +438,7 @@ async fn a_dropped_backup_unpauses_by_itself() {
             ..Default::default()
         },
     );
-    let comps: Vec<Arc<dyn Component>> = vec![Arc::new(Slow {
-        before: 60_000,
-        after: 0,
-        fail: false,
-    })];
+    let comps: Vec<Arc<dyn Component>> = vec![slow(60_000, 0, false)];
     let runner =
         Runner::new(repo(&tmp.path().join("repo")), comps).with_hooks(Arc::new(docker.clone()));
     // Drop the backup while the app is paused (an embedding program dropping the future).
@@ -546,11 +486,7 @@ async fn a_missing_container_fails_before_anything_is_paused() {
             ..Default::default()
         },
     );
-    let comps: Vec<Arc<dyn Component>> = vec![Arc::new(Slow {
-        before: 0,
-        after: 0,
-        fail: false,
-    })];
+    let comps: Vec<Arc<dyn Component>> = vec![slow(0, 0, false)];
     let runner = Runner::new(repo(&tmp.path().join("repo")), comps.clone())
         .with_hooks(Arc::new(docker.clone()));
     let err = runner
@@ -592,11 +528,7 @@ async fn a_missing_container_fails_before_anything_is_paused() {
 #[tokio::test]
 async fn a_bad_socket_is_a_clear_error_naming_it() {
     let tmp = tempfile::tempdir().unwrap();
-    let comps: Vec<Arc<dyn Component>> = vec![Arc::new(Slow {
-        before: 0,
-        after: 0,
-        fail: false,
-    })];
+    let comps: Vec<Arc<dyn Component>> = vec![slow(0, 0, false)];
     let report: Reporter = Arc::new(|_| {});
 
     // No such file.
