@@ -12,6 +12,11 @@ use amber_dr_core::{async_trait, Component, Result};
 use amber_dr_postgres::{Postgres, PostgresConfig};
 use common::Pg;
 
+/// The tests of this binary create, alter and comment on the same cluster-wide roles
+/// (`amber_app`, `amber_readonly`): run at the same time, Postgres fails one of them with
+/// "tuple concurrently updated". They take turns.
+static ROLES: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 struct Fx {
     pg: Pg,
     prefix: String,
@@ -62,6 +67,7 @@ impl Fixture for Fx {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_driver_passes_the_conformance_suite() {
     let Some(pg) = Pg::from_env() else { return };
+    let _roles = ROLES.lock().await;
     for restore_jobs in [1, 2] {
         let fx = Fx {
             pg: pg.clone(),
@@ -183,6 +189,7 @@ impl testkit::Writer for App {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backup_taken_while_the_application_writes_restores() {
     let Some(pg) = Pg::from_env() else { return };
+    let _roles = ROLES.lock().await;
     let fx = Fx {
         pg: pg.clone(),
         prefix: "amber_online".into(),
