@@ -12,7 +12,8 @@ Lanes (a binary not named here goes to `rest`):
           `cli` and `stack_e2e` tests: they share the stack's two Neo4j databases, which a test
           empties, and the Postgres cluster, whose roles (cluster-wide) a test creates and
           drops while another compares them;
-  milvus  amber-dr-milvus and amber-dr-etcd (Milvus keeps its metadata in that etcd);
+  milvus  amber-dr-milvus, amber-dr-etcd (Milvus keeps its metadata in that etcd) and the
+          amber-dr-e2e `milvus_etcd` test (both drivers on the stack's Milvus);
   minio   amber-dr-minio (long, CPU-bound S3 tests);
   rest    everything else, then the doc tests;
   last    the whole-stack end-to-end test (amber-dr-e2e `stack`), alone after every other lane:
@@ -32,6 +33,8 @@ LANES = ["milvus", "stores", "minio", "rest", "last"]
 def lane_of(pkg, name):
     if pkg == "amber-dr-e2e" and name == "stack":
         return "last"
+    if pkg == "amber-dr-e2e" and name == "milvus_etcd":
+        return "milvus"
     if pkg in ("amber-dr-neo4j", "amber-dr-postgres", "amber-dr-e2e") or (
         pkg == "amber-dr-cli" and name in ("cli", "stack_e2e")
     ):
