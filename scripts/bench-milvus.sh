@@ -12,10 +12,14 @@
 # differs).
 #
 # Usage: scripts/bench-milvus.sh [--runs N] [--entities N] [--batch N] [--entities-path]
+#                                [--work-dir DIR]
 #   --batch: the peer's query_iterator batch (= its insert batch); default 1000, the driver's
 #            default page_rows.
 #   --entities-path: configure no `storage`, so the driver exports entities with queries
 #            (the default configures Milvus's bucket: segment files and the backup import).
+#   --work-dir: where the config and the repository go (default $AMBER_DR_BENCH_DIR, else
+#            ~/.cache/amber-dr/bench-milvus); give each concurrent run its own.
+# The binary is taken from $CARGO_TARGET_DIR (default <repo>/target)/release.
 set -euo pipefail
 
 # shellcheck source=scripts/lib.sh
@@ -27,12 +31,14 @@ ENTITIES=100000
 BATCH=1000
 DIM=768
 STORAGE=1
+WORK="${AMBER_DR_BENCH_DIR:-}"
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --runs) RUNS="$2"; shift 2 ;;
     --entities) ENTITIES="$2"; shift 2 ;;
     --batch) BATCH="$2"; shift 2 ;;
     --entities-path) STORAGE=""; shift ;;
+    --work-dir) WORK="$2"; shift 2 ;;
     *) die "unknown argument: $1" ;;
   esac
 done
@@ -158,9 +164,9 @@ fi
 
 log "building amber-dr (release)"
 cargo build --release --locked -p amber-dr-cli >&2
-BIN="$AMBER_DR_REPO_ROOT/target/release/amber-dr"
+BIN="${CARGO_TARGET_DIR:-$AMBER_DR_REPO_ROOT/target}/release/amber-dr"
 
-WORK="$(amber_cache_dir)/bench-milvus"
+[[ -n "$WORK" ]] || WORK="$(amber_cache_dir)/bench-milvus"
 mkdir -p "$WORK"
 CFG="$WORK/amber-dr.toml"
 cat >"$CFG" <<TOML
