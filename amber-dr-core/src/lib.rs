@@ -18,6 +18,7 @@ pub mod manifest;
 pub mod metrics;
 pub mod object_lock;
 pub mod paths;
+pub mod plan;
 pub mod precheck;
 pub mod progress;
 pub mod redact;
