@@ -444,7 +444,7 @@ impl crate::repository::Repository {
                 async move {
                     if dry_run {
                         let had = api.retention(&p).await?;
-                        Ok::<_, Error>(!had.is_some_and(|r| r.until >= until))
+                        Ok::<_, Error>(had.is_none_or(|r| r.until < until))
                     } else {
                         Ok(api.ensure(&p, until).await?.is_some())
                     }
