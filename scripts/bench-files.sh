@@ -6,6 +6,9 @@
 # Usage: scripts/bench-files.sh [--runs N] [--size-mib M] [--keep] [--encrypt]
 #   --encrypt: an encrypted repository (`[repository.encryption] passphrase`, from
 #              AMBER_DR_BENCH_PASSPHRASE, set to a fixed benchmark value if unset).
+# Work directory (data set, repository): AMBER_DR_BENCH_DIR if set (e.g. under your
+# worktree, so that parallel runs do not collide), else ~/.cache/amber-dr/bench. The binary
+# is ${CARGO_TARGET_DIR:-target}/release/amber-dr.
 # Prints a markdown table on stdout (paste it into docs/benchmarks.md).
 set -euo pipefail
 
@@ -84,7 +87,7 @@ BYTES=$(du -sb "$DATA" | cut -f1)
 
 log "building amber-dr (release)"
 cargo build --release --locked -p amber-dr-cli >&2
-BIN="$AMBER_DR_REPO_ROOT/target/release/amber-dr"
+BIN="${CARGO_TARGET_DIR:-$AMBER_DR_REPO_ROOT/target}/release/amber-dr"
 
 REPO="$WORK/repo"
 CFG="$WORK/amber-dr.toml"

@@ -5,6 +5,9 @@
 #
 # Usage: scripts/bench-postgres.sh [--runs N] [--scale S] [--jobs J] [--encrypt]
 #   --jobs: amber-dr's restore_jobs.
+# Work directory: AMBER_DR_BENCH_DIR/pg if set (e.g. under your worktree, so that parallel
+# runs do not collide), else ~/.cache/amber-dr/bench-pg. The binary is
+# ${CARGO_TARGET_DIR:-target}/release/amber-dr.
 #   --encrypt: an encrypted repository (`[repository.encryption] passphrase`, from
 #              AMBER_DR_BENCH_PASSPHRASE, set to a fixed benchmark value if unset).
 set -euo pipefail
@@ -47,9 +50,10 @@ SIZE=$(psql_q "SELECT pg_database_size('$DB')")
 
 log "building amber-dr (release)"
 cargo build --release --locked -p amber-dr-cli >&2
-BIN="$AMBER_DR_REPO_ROOT/target/release/amber-dr"
+BIN="${CARGO_TARGET_DIR:-$AMBER_DR_REPO_ROOT/target}/release/amber-dr"
 
-WORK="$(amber_cache_dir)/bench-pg"
+WORK="${AMBER_DR_BENCH_DIR:+$AMBER_DR_BENCH_DIR/pg}"
+WORK="${WORK:-$(amber_cache_dir)/bench-pg}"
 mkdir -p "$WORK"
 CFG="$WORK/amber-dr.toml"
 bench_encryption_env "$ENCRYPT"

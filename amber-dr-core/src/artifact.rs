@@ -103,6 +103,8 @@ pub struct ArtifactWriter {
     repo_url: String,
     encoder: ZstdEncoder<SealWriter<StoredSink>>,
     sealed: bool,
+    /// Object Lock: the retention this artifact must carry once uploaded.
+    lock: Option<Arc<crate::object_lock::LockApi>>,
     raw: u64,
     progress: Progress,
     /// Fault injection (testkit): fail any write that would take the stream past this many bytes.
@@ -127,11 +129,13 @@ impl ArtifactWriter {
         key: Option<Arc<DataKey>>,
     ) -> Result<Self> {
         // Blobs being staged stay deletable; everything else of a backup may be locked.
-        let store = if path.as_ref().starts_with("blobs/tmp/") {
+        let staged = path.as_ref().starts_with("blobs/tmp/");
+        let store = if staged {
             repo.store()
         } else {
             repo.backup_store()
         };
+        let lock = repo.object_lock().filter(|_| !staged).cloned();
         let repo_url = repo.url();
         let (compression, fail_after) = (repo.compression(), repo.fail_writes_after);
         let upload = store
@@ -164,6 +168,7 @@ impl ArtifactWriter {
             repo_url: repo_url.to_string(),
             encoder,
             sealed: key.is_some(),
+            lock,
             raw: 0,
             progress,
             fail_after,
@@ -200,6 +205,13 @@ impl ArtifactWriter {
             path: path.clone(),
             source: Box::new(source),
         })?;
+        // Object Lock: the retention headers rode on CreateMultipartUpload; a server that did
+        // not apply them there (moto) gets a PutObjectRetention now.
+        if let Some(api) = &self.lock {
+            if let Some(had) = api.ensure(&path, api.until).await? {
+                tracing::debug!(path, ?had, until = %api.until, "retention set after the multipart upload (the server did not apply its headers)");
+            }
+        }
         let sha256 = hex::encode(std::mem::take(&mut sink.hasher).finalize());
         Ok(ArtifactRecord {
             name: self.name.clone(),

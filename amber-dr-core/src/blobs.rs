@@ -131,6 +131,9 @@ impl BlobWriter {
                 .copy(&tmp_path, &final_path)
                 .await
                 .map_err(|source| repo_err(&self.repo, "file blob", &final_path, source))?;
+            if let Some(api) = self.repo.object_lock() {
+                api.ensure(final_path.as_ref(), api.until).await?;
+            }
             let _ = store.delete(&tmp_path).await;
         } else {
             store
@@ -202,7 +205,7 @@ impl Repository {
     }
 
     /// The stored path and size of blob `sha256`, if stored.
-    async fn find_blob(&self, sha256: &str) -> Result<Option<(String, u64)>> {
+    pub(crate) async fn find_blob(&self, sha256: &str) -> Result<Option<(String, u64)>> {
         for path in self.blob_read_paths(sha256).await? {
             let p = Path::from(path.as_str());
             match self.store().head(&p).await {

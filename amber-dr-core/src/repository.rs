@@ -128,8 +128,9 @@ pub struct Repository {
     /// Where the objects of backups are written: the store itself, or with Object Lock the
     /// same bucket through requests that carry a retention date.
     backup_store: Arc<dyn ObjectStore>,
-    /// The retention date of objects written through `backup_store` (Object Lock).
-    lock_until: Option<DateTime<Utc>>,
+    /// Object Lock: the retention date of what `backup_store` writes, and the S3 calls that
+    /// read and extend retention dates.
+    lock_api: Option<Arc<crate::object_lock::LockApi>>,
 }
 
 impl std::fmt::Debug for Repository {
@@ -197,11 +198,11 @@ impl Repository {
             }
             compression.level = level;
         }
-        let (backup_store, lock_until) = match locked {
-            Some((s, until)) => (s, Some(until)),
+        let (backup_store, lock_api) = match locked {
+            Some((s, api)) => (s, Some(api)),
             None => (store.clone(), None),
         };
-        Ok(Self {
+        let repo = Self {
             store,
             url: url.to_string(),
             compression,
@@ -209,8 +210,10 @@ impl Repository {
             fail_writes_after: None,
             crypto: Arc::new(crypto),
             backup_store,
-            lock_until,
-        })
+            lock_api,
+        };
+        repo.unlock_in_background();
+        Ok(repo)
     }
 
     #[allow(clippy::type_complexity)]
@@ -219,7 +222,7 @@ impl Repository {
         rest: &str,
     ) -> Result<(
         object_store::prefix::PrefixStore<object_store::aws::AmazonS3>,
-        Option<(Arc<dyn ObjectStore>, DateTime<Utc>)>,
+        Option<(Arc<dyn ObjectStore>, Arc<crate::object_lock::LockApi>)>,
     )> {
         use object_store::aws::AmazonS3Builder;
         let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
@@ -280,7 +283,7 @@ impl Repository {
     pub fn from_store(store: Arc<dyn ObjectStore>, url: impl Into<String>) -> Self {
         Self {
             backup_store: store.clone(),
-            lock_until: None,
+            lock_api: None,
             store,
             url: url.into(),
             compression: CompressionOptions::default(),
@@ -308,7 +311,12 @@ impl Repository {
 
     /// With Object Lock: the retention date of what this handle writes.
     pub fn object_lock_until(&self) -> Option<DateTime<Utc>> {
-        self.lock_until
+        self.lock_api.as_ref().map(|a| a.until)
+    }
+
+    /// With Object Lock: the S3 calls that read and extend retention dates.
+    pub fn object_lock(&self) -> Option<&Arc<crate::object_lock::LockApi>> {
+        self.lock_api.as_ref()
     }
 
     /// A handle on the same repository whose artifact writes fail once a stream would pass
@@ -450,7 +458,7 @@ impl Repository {
     /// redacted first (see [`Manifest::to_redacted_json`]).
     pub async fn write_manifest(&self, manifest: &Manifest) -> Result<()> {
         let mut m = manifest.clone();
-        m.locked_until = self.lock_until;
+        m.locked_until = self.object_lock_until();
         let body = self.manifest_bytes(&m).await?;
         let p = Path::from(format!("{}/{MANIFEST}", manifest.id));
         self.backup_store

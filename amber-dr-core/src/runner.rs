@@ -116,6 +116,8 @@ pub struct PruneOutcome {
     /// Backups the rules drop but S3 Object Lock retains, with the date each becomes
     /// deletable: kept until then.
     pub locked: Vec<(String, chrono::DateTime<Utc>)>,
+    /// With `object_lock.extend_kept`: the retention of the kept backups, extended.
+    pub lock_extension: Option<crate::object_lock::LockExtension>,
 }
 
 /// Runs commands over the configured components.
@@ -740,7 +742,11 @@ impl Runner {
         let now = Utc::now();
         for e in &entries {
             let delete = !plan.contains(&e.id);
-            let until = e.manifest.as_ref().and_then(|m| m.locked_until);
+            let mut until = e.manifest.as_ref().and_then(|m| m.locked_until);
+            if delete {
+                // The lock may have been extended since the manifest was written.
+                until = self.repo.retained_until(&e.id, until).await?;
+            }
             if let Some(until) = until.filter(|u| delete && *u > now) {
                 locked.push((e.id.clone(), until));
                 kept.push(e.id.clone());
@@ -755,6 +761,15 @@ impl Runner {
                 self.repo.delete_backup(id).await?;
             }
         }
+        // Object Lock with extend_kept: the complete backups the rules keep stay locked.
+        let rule_kept: Vec<String> = entries
+            .iter()
+            .filter(|e| {
+                plan.contains(&e.id) && e.manifest.as_ref().is_some_and(|m| m.is_complete())
+            })
+            .map(|e| e.id.clone())
+            .collect();
+        let lock_extension = self.repo.extend_locks(&rule_kept, dry_run).await?;
         // Mark and sweep the shared blobs: keep those a remaining backup references.
         let with_manifest: Vec<String> = entries
             .iter()
@@ -777,6 +792,7 @@ impl Runner {
             blobs_deleted,
             dry_run,
             locked,
+            lock_extension,
         })
     }
 }

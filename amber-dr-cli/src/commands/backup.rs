@@ -177,6 +177,20 @@ pub(super) async fn prune(ctx: &Ctx, args: &PruneArgs) -> CmdResult {
             output::time(until)
         ));
     }
+    if let Some(x) = &o.lock_extension {
+        out.line(format!(
+            "  S3 Object Lock of the {} kept backups: {} objects {} until {}, {} already retained that long{}",
+            x.backups.len(),
+            x.extended,
+            if o.dry_run { "would be extended" } else { "extended" },
+            output::time(&x.until),
+            x.unchanged,
+            x.blobs_skipped
+                .as_ref()
+                .map(|w| format!(" (shared blobs not extended: {w})"))
+                .unwrap_or_default()
+        ));
+    }
     for id in &o.deleted {
         out.line(format!(
             "  {} {id}",

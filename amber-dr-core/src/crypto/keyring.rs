@@ -292,7 +292,13 @@ pub(crate) fn new_repo_key() -> (RepoKey, x25519::Identity) {
 
 /// A keyring for a repository that becomes encrypted now, with slots for this host's
 /// passphrase and recipients. `plain_until`: the newest existing backup id.
-pub(crate) fn create(src: &KeySource, plain_until: Option<String>) -> Result<Keyring> {
+///
+/// Also returns what the passphrase slot holds when there is one, so that the host that made
+/// the keyring need not open it again (a second scrypt).
+pub(crate) fn create(
+    src: &KeySource,
+    plain_until: Option<String>,
+) -> Result<(Keyring, Option<super::Opened>)> {
     let (key, ident) = new_repo_key();
     let names: [u8; 32] = random();
     let secrets = vec![(key.id.clone(), ident)];
@@ -317,7 +323,12 @@ pub(crate) fn create(src: &KeySource, plain_until: Option<String>) -> Result<Key
     } else {
         (NamesMode::Recipients, super::recipients_name_key(src))
     };
-    Ok(Keyring {
+    let opened = src.passphrase.as_ref().map(|_| super::Opened {
+        opened_slot: slots.first().map(|s: &Slot| s.id.clone()),
+        repo_secrets: secrets.clone(),
+        names_secret: Some(names),
+    });
+    let kr = Keyring {
         format: "amber-dr-keyring".into(),
         version: 1,
         created_at: Utc::now(),
@@ -327,5 +338,6 @@ pub(crate) fn create(src: &KeySource, plain_until: Option<String>) -> Result<Key
         current: key.id.clone(),
         keys: vec![key],
         slots,
-    })
+    };
+    Ok((kr, opened))
 }

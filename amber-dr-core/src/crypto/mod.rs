@@ -15,6 +15,7 @@
 //! Nothing here is home-made cryptography: age wraps keys, ChaCha20-Poly1305 in the STREAM
 //! construction seals streams, HKDF-SHA256 derives per-stream keys, HMAC-SHA256 names blobs.
 
+pub mod aead;
 pub mod keyring;
 pub mod repo;
 pub mod stream;
@@ -450,54 +451,106 @@ pub(crate) async fn unlock(
     source: Option<&KeySource>,
 ) -> Result<Keys> {
     let keyring = keyring::read(store, url).await?;
+    let (kr, src) = match (keyring, source) {
+        (Some(kr), Some(src)) => (kr, src),
+        (keyring, source) => return Ok(assemble(keyring, source, Opened::default())),
+    };
+    // scrypt (a passphrase slot) costs ~0.2 s of CPU and 64 MiB: on the blocking pool, so that
+    // the runtime's workers go on with what does not need the key.
+    let src_for_open = OpenWith {
+        passphrase: src.passphrase.clone(),
+        identities: src.identities.clone(),
+    };
+    let (kr, opened) = tokio::task::spawn_blocking(move || {
+        let opened = open_slots(&kr, &src_for_open);
+        (kr, opened)
+    })
+    .await
+    .map_err(|e| Error::Other(format!("unlocking the keyring failed: {e}")))?;
+    Ok(assemble(Some(kr), Some(src), opened?))
+}
+
+/// What opening the keyring's slots needs of a host's keys.
+struct OpenWith {
+    passphrase: Option<SecretString>,
+    identities: Vec<x25519::Identity>,
+}
+
+/// The secrets a slot gave.
+#[derive(Default)]
+pub(crate) struct Opened {
+    pub(crate) repo_secrets: Vec<(String, x25519::Identity)>,
+    pub(crate) names_secret: Option<[u8; 32]>,
+    pub(crate) opened_slot: Option<String>,
+}
+
+/// Open the first slot of `kr` that this host's passphrase (else identities) opens.
+fn open_slots(kr: &Keyring, src: &OpenWith) -> Result<Opened> {
     let mut repo_secrets = Vec::new();
     let mut names_secret = None;
     let mut opened_slot = None;
-    if let (Some(kr), Some(src)) = (&keyring, source) {
-        if let Some(p) = &src.passphrase {
-            let pass_slots: Vec<&Slot> = kr
-                .slots
-                .iter()
-                .filter(|s| s.kind == SlotKind::Passphrase)
-                .collect();
-            if pass_slots.is_empty() {
-                return Err(cfg_err(
+    if let Some(p) = &src.passphrase {
+        let pass_slots: Vec<&Slot> = kr
+            .slots
+            .iter()
+            .filter(|s| s.kind == SlotKind::Passphrase)
+            .collect();
+        if pass_slots.is_empty() {
+            return Err(cfg_err(
                     "passphrase",
                     "the repository has no passphrase slot; add one with `amber-dr key add --passphrase` on a host that holds a key",
                 ));
-            }
-            let mut id = age::scrypt::Identity::new(p.clone());
-            id.set_max_work_factor(keyring::MAX_LOG_N);
-            for s in pass_slots {
-                if let Some(sec) = keyring::open_slot(s, &[&id as &dyn age::Identity])? {
-                    (repo_secrets, names_secret) = sec;
-                    opened_slot = Some(s.id.clone());
-                    break;
-                }
-            }
-            if opened_slot.is_none() {
-                return Err(cfg_err(
-                    "passphrase",
-                    "wrong passphrase: it opens none of the passphrase slots of keys/keyring.json",
-                ));
+        }
+        let mut id = age::scrypt::Identity::new(p.clone());
+        id.set_max_work_factor(keyring::MAX_LOG_N);
+        for s in pass_slots {
+            if let Some(sec) = keyring::open_slot(s, &[&id as &dyn age::Identity])? {
+                (repo_secrets, names_secret) = sec;
+                opened_slot = Some(s.id.clone());
+                break;
             }
         }
-        if opened_slot.is_none() && !src.identities.is_empty() {
-            let ids: Vec<&dyn age::Identity> = src
-                .identities
-                .iter()
-                .map(|i| i as &dyn age::Identity)
-                .collect();
-            for s in kr.slots.iter().filter(|s| s.kind == SlotKind::Recipient) {
-                if let Some(sec) = keyring::open_slot(s, &ids)? {
-                    (repo_secrets, names_secret) = sec;
-                    opened_slot = Some(s.id.clone());
-                    break;
-                }
-            }
+        if opened_slot.is_none() {
+            return Err(cfg_err(
+                "passphrase",
+                "wrong passphrase: it opens none of the passphrase slots of keys/keyring.json",
+            ));
         }
-        kr.check_secrets(&repo_secrets)?;
     }
+    if opened_slot.is_none() && !src.identities.is_empty() {
+        let ids: Vec<&dyn age::Identity> = src
+            .identities
+            .iter()
+            .map(|i| i as &dyn age::Identity)
+            .collect();
+        for s in kr.slots.iter().filter(|s| s.kind == SlotKind::Recipient) {
+            if let Some(sec) = keyring::open_slot(s, &ids)? {
+                (repo_secrets, names_secret) = sec;
+                opened_slot = Some(s.id.clone());
+                break;
+            }
+        }
+    }
+    kr.check_secrets(&repo_secrets)?;
+    Ok(Opened {
+        repo_secrets,
+        names_secret,
+        opened_slot,
+    })
+}
+
+/// The keys of a host configured with `source` for a repository with `keyring`, given the
+/// secrets its slots gave.
+pub(crate) fn assemble(
+    keyring: Option<Keyring>,
+    source: Option<&KeySource>,
+    opened: Opened,
+) -> Keys {
+    let Opened {
+        repo_secrets,
+        names_secret,
+        opened_slot,
+    } = opened;
     let mut identities: Vec<x25519::Identity> = Vec::new();
     let mut write_recipients = Vec::new();
     if let Some(src) = source {
@@ -531,7 +584,7 @@ pub(crate) async fn unlock(
             }
         }
     }
-    Ok(Keys {
+    Keys {
         keyring,
         opened_slot,
         repo_secrets,
@@ -543,7 +596,7 @@ pub(crate) async fn unlock(
         configured: source.is_some(),
         cache: Default::default(),
         writer: Default::default(),
-    })
+    }
 }
 
 /// The name key of a write-only repository: derived from the sorted recipient list.

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::keyring::{self, make_slot, SlotWith};
 use super::stream::{open_bytes, seal_bytes, sealed_key_id, KeyLookup};
-use super::{unlock, DataKey, EncryptionConfig, KeySource, Keys, SlotKind};
+use super::{assemble, unlock, DataKey, EncryptionConfig, KeySource, Keys, SlotKind};
 use crate::manifest::{ComponentRecord, Manifest};
 use crate::repository::Repository;
 use crate::{Error, Result};
@@ -114,6 +114,22 @@ impl Repository {
         Ok(k)
     }
 
+    /// Start unlocking the keys in the background (when a tokio runtime runs and this host
+    /// has keys configured): the passphrase's scrypt then overlaps with work that does not
+    /// need the key (probing components, taking the lock). A failure is not kept: the first
+    /// [`Repository::keys`] that needs the keys unlocks again and reports it.
+    pub fn unlock_in_background(&self) {
+        if self.crypto.source.is_none() {
+            return;
+        }
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            let repo = self.clone();
+            handle.spawn(async move {
+                let _ = repo.keys().await;
+            });
+        }
+    }
+
     /// True if `[repository.encryption]` was given for this handle.
     pub fn encryption_configured(&self) -> bool {
         self.crypto.source.is_some()
@@ -141,15 +157,20 @@ impl Repository {
             keys
         } else {
             let plain_until = self.backup_ids().await?.pop();
-            let kr = keyring::create(src, plain_until)?;
-            match keyring::write(self.store(), self.url(), &kr, true).await {
-                Ok(()) => {}
+            let (kr, opened) = keyring::create(src, plain_until)?;
+            let made = match keyring::write(self.store(), self.url(), &kr, true).await {
+                Ok(()) => opened.map(|o| Arc::new(assemble(Some(kr), Some(src), o))),
                 // Another run made it first: use theirs.
                 Err(Error::Repository { source, .. })
-                    if matches!(*source, object_store::Error::AlreadyExists { .. }) => {}
+                    if matches!(*source, object_store::Error::AlreadyExists { .. }) =>
+                {
+                    None
+                }
                 Err(e) => return Err(e),
-            }
-            *self.crypto.keys.lock().await = None;
+            };
+            // The keys of the keyring just made, without opening it again (scrypt); else
+            // (no passphrase, or another run's keyring) read and unlocked.
+            *self.crypto.keys.lock().await = made;
             self.keys().await?
         };
         keys.write_key(self.backup_store(), self.url())

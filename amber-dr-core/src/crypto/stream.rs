@@ -20,11 +20,11 @@ use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
 use chacha20poly1305::aead::stream::{DecryptorBE32, EncryptorBE32};
-use chacha20poly1305::{ChaCha20Poly1305, KeyInit};
 use hkdf::Hkdf;
 use sha2::Sha256;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+use super::aead::ChaCha20Poly1305Fast as ChaCha20Poly1305;
 use super::DataKey;
 use crate::Error;
 
@@ -42,7 +42,7 @@ fn stream_key(dk: &DataKey, salt: &[u8]) -> ChaCha20Poly1305 {
     let mut okm = [0u8; 32];
     // 32 bytes is far below HKDF-SHA256's limit: expand cannot fail.
     let _ = hk.expand(b"amber-dr stream v1", &mut okm);
-    ChaCha20Poly1305::new(&okm.into())
+    ChaCha20Poly1305::from_key(&okm)
 }
 
 const NONCE_PREFIX: [u8; 7] = [0u8; 7];
@@ -173,11 +173,17 @@ impl<W: AsyncWrite + Unpin> SealWriter<W> {
             .enc
             .as_mut()
             .ok_or_else(|| io::Error::other("sealed stream already finished"))?;
-        let c = enc
-            .encrypt_next(self.plain.as_slice())
+        // In place: the chunk buffer becomes the sealed chunk, and (the output being drained)
+        // changes places with the output buffer rather than being copied into it.
+        enc.encrypt_next_in_place(&[], &mut self.plain)
             .map_err(|_| io::Error::other("cannot seal chunk"))?;
-        self.out.extend(c);
+        if self.out.is_empty() {
+            std::mem::swap(&mut self.out, &mut self.plain);
+        } else {
+            self.out.extend_from_slice(&self.plain);
+        }
         self.plain.clear();
+        self.plain.reserve(CHUNK + TAG);
         Ok(())
     }
 }
@@ -396,16 +402,21 @@ impl<R: AsyncRead + Unpin> AsyncRead for OpenReader<R> {
                             }
                         }
                     } else {
-                        let extra = this.cipher.split_off(CHUNK + TAG);
+                        // In place: the chunk's buffer becomes the plaintext and changes
+                        // places with the (consumed) plaintext buffer; the one byte read
+                        // past the chunk starts the next one.
+                        let extra = this.cipher[CHUNK + TAG];
+                        this.cipher.truncate(CHUNK + TAG);
                         let res = this
                             .dec
                             .as_mut()
-                            .map(|d| d.decrypt_next(this.cipher.as_slice()));
-                        this.cipher = extra;
-                        this.cipher.reserve(CHUNK + TAG);
+                            .map(|d| d.decrypt_next_in_place(&[], &mut this.cipher));
                         match res {
-                            Some(Ok(p)) => {
-                                this.plain = p;
+                            Some(Ok(())) => {
+                                std::mem::swap(&mut this.plain, &mut this.cipher);
+                                this.cipher.clear();
+                                this.cipher.reserve(CHUNK + TAG + 1);
+                                this.cipher.push(extra);
                                 this.plain_pos = 0;
                                 this.chunk += 1;
                             }
