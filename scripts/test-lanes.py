@@ -21,6 +21,10 @@ A test binary whose sources name a server of the stack (an AMBER_DR_<SERVER>_* v
 declare no lane fails the run, as does one that uses Postgres or Neo4j outside `stores`/`last`
 or Milvus/etcd outside `milvus`/`last`: tests that share a server's global state never run in
 parallel by accident. A binary that names no server may leave the declaration out (`rest`).
+
+Every driver's `conformance` binary runs twice, the second time with
+AMBER_DR_TEST_ENCRYPTION=1 (the suite's repositories are then encrypted): every store
+round-trips through an encrypted repository in every run.
 """
 import glob
 import json
@@ -143,9 +147,22 @@ def main():
         label = f"{pkg_name} {kind} {target['name']}"
         lane = lane_of(label, target, os.path.dirname(manifest))
         lanes[lane].append(
-            (label, msg["executable"], os.path.dirname(manifest), pkg_name)
+            (label, msg["executable"], os.path.dirname(manifest), pkg_name, {})
         )
-    lanes["rest"].append(("doc tests", None, None, None))
+        # Every driver's conformance suite runs a second time through an encrypted repository
+        # (testkit::temp_repo reads AMBER_DR_TEST_ENCRYPTION): every store round-trips
+        # through encryption in every run.
+        if kind == "test" and target["name"] == "conformance" and pkg_name.startswith("amber-dr-"):
+            lanes[lane].append(
+                (
+                    label + " (encrypted repository)",
+                    msg["executable"],
+                    os.path.dirname(manifest),
+                    pkg_name,
+                    {"AMBER_DR_TEST_ENCRYPTION": "1"},
+                )
+            )
+    lanes["rest"].append(("doc tests", None, None, None, {}))
     if os.environ.get("AMBER_DR_TEST_LANES_LIST") == "1":
         for lane, binaries in lanes.items():
             for b in binaries:
@@ -159,7 +176,7 @@ def main():
     started = time.monotonic()
 
     def run_lane(lane, binaries):
-        for label, exe, cwd, pkg_name in binaries:
+        for label, exe, cwd, pkg_name, extra_env in binaries:
             t0 = time.monotonic()
             if exe is None:
                 cmd = ["cargo", "test", "--workspace", "--all-features", "--locked", "--doc"]
@@ -168,6 +185,7 @@ def main():
             else:
                 cmd = [exe] + extra
                 env = dict(os.environ, CARGO_MANIFEST_DIR=cwd, CARGO_PKG_NAME=pkg_name)
+                env.update(extra_env)
             proc = subprocess.run(
                 cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
             )

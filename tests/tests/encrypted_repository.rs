@@ -1,6 +1,7 @@
 //! The conformance suite through encrypted repositories (issue 16): local and on S3, with
-//! the files driver; every other driver runs its own suite encrypted with
-//! `AMBER_DR_TEST_ENCRYPTION=1` (see `testkit::temp_repo`).
+//! the files driver; every driver's own suite also runs encrypted in every `scripts/test.sh`
+//! run (`scripts/test-lanes.py` runs each `conformance` binary a second time with
+//! `AMBER_DR_TEST_ENCRYPTION=1`, see `testkit::temp_repo`).
 // test-lane: stores (uses the Postgres cluster or Neo4j, whose global state other tests change)
 #![allow(missing_docs, clippy::unwrap_used)]
 
