@@ -198,9 +198,14 @@ pub struct RestoreArgs {
     /// Print the plan and what each driver would do; change nothing.
     #[arg(long)]
     pub dry_run: bool,
-    /// Do not take a safety backup of the current state first.
+    /// Do not take a safety backup of the current state first (a failed commit then cannot
+    /// be rolled back).
     #[arg(long)]
     pub no_safety_backup: bool,
+    /// When a component's restore fails after others were committed, leave those as they are
+    /// instead of restoring them from the safety backup.
+    #[arg(long)]
+    pub no_rollback: bool,
     /// Leave items that are not in the backup (objects in restored buckets) instead of
     /// deleting them.
     #[arg(long)]

@@ -16,9 +16,9 @@ pub fn shell_quote(s: &str) -> String {
     }
 }
 
-/// `amber-dr --config FILE [--repo URL] restore ID --only A,B --yes`: the restore of the
-/// safety backup `id` that undoes a restore of `names`.
-pub fn rollback_command(config: &Path, repo: Option<&str>, id: &str, names: &[&str]) -> String {
+/// `amber-dr --config FILE [--repo URL] restore ID --only A,B --yes`: the restore of backup
+/// `id`'s `names` (the safety backup's, to undo a restore; the same backup's, to retry one).
+pub fn restore_command(config: &Path, repo: Option<&str>, id: &str, names: &[&str]) -> String {
     let config = std::path::absolute(config).unwrap_or_else(|_| config.to_path_buf());
     let mut cmd = format!(
         "amber-dr --config {}",
@@ -40,7 +40,7 @@ mod tests {
 
     #[test]
     fn rollback_names_the_config() {
-        let c = rollback_command(
+        let c = restore_command(
             Path::new("/etc/amber dr/a.toml"),
             None,
             "20260101_000000",

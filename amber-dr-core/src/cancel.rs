@@ -12,6 +12,11 @@
 //!
 //! The run then returns [`crate::Error::Interrupted`]. [`cancel_on_signals`] gives a token
 //! that Ctrl-C (SIGINT) or SIGTERM cancels.
+//!
+//! A restore is the exception once its commit phase has begun (see [`CommitGate`]): live data
+//! is being changed, so the run is not dropped halfway. The components being committed
+//! finish, no other starts, the committed ones are rolled back from the safety backup, and
+//! the restore returns its outcome with [`crate::RestoreOutcome::interrupted`] set.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -25,6 +30,49 @@ use crate::{Error, Result};
 
 /// How long an abandoned run waits for its uploads to be aborted.
 const SETTLE: Duration = Duration::from_secs(10);
+
+/// Where a restore is between its phases, for cancellation: before the commit phase a
+/// cancelled restore is dropped (nothing live has changed); once the commit has begun, a
+/// cancellation asks it to stop ([`Self::stop_requested`]) instead: the components in flight
+/// finish, no other starts, and the committed ones are rolled back.
+#[derive(Debug, Clone, Default)]
+pub struct CommitGate {
+    inner: Arc<GateInner>,
+}
+
+#[derive(Debug, Default)]
+struct GateInner {
+    committing: std::sync::atomic::AtomicBool,
+    stop: CancellationToken,
+}
+
+impl CommitGate {
+    /// The commit phase begins: from now on a cancellation stops it instead of dropping it.
+    pub fn begin_commit(&self) {
+        self.inner
+            .committing
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// A cancellation came during the commit phase.
+    pub fn stop_requested(&self) -> bool {
+        self.inner.stop.is_cancelled()
+    }
+
+    /// On cancellation: true (and the stop is requested) when the commit phase has begun.
+    fn request_stop(&self) -> bool {
+        if self
+            .inner
+            .committing
+            .load(std::sync::atomic::Ordering::SeqCst)
+        {
+            self.inner.stop.cancel();
+            true
+        } else {
+            false
+        }
+    }
+}
 
 /// Resolves when Ctrl-C (SIGINT) or SIGTERM arrives; never if the handlers cannot be set up.
 pub async fn shutdown_signal() {
@@ -104,6 +152,7 @@ pub(crate) async fn run<T, F>(
     token: Option<&CancellationToken>,
     hooks: Option<&Arc<dyn RunHooks>>,
     lock: Option<RepoLock>,
+    gate: Option<&CommitGate>,
     fut: F,
 ) -> Result<T>
 where
@@ -112,10 +161,22 @@ where
     let never = CancellationToken::new();
     let token = token.unwrap_or(&never);
     let res = {
-        let fut = std::pin::pin!(fut);
-        tokio::select! {
-            r = fut => Some(r),
-            _ = token.cancelled() => None,
+        let mut fut = std::pin::pin!(fut);
+        let mut stopping = false;
+        loop {
+            tokio::select! {
+                r = &mut fut => break Some(r),
+                _ = token.cancelled(), if !stopping => {
+                    if gate.is_some_and(CommitGate::request_stop) {
+                        // Live data is being changed: the work is not dropped halfway; it
+                        // finishes the components in flight, starts no other, rolls back.
+                        tracing::warn!("interrupted during the commit: finishing the components in flight, then rolling back the committed ones");
+                        stopping = true;
+                    } else {
+                        break None;
+                    }
+                }
+            }
         }
         // Cancelled: the work is dropped here; its task sets abort their tasks, and the
         // artifacts they were writing abort their uploads.

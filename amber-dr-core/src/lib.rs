@@ -52,7 +52,7 @@ pub use progress::{Progress, ProgressEvent, ProgressSink};
 pub use repository::{BackupEntry, LockInfo, RepoLock, Repository, RepositoryConfig};
 pub use retention::RetentionPolicy;
 pub use runner::{
-    BackupOptions, ComponentPlan, ComponentRestore, PruneOutcome, RestoreOutcome,
+    BackupOptions, CommitState, ComponentPlan, ComponentRestore, PruneOutcome, RestoreOutcome,
     RestorePlanOptions, Runner, Selection, VerifyOutcome,
 };
 pub use secret::Secret;

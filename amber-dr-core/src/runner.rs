@@ -9,16 +9,14 @@ use tokio::task::JoinSet;
 
 use crate::cancel::{CancellationToken, HookGuard};
 use crate::component::{
-    Component, ReadContext, RestoreReport, SnapshotContext, SnapshotPurpose, VerifyLevel,
-    VerifyReport,
+    Component, ReadContext, SnapshotContext, SnapshotPurpose, VerifyLevel, VerifyReport,
 };
 use crate::hooks::{ConsistencyTracker, HookContext, RunHooks};
-use crate::legacy::LegacyPlan;
 use crate::manifest::{
     BackupPurpose, BackupStatus, ComponentRecord, ComponentStatus, Manifest, FORMAT_VERSION,
 };
-use crate::plan::{check_relations, legacy_import};
 mod prune;
+mod restore;
 
 pub use crate::plan::{ComponentPlan, RestorePlanOptions};
 use crate::progress::{NoProgress, Progress, ProgressSink};
@@ -27,6 +25,7 @@ use crate::retention::RetentionPolicy;
 pub use crate::selection::Selection;
 use crate::{Error, Result};
 pub use prune::PruneOutcome;
+pub use restore::{CommitState, ComponentRestore, RestoreOutcome};
 
 /// What a component is restored from.
 enum Source {
@@ -63,48 +62,6 @@ impl VerifyOutcome {
     }
 }
 
-/// The result of one component's restore.
-#[derive(Debug, Clone, Serialize)]
-pub struct ComponentRestore {
-    /// The component.
-    pub component: String,
-    /// Its kind.
-    pub kind: String,
-    /// The report, if it succeeded.
-    pub report: Option<RestoreReport>,
-    /// The error, if it failed.
-    pub error: Option<String>,
-    /// The error is a refusal of the plan (a bad target or option: exit code 2).
-    #[serde(skip)]
-    pub usage_error: bool,
-}
-
-/// The result of `restore`.
-#[derive(Debug, Clone, Serialize)]
-pub struct RestoreOutcome {
-    /// The backup restored.
-    pub id: String,
-    /// Dry run: nothing changed.
-    pub dry_run: bool,
-    /// The safety backup taken first, if any.
-    pub safety_backup: Option<String>,
-    /// Per component, in selection order.
-    pub components: Vec<ComponentRestore>,
-    /// Declared restore relations this restore broke because it was forced.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub forced: Vec<String>,
-    /// Errors of the run hooks after the restore (e.g. a container that did not start again).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub hook_errors: Vec<String>,
-}
-
-impl RestoreOutcome {
-    /// True when every component restored and the hooks after it succeeded.
-    pub fn is_ok(&self) -> bool {
-        self.components.iter().all(|c| c.error.is_none()) && self.hook_errors.is_empty()
-    }
-}
-
 /// Runs commands over the configured components.
 #[derive(Clone)]
 pub struct Runner {
@@ -115,6 +72,7 @@ pub struct Runner {
     hooks: Option<Arc<dyn RunHooks>>,
     cancel: Option<CancellationToken>,
     runbook_files: Vec<&'static str>,
+    rollback: bool,
 }
 
 impl std::fmt::Debug for Runner {
@@ -140,6 +98,7 @@ impl Runner {
             hooks: None,
             cancel: None,
             runbook_files: Vec::new(),
+            rollback: true,
         }
     }
 
@@ -163,6 +122,14 @@ impl Runner {
     /// [`crate::cancel`]). A dropped run future cleans up the same way, in the background.
     pub fn with_cancellation(mut self, token: CancellationToken) -> Self {
         self.cancel = Some(token);
+        self
+    }
+
+    /// Whether a restore whose commit fails (or is interrupted) restores the components it
+    /// already committed from its safety backup (default true; see
+    /// [`CommitState::RolledBack`]). `false` leaves them as they are.
+    pub fn with_rollback(mut self, rollback: bool) -> Self {
+        self.rollback = rollback;
         self
     }
 
@@ -229,7 +196,7 @@ impl Runner {
         lock: Option<crate::repository::RepoLock>,
         fut: impl std::future::Future<Output = Result<T>>,
     ) -> Result<T> {
-        crate::cancel::run(self.cancel.as_ref(), self.hooks.as_ref(), lock, fut).await
+        crate::cancel::run(self.cancel.as_ref(), self.hooks.as_ref(), lock, None, fut).await
     }
 
     async fn backup_locked(
@@ -465,237 +432,6 @@ impl Runner {
             id,
             level,
             components,
-        })
-    }
-
-    /// Restore a backup (`id` or `latest`): plan, take a safety backup of the current state of
-    /// the selected components (unless disabled or a dry run), then restore them.
-    pub async fn restore(&self, spec: &str, plan: &RestorePlanOptions) -> Result<RestoreOutcome> {
-        let id = self.repo.resolve(spec).await?;
-        let manifest = self.repo.read_manifest(&id).await?;
-        if manifest.sealed {
-            let what = format!("backup {id}");
-            return Err(self.repo.keys().await?.need_private_key(&what));
-        }
-        let names = plan
-            .selection
-            .apply(manifest.components.keys().map(String::as_str))?;
-        let mut targets = Vec::new();
-        for name in &names {
-            let rec = &manifest.components[name];
-            if !rec.is_ok() {
-                return Err(Error::Other(format!(
-                    "backup {id}: the snapshot of `{name}` failed when it was taken, so it cannot be restored; choose another backup or leave it out with --skip {name}"
-                )));
-            }
-            let c = self.component(name).ok_or_else(|| {
-                Error::config(
-                    format!("components.{name}"),
-                    format!("backup {id} has component `{name}` ({}), but the config has no component of that name to restore into; add it or leave it out with --skip {name}", rec.kind),
-                )
-            })?;
-            if c.kind() != rec.kind {
-                return Err(Error::config(
-                    format!("components.{name}"),
-                    format!(
-                        "is of kind `{}` in the config but `{}` in backup {id}",
-                        c.kind(),
-                        rec.kind
-                    ),
-                ));
-            }
-            targets.push((c.clone(), Source::Record(Box::new(rec.clone()))));
-        }
-        plan.check(&targets.iter().map(|(c, _)| c.clone()).collect::<Vec<_>>())?;
-        let records: Vec<&ComponentRecord> =
-            names.iter().map(|n| &manifest.components[n]).collect();
-        if !manifest.is_complete() {
-            tracing::warn!(backup = %id, "backup is not complete; restoring only components whose snapshot succeeded");
-        }
-        let forced = check_relations(&targets, &names, plan.options.force)?;
-
-        let lock = if plan.options.dry_run {
-            None
-        } else {
-            Some(self.repo.lock("restore").await?)
-        };
-        let work = async {
-            // Damage is found before the safety backup, the hooks or any change.
-            if !plan.options.dry_run {
-                crate::precheck::read_through(&self.repo, &id, records, self.sink.clone()).await?;
-            }
-            self.restore_locked(&id, targets, plan).await
-        };
-        let result = self.guarded(lock, work).await;
-        result.map(|mut r| {
-            r.forced = forced;
-            r
-        })
-    }
-
-    /// Restore a runbook backup directory (`postgres.sql`, `uploads.tar.gz`, ...) through the
-    /// drivers that claim its files: plan (see [`LegacyPlan::select`]), safety backup of the
-    /// selected components' current state (unless disabled or a dry run), then restore.
-    pub async fn restore_legacy(
-        &self,
-        dir: &std::path::Path,
-        plan: &RestorePlanOptions,
-    ) -> Result<RestoreOutcome> {
-        let legacy = LegacyPlan::inspect(dir, &self.components, &self.runbook_files)?;
-        let mut targets = Vec::new();
-        for part in legacy.select(&plan.selection)? {
-            let name = part.component.as_deref().unwrap_or_default();
-            let c = self
-                .component(name)
-                .ok_or_else(|| Error::Other(format!("component `{name}` vanished")))?;
-            targets.push((c.clone(), Source::Legacy(part.path.clone())));
-        }
-        plan.check(&targets.iter().map(|(c, _)| c.clone()).collect::<Vec<_>>())?;
-        let names: Vec<String> = targets.iter().map(|(c, _)| c.name().to_string()).collect();
-        let forced = check_relations(&targets, &names, plan.options.force)?;
-        let lock = if plan.options.dry_run {
-            None
-        } else {
-            Some(self.repo.lock("restore").await?)
-        };
-        let result = self
-            .guarded(
-                lock,
-                self.restore_locked(&dir.display().to_string(), targets, plan),
-            )
-            .await;
-        result.map(|mut r| {
-            r.forced = forced;
-            r
-        })
-    }
-
-    async fn restore_locked(
-        &self,
-        id: &str,
-        targets: Vec<(Arc<dyn Component>, Source)>,
-        plan: &RestorePlanOptions,
-    ) -> Result<RestoreOutcome> {
-        let hooks = self.hooks.as_ref().filter(|_| !plan.options.dry_run);
-        let Some(h) = hooks else {
-            return self.restore_hooked(id, targets, plan).await;
-        };
-        let names = targets.iter().map(|(c, _)| c.name().to_string()).collect();
-        let hook_cx = if targets.iter().any(|(_, s)| matches!(s, Source::Legacy(_))) {
-            HookContext::runbook_restore(id, names)
-        } else {
-            HookContext::restore(id, names)
-        };
-        let guard = HookGuard::new(Some(h.clone()));
-        let res = match h.before_restore(&hook_cx).await {
-            Ok(()) => self.restore_hooked(id, targets, plan).await,
-            Err(e) => Err(e),
-        };
-        let after = h.after_restore(&hook_cx).await;
-        guard.disarm();
-        match (after, res) {
-            (Ok(()), res) => res,
-            (Err(e), Ok(mut outcome)) => {
-                outcome.hook_errors.push(e.to_string());
-                Ok(outcome)
-            }
-            (Err(e), Err(first)) => Err(Error::Other(format!(
-                "{first}; and the step after the restore failed too: {e}"
-            ))),
-        }
-    }
-
-    /// The restore proper, between the `before_restore` and `after_restore` hooks.
-    async fn restore_hooked(
-        &self,
-        id: &str,
-        targets: Vec<(Arc<dyn Component>, Source)>,
-        plan: &RestorePlanOptions,
-    ) -> Result<RestoreOutcome> {
-        if !plan.options.dry_run {
-            // The hooks have prepared the surroundings: a driver refuses now, before the
-            // safety backup and before any component is touched.
-            for (c, src) in &targets {
-                if let Source::Legacy(file) = src {
-                    legacy_import(c)?
-                        .check_restore_legacy(file, &plan.options_for(c.name()))
-                        .await?;
-                }
-            }
-        }
-        let mut safety_backup = None;
-        if plan.safety_backup && !plan.options.dry_run {
-            let comps: Vec<Arc<dyn Component>> = targets.iter().map(|(c, _)| c.clone()).collect();
-            let m = self
-                .backup_locked(
-                    &comps,
-                    &[format!("safety backup before restoring {id}")],
-                    BackupPurpose::Safety,
-                )
-                .await?;
-            if !m.is_complete() {
-                let errs: Vec<String> = m
-                    .components
-                    .values()
-                    .filter_map(|r| r.error.as_ref().map(|e| format!("{}: {e}", r.name)))
-                    .collect();
-                return Err(Error::Other(format!(
-                    "the safety backup {} of the current state failed, so nothing was restored ({}); fix it, or pass --no-safety-backup to restore without one",
-                    m.id,
-                    errs.join("; ")
-                )));
-            }
-            safety_backup = Some(m.id);
-        }
-        let mut set: JoinSet<ComponentRestore> = JoinSet::new();
-        let mut results = Vec::new();
-        let order: Vec<String> = targets.iter().map(|(c, _)| c.name().to_string()).collect();
-        let mut queue = targets.into_iter();
-        loop {
-            while set.len() < self.parallelism {
-                let Some((c, rec)) = queue.next() else { break };
-                let cx = ReadContext::new(
-                    self.repo.clone(),
-                    id.to_string(),
-                    Progress::new(c.name(), self.sink.clone()),
-                );
-                let opts = plan.options_for(c.name());
-                set.spawn(async move {
-                    let res = match &rec {
-                        Source::Record(rec) => c.restore(&cx, rec, &opts).await,
-                        Source::Legacy(file) => match legacy_import(&c) {
-                            Ok(l) => l.restore_legacy(&cx, file, &opts).await,
-                            Err(e) => Err(e),
-                        },
-                    };
-                    let (report, error, usage_error) = match res {
-                        Ok(report) => (Some(report), None, false),
-                        Err(e) => (None, Some(e.to_string()), e.is_usage()),
-                    };
-                    let (component, kind) = (c.name().to_string(), c.kind().to_string());
-                    ComponentRestore {
-                        component,
-                        kind,
-                        report,
-                        error,
-                        usage_error,
-                    }
-                });
-            }
-            match set.join_next().await {
-                Some(Ok(r)) => results.push(r),
-                Some(Err(e)) => return Err(Error::Other(format!("a restore task died: {e}"))),
-                None => break,
-            }
-        }
-        results.sort_by_key(|r| order.iter().position(|n| *n == r.component));
-        Ok(RestoreOutcome {
-            id: id.to_string(),
-            dry_run: plan.options.dry_run,
-            safety_backup,
-            components: results,
-            forced: Vec::new(),
-            hook_errors: Vec::new(),
         })
     }
 }

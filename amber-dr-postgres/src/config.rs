@@ -35,6 +35,12 @@ pub struct PostgresConfig {
     /// Seconds to wait for a connection. Default 10.
     #[serde(default = "default_timeout")]
     pub connect_timeout_secs: u64,
+    /// A restore sets the passwords of roles that exist to their backed-up hashes too.
+    /// Default false: an existing role keeps its current password (a credential rotated since
+    /// the backup keeps working); its other attributes, memberships and settings are restored
+    /// either way, and missing roles are always created with their backed-up password.
+    #[serde(default)]
+    pub restore_role_passwords: bool,
     /// Run `pg_dump`, `pg_dumpall`, `pg_restore` and `psql` inside this running container
     /// (e.g. the Postgres container) through the Docker exec API, for hosts without a matching
     /// `pg_dump`. `url` must then reach the server both from amber-dr's host (for its own
@@ -68,6 +74,7 @@ impl PostgresConfig {
             restore_jobs: default_jobs(),
             temp_dir: None,
             connect_timeout_secs: default_timeout(),
+            restore_role_passwords: false,
             via_container: None,
             docker_host: None,
         }
@@ -111,6 +118,7 @@ impl std::fmt::Debug for PostgresConfig {
             .field("restore_jobs", &self.restore_jobs)
             .field("temp_dir", &self.temp_dir)
             .field("connect_timeout_secs", &self.connect_timeout_secs)
+            .field("restore_role_passwords", &self.restore_role_passwords)
             .finish()
     }
 }

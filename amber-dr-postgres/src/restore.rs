@@ -1,6 +1,7 @@
-//! Restore of an amber-dr snapshot: missing roles created (existing ones left as they are),
-//! then each selected database restored beside the live one, compared with the record's counts
-//! and swapped in.
+//! Restore of an amber-dr snapshot: the backup's roles brought back as they were (missing ones
+//! created, existing ones reset; passwords of existing roles kept by default), then each
+//! selected database restored beside the live one, compared with the record's counts and
+//! swapped in.
 
 use amber_dr_core::{
     ComponentRecord, Error, RestoreContext, RestoreOptions, RestoreReport, Result,
@@ -10,14 +11,15 @@ use crate::catalog;
 use crate::component::Postgres;
 use crate::error::PgError;
 use crate::record::{DbRecord, Details};
-use crate::roles::{filter_globals, MAX_GLOBALS};
+use crate::roles::{plan_roles, ServerRoles, MAX_GLOBALS};
 use crate::scratch::conninfo_dbname;
 use crate::sequences;
 use crate::tools::Tools;
 
 impl Postgres {
-    /// Create the roles of the backup that the server lacks; existing roles are left exactly
-    /// as they are (a restore must not undo a password rotation or re-enable a login).
+    /// Bring the backup's roles back as they were (see [`plan_roles`]): missing ones created,
+    /// existing ones set to their backed-up attributes, memberships and settings (passwords
+    /// kept unless `restore_role_passwords`). The report says what changed, per role.
     async fn apply_roles(
         &self,
         cx: &RestoreContext,
@@ -42,19 +44,43 @@ impl Postgres {
         let text = String::from_utf8_lossy(&text);
         let db = self.maintenance_db();
         let client = self.connect(&db).await.map_err(&err)?;
-        let existing: std::collections::HashSet<String> = client
-            .query("SELECT rolname FROM pg_roles", &[])
+        let q = |what: &'static str| catalog::q(&db, what);
+        let mut now = ServerRoles::default();
+        for r in client
+            .query(
+                "SELECT rolname, rolvaliduntil IS NOT NULL FROM pg_roles",
+                &[],
+            )
             .await
-            .map_err(catalog::q(&db, "list roles"))
+            .map_err(q("list roles"))
+            .map_err(&err)?
+        {
+            let name: String = r.get(0);
+            if r.get::<_, bool>(1) {
+                now.expiring.insert(name.clone());
+            }
+            now.existing.insert(name);
+        }
+        now.members = client
+            .query(
+                "SELECT g.rolname, m.rolname FROM pg_auth_members a \
+                 JOIN pg_roles g ON g.oid = a.roleid JOIN pg_roles m ON m.oid = a.member",
+                &[],
+            )
+            .await
+            .map_err(q("list role memberships"))
             .map_err(&err)?
             .iter()
-            .map(|r| r.get(0))
+            .map(|r| (r.get(0), r.get(1)))
             .collect();
-        drop(client);
-        let (sql, created, kept) = filter_globals(&text, &existing);
+        let plan = plan_roles(&text, &now, self.config.restore_role_passwords);
+        let before = role_states(&client, &plan.reset)
+            .await
+            .map_err(q("read roles"))
+            .map_err(&err)?;
         let mut cmd = self.tool(tools, "psql", &db);
         cmd.args(["-X", "-q", "-v", "ON_ERROR_STOP=0", "-f", "-"]);
-        let stderr = cmd.stdin_from(sql.as_bytes(), "psql (roles)").await?;
+        let stderr = cmd.stdin_from(plan.sql.as_bytes(), "psql (roles)").await?;
         let errors: Vec<&str> = stderr
             .lines()
             .filter(|l| l.contains("ERROR") && !l.contains("already exists"))
@@ -64,15 +90,44 @@ impl Postgres {
                 .warnings
                 .push(format!("roles: {}", errors.join("; ")));
         }
-        if !created.is_empty() {
-            report
-                .actions
-                .push(format!("created missing roles: {}", created.join(", ")));
-        }
-        if !kept.is_empty() {
+        let after = role_states(&client, &plan.reset)
+            .await
+            .map_err(q("read roles"))
+            .map_err(&err)?;
+        if !plan.created.is_empty() {
             report.actions.push(format!(
-                "kept {} existing roles unchanged (passwords and attributes as they are now)",
-                kept.len()
+                "created missing roles (backed-up attributes and passwords): {}",
+                plan.created.join(", ")
+            ));
+        }
+        let mut unchanged = 0;
+        for role in &plan.reset {
+            let (Some(b), Some(a)) = (before.get(role), after.get(role)) else {
+                continue;
+            };
+            let changes: Vec<String> = ROLE_FIELDS
+                .iter()
+                .zip(b.iter().zip(a))
+                .filter(|(_, (b, a))| b != a)
+                .map(|(field, (b, a))| format!("{field} {a} (was {b})"))
+                .collect();
+            if changes.is_empty() {
+                unchanged += 1;
+            } else {
+                report
+                    .actions
+                    .push(format!("role `{role}` reset: {}", changes.join(", ")));
+            }
+        }
+        if !plan.reset.is_empty() {
+            report.actions.push(format!(
+                "{unchanged} of {} existing roles already as backed up; passwords of existing roles {}",
+                plan.reset.len(),
+                if self.config.restore_role_passwords {
+                    "set to the backed-up ones (restore_role_passwords)"
+                } else {
+                    "kept as they are now"
+                }
             ));
         }
         Ok(())
@@ -297,7 +352,10 @@ impl Postgres {
         let mut report = RestoreReport::default();
         if opts.dry_run {
             if details.globals.is_some() {
-                report.actions.push("apply roles and tablespaces (pg_dumpall --globals-only), keeping existing roles".into());
+                report.actions.push(format!(
+                    "apply roles and tablespaces (pg_dumpall --globals-only): missing roles created, existing ones set back to their backed-up attributes, memberships and settings (passwords {})",
+                    if self.config.restore_role_passwords { "too" } else { "kept" }
+                ));
             }
             for d in &selected {
                 report.actions.push(format!(
@@ -315,7 +373,7 @@ impl Postgres {
         let (_, tools) = self.tools_for(&client).await.map_err(&err)?;
         drop(client);
         if let Some(g) = &details.globals {
-            cx.progress().set_phase("creating missing roles");
+            cx.progress().set_phase("restoring roles");
             self.apply_roles(cx, record, &tools, g, &mut report).await?;
         }
         for d in selected {
@@ -324,4 +382,44 @@ impl Postgres {
         }
         Ok(report)
     }
+}
+
+/// What a role reset reports, one value per field of [`role_states`].
+const ROLE_FIELDS: [&str; 10] = [
+    "superuser",
+    "inherit",
+    "createrole",
+    "createdb",
+    "login",
+    "replication",
+    "bypassrls",
+    "connection limit",
+    "valid until",
+    "settings/memberships",
+];
+
+/// The attributes, settings and memberships of `roles` (never their passwords), by name.
+async fn role_states(
+    client: &tokio_postgres::Client,
+    roles: &[String],
+) -> std::result::Result<std::collections::HashMap<String, Vec<String>>, tokio_postgres::Error> {
+    let rows = client
+        .query(
+            "SELECT r.rolname, r.rolsuper::text, r.rolinherit::text, r.rolcreaterole::text, \
+             r.rolcreatedb::text, r.rolcanlogin::text, r.rolreplication::text, r.rolbypassrls::text, \
+             r.rolconnlimit::text, coalesce(r.rolvaliduntil::text, 'none'), \
+             'settings [' || coalesce(array_to_string(r.rolconfig, ','), '') || '] member of [' || \
+             coalesce((SELECT string_agg(g.rolname, ',' ORDER BY g.rolname) FROM pg_auth_members a \
+               JOIN pg_roles g ON g.oid = a.roleid WHERE a.member = r.oid), '') || ']' \
+             FROM pg_roles r WHERE r.rolname = ANY($1)",
+            &[&roles],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let name: String = r.get(0);
+            (name, (1..=10).map(|i| r.get::<_, String>(i)).collect())
+        })
+        .collect())
 }

@@ -592,5 +592,54 @@ async fn full_stack_drill_and_partial_restore_of_neo4j_from_an_older_backup() {
         "references after the partial restore: {refs:?}"
     );
     lap("compared every store, checked references");
+
+    // All or nothing: with any one component's artifact damaged (each in turn, the last in
+    // restore order too), the whole restore is refused before anything changes: no safety
+    // backup, every store as it was (compared with the independent clients below).
+    let before = stack.state().await;
+    let backups = repo.list().await.unwrap().len();
+    let names: Vec<String> = m2.components.keys().cloned().collect();
+    let everything = RestorePlanOptions {
+        safety_backup: true,
+        ..Default::default()
+    };
+    for name in &names {
+        use object_store::ObjectStoreExt;
+        let art = m2.components[name]
+            .artifacts
+            .iter()
+            .max_by_key(|a| a.stored_size)
+            .unwrap();
+        let path = object_store::path::Path::from(art.path.as_str());
+        let good = repo
+            .store()
+            .get(&path)
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        let mut bad = good.to_vec();
+        let i = bad.len() / 2;
+        bad[i] ^= 0x55;
+        repo.store().put(&path, bad.into()).await.unwrap();
+        let err = runner.restore(&m2.id, &everything).await.unwrap_err();
+        assert!(
+            err.is_damage(),
+            "damaged `{name}`: not refused as damage: {err}"
+        );
+        let msg = err.to_string();
+        assert!(msg.contains(&format!("{}/{name}", m2.id)), "{msg}");
+        assert_eq!(
+            repo.list().await.unwrap().len(),
+            backups,
+            "a safety backup was taken"
+        );
+        repo.store().put(&path, good.into()).await.unwrap();
+        lap(&format!("damaged `{name}`: whole-stack restore refused"));
+    }
+    let after = stack.state().await;
+    assert_each_equal(&after, &before, "unchanged by the refused restores");
+    lap("every store unchanged");
     files_common::unlock(base.path());
 }

@@ -101,14 +101,7 @@ pub(super) async fn restore(ctx: &Ctx, args: &RestoreArgs) -> CmdResult {
     )
     .await?;
     print_restore_components(out, &dry, &args.target);
-    out.line(format!(
-        "  safety backup of the current state first: {}",
-        match (safety, args.dry_run) {
-            (true, false) => "yes",
-            (true, true) => "yes (not in a dry run)",
-            (false, _) => "NO (--no-safety-backup)",
-        }
-    ));
+    print_phases(out, &source, &names, safety, args.no_rollback, args.dry_run);
     if let Some(d) = cfg
         .as_ref()
         .map(config::docker)
@@ -170,7 +163,8 @@ pub(super) async fn restore(ctx: &Ctx, args: &RestoreArgs) -> CmdResult {
     let mut runner = match &bars {
         Some(b) => runner.clone().with_progress(b.clone()),
         None => runner.clone(),
-    };
+    }
+    .with_rollback(!args.no_rollback);
     if let Some(d) = &docker {
         runner = runner.with_hooks(Arc::new(d.clone()));
     }
@@ -179,16 +173,18 @@ pub(super) async fn restore(ctx: &Ctx, args: &RestoreArgs) -> CmdResult {
             .restore(&runner, &plan(false))
             .await
             .map_err(Failure::from),
-        "interrupted: the restore did not finish; the components being restored may be incomplete (see `amber-dr list` for a safety backup to restore from)",
+        "interrupted in the prepare phase: nothing was restored and nothing is left staged",
     );
     if let Some(b) = &bars {
         b.finish();
     }
     let outcome = res?;
     let ok = outcome.is_ok();
+    // Undo a restore that committed: the safety backup, for the components it changed.
     let rollback_names: Vec<&str> = outcome
         .components
         .iter()
+        .filter(|c| matches!(c.state, CommitState::Committed | CommitState::NotRolledBack))
         .map(|c| c.component.as_str())
         .filter(|n| !retargeted.iter().any(|r| r == n))
         .collect();
@@ -197,10 +193,81 @@ pub(super) async fn restore(ctx: &Ctx, args: &RestoreArgs) -> CmdResult {
         .as_ref()
         .filter(|_| !rollback_names.is_empty())
         .map(|id| {
-            hints::rollback_command(&ctx.config_path(), ctx.repo.as_deref(), id, &rollback_names)
+            hints::restore_command(&ctx.config_path(), ctx.repo.as_deref(), id, &rollback_names)
         });
-    print_outcome(out, &outcome, plan_json, rollback, &args.target);
-    Ok(if ok { OK } else { FAILURE })
+    // Finish a restore that did not: the same backup, for what it did not bring back.
+    let retry_names = outcome.to_retry();
+    let retry = (!ok && !retry_names.is_empty()).then(|| {
+        let mut cmd = hints::restore_command(
+            &ctx.config_path(),
+            ctx.repo.as_deref(),
+            &outcome.id,
+            &retry_names,
+        );
+        for (name, target) in &args.target {
+            if retry_names.contains(&name.as_str()) {
+                cmd.push_str(&format!(
+                    " --target {}",
+                    hints::shell_quote(&format!("{name}={target}"))
+                ));
+            }
+        }
+        cmd
+    });
+    print_outcome(out, &outcome, plan_json, rollback, retry, &args.target);
+    Ok(if outcome.interrupted {
+        INTERRUPTED
+    } else if ok {
+        OK
+    } else {
+        FAILURE
+    })
+}
+
+/// The plan's phases, per component: what prepare checks, what commit changes, where downtime
+/// starts, and what happens when a commit fails.
+fn print_phases(
+    out: &Output,
+    source: &RestoreSource,
+    names: &[String],
+    safety: bool,
+    no_rollback: bool,
+    dry_run: bool,
+) {
+    let list = names.join(", ");
+    match source {
+        RestoreSource::Backup(_) => out.line(format!(
+            "  1. prepare (nothing live changes): every artifact of {list} read end to end, hashes checked, contents decoded by each driver; any damage refuses the whole restore"
+        )),
+        RestoreSource::Legacy(_) => out.line(format!(
+            "  1. prepare (nothing live changes): each runbook file of {list} read through and checked by its driver"
+        )),
+    }
+    out.line(format!(
+        "  2. commit: {}the components above are replaced (downtime for their users starts here){}",
+        if safety {
+            "safety backup of their current state, then "
+        } else {
+            ""
+        },
+        if dry_run { " -- not in a dry run" } else { "" }
+    ));
+    out.line(format!(
+        "  safety backup of the current state first: {}",
+        match (safety, dry_run) {
+            (true, false) => "yes",
+            (true, true) => "yes (not in a dry run)",
+            (false, _) => "NO (--no-safety-backup)",
+        }
+    ));
+    out.line(format!(
+        "  if a commit fails: {}",
+        match (safety, no_rollback) {
+            (true, false) => "no other component starts; the committed ones are rolled back from the safety backup",
+            (true, true) => "no other component starts; the committed ones are left as they are (--no-rollback)",
+            (false, _) => "no other component starts; the committed ones CANNOT be rolled back (no safety backup)",
+        }
+    ));
 }
 
 pub(super) fn print_restore_components(
@@ -214,11 +281,33 @@ pub(super) fn print_restore_components(
             .find(|(n, _)| *n == c.component)
             .map(|(_, t)| format!(" into target `{t}`"))
             .unwrap_or_default();
+        let extra = c
+            .rollback_error
+            .as_ref()
+            .map(|e| format!(" ({e})"))
+            .unwrap_or_default();
         match (&c.report, &c.error) {
             (_, Some(e)) => {
                 out.line(format!(
                     "  {} ({}){target}: FAILED: {e}",
                     c.component, c.kind
+                ));
+            }
+            (None, None) => {
+                out.line(format!(
+                    "  {} ({}){target}: {}",
+                    c.component,
+                    c.kind,
+                    c.state.label()
+                ));
+            }
+            (Some(_), None) if c.state != CommitState::Committed && !outcome.dry_run => {
+                // Rolled back (or not): what the restore did is undone or reported below.
+                out.line(format!(
+                    "  {} ({}){target}: {}{extra}",
+                    c.component,
+                    c.kind,
+                    c.state.label()
                 ));
             }
             (Some(r), None) => {
@@ -238,7 +327,6 @@ pub(super) fn print_restore_components(
                     out.line(format!("    warning: {w}"));
                 }
             }
-            (None, None) => {}
         }
     }
 }
@@ -339,6 +427,7 @@ fn print_outcome(
     outcome: &RestoreOutcome,
     plan_json: serde_json::Value,
     rollback: Option<String>,
+    retry: Option<String>,
     targets: &[(String, String)],
 ) {
     let ok = outcome.is_ok();
@@ -349,6 +438,7 @@ fn print_outcome(
             "plan": plan_json,
             "outcome": outcome,
             "rollback": rollback,
+            "retry": retry,
         }));
     } else {
         out.line("");
@@ -371,11 +461,20 @@ fn print_outcome(
                 .filter(|c| c.error.is_some())
                 .map(|c| c.component.as_str())
                 .collect();
+            if outcome.interrupted {
+                out.note("interrupted during the commit: the components in flight finished, no other started");
+            }
             if !failed.is_empty() {
                 out.note(format!(
                     "error: restore of {} failed (see above)",
                     failed.join(", ")
                 ));
+            }
+            if outcome.unchanged() {
+                out.note("every component is as it was before the restore");
+            }
+            if let Some(cmd) = &retry {
+                out.line(format!("to retry: {cmd}"));
             }
             for e in &outcome.hook_errors {
                 out.note(format!("error: after the restore: {e}"));
