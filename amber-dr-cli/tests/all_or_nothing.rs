@@ -1,7 +1,8 @@
 //! A whole restore through the real binary (three `files` components, local repository) brings
 //! every component back or changes none: a commit that fails after others were committed rolls
-//! those back from the safety backup (checked through std::fs, not amber-dr's stats), and a
-//! restore killed with SIGKILL before or during its commit is completed by the next restore.
+//! those back from the safety backup (checked through std::fs, not amber-dr's stats), damage
+//! in one component removes what the others staged, and a restore killed with SIGKILL while
+//! staging (prepare) or as its commit starts is completed by the next restore.
 #![allow(missing_docs, clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
@@ -158,8 +159,9 @@ fn a_failed_commit_rolls_back_the_committed_components() {
         site.write_version("v2", 1);
         let v2 = site.trees();
         assert_ne!(v1, v2);
-        // c's parent is immutable: c's commit fails, a's and b's succeed.
-        let guard = Immutable::new(site.path("cp"));
+        // c is immutable: it is staged (beside it) in the prepare phase, but the commit cannot
+        // rename it aside; a's and b's commits succeed.
+        let guard = Immutable::new(site.path("cp/c"));
         let mut args = vec!["restore", id.as_str(), "--yes"];
         if !rollback {
             args.push("--no-rollback");
@@ -253,19 +255,69 @@ fn killed_then_retried(what: &str, ready: impl Fn(&Site) -> bool) {
 
 #[test]
 fn sigkill_during_prepare_then_restore_again() {
-    // The lock is taken and the prepare reads the backup; no safety backup exists yet.
-    killed_then_retried("prepare", |s| s.path("repo/locks/repository.lock").exists());
-}
-
-#[test]
-fn sigkill_during_commit_then_restore_again() {
-    // A driver is staging its new tree: the commit has begun.
-    killed_then_retried("commit", |s| {
+    // The prepare phase is extracting into a staging directory; no safety backup exists yet.
+    killed_then_retried("prepare", |s| {
         fs::read_dir(s.dir.path()).unwrap().any(|e| {
             e.unwrap()
                 .file_name()
                 .to_string_lossy()
                 .contains("amber-dr-staging")
-        })
+        }) && manifests(s) == 1
     });
+}
+
+#[test]
+fn sigkill_during_commit_then_restore_again() {
+    // The safety backup's manifest is written: the commit (swaps, old trees removed) starts.
+    killed_then_retried("commit", |s| manifests(s) == 2);
+}
+
+/// How many backups of the repository have their manifest (the backup and safety backups).
+fn manifests(s: &Site) -> usize {
+    fs::read_dir(s.path("repo"))
+        .map(|rd| {
+            rd.filter(|e| {
+                e.as_ref()
+                    .is_ok_and(|e| e.path().join("manifest.json").exists())
+            })
+            .count()
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn damage_in_one_component_removes_what_the_others_staged() {
+    let site = Site::new(8);
+    let id = site.backup();
+    site.write_version("v2", 8);
+    let v2 = site.trees();
+    // Damage `c` (the last in restore order): `a` and `b` are extracted into their staging
+    // directories in the prepare phase, concurrently with `c`'s read.
+    let mut arts: Vec<PathBuf> = Vec::new();
+    let mut stack = vec![site.path("repo").join(&id).join("c")];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|e| e == "zst") {
+                arts.push(p);
+            }
+        }
+    }
+    assert_eq!(arts.len(), 1, "{arts:?}");
+    let mut bytes = fs::read(&arts[0]).unwrap();
+    let last = bytes.len() - 10;
+    bytes[last] ^= 0x40;
+    fs::write(&arts[0], bytes).unwrap();
+    let (code, text) = site.run(&["restore", &id, "--yes"]);
+    assert_eq!(code, 3, "{text}");
+    assert!(text.contains(&format!("{id}/c")), "{text}");
+    assert!(text.contains("nothing was restored"), "{text}");
+    assert_eq!(site.trees(), v2, "a refused restore changed data");
+    assert!(
+        site.staging_leftovers().is_empty(),
+        "staging left: {:?}",
+        site.staging_leftovers()
+    );
 }

@@ -376,6 +376,17 @@ impl ReadContext {
     }
 }
 
+/// A restore staged by [`Component::stage`], waiting for the commit phase.
+#[async_trait]
+pub trait StagedRestore: Send + Sync {
+    /// Put the staged data in place of the live data (e.g. swap the staging directory in).
+    async fn commit(self: Box<Self>) -> Result<RestoreReport>;
+
+    /// Remove what was staged; the live data stays as it was. Default: drop it (a staged
+    /// restore removes its staging when dropped, so a cancelled run cleans up too).
+    async fn discard(self: Box<Self>) {}
+}
+
 /// A store that amber-dr can back up and restore. Object safe: the runner only ever sees
 /// `Arc<dyn Component>`. See `docs/writing-a-driver.md`.
 #[async_trait]
@@ -418,6 +429,25 @@ pub trait Component: Send + Sync + std::fmt::Debug {
         record: &ComponentRecord,
         opts: &RestoreOptions,
     ) -> Result<RestoreReport>;
+
+    /// The prepare phase of a restore (see `runner::restore`): read every artifact of
+    /// `record` end to end (hashes checked, content decoded) and stage what the store allows
+    /// beside the live data, **without changing the live data**. The runner commits what is
+    /// returned only when every component of the restore prepared; otherwise it is dropped
+    /// (or discarded), and the live data stays as it was.
+    ///
+    /// Default `Ok(None)`: nothing staged; the runner runs a full [`Self::verify`] instead and
+    /// calls [`Self::restore`] at commit. A driver that stages (files: the staging directory)
+    /// reads its artifacts once.
+    async fn stage(
+        &self,
+        cx: &RestoreContext,
+        record: &ComponentRecord,
+        opts: &RestoreOptions,
+    ) -> Result<Option<Box<dyn StagedRestore>>> {
+        let _ = (cx, record, opts);
+        Ok(None)
+    }
 
     /// The import of the shell runbook's backup files, if this driver opts in (see
     /// [`crate::legacy::LegacyImport`]; `Some(self)` from a driver that implements it).

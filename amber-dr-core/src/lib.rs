@@ -38,7 +38,7 @@ pub use blobs::{BlobRecord, BlobWriter, BLOB_REFS_SUFFIX};
 pub use component::{
     Capabilities, Component, ComponentSpec, Factory, Probe, ReadContext, Registry, RestoreContext,
     RestoreOptions, RestoreRelation, RestoreReport, SnapshotContext, SnapshotPurpose,
-    VerifyContext, VerifyLevel, VerifyReport,
+    StagedRestore, VerifyContext, VerifyLevel, VerifyReport,
 };
 pub use crypto::EncryptionConfig;
 pub use error::{Error, Result};

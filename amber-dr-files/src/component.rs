@@ -9,7 +9,8 @@ use amber_dr_core::archive::Directory;
 use amber_dr_core::LegacyImport;
 use amber_dr_core::{
     async_trait, Capabilities, Component, ComponentRecord, Probe, RestoreContext, RestoreOptions,
-    RestoreReport, Result, SnapshotContext, VerifyContext, VerifyLevel, VerifyReport,
+    RestoreReport, Result, SnapshotContext, StagedRestore, VerifyContext, VerifyLevel,
+    VerifyReport,
 };
 
 use crate::config::FilesConfig;
@@ -96,6 +97,15 @@ impl Component for Files {
         opts: &RestoreOptions,
     ) -> Result<RestoreReport> {
         self.dir.restore(cx, record, opts).await
+    }
+
+    async fn stage(
+        &self,
+        cx: &RestoreContext,
+        record: &ComponentRecord,
+        opts: &RestoreOptions,
+    ) -> Result<Option<Box<dyn StagedRestore>>> {
+        self.dir.stage(cx, record, opts).await
     }
 
     fn legacy(&self) -> Option<&dyn LegacyImport> {

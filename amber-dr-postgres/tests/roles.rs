@@ -132,7 +132,10 @@ async fn roles_come_back_as_backed_up_and_rotated_passwords_keep_working() {
         .join("\n");
     assert!(actions.contains("role `amber_role_a` reset: "), "{actions}");
     assert!(actions.contains("login true (was false)"), "{actions}");
-    assert!(actions.contains("member of [amber_role_grp] (was"), "{actions}");
+    assert!(
+        actions.contains("member of [amber_role_grp] (was"),
+        "{actions}"
+    );
     assert!(actions.contains("connection limit 4 (was 9)"), "{actions}");
     assert!(actions.contains("amber_role_gone"), "{actions}");
     assert!(!actions.contains("SCRAM"), "{actions}");

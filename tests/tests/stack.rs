@@ -640,6 +640,19 @@ async fn full_stack_drill_and_partial_restore_of_neo4j_from_an_older_backup() {
     }
     let after = stack.state().await;
     assert_each_equal(&after, &before, "unchanged by the refused restores");
+    // Nothing staged is left behind: no scratch database, no staging directory.
+    let scratch = stack.pg.psql(
+        "postgres",
+        "SELECT count(*) FROM pg_database WHERE datname LIKE '%amber_dr_restore%'",
+    );
+    assert_eq!(scratch.trim(), "0", "scratch databases left");
+    let parent = stack.uploads.parent().unwrap();
+    let staged: Vec<String> = std::fs::read_dir(parent)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("amber-dr-staging"))
+        .collect();
+    assert!(staged.is_empty(), "staging directories left: {staged:?}");
     lap("every store unchanged");
     files_common::unlock(base.path());
 }

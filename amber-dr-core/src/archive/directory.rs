@@ -312,6 +312,34 @@ impl Directory {
         Ok(report)
     }
 
+    /// The prepare phase of a restore (see [`crate::Component::stage`]): the artifact
+    /// extracted into a staging directory beside the target and compared with the record; the
+    /// commit only swaps it in. `None` (nothing to stage) for a dry run and for a record of a
+    /// directory that did not exist (its restore removes the target).
+    pub async fn stage(
+        &self,
+        cx: &RestoreContext,
+        record: &ComponentRecord,
+        opts: &RestoreOptions,
+    ) -> Result<Option<Box<dyn crate::StagedRestore>>> {
+        let details: Details = record.details()?;
+        self.refuse_items(opts)?;
+        if opts.dry_run || details.absent {
+            return Ok(None);
+        }
+        let target = self.restore_target(opts, cx.repository())?;
+        let mut report = RestoreReport::default();
+        let (dir, stats) = swap::stage_dir(
+            self.kind,
+            &self.name,
+            &target,
+            &mut report,
+            |staging| async move { self.extract_and_check(cx, record, &details, &staging).await },
+        )
+        .await?;
+        Ok(Some(Box::new(StagedTree { dir, stats, report })))
+    }
+
     /// Extract the artifact into `staging`, drain it (hash check), apply the root's metadata
     /// and compare the tree on disk with the record.
     async fn extract_and_check(
@@ -371,6 +399,34 @@ fn stats_into(rec: &mut ComponentRecord, s: &TreeStats) {
     rec.set_stat("directories", s.directories);
     rec.set_stat("symlinks", s.symlinks);
     rec.set_stat("bytes", s.bytes);
+}
+
+/// A tree extracted and checked in its staging directory ([`Directory::stage`]).
+struct StagedTree {
+    dir: swap::StagedDir,
+    stats: TreeStats,
+    report: RestoreReport,
+}
+
+#[async_trait::async_trait]
+impl crate::StagedRestore for StagedTree {
+    async fn commit(self: Box<Self>) -> Result<RestoreReport> {
+        let StagedTree {
+            dir,
+            stats,
+            mut report,
+        } = *self;
+        let target = dir.target().to_path_buf();
+        let exists = tokio::fs::symlink_metadata(&target).await.is_ok();
+        dir.swap_in(exists, &mut report).await?;
+        report_restored(
+            &mut report,
+            &target,
+            &stats,
+            "the backup (staged in the prepare phase)",
+        );
+        Ok(report)
+    }
 }
 
 /// Actions and stats of a restored tree.

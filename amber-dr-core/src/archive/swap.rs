@@ -70,46 +70,112 @@ where
     F: FnOnce(PathBuf) -> Fut,
     Fut: std::future::Future<Output = Result<T>>,
 {
+    let (staged, value) = stage_dir(kind, name, target, report, fill).await?;
+    staged.swap_in(exists, report).await?;
+    Ok(value)
+}
+
+/// A filled staging directory beside its target, waiting to be swapped in
+/// ([`Self::swap_in`]); dropped without that, it is removed (the target never changed).
+#[derive(Debug)]
+pub struct StagedDir {
+    kind: String,
+    name: String,
+    target: PathBuf,
+    staging: PathBuf,
+    aside: PathBuf,
+    pending: bool,
+}
+
+/// The first half of [`replace_dir`]: a staging directory beside `target` (stale ones of
+/// interrupted restores removed first) filled by `fill`. A failed `fill` removes it.
+pub async fn stage_dir<T, F, Fut>(
+    kind: &str,
+    name: &str,
+    target: &Path,
+    report: &mut RestoreReport,
+    fill: F,
+) -> Result<(StagedDir, T)>
+where
+    F: FnOnce(PathBuf) -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
     let (parent, file) = split(kind, name, target)?;
     if !parent.is_dir() {
         return Err(no_parent(kind, name, target));
     }
     let pid = std::process::id();
-    let aside = parent.join(format!(".{file}.amber-dr-old-{pid}"));
-    let staging = parent.join(format!(".{file}.amber-dr-staging-{pid}"));
     clear_leftovers(&parent, &file, report).await?;
-    tokio::fs::create_dir(&staging)
-        .await
-        .map_err(|e| Error::io("create staging directory", &staging, e))?;
-    let value = match fill(staging.clone()).await {
-        Ok(v) => v,
-        Err(e) => {
-            let _ = tokio::fs::remove_dir_all(&staging).await;
-            return Err(e);
-        }
+    // Unique within this process too (two restores of one target may be staged at once).
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let suffix = if seq == 0 {
+        pid.to_string()
+    } else {
+        format!("{pid}.{seq}")
     };
-    if exists {
-        if let Err(source) = tokio::fs::rename(target, &aside).await {
-            let _ = tokio::fs::remove_dir_all(&staging).await;
+    let staged = StagedDir {
+        kind: kind.to_string(),
+        name: name.to_string(),
+        target: target.to_path_buf(),
+        staging: parent.join(format!(".{file}.amber-dr-staging-{suffix}")),
+        aside: parent.join(format!(".{file}.amber-dr-old-{suffix}")),
+        pending: true,
+    };
+    tokio::fs::create_dir(&staged.staging)
+        .await
+        .map_err(|e| Error::io("create staging directory", &staged.staging, e))?;
+    // On failure `staged` is dropped, which removes the staging directory.
+    let value = fill(staged.staging.clone()).await?;
+    Ok((staged, value))
+}
+
+impl StagedDir {
+    /// The staging directory.
+    pub fn path(&self) -> &Path {
+        &self.staging
+    }
+
+    /// The directory it replaces.
+    pub fn target(&self) -> &Path {
+        &self.target
+    }
+
+    /// Swap the staged tree in: target → aside (when `exists`), staging → target (undone if
+    /// that fails), aside removed (a warning of `report` if it cannot be).
+    pub async fn swap_in(mut self, exists: bool, report: &mut RestoreReport) -> Result<()> {
+        let (kind, name, target) = (&self.kind, &self.name, &self.target);
+        if exists {
+            if let Err(source) = tokio::fs::rename(target, &self.aside).await {
+                return Err(rename_failed(kind, name, target, source));
+            }
+        }
+        if let Err(source) = tokio::fs::rename(&self.staging, target).await {
+            if exists {
+                let _ = tokio::fs::rename(&self.aside, target).await;
+            }
             return Err(rename_failed(kind, name, target, source));
         }
-    }
-    if let Err(source) = tokio::fs::rename(&staging, target).await {
+        self.pending = false;
         if exists {
-            let _ = tokio::fs::rename(&aside, target).await;
+            if let Err(e) = tokio::fs::remove_dir_all(&self.aside).await {
+                report.warnings.push(format!(
+                    "restored, but the old directory `{}` could not be removed: {e}",
+                    self.aside.display()
+                ));
+            }
         }
-        let _ = tokio::fs::remove_dir_all(&staging).await;
-        return Err(rename_failed(kind, name, target, source));
+        Ok(())
     }
-    if exists {
-        if let Err(e) = tokio::fs::remove_dir_all(&aside).await {
-            report.warnings.push(format!(
-                "restored, but the old directory `{}` could not be removed: {e}",
-                aside.display()
-            ));
+}
+
+impl Drop for StagedDir {
+    fn drop(&mut self) {
+        if self.pending {
+            // Not swapped in (failed, refused, discarded or cancelled): the target is as it was.
+            let _ = std::fs::remove_dir_all(&self.staging);
         }
     }
-    Ok(value)
 }
 
 /// Remove `target` the way a swap replaces it: renamed aside first (so that it disappears at
@@ -140,7 +206,12 @@ async fn clear_leftovers(parent: &Path, name: &str, report: &mut RestoreReport) 
     };
     while let Ok(Some(e)) = rd.next_entry().await {
         let n = e.file_name().to_string_lossy().into_owned();
-        let pid_of = |prefix: &str| n.strip_prefix(prefix).and_then(|p| p.parse::<u32>().ok());
+        // `PID` or `PID.SEQ` (see `stage_dir`).
+        let pid_of = |prefix: &str| {
+            n.strip_prefix(prefix)
+                .and_then(|p| p.split('.').next())
+                .and_then(|p| p.parse::<u32>().ok())
+        };
         if let Some(pid) = pid_of(&staging_prefix) {
             if pid == std::process::id() || !Path::new(&format!("/proc/{pid}")).exists() {
                 tokio::fs::remove_dir_all(e.path())

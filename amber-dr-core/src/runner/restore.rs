@@ -2,12 +2,14 @@
 //! changes none of them:
 //!
 //! 1. **prepare** ([`crate::precheck::prepare`]): every artifact of every selected component is
-//!    read end to end and decoded by its driver (a full verify), components concurrently. No
-//!    live data changes, no safety backup is taken, no hook runs. Any damage refuses the whole
-//!    restore, naming the component and the artifact.
+//!    read end to end and decoded by its driver, components concurrently; a driver that can
+//!    stage does so from that read ([`Component::stage`]: files builds its staging directory),
+//!    the others are fully verified. No live data changes, no safety backup is taken, no hook
+//!    runs. Any damage refuses the whole restore, naming the component and the artifact, and
+//!    what was staged is removed.
 //! 2. **commit**: the hooks run (e.g. containers stopped), the safety backup of the selected
-//!    components' current state is taken, then the drivers restore (swap in, write, delete
-//!    extras), up to `parallelism` at once. After the first failure no other component starts
+//!    components' current state is taken, then the drivers restore (swap in what was staged,
+//!    or write, delete extras), up to `parallelism` at once. After the first failure no other component starts
 //!    (they stay [`CommitState::Untouched`]); the components already committed are then
 //!    restored from the safety backup ([`CommitState::RolledBack`]) unless
 //!    [`Runner::with_rollback`] turned it off or there is no safety backup.
@@ -29,6 +31,7 @@ use crate::hooks::HookContext;
 use crate::legacy::LegacyPlan;
 use crate::manifest::BackupPurpose;
 use crate::plan::{check_relations, legacy_import, RestorePlanOptions};
+use crate::precheck::Staged;
 use crate::progress::Progress;
 use crate::{Error, Result};
 
@@ -207,27 +210,29 @@ impl Runner {
             tracing::warn!(backup = %id, "backup is not complete; restoring only components whose snapshot succeeded");
         }
         let forced = check_relations(&targets, &names, plan.options.force)?;
-        let prepared: Vec<(Arc<dyn Component>, crate::manifest::ComponentRecord)> = targets
+        let preparations: Vec<crate::precheck::Preparation> = targets
             .iter()
             .filter_map(|(c, s)| match s {
-                Source::Record(r) => Some((c.clone(), (**r).clone())),
+                Source::Record(r) => Some((c.clone(), (**r).clone(), plan.options_for(c.name()))),
                 Source::Legacy(_) => None,
             })
             .collect();
         let gate = CommitGate::default();
         let work = async {
             // Phase 1: damage is found before the hooks, the safety backup or any change.
-            if !plan.options.dry_run {
+            let staged = if plan.options.dry_run {
+                Staged::new()
+            } else {
                 crate::precheck::prepare(
                     &self.repo,
                     &id,
-                    &prepared,
+                    &preparations,
                     self.sink.clone(),
                     self.parallelism,
                 )
-                .await?;
-            }
-            self.restore_locked(&id, targets, plan, &gate).await
+                .await?
+            };
+            self.restore_locked(&id, targets, staged, plan, &gate).await
         };
         let result = self.restore_lock(plan, &gate, work).await;
         result.map(|mut r| {
@@ -259,7 +264,7 @@ impl Runner {
         let forced = check_relations(&targets, &names, plan.options.force)?;
         let gate = CommitGate::default();
         let id = dir.display().to_string();
-        let work = self.restore_locked(&id, targets, plan, &gate);
+        let work = self.restore_locked(&id, targets, Staged::new(), plan, &gate);
         let result = self.restore_lock(plan, &gate, work).await;
         result.map(|mut r| {
             r.forced = forced;
@@ -294,12 +299,13 @@ impl Runner {
         &self,
         id: &str,
         targets: Vec<(Arc<dyn Component>, Source)>,
+        staged: Staged,
         plan: &RestorePlanOptions,
         gate: &CommitGate,
     ) -> Result<RestoreOutcome> {
         let hooks = self.hooks.as_ref().filter(|_| !plan.options.dry_run);
         let Some(h) = hooks else {
-            return self.restore_hooked(id, targets, plan, gate).await;
+            return self.restore_hooked(id, targets, staged, plan, gate).await;
         };
         let names = targets.iter().map(|(c, _)| c.name().to_string()).collect();
         let hook_cx = if targets.iter().any(|(_, s)| matches!(s, Source::Legacy(_))) {
@@ -309,7 +315,7 @@ impl Runner {
         };
         let guard = crate::cancel::HookGuard::new(Some(h.clone()));
         let res = match h.before_restore(&hook_cx).await {
-            Ok(()) => self.restore_hooked(id, targets, plan, gate).await,
+            Ok(()) => self.restore_hooked(id, targets, staged, plan, gate).await,
             Err(e) => Err(e),
         };
         let after = h.after_restore(&hook_cx).await;
@@ -332,6 +338,7 @@ impl Runner {
         &self,
         id: &str,
         targets: Vec<(Arc<dyn Component>, Source)>,
+        staged: Staged,
         plan: &RestorePlanOptions,
         gate: &CommitGate,
     ) -> Result<RestoreOutcome> {
@@ -373,7 +380,7 @@ impl Runner {
         if !plan.options.dry_run {
             gate.begin_commit();
         }
-        let mut results = self.commit(id, targets, plan, gate).await?;
+        let mut results = self.commit(id, targets, staged, plan, gate).await?;
         let interrupted = !plan.options.dry_run && gate.stop_requested();
         let failed = results.iter().any(|r| r.state == CommitState::Failed);
         if failed || interrupted {
@@ -397,6 +404,7 @@ impl Runner {
         &self,
         id: &str,
         targets: Vec<(Arc<dyn Component>, Source)>,
+        mut staged: Staged,
         plan: &RestorePlanOptions,
         gate: &CommitGate,
     ) -> Result<Vec<ComponentRestore>> {
@@ -415,10 +423,16 @@ impl Runner {
                     Progress::new(c.name(), self.sink.clone()),
                 );
                 let opts = plan.options_for(c.name());
+                let stage = staged.remove(c.name());
                 set.spawn(async move {
-                    let res = match &src {
-                        Source::Record(rec) => c.restore(&cx, rec, &opts).await,
-                        Source::Legacy(file) => match legacy_import(&c) {
+                    let res = match (&src, stage) {
+                        (_, Some(stage)) => {
+                            cx.progress()
+                                .set_phase("committing (swapping in what was staged)");
+                            stage.commit().await
+                        }
+                        (Source::Record(rec), None) => c.restore(&cx, rec, &opts).await,
+                        (Source::Legacy(file), None) => match legacy_import(&c) {
                             Ok(l) => l.restore_legacy(&cx, file, &opts).await,
                             Err(e) => Err(e),
                         },
@@ -453,6 +467,8 @@ impl Runner {
             }
         }
         results.extend(queue.map(|(c, _)| ComponentRestore::untouched(&c)));
+        // What was staged for the components that never started.
+        crate::precheck::discard(staged).await;
         results.sort_by_key(|r| order.iter().position(|n| *n == r.component));
         Ok(results)
     }
