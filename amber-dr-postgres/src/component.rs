@@ -9,8 +9,8 @@ use amber_dr_core::tool::{self, ToolRunner};
 use amber_dr_core::LegacyImport;
 use amber_dr_core::{
     async_trait, Capabilities, Component, ComponentRecord, Error, Probe, RestoreContext,
-    RestoreOptions, RestoreReport, Result, SnapshotContext, VerifyContext, VerifyLevel,
-    VerifyReport,
+    RestoreOptions, RestoreReport, Result, SnapshotContext, StagedRestore, VerifyContext,
+    VerifyLevel, VerifyReport,
 };
 use tokio_postgres::config::Host;
 
@@ -291,6 +291,15 @@ impl Component for Postgres {
         opts: &RestoreOptions,
     ) -> Result<RestoreReport> {
         self.restore_record(cx, record, opts).await
+    }
+
+    async fn stage(
+        &self,
+        cx: &RestoreContext,
+        record: &ComponentRecord,
+        opts: &RestoreOptions,
+    ) -> Result<Option<Box<dyn StagedRestore>>> {
+        self.stage_record(cx, record, opts).await
     }
 
     fn legacy(&self) -> Option<&dyn LegacyImport> {

@@ -13,6 +13,7 @@ mod restore;
 mod roles;
 mod scratch;
 mod sequences;
+mod stage;
 mod toolcmd;
 mod tools;
 mod verify;

@@ -16,6 +16,15 @@ use crate::scratch::conninfo_dbname;
 use crate::sequences;
 use crate::tools::Tools;
 
+/// A database loaded into its scratch database and checked, waiting for its swap.
+#[derive(Debug)]
+pub(crate) struct LoadedDb {
+    /// The database it replaces.
+    pub(crate) target: String,
+    rec: DbRecord,
+    live: catalog::Counts,
+}
+
 impl Postgres {
     /// Bring the backup's roles back as they were (see [`plan_roles`]): missing ones created,
     /// existing ones set to their backed-up attributes, memberships and settings (passwords
@@ -28,7 +37,17 @@ impl Postgres {
         globals: &str,
         report: &mut RestoreReport,
     ) -> Result<()> {
-        let err = self.err("restore");
+        let text = self.read_globals(cx, record, globals).await?;
+        self.apply_roles_text(&text, tools, report).await
+    }
+
+    /// The text of the backup's `globals.sql` (roles and tablespaces), read whole (bounded).
+    pub(crate) async fn read_globals(
+        &self,
+        cx: &RestoreContext,
+        record: &ComponentRecord,
+        globals: &str,
+    ) -> Result<String> {
         let art = record.artifact(globals)?;
         if art.size > MAX_GLOBALS {
             return Err(self.err("restore")(PgError::Tools(format!(
@@ -41,7 +60,17 @@ impl Postgres {
         tokio::io::AsyncReadExt::read_to_end(&mut reader, &mut text)
             .await
             .map_err(|e| Error::from_io("read", &art.path, e))?;
-        let text = String::from_utf8_lossy(&text);
+        Ok(String::from_utf8_lossy(&text).into_owned())
+    }
+
+    /// Apply a `globals.sql` text the way [`Self::apply_roles`] does.
+    pub(crate) async fn apply_roles_text(
+        &self,
+        text: &str,
+        tools: &Tools,
+        report: &mut RestoreReport,
+    ) -> Result<()> {
+        let err = self.err("restore");
         let db = self.maintenance_db();
         let client = self.connect(&db).await.map_err(&err)?;
         let q = |what: &'static str| catalog::q(&db, what);
@@ -73,7 +102,7 @@ impl Postgres {
             .iter()
             .map(|r| (r.get(0), r.get(1)))
             .collect();
-        let plan = plan_roles(&text, &now, self.config.restore_role_passwords);
+        let plan = plan_roles(text, &now, self.config.restore_role_passwords);
         let before = role_states(&client, &plan.reset)
             .await
             .map_err(q("read roles"))
@@ -203,6 +232,21 @@ impl Postgres {
         target: &str,
         report: &mut RestoreReport,
     ) -> Result<()> {
+        let loaded = self.load_db(cx, record, tools, rec, target, report).await?;
+        self.swap_db(cx.progress(), loaded, report).await
+    }
+
+    /// The first half of [`Self::restore_db`]: the dump loaded into the scratch database of
+    /// `target` and compared with the record. The live database is not touched.
+    pub(crate) async fn load_db(
+        &self,
+        cx: &RestoreContext,
+        record: &ComponentRecord,
+        tools: &Tools,
+        rec: &DbRecord,
+        target: &str,
+        report: &mut RestoreReport,
+    ) -> Result<LoadedDb> {
         let err = self.err("restore");
         let art = record.artifact(&rec.artifact)?.clone();
         cx.progress()
@@ -248,49 +292,60 @@ impl Postgres {
 
         let (dump_file, art, err) = (&dump_file, &art, &err);
         let (live, notes) = self
-            .via_scratch(
-                cx,
-                target,
-                Some(&rec.info),
-                report,
-                move |scratch| async move {
-                    cx.progress().set_phase(format!("pg_restore into {target}"));
-                    let mut cmd = self.tool(tools, "pg_restore", &scratch);
-                    cmd.arg("--exit-on-error")
-                        .arg(format!("--dbname={}", conninfo_dbname(&scratch)));
-                    let what = format!("pg_restore of database `{}`", rec.info.name);
-                    match &dump_file {
-                        Some(file) => {
-                            cmd.arg(format!("--jobs={jobs}")).arg(file.path());
-                            cmd.output(&what).await?;
-                        }
-                        None => {
-                            // Streamed: damage found at the end of the artifact fails the restore
-                            // here, and the scratch database is dropped.
-                            let reader = cx.open_artifact(art).await?;
-                            cmd.stdin_from(reader, &what).await?;
-                        }
+            .build_scratch(target, Some(&rec.info), report, move |scratch| async move {
+                cx.progress().set_phase(format!("pg_restore into {target}"));
+                let mut cmd = self.tool(tools, "pg_restore", &scratch);
+                cmd.arg("--exit-on-error")
+                    .arg(format!("--dbname={}", conninfo_dbname(&scratch)));
+                let what = format!("pg_restore of database `{}`", rec.info.name);
+                match &dump_file {
+                    Some(file) => {
+                        cmd.arg(format!("--jobs={jobs}")).arg(file.path());
+                        cmd.output(&what).await?;
                     }
-                    let client = self.connect(&scratch).await.map_err(&err)?;
-                    let live = catalog::counts(&client, &scratch).await.map_err(&err)?;
-                    drop(client);
-                    let mut want = rec.counts.clone();
-                    let notes = match rec.sequences_dumped {
-                        true => Vec::new(),
-                        false => sequences::loosen(&mut want, &live, target),
-                    };
-                    if let Some(d) = live.diff(&want) {
-                        return Err(err(PgError::Mismatch {
-                            db: target.to_string(),
-                            detail: d,
-                        }));
+                    None => {
+                        // Streamed: damage found at the end of the artifact fails the restore
+                        // here, and the scratch database is dropped.
+                        let reader = cx.open_artifact(art).await?;
+                        cmd.stdin_from(reader, &what).await?;
                     }
-                    Ok((live, notes))
-                },
-            )
+                }
+                let client = self.connect(&scratch).await.map_err(&err)?;
+                let live = catalog::counts(&client, &scratch).await.map_err(&err)?;
+                drop(client);
+                let mut want = rec.counts.clone();
+                let notes = match rec.sequences_dumped {
+                    true => Vec::new(),
+                    false => sequences::loosen(&mut want, &live, target),
+                };
+                if let Some(d) = live.diff(&want) {
+                    return Err(err(PgError::Mismatch {
+                        db: target.to_string(),
+                        detail: d,
+                    }));
+                }
+                Ok((live, notes))
+            })
             .await?;
         report.warnings.extend(notes);
-        self.apply_props(target, &rec.props, report).await?;
+        Ok(LoadedDb {
+            target: target.to_string(),
+            rec: rec.clone(),
+            live,
+        })
+    }
+
+    /// The second half of [`Self::restore_db`]: the loaded scratch database swapped in, the
+    /// database-level properties applied.
+    pub(crate) async fn swap_db(
+        &self,
+        progress: &amber_dr_core::Progress,
+        loaded: LoadedDb,
+        report: &mut RestoreReport,
+    ) -> Result<()> {
+        let LoadedDb { target, rec, live } = loaded;
+        self.swap_scratch(progress, &target, report).await?;
+        self.apply_props(&target, &rec.props, report).await?;
         report.actions.push(format!(
             "restored database `{target}` from `{}`: {} tables, {} rows, {} sequences, {} large objects",
             rec.info.name,
@@ -302,19 +357,17 @@ impl Postgres {
         report
             .stats
             .insert(format!("rows.{target}"), live.rows().into());
-        cx.progress().add_items(1);
+        progress.add_items(1);
         Ok(())
     }
 
-    /// Restore a snapshot's record (see the module docs).
-    pub(crate) async fn restore_record(
+    /// The databases of `details` a restore with `opts` restores (checked against the backup;
+    /// a target needs exactly one).
+    pub(crate) fn select_dbs<'d>(
         &self,
-        cx: &RestoreContext,
-        record: &ComponentRecord,
+        details: &'d Details,
         opts: &RestoreOptions,
-    ) -> Result<RestoreReport> {
-        let err = self.err("restore");
-        let details: Details = record.details()?;
+    ) -> Result<Vec<&'d DbRecord>> {
         let mut selected: Vec<&DbRecord> = details.databases.iter().collect();
         if !opts.items.is_empty() {
             for i in &opts.items {
@@ -345,6 +398,19 @@ impl Postgres {
                 ),
             ));
         }
+        Ok(selected)
+    }
+
+    /// Restore a snapshot's record (see the module docs).
+    pub(crate) async fn restore_record(
+        &self,
+        cx: &RestoreContext,
+        record: &ComponentRecord,
+        opts: &RestoreOptions,
+    ) -> Result<RestoreReport> {
+        let err = self.err("restore");
+        let details: Details = record.details()?;
+        let selected = self.select_dbs(&details, opts)?;
         let target_of = |d: &DbRecord| opts.target.clone().unwrap_or_else(|| d.info.name.clone());
         if let (Some(t), Some(d)) = (&opts.target, selected.first()) {
             self.check_new_target(t, &d.info.name).await?;

@@ -84,6 +84,14 @@ fn role_of(line: &str) -> Option<String> {
     ident(rest).map(|(r, _)| r)
 }
 
+/// The roles a `pg_dumpall --globals-only` script creates.
+pub(crate) fn backed_up_roles(sql: &str) -> Vec<String> {
+    sql.lines()
+        .filter(|l| l.starts_with("CREATE ROLE "))
+        .filter_map(role_of)
+        .collect()
+}
+
 /// The (role, member) of a `GRANT role TO member ...;` line of pg_dumpall.
 fn grant_of(line: &str) -> Option<(String, String)> {
     let (role, rest) = ident(line.strip_prefix("GRANT ")?)?;

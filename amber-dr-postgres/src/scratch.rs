@@ -24,6 +24,24 @@ impl Postgres {
         F: FnOnce(String) -> Fut,
         Fut: std::future::Future<Output = Result<T>>,
     {
+        let value = self.build_scratch(target, like, report, fill).await?;
+        self.swap_scratch(cx.progress(), target, report).await?;
+        Ok(value)
+    }
+
+    /// The first half of [`Self::via_scratch`]: the scratch database of `target` created and
+    /// filled by `fill` (dropped if that fails). The live database is not touched.
+    pub(crate) async fn build_scratch<T, F, Fut>(
+        &self,
+        target: &str,
+        like: Option<&catalog::DbInfo>,
+        report: &mut RestoreReport,
+        fill: F,
+    ) -> Result<T>
+    where
+        F: FnOnce(String) -> Fut,
+        Fut: std::future::Future<Output = Result<T>>,
+    {
         let err = self.err("restore");
         let scratch = scratch_name(target);
         let old = format!("{scratch}_old");
@@ -104,20 +122,58 @@ impl Postgres {
         }
 
         let result = fill(scratch.clone()).await;
-        let value = match result {
-            Ok(l) => l,
+        match result {
+            Ok(l) => Ok(l),
             Err(e) => {
                 let _ = exec(format!(
                     "DROP DATABASE IF EXISTS {} WITH (FORCE)",
                     ident(&scratch)
                 ))
                 .await;
-                return Err(e);
+                Err(e)
+            }
+        }
+    }
+
+    /// Drop the scratch database of `target` (a staged restore discarded).
+    pub(crate) async fn drop_scratch(&self, target: &str) -> Result<()> {
+        let err = self.err("restore");
+        let scratch = scratch_name(target);
+        let maint = self.admin_db(&[target, &scratch]);
+        let admin = self.connect(&maint).await.map_err(&err)?;
+        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", ident(&scratch));
+        admin
+            .batch_execute(&sql)
+            .await
+            .map_err(catalog::q(&maint, &sql))
+            .map_err(&err)
+    }
+
+    /// The second half of [`Self::via_scratch`]: the filled scratch database of `target`
+    /// renamed into its place (the old one renamed aside, then dropped).
+    pub(crate) async fn swap_scratch(
+        &self,
+        progress: &amber_dr_core::Progress,
+        target: &str,
+        report: &mut RestoreReport,
+    ) -> Result<()> {
+        let err = self.err("restore");
+        let scratch = scratch_name(target);
+        let old = format!("{scratch}_old");
+        let maint = self.admin_db(&[target, &scratch, &old]);
+        let admin = self.connect(&maint).await.map_err(&err)?;
+        let exec = |sql: String| {
+            let admin = &admin;
+            let maint = maint.clone();
+            async move {
+                admin
+                    .batch_execute(&sql)
+                    .await
+                    .map_err(catalog::q(&maint, &sql))
             }
         };
-
         // Swap: the scratch database takes the target's name.
-        cx.progress().set_phase(format!("swapping {target} in"));
+        progress.set_phase(format!("swapping {target} in"));
         let exists = admin
             .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&target])
             .await
@@ -193,7 +249,7 @@ impl Postgres {
                 ));
             }
         }
-        Ok(value)
+        Ok(())
     }
 }
 

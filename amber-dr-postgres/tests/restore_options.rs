@@ -13,6 +13,15 @@ use amber_dr_core::{
 use amber_dr_postgres::{Postgres, PostgresConfig};
 use common::Pg;
 
+/// The message of a restore the driver refuses: in the prepare phase (the whole restore fails)
+/// or, for a driver that does not stage, as the component's failure.
+async fn refusal(runner: &Runner, id: &str, plan: &RestorePlanOptions) -> String {
+    match runner.restore(id, plan).await {
+        Ok(out) => out.components[0].error.clone().unwrap_or_default(),
+        Err(e) => e.to_string(),
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_database_of_two_and_restore_under_another_name() {
     let Some(pg) = Pg::from_env() else { return };
@@ -172,8 +181,7 @@ async fn one_database_of_two_and_restore_under_another_name() {
             safety_backup: false,
             components: Default::default(),
         };
-        let out = runner.restore(&m.id, &plan).await.unwrap();
-        let err = out.components[0].error.clone().unwrap_or_default();
+        let err = refusal(&runner, &m.id, &plan).await;
         assert!(err.contains(needle), "target {target}: {err}");
     }
     assert_eq!(
@@ -194,8 +202,7 @@ async fn one_database_of_two_and_restore_under_another_name() {
         safety_backup: false,
         components: Default::default(),
     };
-    let out = runner.restore(&m.id, &bad).await.unwrap();
-    let err = out.components[0].error.clone().unwrap_or_default();
+    let err = refusal(&runner, &m.id, &bad).await;
     assert!(err.contains("exactly one database"), "{err}");
     // An unknown database is named.
     let unknown = RestorePlanOptions {
@@ -204,8 +211,7 @@ async fn one_database_of_two_and_restore_under_another_name() {
         safety_backup: false,
         components: Default::default(),
     };
-    let out = runner.restore(&m.id, &unknown).await.unwrap();
-    let err = out.components[0].error.clone().unwrap_or_default();
+    let err = refusal(&runner, &m.id, &unknown).await;
     assert!(err.contains("nope") && err.contains(a), "{err}");
     pg.psql(
         "postgres",
@@ -215,8 +221,7 @@ async fn one_database_of_two_and_restore_under_another_name() {
     let aside = format!("{a}__amber_dr_restore_old");
     pg.psql("postgres", &format!("CREATE DATABASE {aside}"));
     let before = pg.fingerprint(a);
-    let out = runner.restore(&m.id, &only_a).await.unwrap();
-    let err = out.components[0].error.clone().unwrap_or_default();
+    let err = refusal(&runner, &m.id, &only_a).await;
     assert!(err.contains(&aside) && err.contains("interrupted"), "{err}");
     assert_eq!(pg.fingerprint(a), before, "live database untouched");
     pg.psql("postgres", &format!("DROP DATABASE {aside}"));
