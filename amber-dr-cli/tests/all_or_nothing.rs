@@ -169,6 +169,22 @@ fn a_failed_commit_rolls_back_the_committed_components() {
         let (code, text) = site.run(&args);
         drop(guard);
         assert_eq!(code, 1, "{text}");
+        // The plan said what each phase does, and what a failed commit would do.
+        assert!(text.contains("1. prepare (nothing live changes"), "{text}");
+        assert!(
+            text.contains("a, b, c: restored beside the live data"),
+            "{text}"
+        );
+        assert!(
+            text.contains("a, b, c: swapped in (their downtime is the swap)"),
+            "{text}"
+        );
+        let on_failure = if rollback {
+            "the committed ones are rolled back from the safety backup"
+        } else {
+            "the committed ones are left as they are (--no-rollback)"
+        };
+        assert!(text.contains(on_failure), "{text}");
         assert!(text.contains("c (files): FAILED"), "{text}");
         assert!(text.contains("to retry: amber-dr --config"), "{text}");
         let now = site.trees();

@@ -30,6 +30,10 @@ pub struct Capabilities {
     /// A restore can be limited to named parts (databases, buckets, collections:
     /// [`RestoreOptions::items`]); the runner refuses parts for a driver without them.
     pub restore_parts: bool,
+    /// The prepare phase of a restore builds the restored data beside the live data
+    /// ([`Component::stage`]); the commit only swaps it in (its downtime is the swap).
+    #[serde(default)]
+    pub staged_restore: bool,
 }
 
 impl Capabilities {
@@ -65,6 +69,11 @@ impl Capabilities {
     /// Set [`Self::restore_parts`].
     pub fn restore_parts(mut self, v: bool) -> Self {
         self.restore_parts = v;
+        self
+    }
+    /// Set [`Self::staged_restore`].
+    pub fn staged_restore(mut self, v: bool) -> Self {
+        self.staged_restore = v;
         self
     }
 }

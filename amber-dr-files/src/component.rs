@@ -70,6 +70,7 @@ impl Component for Files {
             .restore_to_target(true)
             .restore_needs_downtime(false)
             .restore_parts(false)
+            .staged_restore(true)
             .deep_verify(true)
     }
 

@@ -229,6 +229,7 @@ impl Component for Postgres {
             .restore_to_target(true)
             .restore_needs_downtime(false)
             .restore_parts(true)
+            .staged_restore(true)
             .deep_verify(true)
     }
 

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use amber_dr_core::repository::{host_name, looks_like_id};
 use amber_dr_core::{
-    BackupEntry, BackupOptions, CommitState, ComponentPlan, ComponentRecord, Manifest,
-    ProgressSink, Registry, Repository, RepositoryConfig, RestoreOptions, RestoreOutcome,
+    BackupEntry, BackupOptions, Capabilities, CommitState, ComponentPlan, ComponentRecord,
+    Manifest, ProgressSink, Registry, Repository, RepositoryConfig, RestoreOptions, RestoreOutcome,
     RestorePlanOptions, RetentionPolicy, Runner, Selection, VerifyLevel, VerifyReport,
 };
 use serde_json::json;

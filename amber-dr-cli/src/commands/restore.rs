@@ -101,7 +101,14 @@ pub(super) async fn restore(ctx: &Ctx, args: &RestoreArgs) -> CmdResult {
     )
     .await?;
     print_restore_components(out, &dry, &args.target);
-    print_phases(out, &source, &names, safety, args.no_rollback, args.dry_run);
+    let caps: Vec<(String, Capabilities)> = names
+        .iter()
+        .filter_map(|n| {
+            let c = runner.components().iter().find(|c| c.name() == n)?;
+            Some((n.clone(), c.capabilities()))
+        })
+        .collect();
+    print_phases(out, &source, &caps, safety, args.no_rollback, args.dry_run);
     if let Some(d) = cfg
         .as_ref()
         .map(config::docker)
@@ -229,43 +236,72 @@ pub(super) async fn restore(ctx: &Ctx, args: &RestoreArgs) -> CmdResult {
 fn print_phases(
     out: &Output,
     source: &RestoreSource,
-    names: &[String],
+    components: &[(String, Capabilities)],
     safety: bool,
     no_rollback: bool,
     dry_run: bool,
 ) {
-    let list = names.join(", ");
+    let names = |staged: bool| -> String {
+        components
+            .iter()
+            .filter(|(_, c)| c.staged_restore == staged)
+            .map(|(n, _)| n.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let (staged, in_place) = (names(true), names(false));
+    out.line("  1. prepare (nothing live changes; any damage refuses the whole restore):");
     match source {
-        RestoreSource::Backup(_) => out.line(format!(
-            "  1. prepare (nothing live changes): every artifact of {list} read end to end, hashes checked, contents decoded by each driver; any damage refuses the whole restore"
-        )),
+        RestoreSource::Backup(_) => {
+            if !staged.is_empty() {
+                out.line(format!(
+                    "     {staged}: restored beside the live data (staging directory, scratch database) from one read of the backup, and compared with it"
+                ));
+            }
+            if !in_place.is_empty() {
+                out.line(format!(
+                    "     {in_place}: every artifact read end to end, hashes checked, contents decoded"
+                ));
+            }
+        }
         RestoreSource::Legacy(_) => out.line(format!(
-            "  1. prepare (nothing live changes): each runbook file of {list} read through and checked by its driver"
+            "     {}: each runbook file read through and checked by its driver",
+            components
+                .iter()
+                .map(|(n, _)| n.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
         )),
     }
     out.line(format!(
-        "  2. commit: {}the components above are replaced (downtime for their users starts here){}",
+        "  2. commit{}: {}",
+        if dry_run { " (not in a dry run)" } else { "" },
         if safety {
-            "safety backup of their current state, then "
+            "safety backup of the current state, then"
         } else {
-            ""
-        },
-        if dry_run { " -- not in a dry run" } else { "" }
-    ));
-    out.line(format!(
-        "  safety backup of the current state first: {}",
-        match (safety, dry_run) {
-            (true, false) => "yes",
-            (true, true) => "yes (not in a dry run)",
-            (false, _) => "NO (--no-safety-backup)",
+            "NO safety backup (--no-safety-backup), then"
         }
     ));
+    if matches!(source, RestoreSource::Backup(_)) && !staged.is_empty() {
+        out.line(format!(
+            "     {staged}: swapped in (their downtime is the swap)"
+        ));
+    }
+    let written = match source {
+        RestoreSource::Backup(_) => in_place,
+        RestoreSource::Legacy(_) => names(true) + &names(false),
+    };
+    if !written.is_empty() {
+        out.line(format!(
+            "     {written}: written in place (downtime for their users from here until done)"
+        ));
+    }
     out.line(format!(
-        "  if a commit fails: {}",
+        "  if a commit fails: no other component starts; {}",
         match (safety, no_rollback) {
-            (true, false) => "no other component starts; the committed ones are rolled back from the safety backup",
-            (true, true) => "no other component starts; the committed ones are left as they are (--no-rollback)",
-            (false, _) => "no other component starts; the committed ones CANNOT be rolled back (no safety backup)",
+            (true, false) => "the committed ones are rolled back from the safety backup",
+            (true, true) => "the committed ones are left as they are (--no-rollback)",
+            (false, _) => "the committed ones CANNOT be rolled back (no safety backup)",
         }
     ));
 }
