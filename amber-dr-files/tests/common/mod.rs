@@ -72,10 +72,10 @@ impl Fixture for Dirs {
 }
 
 /// Fill `dir` with the awkward cases: nested and empty directories, relative and absolute
-/// symlinks (one pointing outside, one dangling), a non-UTF-8 name, unicode and spaces, a path
-/// over 100 bytes, a zero-byte file, odd modes (setuid, read-only file and directory), owners
-/// other than the test's user (files, a directory, a symlink and the top directory; as root),
-/// and nanosecond mtimes.
+/// symlinks (one pointing outside, one dangling), a hard link, a non-UTF-8 name, unicode and
+/// spaces, a path over 100 bytes, a zero-byte file, odd modes (setuid, read-only file and
+/// directory), owners other than the test's user (files, a directory, a symlink and the top
+/// directory; as root), and nanosecond mtimes.
 pub fn populate(dir: &Path, seed: u8) {
     let _ = fs::remove_dir_all(dir);
     fs::create_dir_all(dir).unwrap();
@@ -98,6 +98,12 @@ pub fn populate(dir: &Path, seed: u8) {
     // Non-UTF-8 file name.
     let raw = dir.join(OsStr::from_bytes(b"latin1-\xe9t\xe9.txt"));
     fs::write(raw, b"bytes name").unwrap();
+    // A second name of a file (stored, and restored, as a file of its own).
+    fs::hard_link(
+        dir.join("docs/tenant-1/report.pdf"),
+        dir.join("hard-link-to-report"),
+    )
+    .unwrap();
     symlink("docs/tenant-1/report.pdf", dir.join("link-relative")).unwrap();
     symlink("/etc/hostname", dir.join("link-outside")).unwrap();
     symlink("does/not/exist", dir.join("link-dangling")).unwrap();
