@@ -347,11 +347,31 @@ struct FakeMinio {
 }
 
 impl FakeMinio {
-    fn start(host: &str, image: &str, name: &str, data: &Path, port: u16) -> FakeMinio {
+    /// A stand-in for MinIO on the host network: busybox httpd on a port it binds itself (port
+    /// 0, chosen by the kernel at the first start) and reports in `state/port`; a restart of
+    /// the container binds that port again.
+    fn start(host: &str, image: &str, name: &str, data: &Path, state: &Path) -> FakeMinio {
         std::fs::create_dir_all(data).unwrap();
+        std::fs::create_dir_all(state).unwrap();
         let _ = Command::new("docker")
             .args(["-H", host, "rm", "-f", name])
             .output();
+        // The port httpd bound: its socket's inode (/proc/PID/fd) looked up in /proc/net/tcp
+        // (the host's, on the host network), hex to decimal.
+        let script = r#"trap "exit 0" TERM
+p=$(cat /state/port 2>/dev/null || echo 0)
+httpd -f -p 127.0.0.1:$p &
+h=$!
+while [ ! -s /state/port ]; do
+  i=$(ls -l /proc/$h/fd 2>/dev/null | sed -n "s/.*socket:\[\([0-9]*\)\].*/\1/p" | head -n 1)
+  x=$(awk -v i="$i" '$10 == i { split($2, a, ":"); print a[2] }' /proc/net/tcp)
+  if [ -n "$i" ] && [ -n "$x" ]; then
+    printf "%d\n" 0x$x > /state/port.new && mv /state/port.new /state/port
+  else
+    sleep 0.05
+  fi
+done
+while true; do date > /data/.heartbeat; sleep 0.05; done"#;
         docker(
             host,
             &[
@@ -363,19 +383,28 @@ impl FakeMinio {
                 "host",
                 "-v",
                 &format!("{}:/data", data.display()),
+                "-v",
+                &format!("{}:/state", state.display()),
                 image,
                 "sh",
                 "-c",
-                &format!("trap 'exit 0' TERM; httpd -f -p 127.0.0.1:{port} & while true; do date > /data/.heartbeat; sleep 0.05; done"),
+                script,
             ],
         );
-        let m = FakeMinio {
+        let mut m = FakeMinio {
             host: host.into(),
             name: name.into(),
-            port,
+            port: 0,
         };
         let deadline = Instant::now() + Duration::from_secs(10);
-        while !m.answers() {
+        loop {
+            let reported = std::fs::read_to_string(state.join("port")).unwrap_or_default();
+            if let Ok(port) = reported.trim().parse::<u16>() {
+                m.port = port;
+                if m.answers() {
+                    break;
+                }
+            }
             assert!(Instant::now() < deadline, "{} does not answer", m.name);
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -424,11 +453,6 @@ fn runbook_minio_volume_is_extracted_while_its_container_is_stopped() {
         return;
     };
     let tmp = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
     // The runbook's volume archive, made from the volume's parent (`_data/...`).
     let volume = tmp.path().join("volumes/amber_minio_data/_data");
     std::fs::create_dir_all(volume.join("documents/a")).unwrap();
@@ -447,7 +471,14 @@ fn runbook_minio_volume_is_extracted_while_its_container_is_stopped() {
     assert!(st.success());
 
     let data = tmp.path().join("minio-data");
-    let minio = FakeMinio::start(&host, &image, &name("minio"), &data, port);
+    let minio = FakeMinio::start(
+        &host,
+        &image,
+        &name("minio"),
+        &data,
+        &tmp.path().join("minio-state"),
+    );
+    let port = minio.port;
     std::fs::create_dir_all(data.join("today")).unwrap();
     std::fs::write(data.join("today/obj"), "today's object").unwrap();
     let components = format!(

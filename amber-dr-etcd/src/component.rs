@@ -8,8 +8,9 @@ use amber_dr_core::{
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncWriteExt, BufReader, BufWriter};
 
-use crate::client::{prefix_end, Client, EtcdError, Kv};
+use crate::client::{prefix_end, Client, Kv};
 use crate::config::EtcdConfig;
+use crate::error::EtcdError;
 use crate::format::{self, Digester, KvReader};
 
 const ARTIFACT: &str = "keys.bin";

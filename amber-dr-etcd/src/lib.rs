@@ -4,6 +4,7 @@
 mod client;
 mod component;
 mod config;
+mod error;
 mod format;
 
 pub use component::Etcd;

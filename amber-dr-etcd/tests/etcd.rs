@@ -175,14 +175,16 @@ async fn a_prefix_matching_nothing_is_said_clearly() {
 /// answers: an error after the configured timeout, not a hang.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn etcd_down_or_silent_fails_in_bounded_time() {
-    let mut cfg = EtcdConfig::new("http://127.0.0.1:1", "x/");
+    let closed = testkit::closed_port();
+    let down_url = format!("http://127.0.0.1:{}", closed.port);
+    let mut cfg = EtcdConfig::new(&down_url, "x/");
     cfg.timeout_secs = 2;
     let down = Etcd::new("down", cfg).unwrap();
     let t = Instant::now();
     let err = down.probe().await.unwrap_err().to_string();
     assert!(t.elapsed() < Duration::from_secs(5));
     assert!(
-        err.contains("http://127.0.0.1:1") && err.contains("cannot reach etcd"),
+        err.contains(&down_url) && err.contains("cannot reach etcd"),
         "{err}"
     );
 
@@ -221,7 +223,8 @@ fn endpoint_must_be_a_url() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_endpoint_is_skipped() {
     let Some(e) = EtcdCtl::from_env() else { return };
-    let mut cfg = EtcdConfig::new("http://127.0.0.1:1", "amber-multi/");
+    let closed = testkit::closed_port();
+    let mut cfg = EtcdConfig::new(format!("http://127.0.0.1:{}", closed.port), "amber-multi/");
     cfg.endpoints.push(e.endpoint.clone());
     let c = Etcd::new("multi", cfg).unwrap();
     let p = c.probe().await.unwrap();

@@ -3,13 +3,16 @@
 
 mod component;
 mod config;
+pub mod error;
 
 pub use component::Files;
 pub use config::FilesConfig;
 
 use std::sync::Arc;
 
-use amber_dr_core::{Component, ComponentSpec, Registry, Result};
+use amber_dr_core::{Component, ComponentSpec, Registry};
+
+use crate::error::Result;
 
 /// The driver kind.
 pub const KIND: &str = "files";

@@ -18,7 +18,8 @@ use milvus::proto::schema::{CollectionSchema, DataType};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
 
-use crate::client::{Client, MilvusError};
+use crate::client::Client;
+use crate::error::MilvusError;
 use crate::pages::corrupt;
 use crate::storage::Bucket;
 

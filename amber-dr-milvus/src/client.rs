@@ -8,6 +8,8 @@ use milvus::proto::milvus as pb;
 use milvus::proto::milvus::milvus_service_client::MilvusServiceClient;
 use tonic::transport::{Channel, Endpoint};
 
+use crate::error::{error_chain, MilvusError};
+
 /// The generated gRPC service client (cheap to clone: clones share one connection).
 pub(crate) type Svc = MilvusServiceClient<Channel>;
 
@@ -51,19 +53,6 @@ replies_with_status!(
     pb::ShowCollectionsResponse,
     pb::ShowPartitionsResponse,
 );
-
-/// What went wrong talking to Milvus.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum MilvusError {
-    #[error("cannot reach Milvus at {endpoint}: {message}")]
-    Unreachable { endpoint: String, message: String },
-    #[error("Milvus at {endpoint} failed {what}: {message}")]
-    Call {
-        endpoint: String,
-        what: String,
-        message: String,
-    },
-}
 
 /// A connected client.
 #[derive(Debug, Clone)]
@@ -167,18 +156,4 @@ impl Client {
 
 fn code_name(c: tonic::Code) -> String {
     format!("{c:?}")
-}
-
-/// An error with its causes.
-pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(inner) = src {
-        let m = inner.to_string();
-        if !s.contains(&m) {
-            s.push_str(&format!(": {m}"));
-        }
-        src = inner.source();
-    }
-    s
 }

@@ -13,8 +13,9 @@ use milvus::proto::milvus as pb;
 use milvus::proto::schema::DataType;
 use serde::{Deserialize, Serialize};
 
-use crate::client::{Client, MilvusError};
+use crate::client::Client;
 use crate::config::MilvusConfig;
+use crate::error::MilvusError;
 use crate::{binlog, storage::Bucket};
 
 /// Call a method of the gRPC service for `what` (named in errors); fails on a transport error

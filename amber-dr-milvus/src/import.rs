@@ -14,7 +14,8 @@ use milvus::proto::common::ImportState;
 use milvus::proto::milvus as pb;
 
 use crate::binlog::{BinlogReader, BinlogRecord};
-use crate::client::{Client, MilvusError};
+use crate::client::Client;
+use crate::error::MilvusError;
 use crate::pages::corrupt;
 use crate::storage::Bucket;
 

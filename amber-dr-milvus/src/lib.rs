@@ -5,6 +5,7 @@ mod binlog;
 mod client;
 mod component;
 mod config;
+mod error;
 mod import;
 mod pages;
 mod storage;

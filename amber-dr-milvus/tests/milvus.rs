@@ -122,7 +122,9 @@ async fn keys_are_kept_and_a_copy_can_be_restored_under_another_name() {
 /// after the configured timeout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn milvus_down_or_silent_fails_in_bounded_time() {
-    let mut cfg = MilvusConfig::new("http://127.0.0.1:1");
+    let closed = testkit::closed_port();
+    let down_url = format!("http://127.0.0.1:{}", closed.port);
+    let mut cfg = MilvusConfig::new(&down_url);
     cfg.timeout_secs = 2;
     let t = Instant::now();
     let err = Milvus::new("down", cfg)
@@ -133,7 +135,7 @@ async fn milvus_down_or_silent_fails_in_bounded_time() {
         .to_string();
     assert!(t.elapsed() < Duration::from_secs(5));
     assert!(
-        err.contains("cannot reach Milvus at http://127.0.0.1:1"),
+        err.contains(&format!("cannot reach Milvus at {down_url}")),
         "{err}"
     );
 

@@ -14,8 +14,9 @@ use futures::stream::FuturesUnordered;
 use futures::{StreamExt, TryStreamExt};
 
 use crate::config::MinioConfig;
+use crate::error::S3Error;
 use crate::index::{next_entry, open_lines, Entry, INDEX, REFS};
-use crate::s3::{S3Client, S3Error};
+use crate::s3::S3Client;
 use crate::KIND;
 
 /// A MinIO / S3 store: the configured buckets of one endpoint.

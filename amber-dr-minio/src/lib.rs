@@ -4,6 +4,7 @@
 mod backup;
 mod component;
 mod config;
+pub mod error;
 mod index;
 mod legacy;
 mod restore;

@@ -379,9 +379,11 @@ async fn bad_input_is_named() {
         "{e}"
     );
 
-    let down = Minio::new("docs", MinioConfig::new("http://127.0.0.1:1", "a", "b")).unwrap();
+    let closed = testkit::closed_port();
+    let down_url = format!("http://127.0.0.1:{}", closed.port);
+    let down = Minio::new("docs", MinioConfig::new(&down_url, "a", "b")).unwrap();
     let e = down.probe().await.unwrap_err().to_string();
-    assert!(e.contains("127.0.0.1:1"), "{e}");
+    assert!(e.contains(&format!("127.0.0.1:{}", closed.port)), "{e}");
 
     let p = s3.component("docs", &[&bucket]).probe().await.unwrap();
     assert!(p.reachable);

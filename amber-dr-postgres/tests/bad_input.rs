@@ -61,11 +61,13 @@ async fn unknown_database_lists_the_existing_ones() {
 async fn unreachable_and_silent_servers_fail_within_the_timeout() {
     let Some(pg) = Pg::from_env() else { return };
     // Nothing listens: refused at once.
-    let (err, _, _g) = backup_error(PostgresConfig::new(
-        "postgres://postgres:x@127.0.0.1:1/postgres",
-    ))
+    let closed = amber_dr_core::testkit::closed_port();
+    let (err, _, _g) = backup_error(PostgresConfig::new(format!(
+        "postgres://postgres:x@127.0.0.1:{}/postgres",
+        closed.port
+    )))
     .await;
-    assert!(err.contains("127.0.0.1:1"), "{err}");
+    assert!(err.contains(&format!("127.0.0.1:{}", closed.port)), "{err}");
     // Something accepts the connection but never answers: bounded by connect_timeout_secs.
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();

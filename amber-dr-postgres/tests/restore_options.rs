@@ -44,6 +44,9 @@ async fn one_database_of_two_and_restore_under_another_name() {
         "CREATE ROLE amber_rt_role LOGIN CONNECTION LIMIT 3",
     );
     pg.psql("postgres", "COMMENT ON ROLE amber_rt_role IS 'comes back'");
+    // Its memberships and settings come back with it (the fingerprint shows both).
+    pg.psql("postgres", "GRANT amber_readonly TO amber_rt_role");
+    pg.psql("postgres", "ALTER ROLE amber_rt_role SET work_mem TO '2MB'");
     pg.psql(
         "postgres",
         &format!("DROP DATABASE IF EXISTS {drill} WITH (FORCE)"),

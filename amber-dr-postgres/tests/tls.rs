@@ -1,8 +1,9 @@
 //! Issue 18: every connection option reaches the tools. A TLS-only PostgreSQL cluster made by
-//! the test (initdb on a free port, a CA and a server certificate made with openssl, `hostssl`
-//! only in pg_hba.conf): a backup and restore with `sslmode=verify-full&sslrootcert=CA` work
-//! (pg_dump, pg_dumpall, pg_restore and psql get the TLS settings, or the server would refuse
-//! them), and a wrong root certificate fails the backup with a clear error.
+//! the test (initdb, a port the server claims itself, a CA and a server certificate made with
+//! openssl, `hostssl` only in pg_hba.conf): a backup and restore with
+//! `sslmode=verify-full&sslrootcert=CA` work (pg_dump, pg_dumpall, pg_restore and psql get the
+//! TLS settings, or the server would refuse them), and a wrong root certificate fails the
+//! backup with a clear error.
 // test-lane: stores (uses the Postgres cluster or Neo4j, whose global state other tests change)
 #![allow(missing_docs, clippy::unwrap_used)]
 
@@ -211,13 +212,9 @@ fn start() -> Option<Cluster> {
             .arg(format!("--pwfile={}", d.join("pw").display())),
         "initdb",
     );
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    // No port here: the server claims its own at start (below).
     let conf = format!(
-        "port = {port}\nlisten_addresses = 'localhost'\nunix_socket_directories = '{}'\n\
+        "listen_addresses = 'localhost'\nunix_socket_directories = '{}'\n\
          ssl = on\nssl_cert_file = '{}'\nssl_key_file = '{}'\nssl_ca_file = '{}'\nfsync = off\n",
         d.display(),
         d.join("server.crt").display(),
@@ -283,22 +280,54 @@ fn start() -> Option<Cluster> {
         Command::new("chmod").arg("0600").arg(c.join("client.key")),
         "chmod",
     );
-    let cluster = Cluster {
+    let mut cluster = Cluster {
         bindir,
         dir,
         client,
-        port,
+        port: 0,
     };
-    run(
-        as_owner(&cluster.bindir.join("pg_ctl"))
+    // The server binds its port itself — never one reserved and released by the test, which
+    // another process could take in between. A port drawn below the kernel's ephemeral range;
+    // when the server cannot bind it (on 127.0.0.1 or ::1), it is stopped and another is tried.
+    let seed = std::process::id() as u64
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos() as u64;
+    for attempt in 0..20u64 {
+        let port = 20_000 + (seed.wrapping_mul(7_919) + attempt * 1_009) % 12_000;
+        let log = cluster.path(&format!("log-{attempt}"));
+        let started = as_owner(&cluster.bindir.join("pg_ctl"))
             .arg("-D")
             .arg(cluster.path("data"))
             .arg("-l")
-            .arg(cluster.path("log"))
-            .args(["-w", "-t", "60", "start"]),
-        "pg_ctl start",
-    );
-    Some(cluster)
+            .arg(&log)
+            .args(["-o", &format!("-p {port}"), "-w", "-t", "60", "start"])
+            .output()
+            .unwrap();
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let collided = text.contains("Address already in use");
+        if started.status.success() && !collided {
+            cluster.port = port as u16;
+            return Some(cluster);
+        }
+        assert!(
+            collided,
+            "pg_ctl start failed: {}{}\n{text}",
+            String::from_utf8_lossy(&started.stdout),
+            String::from_utf8_lossy(&started.stderr)
+        );
+        if started.status.success() {
+            run(
+                as_owner(&cluster.bindir.join("pg_ctl"))
+                    .arg("-D")
+                    .arg(cluster.path("data"))
+                    .args(["-m", "immediate", "-w", "stop"]),
+                "pg_ctl stop",
+            );
+        }
+    }
+    panic!("no free port for the TLS cluster after 20 tries")
 }
 
 fn component(url: String) -> Arc<dyn Component> {

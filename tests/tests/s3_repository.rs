@@ -57,8 +57,9 @@ async fn wrong_secret_is_a_clear_error() {
         !msg.contains("wrong-secret"),
         "never prints the secret: {msg}"
     );
+    let closed = amber_dr_core::testkit::closed_port();
     let unreachable = RepositoryConfig {
-        endpoint: Some("http://127.0.0.1:1".into()),
+        endpoint: Some(format!("http://127.0.0.1:{}", closed.port)),
         ..cfg
     };
     let repo = Repository::open(&unreachable).unwrap();

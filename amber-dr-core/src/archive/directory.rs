@@ -29,6 +29,10 @@ pub(super) struct Details {
     source: String,
     root_mode: u32,
     root_mtime: MTime,
+    /// The root directory's owner (uid, gid), given back to it by a restore (as root); absent
+    /// in records written before it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    root_owner: Option<(u32, u32)>,
     /// SHA-256 over every entry's path, type, mode, size, mtime and link target.
     fingerprint: String,
     stats: TreeStats,
@@ -143,6 +147,7 @@ impl Directory {
                         source: root.display().to_string(),
                         root_mode: 0,
                         root_mtime: MTime::default(),
+                        root_owner: None,
                         fingerprint: String::new(),
                         stats: TreeStats::default(),
                     })?;
@@ -155,6 +160,13 @@ impl Directory {
             Ok(m) if !m.is_dir() => return Err(self.err("snapshot", DirError::NotADirectory(root))),
             Ok(_) => {}
         }
+        let root_owner = {
+            use std::os::unix::fs::MetadataExt;
+            let m = tokio::fs::symlink_metadata(&root)
+                .await
+                .map_err(|e| Error::io("inspect", &root, e))?;
+            Some((m.uid(), m.gid()))
+        };
         self.refuse_repository_overlap("snapshot", &root, cx.repository())?;
         cx.progress().set_phase("archiving");
         let writer = cx.create_artifact(ARTIFACT).await?;
@@ -184,6 +196,7 @@ impl Directory {
             source: root.display().to_string(),
             root_mode,
             root_mtime,
+            root_owner,
             fingerprint: summary.fingerprint,
             stats: summary.stats,
         })?;
@@ -357,6 +370,7 @@ impl Directory {
         let progress = cx.progress().clone();
         let (st, path) = (staging.to_path_buf(), art.path.clone());
         let (root_mode, root_mtime) = (details.root_mode, details.root_mtime);
+        let root_owner = details.root_owner;
         let (_, reader) = tokio::task::spawn_blocking(move || {
             read_archive(
                 BufReader::with_capacity(IO_BUFFER, bridge),
@@ -375,6 +389,13 @@ impl Directory {
         cx.progress().set_phase("comparing");
         let st = staging.to_path_buf();
         let scanned = tokio::task::spawn_blocking(move || {
+            if let Some((uid, gid)) = root_owner {
+                // Best effort, like every entry's owner: only root may give a directory away.
+                match std::os::unix::fs::lchown(&st, Some(uid), Some(gid)) {
+                    Err(e) if e.kind() != std::io::ErrorKind::PermissionDenied => return Err(e),
+                    _ => {}
+                }
+            }
             apply_root_meta(&st, root_mode, root_mtime)?;
             scan_tree(&st)
         })

@@ -190,16 +190,15 @@ impl EtcdCtl {
         )
     }
 
-    /// A description of everything under `prefix`: one line per key (hex), value length and
-    /// a cheap checksum of the value.
+    /// A description of everything under `prefix`: one line per key (its bytes in hex), the
+    /// value's length and SHA-256.
     pub fn describe(&self, prefix: &[u8]) -> String {
+        use sha2::{Digest, Sha256};
         let kvs = self.get_prefix(prefix);
         let mut s = format!("{} keys\n", kvs.len());
         for (k, v) in kvs {
-            let sum: u64 = v.iter().enumerate().fold(0u64, |a, (i, b)| {
-                a.wrapping_mul(31).wrapping_add(*b as u64 ^ i as u64)
-            });
-            s.push_str(&format!("{} {} {sum:x}\n", hex(&k), v.len()));
+            let sum = hex(&Sha256::digest(&v));
+            s.push_str(&format!("{} {} {sum}\n", hex(&k), v.len()));
         }
         s
     }

@@ -72,9 +72,10 @@ impl Fixture for Dirs {
 }
 
 /// Fill `dir` with the awkward cases: nested and empty directories, relative and absolute
-/// symlinks (one pointing outside, one dangling), a non-UTF-8 name, unicode and spaces, a path
-/// over 100 bytes, a zero-byte file, odd modes (setuid, read-only file and directory), and
-/// nanosecond mtimes.
+/// symlinks (one pointing outside, one dangling), a hard link, a non-UTF-8 name, unicode and
+/// spaces, a path over 100 bytes, a zero-byte file, odd modes (setuid, read-only file and
+/// directory), owners other than the test's user (files, a directory, a symlink and the top
+/// directory; as root), and nanosecond mtimes.
 pub fn populate(dir: &Path, seed: u8) {
     let _ = fs::remove_dir_all(dir);
     fs::create_dir_all(dir).unwrap();
@@ -97,9 +98,28 @@ pub fn populate(dir: &Path, seed: u8) {
     // Non-UTF-8 file name.
     let raw = dir.join(OsStr::from_bytes(b"latin1-\xe9t\xe9.txt"));
     fs::write(raw, b"bytes name").unwrap();
+    // A second name of a file (stored, and restored, as a file of its own).
+    fs::hard_link(
+        dir.join("docs/tenant-1/report.pdf"),
+        dir.join("hard-link-to-report"),
+    )
+    .unwrap();
     symlink("docs/tenant-1/report.pdf", dir.join("link-relative")).unwrap();
     symlink("/etc/hostname", dir.join("link-outside")).unwrap();
     symlink("does/not/exist", dir.join("link-dangling")).unwrap();
+    // Owners other than the test's user (only root can give files away; otherwise every
+    // entry keeps the test's user, which the fingerprint covers just the same). Before the
+    // modes: a chown clears the setuid bit.
+    own(dir, 1500, 1600);
+    own(&dir.join("readme.txt"), 1001, 1002);
+    own(&dir.join("docs/tenant-1/report.pdf"), 1234, 5678);
+    own(&dir.join("docs/tenant-2"), 4321, 8765);
+    own(&dir.join("link-relative"), 2222, 3333);
+    own(
+        &dir.join(OsStr::from_bytes(b"latin1-\xe9t\xe9.txt")),
+        0,
+        4242,
+    );
     fs::set_permissions(dir.join("readme.txt"), fs::Permissions::from_mode(0o4751)).unwrap();
     fs::set_permissions(dir.join("empty-file"), fs::Permissions::from_mode(0o400)).unwrap();
     fs::write(dir.join("docs/tenant-2/locked.txt"), b"locked").unwrap();
@@ -126,6 +146,16 @@ pub fn populate(dir: &Path, seed: u8) {
         filetime::FileTime::from_unix_time(1_400_000_000, 999_999_999),
     )
     .unwrap();
+}
+
+/// Give `path` (not following a symlink) owner `uid:gid` when allowed (root); otherwise
+/// leave it as it is.
+fn own(path: &Path, uid: u32, gid: u32) {
+    match std::os::unix::fs::lchown(path, Some(uid), Some(gid)) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {}
+        Err(e) => panic!("chown {}: {e}", path.display()),
+    }
 }
 
 /// Make every directory writable again (tests leave read-only directories behind).
@@ -157,13 +187,17 @@ pub fn destroy(dir: &Path) {
     fs::remove_file(dir.join("link-outside")).unwrap();
 }
 
-/// A listing of the tree computed here, independently of the driver: every entry with type,
-/// mode, size, mtime (ns), link target and a SHA-256 of file contents; the root's mode and mtime.
+/// A listing of the tree computed here, independently of the driver: every entry with its
+/// exact name (bytes, escaped — never a lossy string), type, owner (uid:gid), mode, size,
+/// mtime (ns), link target (bytes) and a SHA-256 of file contents; the root's owner, mode and
+/// mtime.
 pub fn fingerprint(dir: &Path) -> String {
     let mut out = String::new();
     match fs::symlink_metadata(dir) {
         Ok(m) => out.push_str(&format!(
-            ". mode={:o} mtime={}.{}\n",
+            ". owner={}:{} mode={:o} mtime={}.{}\n",
+            m.uid(),
+            m.gid(),
             m.mode() & 0o7777,
             m.mtime(),
             m.mtime_nsec()
@@ -180,25 +214,42 @@ pub fn fingerprint(dir: &Path) -> String {
     out
 }
 
+/// `bytes` as printable ASCII: every other byte (and `\`, `"`) as `\xNN`, so two names
+/// differing in any byte never print alike.
+pub fn escape(bytes: &[u8]) -> String {
+    let mut s = String::with_capacity(bytes.len() + 2);
+    s.push('"');
+    for &b in bytes {
+        if (0x20..0x7f).contains(&b) && b != b'\\' && b != b'"' {
+            s.push(b as char);
+        } else {
+            s.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    s.push('"');
+    s
+}
+
 fn collect(root: &Path, rel: &Path, out: &mut Vec<String>) {
     for e in fs::read_dir(root.join(rel)).unwrap() {
         let e = e.unwrap();
         let rel2 = rel.join(e.file_name());
         let p = root.join(&rel2);
         let m = fs::symlink_metadata(&p).unwrap();
-        let name = String::from_utf8_lossy(rel2.as_os_str().as_bytes()).into_owned();
+        let name = escape(rel2.as_os_str().as_bytes());
+        let owner = format!("owner={}:{}", m.uid(), m.gid());
         let ft = m.file_type();
         let line = if ft.is_symlink() {
             format!(
-                "{name:?} link -> {:?} mtime={}.{}",
-                fs::read_link(&p).unwrap(),
+                "{name} link -> {} {owner} mtime={}.{}",
+                escape(fs::read_link(&p).unwrap().as_os_str().as_bytes()),
                 m.mtime(),
                 m.mtime_nsec()
             )
         } else if ft.is_dir() {
             collect(root, &rel2, out);
             format!(
-                "{name:?} dir mode={:o} mtime={}.{}",
+                "{name} dir {owner} mode={:o} mtime={}.{}",
                 m.mode() & 0o7777,
                 m.mtime(),
                 m.mtime_nsec()
@@ -219,7 +270,7 @@ fn collect(root: &Path, rel: &Path, out: &mut Vec<String>) {
                 h.update(&buf[..n]);
             }
             format!(
-                "{name:?} file mode={:o} size={} mtime={}.{} sha256={}",
+                "{name} file {owner} mode={:o} size={} mtime={}.{} sha256={}",
                 m.mode() & 0o7777,
                 m.len(),
                 m.mtime(),

@@ -13,7 +13,8 @@ use tokio::io::{AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::task::JoinSet;
 
 use super::*;
-use crate::client::{Client, MilvusError};
+use crate::client::Client;
+use crate::error::MilvusError;
 use crate::pages::{self, Digest2, PageReader};
 
 /// Bytes one page aims to stay under.

@@ -11,7 +11,8 @@ use milvus::proto::schema::CollectionSchema;
 use prost::Message;
 
 use super::*;
-use crate::client::{Client, MilvusError};
+use crate::client::Client;
+use crate::error::MilvusError;
 
 impl Milvus {
     /// Drop `db.name` and its aliases, if it exists.

@@ -10,7 +10,8 @@ use milvus::proto::schema::{field_data::Field, scalar_field::Data};
 
 use super::entities::query_request;
 use super::*;
-use crate::client::{Client, MilvusError};
+use crate::client::Client;
+use crate::error::MilvusError;
 
 impl Milvus {
     pub(super) async fn version(&self, c: &Client) -> Result<String, MilvusError> {

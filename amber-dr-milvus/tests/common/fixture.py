@@ -31,7 +31,7 @@ def schema_a():
     return CollectionSchema([
         FieldSchema("id", DataType.INT64, is_primary=True, auto_id=True),
         FieldSchema("vec", DataType.FLOAT_VECTOR, dim=DIM_A),
-        FieldSchema("title", DataType.VARCHAR, max_length=200),
+        FieldSchema("title", DataType.VARCHAR, max_length=200, description="the title, ünïcödé"),
         FieldSchema("doc", DataType.JSON),
         FieldSchema("flag", DataType.BOOL),
         FieldSchema("i8", DataType.INT8),
@@ -75,8 +75,12 @@ def rows_a(n, start):
 def create(name, schema, index_field, index):
     if utility.has_collection(name):
         utility.drop_collection(name)
-    c = Collection(name, schema, consistency_level="Strong", shards_num=1,
-                   **({"num_partitions": 4} if name == B else {}))
+    # A and B differ in consistency level, shard count and properties: a restore keeps each.
+    if name == B:
+        c = Collection(name, schema, consistency_level="Bounded", shards_num=2, num_partitions=4)
+    else:
+        c = Collection(name, schema, consistency_level="Strong", shards_num=1)
+        c.set_properties({"collection.ttl.seconds": 1_000_000_000})
     c.create_index(index_field, index, index_name=f"{index_field}_idx")
     return c
 
@@ -159,9 +163,16 @@ def fingerprint():
         c = Collection(name)
         s = c.schema
         # auto_id is left out: a restore switches it off on purpose to keep the keys.
-        fields = [(f.name, str(f.dtype), f.is_primary, f.is_partition_key, sorted((k, str(v)) for k, v in f.params.items()))
+        fields = [(f.name, str(f.dtype), f.is_primary, f.is_partition_key, f.description,
+                   sorted((k, str(v)) for k, v in f.params.items()))
                   for f in s.fields]
         out.append(f"{name}: {fields} dynamic={s.enable_dynamic_field} desc={s.description!r}")
+        d = c.describe()
+        props = d.get("properties") or {}
+        if not isinstance(props, dict):
+            props = {kv.key: kv.value for kv in props}
+        out.append(f"  consistency={d.get('consistency_level')} shards={d.get('num_shards')} "
+                   f"properties={sorted(props.items())}")
         out.append(f"  partitions={sorted(p.name for p in c.partitions) if not any(f.is_partition_key for f in s.fields) else len(c.partitions)}")
         out.append(f"  indexes={sorted((i.field_name, i.index_name, json.dumps(i.params, sort_keys=True)) for i in c.indexes)}")
         loaded = str(utility.load_state(name))

@@ -8,6 +8,10 @@ CREATE TYPE app.doc_state AS ENUM ('draft', 'published', 'archived', 'été');
 CREATE DOMAIN app.percent AS numeric(5,2) CHECK (VALUE >= 0 AND VALUE <= 100);
 CREATE TYPE app.address AS (street text, zip varchar(10), geo point);
 CREATE SEQUENCE app.invoice_no START 1000 INCREMENT 7;
+-- Set but not yet called (is_called false: the next nextval returns 77), and never called.
+CREATE SEQUENCE app.fresh START 50;
+SELECT setval('app.fresh', 77, false);
+CREATE SEQUENCE app.unused START 9;
 
 CREATE TABLE app.tenants (
   id bigserial PRIMARY KEY,
@@ -114,3 +118,35 @@ GRANT USAGE ON SCHEMA app TO amber_readonly;
 GRANT SELECT ON ALL TABLES IN SCHEMA app TO amber_readonly;
 GRANT SELECT, INSERT, UPDATE ON app.documents TO amber_app;
 GRANT amber_readonly TO amber_app;
+-- Comments on more than tables, owners other than the superuser, privileges of every kind.
+COMMENT ON COLUMN app.users.email IS 'login, lower-cased';
+COMMENT ON FUNCTION app.touch() IS 'sets updated';
+COMMENT ON TYPE app.doc_state IS 'document states';
+COMMENT ON SEQUENCE app.invoice_no IS 'invoice numbers';
+COMMENT ON VIEW app.published IS 'what readers see';
+COMMENT ON INDEX app.users_email_idx IS 'case-insensitive';
+COMMENT ON CONSTRAINT name_len ON app.tenants IS 'never empty';
+COMMENT ON SCHEMA "Odd Schema" IS 'quoted';
+ALTER ROLE amber_readonly CONNECTION LIMIT 7;
+ALTER ROLE amber_app SET statement_timeout TO '5min';
+ALTER SCHEMA "Odd Schema" OWNER TO amber_app;
+ALTER TABLE "Odd Schema"."Mixed Case ""Quoted"" Table" OWNER TO amber_app;
+ALTER TABLE app.documents OWNER TO amber_app;
+ALTER VIEW app.published OWNER TO amber_readonly;
+ALTER SEQUENCE app.fresh OWNER TO amber_app;
+ALTER FUNCTION app.touch() OWNER TO amber_app;
+ALTER TYPE app.address OWNER TO amber_app;
+GRANT USAGE, SELECT ON SEQUENCE app.invoice_no TO amber_app;
+GRANT UPDATE (notes), REFERENCES (email) ON app.users TO amber_app;
+REVOKE EXECUTE ON FUNCTION app.touch() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION app.touch() TO amber_readonly;
+REVOKE USAGE ON TYPE app.doc_state FROM PUBLIC;
+GRANT USAGE ON TYPE app.doc_state TO amber_app;
+GRANT CREATE ON SCHEMA "Odd Schema" TO amber_readonly;
+ALTER DEFAULT PRIVILEGES IN SCHEMA app GRANT SELECT ON TABLES TO amber_readonly;
+ALTER DEFAULT PRIVILEGES FOR ROLE amber_app REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC;
+DO $$ DECLARE o oid; BEGIN
+  SELECT min(oid) INTO o FROM pg_largeobject_metadata;
+  EXECUTE format('ALTER LARGE OBJECT %s OWNER TO amber_app', o);
+  EXECUTE format('GRANT SELECT ON LARGE OBJECT %s TO amber_readonly', o);
+END $$;

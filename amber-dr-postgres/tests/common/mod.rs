@@ -114,10 +114,16 @@ impl Pg {
     pub fn populate(&self, db: &str) {
         self.recreate(db);
         self.script(db, DATA_SQL);
-        self.psql(
-            "postgres",
-            &format!("COMMENT ON DATABASE \"{db}\" IS 'the {db} database'"),
-        );
+        // Database-level properties (not in a dump without --create): the driver re-applies
+        // them.
+        for sql in [
+            format!("COMMENT ON DATABASE \"{db}\" IS 'the {db} database'"),
+            format!("ALTER DATABASE \"{db}\" OWNER TO amber_app"),
+            format!("ALTER DATABASE \"{db}\" SET work_mem TO '3MB'"),
+            format!("GRANT CREATE ON DATABASE \"{db}\" TO amber_readonly"),
+        ] {
+            self.psql("postgres", &sql);
+        }
     }
 
     pub fn destroy(&self, db: &str) {
