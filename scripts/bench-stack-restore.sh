@@ -47,6 +47,7 @@ log "building amber-dr (release) at $BEFORE"
 (cd "$WORK/before" && cargo build --release --locked -p amber-dr-cli >&2)
 cp "$CARGO_TARGET_DIR/release/amber-dr" "$WORK/amber-dr-before"
 log "building amber-dr (release) from the working tree"
+AFTER="$(git rev-parse --short HEAD)$(git diff --quiet || echo '+changes')"
 cargo build --release --locked -p amber-dr-cli >&2
 cp "$CARGO_TARGET_DIR/release/amber-dr" "$WORK/amber-dr-after"
 
@@ -81,7 +82,7 @@ Whole-stack restore of the demo data set (backup $ID, safety backup included), $
 | binary | runs (s) | median (s) |
 |---|---|---|
 | before ($BEFORE: artifacts read through, hashes only) | ${before[*]} | $bm |
-| after ($(git -C "$AMBER_DR_REPO_ROOT" rev-parse --short HEAD)$(git -C "$AMBER_DR_REPO_ROOT" diff --quiet || echo '+changes'): prepare + commit) | ${after[*]} | $am |
+| after ($AFTER: prepare + commit) | ${after[*]} | $am |
 
 after / before (medians): $(ratio "$am" "$bm") (bound: 1.30)
 EOF2
