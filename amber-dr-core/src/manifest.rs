@@ -355,6 +355,7 @@ mod tests {
             components: BTreeMap::new(),
             sealed: false,
             locked_until: None,
+            cut: None,
         }
     }
 
