@@ -251,6 +251,8 @@ pub struct SnapshotContext {
     progress: Progress,
     purpose: SnapshotPurpose,
     consistency: Option<crate::hooks::ConsistencyTracker>,
+    /// When the snapshot reached its consistent point (the first [`Self::mark_consistent`]).
+    cut_at: Arc<std::sync::OnceLock<chrono::DateTime<chrono::Utc>>>,
 }
 
 impl SnapshotContext {
@@ -269,6 +271,7 @@ impl SnapshotContext {
             progress,
             purpose,
             consistency: None,
+            cut_at: Arc::default(),
         }
     }
     pub(crate) fn with_consistency(mut self, tracker: crate::hooks::ConsistencyTracker) -> Self {
@@ -282,9 +285,14 @@ impl SnapshotContext {
     /// this or finished its snapshot. Call it as early as that is true; calling it again does
     /// nothing. A driver that never calls it counts as consistent when its snapshot returns.
     pub fn mark_consistent(&self) {
+        self.cut_at.get_or_init(chrono::Utc::now);
         if let Some(t) = &self.consistency {
             t.mark(&self.component);
         }
+    }
+    /// When this snapshot reached its consistent point (its cut), once it has.
+    pub fn cut_at(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        self.cut_at.get().copied()
     }
     /// The backup being written.
     pub fn backup_id(&self) -> &str {

@@ -96,6 +96,14 @@ pub trait RunHooks: Send + Sync + std::fmt::Debug {
         let _ = cx;
         Ok(())
     }
+    /// Whether these hooks pause the application's writes from [`Self::before_backup`] until
+    /// [`Self::all_consistent`] for the backup of `cx` (the backup is then
+    /// [`crate::ConsistencyClass::Quiesced`]). Default false.
+    fn quiesces(&self, cx: &HookContext) -> bool {
+        let _ = cx;
+        false
+    }
+
     /// Before the safety backup and the restore. An error fails the restore before anything
     /// is changed ([`Self::after_restore`] still runs).
     async fn before_restore(&self, cx: &HookContext) -> Result<()> {

@@ -45,8 +45,8 @@ pub use error::{Error, Result};
 pub use hooks::{HookContext, RunHooks};
 pub use legacy::{LegacyImport, LegacyPart, LegacyPlan};
 pub use manifest::{
-    ArtifactRecord, BackupPurpose, BackupStatus, ComponentRecord, ComponentStatus, Manifest,
-    FORMAT_VERSION,
+    ArtifactRecord, BackupPurpose, BackupStatus, ComponentRecord, ComponentStatus,
+    ConsistencyClass, CutSummary, Manifest, FORMAT_VERSION,
 };
 pub use progress::{Progress, ProgressEvent, ProgressSink};
 pub use repository::{BackupEntry, LockInfo, RepoLock, Repository, RepositoryConfig};

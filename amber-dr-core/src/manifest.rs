@@ -78,6 +78,61 @@ pub struct Manifest {
     /// not delete it earlier).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub locked_until: Option<DateTime<Utc>>,
+    /// The backup's recovery point across its components: the earliest and latest cut and
+    /// how the writes between them were handled (absent in backups of older versions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cut: Option<CutSummary>,
+}
+
+/// The cuts of a backup's components taken together (see docs/architecture.md, "Cuts").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CutSummary {
+    /// The earliest component cut.
+    pub earliest: DateTime<Utc>,
+    /// The latest component cut.
+    pub latest: DateTime<Utc>,
+    /// `latest - earliest`, in milliseconds: how far apart the stores' states may be.
+    pub skew_ms: u64,
+    /// Whether the application could write between the cuts.
+    pub class: ConsistencyClass,
+}
+
+/// How consistent a backup's components are with each other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ConsistencyClass {
+    /// Writes were paused (run hooks, e.g. `[docker] pause_during_backup`) from before the
+    /// first cut until every component reached its cut: the stores agree exactly.
+    Quiesced,
+    /// The application kept writing: each store is consistent in itself, and the stores
+    /// differ by at most the writes made during the skew.
+    CrashConsistent,
+}
+
+impl CutSummary {
+    /// The summary of `records`' cuts (their `consistency.cut_at`), if any has one.
+    pub fn of<'a>(
+        records: impl IntoIterator<Item = &'a ComponentRecord>,
+        quiesced: bool,
+    ) -> Option<Self> {
+        let cuts: Vec<DateTime<Utc>> = records
+            .into_iter()
+            .filter(|r| r.is_ok())
+            .filter_map(ComponentRecord::cut_at)
+            .collect();
+        let earliest = *cuts.iter().min()?;
+        let latest = *cuts.iter().max()?;
+        Some(Self {
+            earliest,
+            latest,
+            skew_ms: u64::try_from((latest - earliest).num_milliseconds()).unwrap_or(0),
+            class: if quiesced {
+                ConsistencyClass::Quiesced
+            } else {
+                ConsistencyClass::CrashConsistent
+            },
+        })
+    }
 }
 
 impl Manifest {
@@ -215,6 +270,19 @@ pub struct ComponentRecord {
 }
 
 impl ComponentRecord {
+    /// The key of [`Self::consistency`] that holds the component's cut (RFC 3339, UTC).
+    pub const CUT_AT: &'static str = "cut_at";
+
+    /// When the component's snapshot was cut: the moment from which the store's writes no
+    /// longer changed what it holds (its consistent point).
+    pub fn cut_at(&self) -> Option<DateTime<Utc>> {
+        self.consistency
+            .get(Self::CUT_AT)
+            .and_then(serde_json::Value::as_str)
+            .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+            .map(|t| t.with_timezone(&Utc))
+    }
+
     /// A new, empty record for a component.
     pub fn new(kind: impl Into<String>, name: impl Into<String>) -> Self {
         Self {
@@ -287,6 +355,7 @@ mod tests {
             components: BTreeMap::new(),
             sealed: false,
             locked_until: None,
+            cut: None,
         }
     }
 

@@ -348,6 +348,7 @@ mod tests {
             components: comps,
             sealed: false,
             locked_until: None,
+            cut: None,
         }
     }
 

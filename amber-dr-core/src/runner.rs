@@ -13,7 +13,8 @@ use crate::component::{
 };
 use crate::hooks::{ConsistencyTracker, HookContext, RunHooks};
 use crate::manifest::{
-    BackupPurpose, BackupStatus, ComponentRecord, ComponentStatus, Manifest, FORMAT_VERSION,
+    BackupPurpose, BackupStatus, ComponentRecord, ComponentStatus, CutSummary, Manifest,
+    FORMAT_VERSION,
 };
 mod prune;
 mod restore;
@@ -299,6 +300,10 @@ impl Runner {
         } else {
             BackupStatus::Failed
         };
+        let cut = CutSummary::of(
+            records.values(),
+            self.hooks.as_ref().is_some_and(|h| h.quiesces(hook_cx)),
+        );
         let manifest = Manifest {
             format_version: FORMAT_VERSION,
             id,
@@ -312,6 +317,7 @@ impl Runner {
             components: records,
             sealed: false,
             locked_until: self.repo.object_lock_until(),
+            cut,
         };
         if let Err(e) = self.repo.write_manifest(&manifest).await {
             let message = format!(
@@ -455,6 +461,13 @@ async fn snapshot_one(c: Arc<dyn Component>, cx: SnapshotContext) -> ComponentRe
     };
     rec.kind = c.kind().to_string();
     rec.name = c.name().to_string();
+    if let Some(at) = cx.cut_at() {
+        rec.consistency.insert(
+            ComponentRecord::CUT_AT.into(),
+            at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+                .into(),
+        );
+    }
     rec.started_at = Some(started);
     rec.finished_at = Some(Utc::now());
     rec

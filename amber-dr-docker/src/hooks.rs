@@ -490,6 +490,11 @@ impl RunHooks for DockerHooks {
     async fn all_consistent(&self, _: &HookContext) -> Result<()> {
         self.0.unpause_all().await.map(|_| ())
     }
+    fn quiesces(&self, _: &HookContext) -> bool {
+        // `before_backup` paused every container of `pause_during_backup` (or failed the
+        // backup), and they stay paused until every component reached its cut.
+        !self.0.config.pause_during_backup.is_empty()
+    }
     async fn after_backup(&self, _: &HookContext) -> Result<()> {
         self.0.unpause_all().await.map(|_| ())
     }

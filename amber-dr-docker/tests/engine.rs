@@ -131,6 +131,9 @@ impl RunHooks for Watch {
         self.look("unpaused");
         Ok(())
     }
+    fn quiesces(&self, cx: &HookContext) -> bool {
+        self.inner.quiesces(cx)
+    }
     async fn after_backup(&self, cx: &HookContext) -> Result<()> {
         self.look("snapshots done");
         self.inner.after_backup(cx).await?;
@@ -205,6 +208,13 @@ async fn pause_during_backup_freezes_the_apps_until_every_component_is_consisten
     let runner = Runner::new(repo(&tmp.path().join("repo")), comps).with_hooks(Arc::new(watch));
     let m = runner.backup(&BackupOptions::default()).await.unwrap();
     assert!(m.is_complete(), "{m:?}");
+    // Paused until every component was cut: the manifest says so.
+    assert_eq!(
+        m.cut.as_ref().map(|c| c.class),
+        Some(amber_dr_core::ConsistencyClass::Quiesced),
+        "{:?}",
+        m.cut
+    );
     let seen = seen.lock().unwrap().clone();
 
     let before = step(&seen, "before pause");

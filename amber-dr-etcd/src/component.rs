@@ -376,6 +376,8 @@ impl Component for Etcd {
             .unwrap_or("0")
             .parse()
             .map_err(|e| self.fail(op, format!("etcd sent an unreadable revision: {e}")))?;
+        // The cut: later writes do not change what is read at this revision.
+        cx.mark_consistent();
         let w = cx.create_artifact(ARTIFACT).await?;
         let path = w.path().to_string();
         let mut w = BufWriter::with_capacity(256 * 1024, w);

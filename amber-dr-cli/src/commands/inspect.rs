@@ -1,6 +1,7 @@
 //! `list`, `show` and `verify`: reading what the repository holds.
 
 use super::*;
+use amber_dr_core::{ConsistencyClass, CutSummary};
 
 // ---------------------------------------------------------------------------------------
 // list
@@ -73,6 +74,20 @@ pub(super) fn time_of_id(id: &str) -> Option<String> {
         .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
 }
 
+/// A backup's recovery point: its consistency class and the skew between its cuts.
+fn cut_line(c: &CutSummary) -> String {
+    format!(
+        "{}, skew {:.3} s (stores cut between {} and {})",
+        match c.class {
+            ConsistencyClass::Quiesced => "quiesced (writes paused until every store was cut)",
+            ConsistencyClass::CrashConsistent => "crash-consistent (the application kept writing)",
+        },
+        c.skew_ms as f64 / 1000.0,
+        c.earliest.format("%H:%M:%S%.3f"),
+        c.latest.format("%H:%M:%S%.3f UTC"),
+    )
+}
+
 pub(super) fn entry_json(e: &BackupEntry) -> serde_json::Value {
     let m = e.manifest.as_ref();
     json!({
@@ -85,6 +100,7 @@ pub(super) fn entry_json(e: &BackupEntry) -> serde_json::Value {
         "components": m.map(|m| m.components.keys().cloned().collect::<Vec<_>>()).unwrap_or_default(),
         "stored_size": m.map(Manifest::stored_size),
         "tags": m.map(|m| m.tags.clone()).unwrap_or_default(),
+        "cut": m.and_then(|m| m.cut.clone()),
         "problem": e.problem,
     })
 }
@@ -132,6 +148,9 @@ pub(super) async fn show(ctx: &Ctx, args: &ShowArgs) -> CmdResult {
     ));
     if !m.tags.is_empty() {
         out.line(format!("  tags:     {}", m.tags.join(", ")));
+    }
+    if let Some(c) = &m.cut {
+        out.line(format!("  cut:      {}", cut_line(c)));
     }
     out.line(crate::key::show_line(&m, encrypted));
     out.line(format!(

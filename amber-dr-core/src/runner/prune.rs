@@ -171,6 +171,7 @@ mod tests {
                 components: BTreeMap::new(),
                 sealed: false,
                 locked_until: None,
+                cut: None,
             }),
             problem: None,
         }
