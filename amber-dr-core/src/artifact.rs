@@ -362,7 +362,12 @@ pub struct ArtifactReader {
     raw_check: Option<(Sha256, String)>,
     state: ReadState,
     progress: Progress,
+    /// Where to note this artifact once it was read to its end with every check passed.
+    read_log: Option<ReadLog>,
 }
+
+/// The artifacts read to their end, checks passed (see [`crate::verify`]).
+pub(crate) type ReadLog = Arc<std::sync::Mutex<std::collections::HashSet<String>>>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum ReadState {
@@ -437,7 +442,14 @@ impl ArtifactReader {
             raw_check: None,
             state: ReadState::Decoding,
             progress,
+            read_log: None,
         })
+    }
+
+    /// Note the artifact in `log` once it has been read to its end, every check passed.
+    pub(crate) fn log_into(mut self, log: ReadLog) -> Self {
+        self.read_log = Some(log);
+        self
     }
 
     /// Also check, at the end of the stream, that the decompressed content hashes to `sha256`.
@@ -491,6 +503,11 @@ impl AsyncRead for ArtifactReader {
                             if got != want {
                                 let msg = format!("content hashes to {got}, its name says {want}");
                                 return Poll::Ready(Err(self.damaged(msg)));
+                            }
+                        }
+                        if let Some(log) = &self.read_log {
+                            if let Ok(mut l) = log.lock() {
+                                l.insert(self.artifact.clone());
                             }
                         }
                         return Poll::Ready(Ok(()));

@@ -329,6 +329,8 @@ pub struct ReadContext {
     repo: Repository,
     backup_id: String,
     progress: Progress,
+    /// The artifacts read to their end through [`Self::open_artifact`], checks passed.
+    read: crate::artifact::ReadLog,
 }
 
 /// The context of a verify.
@@ -343,7 +345,20 @@ impl ReadContext {
             repo,
             backup_id: backup_id.into(),
             progress,
+            read: Arc::default(),
         }
+    }
+    /// The same context with an empty log of the artifacts read (see [`Self::was_read`]).
+    pub(crate) fn fresh(&self) -> Self {
+        Self::new(
+            self.repo.clone(),
+            self.backup_id.clone(),
+            self.progress.clone(),
+        )
+    }
+    /// Whether artifact `path` was read to its end through this context, every check passed.
+    pub(crate) fn was_read(&self, path: &str) -> bool {
+        self.read.lock().is_ok_and(|l| l.contains(path))
     }
     /// The backup being read.
     pub fn backup_id(&self) -> &str {
@@ -359,7 +374,10 @@ impl ReadContext {
     }
     /// Open an artifact for checked, decompressed reading.
     pub async fn open_artifact(&self, record: &ArtifactRecord) -> Result<ArtifactReader> {
-        self.repo.open_artifact(record, self.progress.clone()).await
+        self.repo
+            .open_artifact(record, self.progress.clone())
+            .await
+            .map(|r| r.log_into(self.read.clone()))
     }
     /// The generic part of verification that every driver shares: at `Quick`, every artifact
     /// is present with its size; at `Full`, every artifact is read and its hash checked. Drivers
@@ -431,12 +449,28 @@ pub trait Component: Send + Sync + std::fmt::Debug {
 
     /// Check a stored snapshot. Damage goes into the report's problems (or is returned as an
     /// error for which [`Error::is_damage`] holds); other errors mean verify could not run.
+    ///
+    /// Default: core's one verify skeleton ([`crate::verify::verify_component`]): presence and
+    /// sizes at `Quick`; at `Full` the driver's [`Self::decode`], then every artifact it did
+    /// not read to its end is hashed. Drivers implement `decode`, not this.
     async fn verify(
         &self,
         cx: &VerifyContext,
         record: &ComponentRecord,
         level: VerifyLevel,
-    ) -> Result<VerifyReport>;
+    ) -> Result<VerifyReport> {
+        crate::verify::verify_component(self, cx, record, level).await
+    }
+
+    /// The driver's own checks of a full verify: decode the artifacts it understands (read
+    /// through [`ReadContext::open_artifact`] to their end, so that their length and hash are
+    /// checked on the way) and compare what they hold with the record. Damage goes into the
+    /// report's problems. Artifacts it does not read are hashed by the skeleton. Default:
+    /// nothing to decode.
+    async fn decode(&self, cx: &VerifyContext, record: &ComponentRecord) -> Result<VerifyReport> {
+        let _ = (cx, record);
+        Ok(VerifyReport::default())
+    }
 
     /// Replace the store's content with the snapshot, then compare the result with the record.
     /// A failed restore must leave the existing data in place wherever the store allows it.

@@ -31,6 +31,7 @@ mod selection;
 pub mod testkit;
 pub mod tool;
 pub mod uploads;
+pub mod verify;
 
 pub use artifact::{ArtifactReader, ArtifactWriter, CompressionOptions};
 pub use async_trait::async_trait;

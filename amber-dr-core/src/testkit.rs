@@ -9,6 +9,8 @@
 //! |---|---|
 //! | [`roundtrip`] | populate → backup → verify full → destroy → restore (with safety backup) → identical |
 //! | [`corruption_detected`] | a flipped byte, a truncated and a deleted artifact: verify reports damage naming the artifact, restore refuses as damage before it changes anything, leaving the live data untouched |
+//! | [`every_artifact_damaged`] | each artifact of a backup in turn (every one, up to 16 spread over them) with a flipped byte: a full verify names it, the restore is refused as damage, the live data unchanged |
+//! | [`probe_reachability`] | `probe` says reachable for the live store, unreachable (or fails) for the failing component |
 //! | [`partial_restore`] | two instances backed up, only one restored, the other untouched |
 //! | [`empty_source`] | an empty store round-trips to empty |
 //! | [`failed_snapshot`] | a snapshot that fails leaves no complete backup, `latest` skips it, restore refuses it |
@@ -16,9 +18,11 @@
 //! | [`interrupted_snapshot`] | a stream that breaks mid-write fails the snapshot: no artifact, no complete backup, the next backup works |
 
 mod fake;
+mod guards;
 mod online;
 
 pub use fake::{Fake, FakeLog};
+pub use guards::{every_artifact_damaged, probe_reachability};
 pub use online::{writer_process, writers_during_backup, OnlineOutcome, Writer};
 
 use std::sync::Arc;
@@ -137,7 +141,9 @@ fn plan(only: &[&str], safety: bool) -> RestorePlanOptions {
 /// Run every check of the suite.
 pub async fn run_all(fx: &dyn Fixture, repo: &Repository) -> Result<()> {
     roundtrip(fx, repo).await?;
+    probe_reachability(fx).await?;
     corruption_detected(fx, repo).await?;
+    every_artifact_damaged(fx, repo).await?;
     partial_restore(fx, repo).await?;
     empty_source(fx, repo).await?;
     failed_snapshot(fx, repo).await?;

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use amber_dr_core::{
     async_trait, BackupOptions, Capabilities, Component, ComponentRecord, Probe, ReadContext,
     Repository, RepositoryConfig, RestoreOptions, RestoreReport, Result, RetentionPolicy, Runner,
-    SnapshotContext, VerifyLevel, VerifyReport, BLOB_REFS_SUFFIX,
+    SnapshotContext, BLOB_REFS_SUFFIX,
 };
 use tokio::io::AsyncWriteExt;
 
@@ -45,14 +45,6 @@ impl Component for Blobby {
         rec.set_stat("deduplicated", blob.deduplicated);
         rec.set_details(&blob)?;
         Ok(rec)
-    }
-    async fn verify(
-        &self,
-        cx: &ReadContext,
-        rec: &ComponentRecord,
-        level: VerifyLevel,
-    ) -> Result<VerifyReport> {
-        cx.verify_artifacts(rec, level).await
     }
     async fn restore(
         &self,

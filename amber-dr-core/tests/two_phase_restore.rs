@@ -15,7 +15,7 @@ use amber_dr_core::cancel::CancellationToken;
 use amber_dr_core::{
     async_trait, BackupOptions, Capabilities, CommitState, Component, ComponentRecord, Error,
     Probe, ReadContext, Repository, RepositoryConfig, RestoreOptions, RestorePlanOptions,
-    RestoreReport, Result, Runner, Selection, SnapshotContext, VerifyLevel, VerifyReport,
+    RestoreReport, Result, Runner, Selection, SnapshotContext, VerifyReport,
 };
 use object_store::{path::Path, ObjectStoreExt, PutPayload};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -91,17 +91,10 @@ impl Component for Cell {
         rec.artifacts.push(w.finish().await?);
         Ok(rec)
     }
-    async fn verify(
-        &self,
-        cx: &ReadContext,
-        rec: &ComponentRecord,
-        level: VerifyLevel,
-    ) -> Result<VerifyReport> {
-        if level == VerifyLevel::Full {
-            self.entry("preparing");
-            self.hold(&self.hold_prepare).await;
-        }
-        cx.verify_artifacts(rec, level).await
+    async fn decode(&self, _cx: &ReadContext, _rec: &ComponentRecord) -> Result<VerifyReport> {
+        self.entry("preparing");
+        self.hold(&self.hold_prepare).await;
+        Ok(VerifyReport::default())
     }
     async fn restore(
         &self,

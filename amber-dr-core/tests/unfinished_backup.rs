@@ -8,7 +8,7 @@ use std::sync::Arc;
 use amber_dr_core::{
     async_trait, BackupOptions, Capabilities, Component, ComponentRecord, Error, Probe,
     ReadContext, Repository, RepositoryConfig, RestoreOptions, RestoreReport, Result, Runner,
-    SnapshotContext, VerifyLevel, VerifyReport,
+    SnapshotContext,
 };
 use tokio::io::AsyncWriteExt;
 
@@ -40,14 +40,6 @@ impl Component for BlocksItsManifest {
         let root = cx.repository().local_root().unwrap();
         std::fs::create_dir_all(root.join(cx.backup_id()).join("manifest.json/x")).unwrap();
         Ok(rec)
-    }
-    async fn verify(
-        &self,
-        cx: &ReadContext,
-        rec: &ComponentRecord,
-        level: VerifyLevel,
-    ) -> Result<VerifyReport> {
-        cx.verify_artifacts(rec, level).await
     }
     async fn restore(
         &self,

@@ -3,7 +3,7 @@
 use amber_dr_core::{
     async_trait, Capabilities, Component, ComponentRecord, Error, Probe, RestoreContext,
     RestoreOptions, RestoreRelation, RestoreReport, Result, SnapshotContext, SnapshotPurpose,
-    VerifyContext, VerifyLevel, VerifyReport,
+    VerifyContext, VerifyReport,
 };
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncWriteExt, BufReader, BufWriter};
@@ -429,15 +429,7 @@ impl Component for Etcd {
         Ok(rec)
     }
 
-    async fn verify(
-        &self,
-        cx: &VerifyContext,
-        record: &ComponentRecord,
-        level: VerifyLevel,
-    ) -> Result<VerifyReport> {
-        if level == VerifyLevel::Quick {
-            return cx.verify_artifacts(record, level).await;
-        }
+    async fn decode(&self, cx: &VerifyContext, record: &ComponentRecord) -> Result<VerifyReport> {
         let details: Details = record.details()?;
         let mut report = VerifyReport {
             artifacts_checked: 1,

@@ -82,13 +82,8 @@ impl Component for Files {
         self.dir.snapshot(cx).await
     }
 
-    async fn verify(
-        &self,
-        cx: &VerifyContext,
-        record: &ComponentRecord,
-        level: VerifyLevel,
-    ) -> Result<VerifyReport> {
-        self.dir.verify(cx, record, level).await
+    async fn decode(&self, cx: &VerifyContext, record: &ComponentRecord) -> Result<VerifyReport> {
+        self.dir.verify(cx, record, VerifyLevel::Full).await
     }
 
     async fn restore(

@@ -6,7 +6,7 @@ use std::time::Instant;
 use amber_dr_core::{
     async_trait, Capabilities, Component, ComponentRecord, Error, Probe, RestoreContext,
     RestoreOptions, RestoreRelation, RestoreReport, Result, SnapshotContext, SnapshotPurpose,
-    VerifyContext, VerifyLevel, VerifyReport,
+    VerifyContext, VerifyReport,
 };
 use milvus::proto::common::KeyValuePair;
 use milvus::proto::milvus as pb;
@@ -349,15 +349,7 @@ impl Component for Milvus {
         Ok(rec)
     }
 
-    async fn verify(
-        &self,
-        cx: &VerifyContext,
-        record: &ComponentRecord,
-        level: VerifyLevel,
-    ) -> Result<VerifyReport> {
-        if level == VerifyLevel::Quick {
-            return cx.verify_artifacts(record, level).await;
-        }
+    async fn decode(&self, cx: &VerifyContext, record: &ComponentRecord) -> Result<VerifyReport> {
         let details: Details = record.details()?;
         let mut report = VerifyReport {
             artifacts_checked: record.artifacts.len() as u64,

@@ -6,7 +6,7 @@ use amber_dr_core::LegacyImport;
 use amber_dr_core::{
     async_trait, Capabilities, Component, ComponentRecord, Error, Probe, RestoreContext,
     RestoreOptions, RestoreReport, Result, SnapshotContext, SnapshotPurpose, VerifyContext,
-    VerifyLevel, VerifyReport,
+    VerifyReport,
 };
 use neo4rs::{BoltMap, BoltString, BoltType, ConfigBuilder, Graph, Query};
 use serde::{Deserialize, Serialize};
@@ -621,15 +621,7 @@ impl Component for Neo4j {
         Ok(rec)
     }
 
-    async fn verify(
-        &self,
-        cx: &VerifyContext,
-        rec: &ComponentRecord,
-        level: VerifyLevel,
-    ) -> Result<VerifyReport> {
-        if level == VerifyLevel::Quick {
-            return cx.verify_artifacts(rec, level).await;
-        }
+    async fn decode(&self, cx: &VerifyContext, rec: &ComponentRecord) -> Result<VerifyReport> {
         let mut report = VerifyReport {
             artifacts_checked: rec.artifacts.len() as u64,
             bytes_read: rec.artifacts.iter().map(|a| a.stored_size).sum(),

@@ -276,13 +276,8 @@ impl Component for Postgres {
         self.take_snapshot(cx).await
     }
 
-    async fn verify(
-        &self,
-        cx: &VerifyContext,
-        record: &ComponentRecord,
-        level: VerifyLevel,
-    ) -> Result<VerifyReport> {
-        self.verify_dumps(cx, record, level).await
+    async fn decode(&self, cx: &VerifyContext, record: &ComponentRecord) -> Result<VerifyReport> {
+        self.verify_dumps(cx, record, VerifyLevel::Full).await
     }
 
     async fn restore(

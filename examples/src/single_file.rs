@@ -5,8 +5,7 @@ use std::sync::Arc;
 
 use amber_dr_core::{
     async_trait, Capabilities, Component, ComponentRecord, ComponentSpec, Error, Probe, Registry,
-    RestoreContext, RestoreOptions, RestoreReport, Result, SnapshotContext, VerifyContext,
-    VerifyLevel, VerifyReport,
+    RestoreContext, RestoreOptions, RestoreReport, Result, SnapshotContext,
 };
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -119,16 +118,6 @@ impl Component for SingleFile {
         rec.set_stat("content_sha256", hex::encode(content.finalize()));
         rec.artifacts.push(art);
         Ok(rec)
-    }
-
-    async fn verify(
-        &self,
-        cx: &VerifyContext,
-        rec: &ComponentRecord,
-        level: VerifyLevel,
-    ) -> Result<VerifyReport> {
-        // The core's shared check: presence and size (quick), every byte and hash (full).
-        cx.verify_artifacts(rec, level).await
     }
 
     async fn restore(

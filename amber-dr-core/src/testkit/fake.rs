@@ -10,7 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::component::{
     Capabilities, Component, Probe, ReadContext, RestoreOptions, RestoreRelation, RestoreReport,
-    SnapshotContext, VerifyLevel, VerifyReport,
+    SnapshotContext,
 };
 use crate::manifest::ComponentRecord;
 use crate::{Error, Result};
@@ -188,14 +188,6 @@ impl Component for Fake {
         rec.artifacts.push(art);
         self.entry("done");
         Ok(rec)
-    }
-    async fn verify(
-        &self,
-        cx: &ReadContext,
-        rec: &ComponentRecord,
-        level: VerifyLevel,
-    ) -> Result<VerifyReport> {
-        cx.verify_artifacts(rec, level).await
     }
     async fn restore(
         &self,
