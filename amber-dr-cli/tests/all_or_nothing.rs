@@ -257,6 +257,13 @@ fn killed_then_retried(what: &str, ready: impl Fn(&Site) -> bool) {
     }
     let (code, text) = site.run(&["restore", &id, "--yes"]);
     assert_eq!(code, 0, "{what}: the restore after the kill failed: {text}");
+    if what == "prepare" {
+        // The staging directory the killed restore was filling is removed, and said so.
+        assert!(
+            text.contains("the staging directory of an earlier restore that did not finish"),
+            "{text}"
+        );
+    }
     assert_eq!(
         site.trees(),
         v1,

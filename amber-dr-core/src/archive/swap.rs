@@ -217,6 +217,12 @@ async fn clear_leftovers(parent: &Path, name: &str, report: &mut RestoreReport) 
                 tokio::fs::remove_dir_all(e.path())
                     .await
                     .map_err(|err| Error::io("remove stale staging directory", e.path(), err))?;
+                if pid != std::process::id() {
+                    report.warnings.push(format!(
+                        "removed `{}`, the staging directory of an earlier restore that did not finish",
+                        e.path().display()
+                    ));
+                }
             }
         } else if pid_of(&old_prefix).is_some_and(|pid| pid != std::process::id()) {
             report.warnings.push(format!(
@@ -279,6 +285,14 @@ mod tests {
         assert!(aside.exists(), "set-aside data removed");
         assert!(
             report.warnings.iter().any(|w| w.contains("interrupted")),
+            "{:?}",
+            report.warnings
+        );
+        assert!(
+            report
+                .warnings
+                .iter()
+                .any(|w| w.contains("staging directory of an earlier restore")),
             "{:?}",
             report.warnings
         );
