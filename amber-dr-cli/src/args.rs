@@ -181,6 +181,10 @@ pub struct VerifyArgs {
     /// Only check that every artifact is present with its size (no reading, no hashing).
     #[arg(long)]
     pub quick: bool,
+    /// Check the backup's `[[references]]` from its artifacts instead (exit 4 when one
+    /// dangles).
+    #[arg(long, conflicts_with = "quick")]
+    pub references: bool,
 }
 
 /// `restore`.
@@ -206,6 +210,10 @@ pub struct RestoreArgs {
     /// instead of restoring them from the safety backup.
     #[arg(long)]
     pub no_rollback: bool,
+    /// Do not check the `[[references]]` touching the restored components against the live
+    /// stores after the restore.
+    #[arg(long)]
+    pub no_check_references: bool,
     /// Leave items that are not in the backup (objects in restored buckets) instead of
     /// deleting them.
     #[arg(long)]

@@ -6,6 +6,7 @@
 //! | 1 | failed: a runtime error, a failed component, the repository is locked or unreachable, a restore was aborted at the prompt |
 //! | 2 | usage or configuration error: bad arguments, a bad or missing config file, an empty path, an unknown component, a refused `--target`, a refused confirmation without a terminal, an unusable encryption key or a missing private key |
 //! | 3 | damage found: an artifact or manifest is corrupt, truncated, missing or tampered with (verify, restore's read-through), or `latest`'s manifest cannot be read |
+//! | 4 | references dangle: `verify --references`, a restore's reference check, or a backup whose reference with `fail_on_dangling = true` dangles (see `[[references]]`) |
 //! | 130 | interrupted by Ctrl-C or SIGTERM |
 
 use std::fmt;
@@ -18,6 +19,8 @@ pub const FAILURE: i32 = 1;
 pub const USAGE: i32 = 2;
 /// Verification found damaged or missing data.
 pub const DAMAGE: i32 = 3;
+/// A declared reference dangles (or could not be checked where the check was asked for).
+pub const DANGLING: i32 = 4;
 /// Interrupted by Ctrl-C (SIGINT) or SIGTERM.
 pub const INTERRUPTED: i32 = 130;
 

@@ -34,6 +34,15 @@ pub struct Capabilities {
     /// ([`Component::stage`]); the commit only swaps it in (its downtime is the swap).
     #[serde(default)]
     pub staged_restore: bool,
+    /// The component lists its own keys for a `[[references]]` end without a query, from a
+    /// backup ([`Component::backup_keys`]) and live ([`Component::live_keys`]): e.g. file
+    /// paths, `bucket/key`, a collection's primary keys.
+    #[serde(default)]
+    pub reference_keys: bool,
+    /// The component runs a reference end's `query` inside its snapshot
+    /// ([`SnapshotContext::key_queries`]) and live ([`Component::live_keys`]).
+    #[serde(default)]
+    pub reference_queries: bool,
 }
 
 impl Capabilities {
@@ -64,6 +73,16 @@ impl Capabilities {
     /// Set [`Self::deep_verify`].
     pub fn deep_verify(mut self, v: bool) -> Self {
         self.deep_verify = v;
+        self
+    }
+    /// Set [`Self::reference_keys`].
+    pub fn reference_keys(mut self, v: bool) -> Self {
+        self.reference_keys = v;
+        self
+    }
+    /// Set [`Self::reference_queries`].
+    pub fn reference_queries(mut self, v: bool) -> Self {
+        self.reference_queries = v;
         self
     }
     /// Set [`Self::restore_parts`].
@@ -253,6 +272,8 @@ pub struct SnapshotContext {
     consistency: Option<crate::hooks::ConsistencyTracker>,
     /// When the snapshot reached its consistent point (the first [`Self::mark_consistent`]).
     cut_at: Arc<std::sync::OnceLock<chrono::DateTime<chrono::Utc>>>,
+    /// The reference queries to run inside the snapshot.
+    key_queries: Arc<Vec<crate::references::KeyQuery>>,
 }
 
 impl SnapshotContext {
@@ -272,7 +293,19 @@ impl SnapshotContext {
             purpose,
             consistency: None,
             cut_at: Arc::default(),
+            key_queries: Arc::default(),
         }
+    }
+    /// The same context with the reference queries the component must run in its snapshot.
+    pub fn with_key_queries(mut self, queries: Vec<crate::references::KeyQuery>) -> Self {
+        self.key_queries = Arc::new(queries);
+        self
+    }
+    /// The reference queries this component must run inside its snapshot, each written with
+    /// [`Self::key_writer`] into its artifact (which the driver adds to its record). Empty
+    /// unless the config declares references with a `query` on this component.
+    pub fn key_queries(&self) -> &[crate::references::KeyQuery] {
+        &self.key_queries
     }
     pub(crate) fn with_consistency(mut self, tracker: crate::hooks::ConsistencyTracker) -> Self {
         self.consistency = Some(tracker);
@@ -498,6 +531,36 @@ pub trait Component: Send + Sync + std::fmt::Debug {
     ) -> Result<Option<Box<dyn StagedRestore>>> {
         let _ = (cx, record, opts);
         Ok(None)
+    }
+
+    /// The keys of reference end `set` (one without a `query`) in a backup of this component,
+    /// read from its artifacts (e.g. the paths of the files in the archive, `bucket/key` of
+    /// the objects in the index). Declared by [`Capabilities::reference_keys`]; default: not
+    /// supported.
+    async fn backup_keys(
+        &self,
+        cx: &ReadContext,
+        record: &ComponentRecord,
+        set: &crate::references::KeySet,
+    ) -> Result<crate::references::KeyStream> {
+        let _ = (cx, record, set);
+        Err(Error::Other(format!(
+            "the {} driver cannot list keys for references",
+            self.kind()
+        )))
+    }
+
+    /// The keys of reference end `set` in the live store: its own keys, or the result of the
+    /// end's `query` run now. Used after a restore. Default: not supported.
+    async fn live_keys(
+        &self,
+        set: &crate::references::KeySet,
+    ) -> Result<crate::references::KeyStream> {
+        let _ = set;
+        Err(Error::Other(format!(
+            "the {} driver cannot list live keys for references",
+            self.kind()
+        )))
     }
 
     /// The import of the shell runbook's backup files, if this driver opts in (see

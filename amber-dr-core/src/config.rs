@@ -8,6 +8,9 @@
 //! - `[components.NAME]`: one table per component, `kind` plus the driver's keys, kept in file
 //!   order; each becomes a [`ComponentSpec`] that the [`Registry`] builds.
 //! - `[options]`: `parallelism` (components at once, default 4).
+//! - `[[references]]`: references between the components' keys, checked at backup, verify and
+//!   restore ([`crate::references::ReferenceSpec`]; checked against the components by
+//!   [`crate::Runner::with_references`]).
 //! - sections registered with [`ConfigLoader::section`] by the program (the CLI registers
 //!   `[docker]`, checked by `amber-dr-docker`); kept as JSON in [`Config::sections`].
 //!
@@ -35,7 +38,7 @@ use crate::repository::RepositoryConfig;
 use crate::{Error, Result};
 
 /// The sections every config may have.
-const BUILTIN_SECTIONS: &[&str] = &["repository", "components", "options"];
+const BUILTIN_SECTIONS: &[&str] = &["repository", "components", "options", "references"];
 
 /// Components run at once unless `[options] parallelism` says otherwise.
 pub const DEFAULT_PARALLELISM: usize = 4;
@@ -129,6 +132,10 @@ impl ConfigLoader {
             None => DEFAULT_PARALLELISM,
             Some(v) => parse_options(v, &source)?,
         };
+        let references = match table.get("references") {
+            None => Vec::new(),
+            Some(v) => parse_references(v, &source)?,
+        };
         let mut sections = BTreeMap::new();
         for (name, check) in &self.sections {
             let Some(v) = table.get(*name) else { continue };
@@ -151,6 +158,7 @@ impl ConfigLoader {
             repository,
             components,
             parallelism,
+            references,
             sections,
         })
     }
@@ -169,6 +177,8 @@ pub struct Config {
     pub components: Vec<ComponentSpec>,
     /// `[options] parallelism`.
     pub parallelism: usize,
+    /// `[[references]]`, in file order.
+    pub references: Vec<crate::references::ReferenceSpec>,
     /// The registered sections present in the file (see [`ConfigLoader::section`]), as JSON.
     pub sections: BTreeMap<String, serde_json::Value>,
 }
@@ -314,6 +324,30 @@ fn parse_options(v: &toml::Value, source: &str) -> Result<usize> {
         }
     }
     Ok(parallelism)
+}
+
+/// `[[references]]`: each table deserialised (unknown keys refused, naming the entry).
+fn parse_references(
+    v: &toml::Value,
+    source: &str,
+) -> Result<Vec<crate::references::ReferenceSpec>> {
+    let Some(list) = v.as_array() else {
+        return Err(Error::config(
+            format!("{source}: references"),
+            "must be an array of tables: write each one as [[references]]",
+        ));
+    };
+    list.iter()
+        .enumerate()
+        .map(|(i, r)| {
+            r.clone().try_into().map_err(|e: toml::de::Error| {
+                Error::config(
+                    format!("{source}: references[{i}]"),
+                    e.message().trim().to_string(),
+                )
+            })
+        })
+        .collect()
 }
 
 /// A relative local repository path is made relative to `base`; URLs and absolute paths stay.

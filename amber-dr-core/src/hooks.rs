@@ -147,6 +147,12 @@ impl ConsistencyTracker {
         self.pending.send_if_modified(|p| p.remove(name));
     }
 
+    /// Resolves once every one of `names` is marked.
+    pub(crate) async fn wait_for(&self, names: &std::collections::BTreeSet<String>) {
+        let mut rx = self.pending.subscribe();
+        let _ = rx.wait_for(|p| p.is_disjoint(names)).await;
+    }
+
     /// Resolves once every component is marked.
     pub(crate) async fn all(&self) {
         let mut rx = self.pending.subscribe();

@@ -22,6 +22,7 @@ pub mod plan;
 pub mod precheck;
 pub mod progress;
 pub mod redact;
+pub mod references;
 pub mod repository;
 pub mod retention;
 pub mod runner;
@@ -53,7 +54,7 @@ pub use progress::{Progress, ProgressEvent, ProgressSink};
 pub use repository::{BackupEntry, LockInfo, RepoLock, Repository, RepositoryConfig};
 pub use retention::RetentionPolicy;
 pub use runner::{
-    BackupOptions, CommitState, ComponentPlan, ComponentRestore, PruneOutcome, RestoreOutcome,
-    RestorePlanOptions, Runner, Selection, VerifyOutcome,
+    BackupOptions, CommitState, ComponentPlan, ComponentRestore, PruneOutcome, ReferencesOutcome,
+    RestoreOutcome, RestorePlanOptions, Runner, Selection, VerifyOutcome,
 };
 pub use secret::Secret;

@@ -82,6 +82,9 @@ pub struct Manifest {
     /// how the writes between them were handled (absent in backups of older versions).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cut: Option<CutSummary>,
+    /// The declared `[[references]]` checked against this backup's content when it was taken.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub references: Vec<crate::references::ReferenceCheck>,
 }
 
 /// The cuts of a backup's components taken together (see docs/architecture.md, "Cuts").
@@ -356,6 +359,7 @@ mod tests {
             sealed: false,
             locked_until: None,
             cut: None,
+            references: Vec::new(),
         }
     }
 

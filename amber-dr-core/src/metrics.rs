@@ -349,6 +349,7 @@ mod tests {
             sealed: false,
             locked_until: None,
             cut: None,
+            references: Vec::new(),
         }
     }
 

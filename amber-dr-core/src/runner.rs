@@ -21,6 +21,7 @@ mod restore;
 
 pub use crate::plan::{ComponentPlan, RestorePlanOptions};
 use crate::progress::{NoProgress, Progress, ProgressSink};
+use crate::references::{ReferenceCheck, ReferenceSpec};
 use crate::repository::{host_name, Repository};
 use crate::retention::RetentionPolicy;
 pub use crate::selection::Selection;
@@ -63,6 +64,22 @@ impl VerifyOutcome {
     }
 }
 
+/// The result of [`Runner::verify_references`].
+#[derive(Debug, Clone, Serialize)]
+pub struct ReferencesOutcome {
+    /// The backup checked.
+    pub id: String,
+    /// One check per reference.
+    pub checks: Vec<ReferenceCheck>,
+}
+
+impl ReferencesOutcome {
+    /// True when every reference was checked and resolves.
+    pub fn resolves(&self) -> bool {
+        self.checks.iter().all(ReferenceCheck::resolves)
+    }
+}
+
 /// Runs commands over the configured components.
 #[derive(Clone)]
 pub struct Runner {
@@ -74,6 +91,8 @@ pub struct Runner {
     cancel: Option<CancellationToken>,
     runbook_files: Vec<&'static str>,
     rollback: bool,
+    references: Arc<Vec<ReferenceSpec>>,
+    check_references_after_restore: bool,
 }
 
 impl std::fmt::Debug for Runner {
@@ -100,7 +119,31 @@ impl Runner {
             cancel: None,
             runbook_files: Vec::new(),
             rollback: true,
+            references: Arc::default(),
+            check_references_after_restore: true,
         }
+    }
+
+    /// Check `references` (`[[references]]`, see [`crate::references`]) at every backup (and
+    /// order the snapshots by them), with [`Self::verify_references`], and after every
+    /// restore. Refused (a configuration error) when an end names no configured component, its
+    /// driver cannot produce its keys, or the references make a cycle.
+    pub fn with_references(mut self, references: Vec<ReferenceSpec>) -> Result<Self> {
+        crate::references::validate(&references, &self.components)?;
+        self.references = Arc::new(references);
+        Ok(self)
+    }
+
+    /// The declared references.
+    pub fn references(&self) -> &[ReferenceSpec] {
+        &self.references
+    }
+
+    /// Whether a restore checks the references touching the restored components against the
+    /// live stores once it is done (default true; the CLI's `--no-check-references`).
+    pub fn with_reference_check_after_restore(mut self, check: bool) -> Self {
+        self.check_references_after_restore = check;
+        self
     }
 
     /// The files of a complete shell-runbook backup directory, named by the drivers that
@@ -250,7 +293,14 @@ impl Runner {
         let mut consistent = false;
         let mut records = BTreeMap::new();
         let mut set: JoinSet<ComponentRecord> = JoinSet::new();
-        let mut queue = selected.iter().cloned();
+        // References: referrers first, and a referred component starts only once its
+        // referrers are cut (safety backups have no references).
+        let specs: &[ReferenceSpec] = match purpose {
+            BackupPurpose::Backup => &self.references,
+            BackupPurpose::Safety => &[],
+        };
+        let (ordered, waits) = cut_order(selected, specs);
+        let mut queue = ordered.into_iter();
         loop {
             while set.len() < self.parallelism {
                 let Some(c) = queue.next() else { break };
@@ -261,8 +311,17 @@ impl Runner {
                     Progress::new(c.name(), self.sink.clone()),
                     snapshot_purpose,
                 )
-                .with_consistency(tracker.clone());
-                set.spawn(async move { snapshot_one(c, cx).await });
+                .with_consistency(tracker.clone())
+                .with_key_queries(crate::references::queries_of(specs, c.name()));
+                let wait = waits.get(c.name()).cloned().unwrap_or_default();
+                let tracker = tracker.clone();
+                set.spawn(async move {
+                    if !wait.is_empty() {
+                        cx.progress().set_phase("waiting for referrers' cuts");
+                        tracker.wait_for(&wait).await;
+                    }
+                    snapshot_one(c, cx).await
+                });
             }
             let joined = tokio::select! {
                 j = set.join_next() => j,
@@ -295,7 +354,16 @@ impl Runner {
                 }
             }
         }
-        let status = if records.values().all(ComponentRecord::is_ok) {
+        let references = if specs.is_empty() {
+            Vec::new()
+        } else {
+            crate::references::check_backup(specs, &self.repo, &id, &records, &self.components)
+                .await
+        };
+        let refused = references
+            .iter()
+            .any(|r| r.spec.fail_on_dangling && !r.resolves());
+        let status = if records.values().all(ComponentRecord::is_ok) && !refused {
             BackupStatus::Complete
         } else {
             BackupStatus::Failed
@@ -318,6 +386,7 @@ impl Runner {
             sealed: false,
             locked_until: self.repo.object_lock_until(),
             cut,
+            references,
         };
         if let Err(e) = self.repo.write_manifest(&manifest).await {
             let message = format!(
@@ -330,6 +399,40 @@ impl Runner {
         }
         tracing::info!(backup = %manifest.id, status = ?manifest.status, "backup finished");
         Ok(manifest)
+    }
+
+    /// Re-check a backup's references (`verify --references`) from its artifacts alone: those
+    /// recorded when it was taken, or, for a backup taken without any, the declared ones.
+    pub async fn verify_references(&self, spec: &str) -> Result<ReferencesOutcome> {
+        self.guarded(None, async {
+            let id = self.repo.resolve(spec).await?;
+            let manifest = self.repo.read_manifest(&id).await?;
+            if manifest.sealed {
+                let what = format!("backup {id}");
+                return Err(self.repo.keys().await?.need_private_key(&what));
+            }
+            let checks = if manifest.references.is_empty() {
+                crate::references::check_backup(
+                    &self.references,
+                    &self.repo,
+                    &id,
+                    &manifest.components,
+                    &self.components,
+                )
+                .await
+            } else {
+                crate::references::recheck_backup(
+                    &manifest.references,
+                    &self.repo,
+                    &id,
+                    &manifest.components,
+                    &self.components,
+                )
+                .await
+            };
+            Ok(ReferencesOutcome { id, checks })
+        })
+        .await
     }
 
     /// Verify a backup (`id` or `latest`) at `level`.
@@ -471,4 +574,48 @@ async fn snapshot_one(c: Arc<dyn Component>, cx: SnapshotContext) -> ComponentRe
     rec.started_at = Some(started);
     rec.finished_at = Some(Utc::now());
     rec
+}
+
+/// For each referred component, the referrers whose cuts its snapshot waits for.
+type Waits = BTreeMap<String, std::collections::BTreeSet<String>>;
+
+/// `selected` with every referrer before what it refers to (otherwise in the given order), and
+/// for each referred component the selected referrers it waits for. [`crate::references`]
+/// refused cycles when the references were given.
+fn cut_order(
+    selected: &[Arc<dyn Component>],
+    specs: &[ReferenceSpec],
+) -> (Vec<Arc<dyn Component>>, Waits) {
+    let names: std::collections::BTreeSet<&str> = selected.iter().map(|c| c.name()).collect();
+    let waits: Waits = crate::references::referrers(specs)
+        .into_iter()
+        .filter(|(to, _)| names.contains(to.as_str()))
+        .map(|(to, from)| {
+            let from = from
+                .into_iter()
+                .filter(|f| names.contains(f.as_str()))
+                .collect::<std::collections::BTreeSet<_>>();
+            (to, from)
+        })
+        .filter(|(_, from)| !from.is_empty())
+        .collect();
+    let mut left: Vec<Arc<dyn Component>> = selected.to_vec();
+    let mut ordered = Vec::with_capacity(left.len());
+    while !left.is_empty() {
+        let placed: std::collections::BTreeSet<String> = ordered
+            .iter()
+            .map(|c: &Arc<dyn Component>| c.name().to_string())
+            .collect();
+        let next = left
+            .iter()
+            .position(|c| {
+                waits
+                    .get(c.name())
+                    .is_none_or(|w| w.iter().all(|f| placed.contains(f)))
+            })
+            // A cycle (refused earlier): keep the given order.
+            .unwrap_or(0);
+        ordered.push(left.remove(next));
+    }
+    (ordered, waits)
 }

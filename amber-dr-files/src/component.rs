@@ -6,11 +6,12 @@
 use std::path::Path;
 
 use amber_dr_core::archive::Directory;
+use amber_dr_core::references::{KeySet, KeyStream};
 use amber_dr_core::LegacyImport;
 use amber_dr_core::{
-    async_trait, Capabilities, Component, ComponentRecord, Probe, RestoreContext, RestoreOptions,
-    RestoreReport, Result, SnapshotContext, StagedRestore, VerifyContext, VerifyLevel,
-    VerifyReport,
+    async_trait, Capabilities, Component, ComponentRecord, Probe, ReadContext, RestoreContext,
+    RestoreOptions, RestoreReport, Result, SnapshotContext, StagedRestore, VerifyContext,
+    VerifyLevel, VerifyReport,
 };
 
 use crate::config::FilesConfig;
@@ -72,6 +73,7 @@ impl Component for Files {
             .restore_parts(false)
             .staged_restore(true)
             .deep_verify(true)
+            .reference_keys(true)
     }
 
     async fn probe(&self) -> Result<Probe> {
@@ -106,6 +108,21 @@ impl Component for Files {
 
     fn legacy(&self) -> Option<&dyn LegacyImport> {
         Some(self)
+    }
+
+    async fn backup_keys(
+        &self,
+        cx: &ReadContext,
+        record: &ComponentRecord,
+        set: &KeySet,
+    ) -> Result<KeyStream> {
+        set.refuse_fields(crate::KIND, &[])?;
+        self.dir.backup_keys(cx, record).await
+    }
+
+    async fn live_keys(&self, set: &KeySet) -> Result<KeyStream> {
+        set.refuse_fields(crate::KIND, &[])?;
+        self.dir.live_keys().await
     }
 }
 

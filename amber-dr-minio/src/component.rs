@@ -79,6 +79,7 @@ impl Component for Minio {
             .restore_needs_downtime(false)
             .restore_parts(true)
             .deep_verify(true)
+            .reference_keys(true)
     }
 
     async fn probe(&self) -> Result<Probe> {
@@ -228,6 +229,22 @@ impl Component for Minio {
 
     fn legacy(&self) -> Option<&dyn LegacyImport> {
         Some(self)
+    }
+
+    async fn backup_keys(
+        &self,
+        cx: &amber_dr_core::ReadContext,
+        record: &ComponentRecord,
+        set: &amber_dr_core::references::KeySet,
+    ) -> Result<amber_dr_core::references::KeyStream> {
+        self.index_keys(cx, record, set).await
+    }
+
+    async fn live_keys(
+        &self,
+        set: &amber_dr_core::references::KeySet,
+    ) -> Result<amber_dr_core::references::KeyStream> {
+        self.listed_keys(set).await
     }
 }
 

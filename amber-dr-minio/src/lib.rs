@@ -6,6 +6,7 @@ mod component;
 mod config;
 pub mod error;
 mod index;
+mod keys;
 mod legacy;
 mod restore;
 pub mod s3;

@@ -54,7 +54,7 @@ struct Details {
 /// The Neo4j component. See the crate docs.
 #[derive(Debug)]
 pub struct Neo4j {
-    name: String,
+    pub(crate) name: String,
     pub(crate) cfg: Neo4jConfig,
 }
 
@@ -514,6 +514,7 @@ impl Component for Neo4j {
             .restore_needs_downtime(true)
             .restore_parts(false)
             .deep_verify(true)
+            .reference_queries(true)
     }
 
     async fn probe(&self) -> Result<Probe> {
@@ -584,6 +585,9 @@ impl Component for Neo4j {
         .await?;
         rec.artifacts.push(nodes.finish().await?);
         rec.artifacts.push(rels.finish().await?);
+        for q in cx.key_queries() {
+            rec.artifacts.push(self.write_keys(cx, &g, q).await?);
+        }
         tally.write_backup_stats(&mut rec);
         rec.set_stat("schema_items", schema.len());
         if let Some(w) = tally.left_out_warning(&db) {
@@ -735,6 +739,13 @@ impl Component for Neo4j {
 
     fn legacy(&self) -> Option<&dyn LegacyImport> {
         Some(self)
+    }
+
+    async fn live_keys(
+        &self,
+        set: &amber_dr_core::references::KeySet,
+    ) -> Result<amber_dr_core::references::KeyStream> {
+        self.live_query_keys(set).await
     }
 }
 

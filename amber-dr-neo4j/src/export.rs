@@ -75,13 +75,13 @@ const CHUNKS_IN_FLIGHT: usize = 4;
 
 /// What a reading task sends: a chunk of rows, `None` once the query is complete, or the
 /// error that ended it.
-type RowChunk = std::result::Result<Option<Vec<neo4rs::Row>>, neo4rs::Error>;
+pub(crate) type RowChunk = std::result::Result<Option<Vec<neo4rs::Row>>, neo4rs::Error>;
 
 /// Run `q` on `db` in a task of its own that pulls its rows (page by page) and sends them on
 /// in chunks, so that pulling (and the server computing the next page) overlaps with the
 /// caller converting the last chunk. The end is an explicit `Ok(None)`: a channel closed
 /// without it means the task died. Dropping the receiver stops the task.
-fn spawn_rows(g: &Graph, db: &str, q: Query) -> tokio::sync::mpsc::Receiver<RowChunk> {
+pub(crate) fn spawn_rows(g: &Graph, db: &str, q: Query) -> tokio::sync::mpsc::Receiver<RowChunk> {
     let (tx, rx) = tokio::sync::mpsc::channel(CHUNKS_IN_FLIGHT);
     let (g, db) = (g.clone(), db.to_string());
     tokio::spawn(async move {

@@ -8,6 +8,7 @@ mod component;
 mod config;
 mod error;
 mod export;
+mod keys;
 mod legacy;
 mod restore;
 mod tally;

@@ -2,7 +2,7 @@
 //! dumped (`pg_dump -Fc`) in a snapshot exported before any dump starts, counted exactly in
 //! that same snapshot while the dump streams.
 
-use amber_dr_core::{ComponentRecord, Result, SnapshotContext, SnapshotPurpose};
+use amber_dr_core::{ComponentRecord, Error, Result, SnapshotContext, SnapshotPurpose};
 
 use crate::catalog::{self, DbInfo};
 use crate::component::Postgres;
@@ -74,7 +74,7 @@ impl Postgres {
         info: DbInfo,
         open: OpenSnapshot,
         warnings: &mut Vec<String>,
-    ) -> Result<(DbRecord, amber_dr_core::ArtifactRecord)> {
+    ) -> Result<(DbRecord, Vec<amber_dr_core::ArtifactRecord>)> {
         let db = info.name.clone();
         let err = self.err("snapshot");
         let OpenSnapshot {
@@ -91,11 +91,21 @@ impl Postgres {
         let writer = cx.create_artifact(&artifact).await?;
         let what = format!("pg_dump of database `{db}`");
         let dump = cmd.dump_into_artifact(writer, &what);
-        // Counted in the same snapshot, while pg_dump streams.
-        let counts = catalog::counts(&client, &db);
-        let (dump, counts) = tokio::join!(dump, counts);
+        // Counted, and the references' keys queried, in the same snapshot while pg_dump
+        // streams.
+        let in_snapshot = async {
+            let counts = catalog::counts(&client, &db).await.map_err(&err)?;
+            let mut keys = Vec::new();
+            for q in cx.key_queries() {
+                if q.set.database.as_deref() == Some(db.as_str()) {
+                    keys.push(self.write_keys(cx, &client, &db, q).await?);
+                }
+            }
+            Ok::<_, Error>((counts, keys))
+        };
+        let (dump, in_snapshot) = tokio::join!(dump, in_snapshot);
         let (art, dumped) = dump?;
-        let mut counts = counts.map_err(&err)?;
+        let (mut counts, keys) = in_snapshot?;
         let sequences_dumped = sequences::record(&mut counts, dumped, &db, warnings);
         client
             .batch_execute("COMMIT")
@@ -113,7 +123,7 @@ impl Postgres {
                 counts,
                 sequences_dumped,
             },
-            art,
+            std::iter::once(art).chain(keys).collect(),
         ))
     }
 
@@ -131,6 +141,20 @@ impl Postgres {
             .select(&all, missing_ok.then_some(&mut absent))
             .map_err(&err)?;
         drop(client);
+
+        // Every reference query runs in a database being dumped.
+        for q in cx.key_queries() {
+            let db = self.key_database(&q.set, &q.reference)?;
+            if !dbs.iter().any(|d| d.name == db) {
+                return Err(Error::config(
+                    format!("references: {}", q.reference),
+                    format!(
+                        "its query runs in database `{db}` of `{}`, which this backup does not dump",
+                        self.name
+                    ),
+                ));
+            }
+        }
 
         // Export a snapshot in every database first, so that all of them describe the same
         // moment (give or take the few milliseconds between the exports) and the application
@@ -168,7 +192,7 @@ impl Postgres {
                 rec.consistency
                     .insert(format!("wal_lsn.{}", r.info.name), l.clone().into());
             }
-            rec.artifacts.push(art);
+            rec.artifacts.extend(art);
             records.push(r);
         }
         join_stat(&mut rec, &records);

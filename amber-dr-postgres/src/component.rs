@@ -231,6 +231,7 @@ impl Component for Postgres {
             .restore_parts(true)
             .staged_restore(true)
             .deep_verify(true)
+            .reference_queries(true)
     }
 
     async fn probe(&self) -> Result<Probe> {
@@ -300,6 +301,19 @@ impl Component for Postgres {
 
     fn legacy(&self) -> Option<&dyn LegacyImport> {
         Some(self)
+    }
+
+    async fn live_keys(
+        &self,
+        set: &amber_dr_core::references::KeySet,
+    ) -> Result<amber_dr_core::references::KeyStream> {
+        if set.query.is_none() {
+            return Err(Error::config(
+                format!("references: {}", self.name),
+                "a reference end on a postgres component needs a `query`",
+            ));
+        }
+        self.live_query_keys(set).await
     }
 }
 

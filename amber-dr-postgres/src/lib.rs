@@ -7,6 +7,7 @@ mod component;
 mod config;
 mod connect;
 mod error;
+mod keys;
 mod legacy;
 mod record;
 mod restore;

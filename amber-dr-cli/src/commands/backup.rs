@@ -50,7 +50,17 @@ pub(super) async fn backup(ctx: &Ctx, args: &BackupArgs) -> CmdResult {
             }
             ctx.metrics(|f| f.record_backup(&m));
             print_backup(ctx, &m);
-            Ok(if m.is_complete() { OK } else { FAILURE })
+            let refused = m
+                .references
+                .iter()
+                .any(|r| r.spec.fail_on_dangling && !r.resolves());
+            Ok(if m.is_complete() {
+                OK
+            } else if refused && m.components.values().all(ComponentRecord::is_ok) {
+                DANGLING
+            } else {
+                FAILURE
+            })
         }
         .await,
         "interrupted: no backup was completed",
@@ -91,7 +101,26 @@ pub(super) fn print_backup(ctx: &Ctx, m: &Manifest) {
             out.info(format!("    error: {e}"));
         }
     }
-    if !m.is_complete() {
+    print_references(out, &m.references);
+    for r in m.references.iter().filter(|r| !r.resolves()) {
+        out.note(format!(
+            "warning: reference `{}` does not resolve in backup {}{}",
+            r.spec.name,
+            m.id,
+            if r.spec.fail_on_dangling {
+                " (fail_on_dangling = true: the backup is failed)"
+            } else {
+                ""
+            }
+        ));
+    }
+    let components_ok = m.components.values().all(ComponentRecord::is_ok);
+    if !m.is_complete() && components_ok {
+        out.note(format!(
+            "error: backup {} failed: a reference with fail_on_dangling = true does not resolve (see above)",
+            m.id
+        ));
+    } else if !m.is_complete() {
         let failed: Vec<&str> = m
             .components
             .values()

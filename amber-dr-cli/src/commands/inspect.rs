@@ -101,6 +101,12 @@ pub(super) fn entry_json(e: &BackupEntry) -> serde_json::Value {
         "stored_size": m.map(Manifest::stored_size),
         "tags": m.map(|m| m.tags.clone()).unwrap_or_default(),
         "cut": m.and_then(|m| m.cut.clone()),
+        "references": m.map(|m| m.references.iter().map(|r| json!({
+            "name": r.spec.name,
+            "checked": r.checked,
+            "dangling": r.dangling,
+            "resolves": r.resolves(),
+        })).collect::<Vec<_>>()).unwrap_or_default(),
         "problem": e.problem,
     })
 }
@@ -151,6 +157,9 @@ pub(super) async fn show(ctx: &Ctx, args: &ShowArgs) -> CmdResult {
     }
     if let Some(c) = &m.cut {
         out.line(format!("  cut:      {}", cut_line(c)));
+    }
+    for r in &m.references {
+        out.line(format!("  reference {}", r.summary()));
     }
     out.line(crate::key::show_line(&m, encrypted));
     out.line(format!(
@@ -219,6 +228,9 @@ pub(super) async fn verify(ctx: &Ctx, args: &VerifyArgs) -> CmdResult {
     let cfg = ctx.load_config(Needs::RepoOnly)?;
     let repo = ctx.open_repo(cfg.as_ref(), false)?;
     let runner = ctx.runner(cfg.as_ref(), repo, None)?;
+    if args.references {
+        return verify_references(ctx, &runner, &args.backup).await;
+    }
     let level = if args.quick {
         VerifyLevel::Quick
     } else {
@@ -265,6 +277,37 @@ pub(super) async fn verify(ctx: &Ctx, args: &VerifyArgs) -> CmdResult {
         }
     }
     Ok(if ok { OK } else { DAMAGE })
+}
+
+/// `verify --references`: the backup's references re-checked from its artifacts.
+async fn verify_references(ctx: &Ctx, runner: &Runner, backup: &str) -> CmdResult {
+    let outcome = runner.verify_references(backup).await?;
+    let ok = outcome.resolves();
+    if ctx.out.json {
+        let mut v = serde_json::to_value(&outcome).unwrap_or_else(|_| json!({}));
+        if let Some(obj) = v.as_object_mut() {
+            obj.insert("ok".into(), json!(ok));
+        }
+        ctx.out.json(&v);
+    } else if outcome.checks.is_empty() {
+        ctx.out.info(format!(
+            "backup {}: no references recorded and none declared in the config",
+            outcome.id
+        ));
+    } else {
+        ctx.out.info(format!("verify --references {}", outcome.id));
+        print_references(&ctx.out, &outcome.checks);
+        if ok {
+            ctx.out
+                .info(format!("every reference of backup {} resolves", outcome.id));
+        } else {
+            ctx.out.note(format!(
+                "error: backup {} has references that do not resolve (see above)",
+                outcome.id
+            ));
+        }
+    }
+    Ok(if ok { OK } else { DANGLING })
 }
 
 pub(super) fn print_verify_component(out: &Output, name: &str, report: &VerifyReport) {

@@ -20,7 +20,7 @@ use crate::args::{
     DEFAULT_CONFIG,
 };
 use crate::config;
-use crate::exit::{restore_plan_code, Failure, DAMAGE, FAILURE, INTERRUPTED, OK};
+use crate::exit::{restore_plan_code, Failure, DAMAGE, DANGLING, FAILURE, INTERRUPTED, OK};
 use crate::hints;
 use crate::output::{self, human_bytes, BarSink, Output};
 
@@ -234,6 +234,7 @@ impl Ctx {
             Some(c) => c.build_components(&self.registry)?,
             None => Vec::new(),
         };
+        let references = cfg.map(|c| c.references.clone()).unwrap_or_default();
         let mut runner = Runner::new(repo, components)
             .with_parallelism(
                 cfg.map(|c| c.parallelism)
@@ -244,7 +245,52 @@ impl Ctx {
         if let Some(sink) = sink {
             runner = runner.with_progress(sink);
         }
+        if !references.is_empty() {
+            let source = cfg.map(Config::source).unwrap_or_default();
+            runner = runner.with_references(references).map_err(|e| match e {
+                amber_dr_core::Error::Config { location, message } => {
+                    amber_dr_core::Error::Config {
+                        location: format!("{source}: {location}"),
+                        message,
+                    }
+                }
+                e => e,
+            })?;
+        }
         Ok(runner)
+    }
+}
+
+/// The reference checks of a backup, verify or restore: one line each (to stdout when one
+/// dangles or could not be checked).
+pub(super) fn print_references(out: &Output, checks: &[amber_dr_core::references::ReferenceCheck]) {
+    if checks.is_empty() {
+        return;
+    }
+    let dangling = checks.iter().filter(|c| !c.resolves()).count();
+    out.info(format!(
+        "  references: {} declared, {}",
+        checks.len(),
+        if dangling == 0 {
+            "all resolve".to_string()
+        } else {
+            format!("{dangling} do NOT resolve")
+        }
+    ));
+    for c in checks {
+        let state = if c.resolves() {
+            "ok"
+        } else if c.error.is_some() {
+            "NOT CHECKED"
+        } else {
+            "DANGLING"
+        };
+        let line = format!("    {state:<11} {}", c.summary());
+        if c.resolves() {
+            out.info(line);
+        } else {
+            out.line(line);
+        }
     }
 }
 

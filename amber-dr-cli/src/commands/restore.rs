@@ -171,7 +171,8 @@ pub(super) async fn restore(ctx: &Ctx, args: &RestoreArgs) -> CmdResult {
         Some(b) => runner.clone().with_progress(b.clone()),
         None => runner.clone(),
     }
-    .with_rollback(!args.no_rollback);
+    .with_rollback(!args.no_rollback)
+    .with_reference_check_after_restore(!args.no_check_references);
     if let Some(d) = &docker {
         runner = runner.with_hooks(Arc::new(d.clone()));
     }
@@ -222,8 +223,11 @@ pub(super) async fn restore(ctx: &Ctx, args: &RestoreArgs) -> CmdResult {
         cmd
     });
     print_outcome(out, &outcome, plan_json, rollback, retry, &args.target);
+    let dangling = outcome.references.iter().any(|r| !r.resolves());
     Ok(if outcome.interrupted {
         INTERRUPTED
+    } else if ok && dangling {
+        DANGLING
     } else if ok {
         OK
     } else {
@@ -488,7 +492,13 @@ fn print_outcome(
         if let Some(cmd) = &rollback {
             out.line(format!("to roll back: {cmd}"));
         }
-        if ok {
+        print_references(out, &outcome.references);
+        if ok && outcome.references.iter().any(|r| !r.resolves()) {
+            out.note(format!(
+                "warning: restored backup {}, but references touching the restored components do not resolve in the live stores (see above)",
+                outcome.id
+            ));
+        } else if ok {
             out.info(format!("restored backup {}", outcome.id));
         } else {
             let failed: Vec<&str> = outcome

@@ -17,14 +17,14 @@ use crate::{
 };
 
 /// The artifact of a directory snapshot.
-const ARTIFACT: &str = "files.tar";
+pub(super) const ARTIFACT: &str = "files.tar";
 pub(super) const IO_BUFFER: usize = 1024 * 1024;
 
 /// What the record keeps beyond stats: enough to rebuild and check the tree.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(super) struct Details {
     /// The directory did not exist when the (safety) snapshot was taken.
-    absent: bool,
+    pub(super) absent: bool,
     /// The directory backed up.
     source: String,
     root_mode: u32,

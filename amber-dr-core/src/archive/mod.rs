@@ -24,6 +24,7 @@
 mod directory;
 pub mod extract;
 pub mod foreign;
+mod keys;
 pub mod swap;
 mod target;
 pub mod tree;

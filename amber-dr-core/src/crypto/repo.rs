@@ -85,6 +85,8 @@ fn public_view(m: &Manifest) -> Manifest {
     p.host = String::new();
     p.tool_version = String::new();
     p.tags.clear();
+    // Queries and dangling keys are data: sealed only.
+    p.references.clear();
     for (name, c) in p.components.iter_mut() {
         *c = ComponentRecord {
             kind: c.kind.clone(),

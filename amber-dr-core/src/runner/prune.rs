@@ -172,6 +172,7 @@ mod tests {
                 sealed: false,
                 locked_until: None,
                 cut: None,
+                references: Vec::new(),
             }),
             problem: None,
         }

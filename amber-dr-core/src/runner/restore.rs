@@ -124,6 +124,10 @@ pub struct RestoreOutcome {
     pub hook_errors: Vec<String>,
     /// The restore was cancelled during its commit phase (see [`crate::cancel::CommitGate`]).
     pub interrupted: bool,
+    /// The declared references touching the restored components, checked against the live
+    /// stores after the restore (see [`Runner::with_reference_check_after_restore`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub references: Vec<crate::references::ReferenceCheck>,
 }
 
 impl RestoreOutcome {
@@ -235,10 +239,36 @@ impl Runner {
             self.restore_locked(&id, targets, staged, plan, &gate).await
         };
         let result = self.restore_lock(plan, &gate, work).await;
-        result.map(|mut r| {
+        let mut outcome = result.map(|mut r| {
             r.forced = forced;
             r
-        })
+        })?;
+        self.check_references_after(&mut outcome, plan).await;
+        Ok(outcome)
+    }
+
+    /// After a restore that committed every component: the references touching the restored
+    /// components (those restored in place) checked against the live stores.
+    async fn check_references_after(
+        &self,
+        outcome: &mut RestoreOutcome,
+        plan: &RestorePlanOptions,
+    ) {
+        if self.references.is_empty()
+            || !self.check_references_after_restore
+            || outcome.dry_run
+            || !outcome.is_ok()
+        {
+            return;
+        }
+        let touched: Vec<String> = outcome
+            .components
+            .iter()
+            .filter(|c| plan.options_for(&c.component).target.is_none())
+            .map(|c| c.component.clone())
+            .collect();
+        outcome.references =
+            crate::references::check_live(&self.references, &touched, &self.components).await;
     }
 
     /// Restore a runbook backup directory (`postgres.sql`, `uploads.tar.gz`, ...) through the
@@ -395,6 +425,7 @@ impl Runner {
             forced: Vec::new(),
             hook_errors: Vec::new(),
             interrupted,
+            references: Vec::new(),
         })
     }
 
