@@ -39,8 +39,9 @@ pub struct Capabilities {
     /// paths, `bucket/key`, a collection's primary keys.
     #[serde(default)]
     pub reference_keys: bool,
-    /// The component runs a reference end's `query` inside its snapshot
-    /// ([`SnapshotContext::key_queries`]) and live ([`Component::live_keys`]).
+    /// The component records a reference end's key set inside its snapshot
+    /// ([`SnapshotContext::key_queries`]: the result of its `query`, or the primary keys of
+    /// its `collection`), and lists it live ([`Component::live_keys`]).
     #[serde(default)]
     pub reference_queries: bool,
 }

@@ -78,6 +78,13 @@ pub struct KeySet {
 }
 
 impl KeySet {
+    /// Whether the component records this key set inside its snapshot (an end with a `query`,
+    /// or a `collection`'s primary keys), rather than core reading it from the component's
+    /// backup with [`Component::backup_keys`].
+    pub fn recorded_in_snapshot(&self) -> bool {
+        self.query.is_some() || self.collection.is_some()
+    }
+
     /// Refuse the fields a driver does not use (`allowed` names those it does, of
     /// `database`, `collection`).
     pub fn refuse_fields(&self, kind: &str, allowed: &[&str]) -> Result<()> {
@@ -203,14 +210,14 @@ pub fn validate(specs: &[ReferenceSpec], components: &[Arc<dyn Component>]) -> R
                 ));
             };
             let caps = c.capabilities();
-            let ok = if set.query.is_some() {
+            let ok = if set.recorded_in_snapshot() {
                 caps.reference_queries
             } else {
                 caps.reference_keys
             };
             if !ok {
-                let what = if set.query.is_some() {
-                    "cannot run a reference `query`"
+                let what = if set.recorded_in_snapshot() {
+                    "cannot run a reference `query` (or list a `collection`)"
                 } else {
                     "cannot list its keys for a reference (give a `query`?)"
                 };
@@ -276,7 +283,7 @@ pub(crate) fn queries_of(specs: &[ReferenceSpec], name: &str) -> Vec<KeyQuery> {
     let mut out = Vec::new();
     for (i, r) in specs.iter().enumerate() {
         for (side, set) in [("from", &r.from), ("to", &r.to)] {
-            if set.component == name && set.query.is_some() {
+            if set.component == name && set.recorded_in_snapshot() {
                 out.push(KeyQuery {
                     reference: r.name.clone(),
                     artifact: artifact_name(i, side),
@@ -328,7 +335,7 @@ impl Keys<'_> {
                     )));
                 }
                 let cx = ReadContext::new((*repo).clone(), *id, Progress::none());
-                if set.query.is_some() {
+                if set.recorded_in_snapshot() {
                     let stored = match side {
                         "from" => result.from_artifact.clone(),
                         _ => result.to_artifact.clone(),

@@ -42,6 +42,7 @@ macro_rules! coll_req {
 
 mod describe;
 mod entities;
+mod keys;
 mod restore;
 mod scope;
 mod segments;
@@ -242,6 +243,7 @@ impl Component for Milvus {
             .restore_to_target(true)
             .restore_parts(true)
             .deep_verify(true)
+            .reference_queries(true)
     }
 
     fn restore_relations(&self) -> Vec<RestoreRelation> {
@@ -312,6 +314,16 @@ impl Component for Milvus {
             }
         }
         let Scope { listed, absent, .. } = scope;
+        // Every referenced collection is one this snapshot covers.
+        for q in cx.key_queries() {
+            let (db, coll) = self.key_collection(&q.set)?;
+            let covered = listed.iter().any(|(d, names)| {
+                *d == db && names.contains(&coll) && self.selected_collection(&db, &coll)
+            });
+            if !covered {
+                return Err(self.fail(op, format!("reference `{}` names collection `{db}.{coll}`, which this backup does not cover", q.reference)));
+            }
+        }
         for (db, names) in &listed {
             for coll in names.iter().filter(|n| self.selected_collection(db, n)) {
                 cx.progress().set_phase(format!("exporting {db}.{coll}"));
@@ -328,6 +340,12 @@ impl Component for Milvus {
                         .insert(format!("flushed_at.{db}.{coll}"), hybrid_time(ts).into());
                 }
                 rec.artifacts.extend(arts);
+                for q in cx.key_queries() {
+                    if self.key_collection(&q.set)? == (db.clone(), coll.clone()) {
+                        let keys = self.write_keys(cx, &c, db, coll, crec.flush_ts, q);
+                        rec.artifacts.push(keys.await?);
+                    }
+                }
                 collections.push(crec);
             }
         }
@@ -437,5 +455,12 @@ impl Component for Milvus {
                 .insert(format!("entities.{db}.{name}"), coll.entities.into());
         }
         Ok(report)
+    }
+
+    async fn live_keys(
+        &self,
+        set: &amber_dr_core::references::KeySet,
+    ) -> Result<amber_dr_core::references::KeyStream> {
+        self.live_collection_keys(set).await
     }
 }

@@ -35,6 +35,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 
+use amber_dr_core::references::{ReferenceCheck, ReferenceSpec};
 use amber_dr_core::{
     testkit, BackupOptions, Component, Manifest, Repository, RestorePlanOptions, Runner, Selection,
     VerifyLevel,
@@ -150,8 +151,13 @@ impl Stack {
     /// collections (the stack's Milvus is shared with other suites), its bucket and etcd
     /// prefix not components.
     fn components(&self) -> Vec<Arc<dyn Component>> {
+        self.components_with(&["a", "b"])
+    }
+
+    /// The components, Milvus covering the drill's collections `<MV>_<suffix>`.
+    fn components_with(&self, milvus: &[&str]) -> Vec<Arc<dyn Component>> {
         let mv = MilvusConfig::new(&self.mv.endpoint)
-            .collections([format!("{MV}_a"), format!("{MV}_b")]);
+            .collections(milvus.iter().map(|s| format!("{MV}_{s}")));
         vec![
             Arc::new(
                 Postgres::new(
@@ -165,6 +171,35 @@ impl Stack {
             Arc::new(Milvus::new("milvus", mv).unwrap()),
             Arc::new(Files::new("uploads", FilesConfig::new(&self.uploads))),
         ]
+    }
+
+    /// The demo's `[[references]]`: documents → objects, Milvus ids, upload files; graph →
+    /// documents.
+    fn references(&self) -> Vec<ReferenceSpec> {
+        let toml = format!(
+            r#"
+[[references]]
+name = "document objects"
+from = {{ component = "postgres", database = "{DB}", query = "SELECT '{bucket}/' || minio_key FROM app.documents" }}
+to = {{ component = "minio" }}
+[[references]]
+name = "document embeddings"
+from = {{ component = "postgres", database = "{DB}", query = "SELECT milvus_id FROM app.documents WHERE milvus_id IS NOT NULL" }}
+to = {{ component = "milvus", collection = "default.{MV}_a" }}
+[[references]]
+name = "document files"
+from = {{ component = "postgres", database = "{DB}", query = "SELECT upload_path FROM app.documents" }}
+to = {{ component = "uploads" }}
+[[references]]
+name = "graph documents"
+from = {{ component = "neo4j", query = "MATCH (n) WHERE n.pg_document_id IS NOT NULL RETURN n.pg_document_id" }}
+to = {{ component = "postgres", database = "{DB}", query = "SELECT id FROM app.documents" }}
+"#,
+            bucket = self.docs
+        );
+        amber_dr_core::config::Config::parse(&toml, Path::new("stack.toml"), &|_| None)
+            .unwrap()
+            .references
     }
 
     /// Run blocking tool calls on a clone of the handles, beside other work (the tools mostly
@@ -460,6 +495,62 @@ async fn backup(runner: &Runner, tag: &str) -> Manifest {
     m
 }
 
+/// The product's reference checks against the independent check `d` (`docs` rows).
+fn assert_references(checks: &[ReferenceCheck], d: &Dangling, docs: u64) {
+    let by = |name: &str| {
+        checks
+            .iter()
+            .find(|c| c.spec.name == name)
+            .unwrap_or_else(|| panic!("no reference `{name}`: {checks:?}"))
+    };
+    for c in checks {
+        assert!(c.error.is_none(), "{}", c.summary());
+    }
+    for (name, dangling, checked) in [
+        ("document objects", d.minio_keys.len(), Some(docs)),
+        ("document embeddings", d.milvus_ids.len(), Some(docs)),
+        ("document files", d.upload_paths.len(), Some(docs)),
+        ("graph documents", d.neo4j_doc_ids.len(), None),
+    ] {
+        let c = by(name);
+        assert_eq!(c.dangling, dangling as u64, "{} vs {d:?}", c.summary());
+        if let Some(n) = checked {
+            assert_eq!(c.checked, n, "{}", c.summary());
+        }
+    }
+    let graph = by("graph documents");
+    assert_eq!(
+        graph.checked as usize,
+        d.checked - 3 * docs as usize,
+        "{}",
+        graph.summary()
+    );
+    // The keys named are the ones the independent check found.
+    let named: Vec<(&str, Vec<String>)> = vec![
+        (
+            "document objects",
+            d.minio_keys.iter().map(|k| format!("/{k}")).collect(),
+        ),
+        (
+            "document embeddings",
+            d.milvus_ids.iter().map(i64::to_string).collect(),
+        ),
+        ("document files", d.upload_paths.clone()),
+        (
+            "graph documents",
+            d.neo4j_doc_ids.iter().map(i64::to_string).collect(),
+        ),
+    ];
+    for (name, keys) in named {
+        for k in &by(name).first_dangling {
+            assert!(
+                keys.iter().any(|x| k.ends_with(x.as_str())),
+                "{name}: {k} is not among the independent check's {keys:?}"
+            );
+        }
+    }
+}
+
 fn assert_each_differs(now: &State, before: &State, what: &str) {
     assert_ne!(now.postgres, before.postgres, "Postgres {what}");
     assert_ne!(now.neo4j, before.neo4j, "Neo4j {what}");
@@ -492,7 +583,9 @@ async fn full_stack_drill_and_partial_restore_of_neo4j_from_an_older_backup() {
     };
     let _lock = neo_common::SERVER_LOCK.lock().await;
     let repo = Repository::open(&cfg).unwrap();
-    let runner = Runner::new(repo.clone(), stack.components());
+    let runner = Runner::new(repo.clone(), stack.components())
+        .with_references(stack.references())
+        .unwrap();
     // Phase timings, shown with --nocapture or on failure.
     let t0 = std::time::Instant::now();
     let lap = |what: &str| eprintln!("drill {:>6.1}s  {what}", t0.elapsed().as_secs_f64());
@@ -507,6 +600,9 @@ async fn full_stack_drill_and_partial_restore_of_neo4j_from_an_older_backup() {
     // Full backup into the repository on S3, verified end to end.
     let m1 = backup(&runner, "drill").await;
     lap("backup 1");
+    // The product's reference check agrees with the independent one: all resolve.
+    let docs = stack.documents().len() as u64;
+    assert_references(&m1.references, &refs, docs);
     let v = runner
         .verify(&m1.id, &Selection::all(), VerifyLevel::Full)
         .await
@@ -522,6 +618,25 @@ async fn full_stack_drill_and_partial_restore_of_neo4j_from_an_older_backup() {
     assert!(!broken.milvus_ids.is_empty(), "{broken:?}");
     assert!(!broken.neo4j_doc_ids.is_empty(), "{broken:?}");
     assert!(!broken.upload_paths.is_empty(), "{broken:?}");
+    // A backup of the broken stores (Milvus's `_b` is gone): the product finds exactly the
+    // references the independent check found dangling.
+    let broken_runner = Runner::new(repo.clone(), stack.components_with(&["a"]))
+        .with_references(stack.references())
+        .unwrap();
+    let mb = backup(&broken_runner, "broken").await;
+    assert_references(&mb.references, &broken, stack.documents().len() as u64);
+    let again = broken_runner.verify_references(&mb.id).await.unwrap();
+    let strip = |v: &[ReferenceCheck]| {
+        v.iter()
+            .map(|r| ReferenceCheck {
+                millis: 0,
+                ..r.clone()
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(strip(&again.checks), strip(&mb.references));
+    assert!(!again.resolves());
+    lap("backup of the broken stores: its references checked");
     stack.lose_stores().await;
     lap("broke references, lost the stores");
     assert_each_differs(&stack.state().await, &original, "destroyed");
@@ -541,6 +656,12 @@ async fn full_stack_drill_and_partial_restore_of_neo4j_from_an_older_backup() {
     assert!(out.is_ok(), "{:?}", out.components);
     assert_eq!(out.components.len(), 5);
     assert!(out.safety_backup.is_some());
+    assert_eq!(out.references.len(), 4, "{:?}", out.references);
+    assert!(
+        out.references.iter().all(ReferenceCheck::resolves),
+        "live references after the restore: {:?}",
+        out.references
+    );
     lap("restored everything");
     let (now, refs) = stack.checkpoint().await;
     assert_each_equal(&now, &original, "restored identical");

@@ -87,6 +87,23 @@ impl Pager {
         })
     }
 
+    /// The same pager reading only the primary keys, as they were at `at` (or now).
+    pub(super) fn keys_only(mut self, at: Option<u64>) -> Self {
+        self.outputs = vec![self.pk.clone()];
+        self.at = at;
+        self
+    }
+
+    /// The primary key field's name.
+    pub(super) fn pk(&self) -> &str {
+        &self.pk
+    }
+
+    /// The last page has been taken.
+    pub(super) fn is_done(&self) -> bool {
+        self.done
+    }
+
     /// ` partition `NAME`` for messages, or nothing for a whole-collection stream.
     pub(super) fn part_label(&self) -> String {
         partition_label(self.partition.as_deref())
