@@ -2,7 +2,7 @@
 # The main job, end to end: local stack up, sample data in every store (Postgres documents that
 # point at objects in the bucket, Milvus embeddings, Neo4j nodes and upload files), backup, list,
 # verify, disaster, restore, compare — with tools outside amber-dr doing the comparing — and
-# check that every cross-store reference resolves again.
+# check that every cross-store reference resolves again (amber-dr's own reference check).
 #
 # Usage: scripts/demo.sh [--s3]     (--s3: keep the repository in the stack's S3 server)
 # Work files go to ./demo-work (ignored by git); it is recreated on every run.
@@ -85,6 +85,28 @@ endpoint = "\${AMBER_DR_S3_ENDPOINT}"
 bucket = "\${AMBER_DR_MILVUS_BUCKET}"
 access_key = "\${AMBER_DR_S3_ACCESS_KEY}"
 secret_key = "\${AMBER_DR_S3_SECRET_KEY}"
+
+# The references between the stores: checked in every backup (and by verify --references),
+# and against the live stores after every restore.
+[[references]]
+name = "document objects"
+from = { component = "postgres", database = "amber_demo", query = "SELECT 'amber-demo-documents/' || minio_key FROM documents" }
+to = { component = "minio" }
+
+[[references]]
+name = "document embeddings"
+from = { component = "postgres", database = "amber_demo", query = "SELECT milvus_id FROM documents WHERE milvus_id IS NOT NULL" }
+to = { component = "milvus", collection = "default.amber_demo_embeddings" }
+
+[[references]]
+name = "document files"
+from = { component = "postgres", database = "amber_demo", query = "SELECT upload_path FROM documents" }
+to = { component = "uploads" }
+
+[[references]]
+name = "graph documents"
+from = { component = "neo4j", query = "MATCH (n) WHERE n.pg_document_id IS NOT NULL RETURN n.pg_document_id" }
+to = { component = "postgres", database = "amber_demo", query = "SELECT id FROM documents" }
 TOML
 cat amber-dr.toml >&2
 
@@ -304,42 +326,17 @@ s3py fill
 s3py listing > original-documents.txt
 echo "$(wc -l < original-documents.txt) objects in s3://amber-demo-documents" >&2
 
-# check_refs: follow every cross-store reference with the stores' own tools; one line per kind,
-# fails if any reference does not resolve.
-check_refs() {
-  local bad=0 refs missing p
-  q() { "${PSQL[@]}" -At -d amber_demo -c "$1" | LC_ALL=C sort; }
-  # LC_ALL=C sort ... | comm -23 A B: the lines of A missing from B.
-  refs=$(q "SELECT count(*) FROM documents")
-  missing=$(LC_ALL=C comm -23 <(q "SELECT minio_key FROM documents") <(s3py keys | LC_ALL=C sort) | wc -l)
-  printf '  documents.minio_key   -> bucket objects:     %s references, %s missing\n' "$refs" "$missing" >&2
-  bad=$((bad + missing))
-  missing=$(LC_ALL=C comm -23 <(q "SELECT milvus_id FROM documents") <(mvpy ids | LC_ALL=C sort) | wc -l)
-  printf '  documents.milvus_id   -> Milvus entities:    %s references, %s missing\n' "$refs" "$missing" >&2
-  bad=$((bad + missing))
-  missing=0
-  while IFS= read -r p; do
-    [[ -e "uploads/$p" || -L "uploads/$p" ]] || missing=$((missing + 1))
-  done < <(q "SELECT upload_path FROM documents")
-  printf '  documents.upload_path -> files in uploads:   %s references, %s missing\n' "$refs" "$missing" >&2
-  bad=$((bad + missing))
-  local graph
-  graph=$(printf 'MATCH (n) WHERE n.pg_document_id IS NOT NULL RETURN n.pg_document_id\n' | cypher | LC_ALL=C sort)
-  missing=$(LC_ALL=C comm -23 <(printf '%s\n' "$graph") <(q "SELECT id FROM documents") | wc -l)
-  printf '  Neo4j pg_document_id  -> Postgres documents: %s references, %s missing\n' "$(printf '%s\n' "$graph" | wc -l)" "$missing" >&2
-  bad=$((bad + missing))
-  ((bad == 0))
-}
-
-step "4f. every cross-store reference resolves (psql, boto3, pymilvus, Cypher, the file system)"
-check_refs || die "the sample data has broken references"
-
 step "5. amber-dr doctor"
 "$AMBER" doctor
 
-step "6. amber-dr backup"
-ID=$("$AMBER" backup --tag demo | tail -1)
+step "6. amber-dr backup (its summary includes the reference checks)"
+"$AMBER" backup --tag demo | tee backup.out
+ID=$(tail -1 backup.out)
 echo "backup id: $ID" >&2
+grep -q "references: 4 declared, all resolve" backup.out || die "the sample data has broken references"
+
+step "6b. amber-dr verify --references (re-checked from the backup's artifacts alone)"
+"$AMBER" verify --references "$ID"
 
 step "7. amber-dr list / show"
 "$AMBER" list
@@ -364,8 +361,11 @@ printf 'MATCH (e:Entity) WHERE e.name ENDS WITH "7" DETACH DELETE e\n;\nMATCH (d
 if diff <(graph_listing) original-graph.txt >/dev/null; then die "the disaster did not change the graph"; fi
 echo "the graph now differs from the original" >&2
 "${PSQL[@]}" -d amber_demo -c "DELETE FROM documents WHERE id > 4900"
-echo "the cross-store check now finds the broken references:" >&2
-if check_refs; then die "the cross-store check did not notice the disaster"; fi
+echo "a backup of the damaged stores finds the broken references (a warning; verify --references exits 4):" >&2
+BROKEN=$("$AMBER" backup --tag broken | tee broken.out | tail -1)
+grep -q "DANGLING" broken.out || die "the reference check did not notice the disaster"
+set +e; "$AMBER" verify --references "$BROKEN" >/dev/null; rc=$?; set -e
+[[ $rc == 4 ]] || die "verify --references of the broken backup exited $rc, not 4"
 "${PSQL[@]}" -d amber_demo -c "DROP TABLE documents" -c "DELETE FROM users WHERE email LIKE 'user1%'" -c "UPDATE tenants SET settings = '{}'"
 if diff <(pg_listing 2>/dev/null || true) original-postgres.txt >/dev/null; then die "the disaster did not change Postgres"; fi
 echo "Postgres now differs from the original (documents table dropped, users deleted, tenants changed)" >&2
@@ -374,7 +374,7 @@ step "10. amber-dr restore --dry-run (changes nothing)"
 "$AMBER" restore "$ID" --dry-run
 
 step "11. amber-dr restore --yes (takes a safety backup of the damaged state first)"
-"$AMBER" restore "$ID" --yes
+"$AMBER" restore "$ID" --yes | tee restore.out
 
 step "12. compare with tools outside amber-dr: psql checksums, pymilvus listing, Cypher listing (Python driver), diff -r, modes/mtimes/links listing, boto3 listing"
 diff original-postgres.txt <(pg_listing)
@@ -389,13 +389,13 @@ echo "restored uploads are identical to the original (content, modes, mtimes, sy
 diff original-documents.txt <(s3py listing)
 echo "restored bucket is identical to the original (keys, bodies, content types, metadata)" >&2
 
-step "13. every cross-store reference resolves again"
-check_refs || die "references are broken after the restore"
+step "13. every cross-store reference resolves again (the restore's check of the live stores, step 11)"
+grep -q "references: 4 declared, all resolve" restore.out || die "references are broken after the restore"
 
 step "13b. the application's next write after the restore: a new embedding without an id (auto-id kept)"
 mvpy insert-new >&2
 
-step "14. the repository now holds the backup and the safety backup"
+step "14. the repository now holds the backup, the backup of the damaged stores and the safety backup"
 "$AMBER" list
 
 printf '\n\033[1;32mdemo passed\033[0m: backup %s restored, every store identical, every reference resolves\n' "$ID" >&2

@@ -323,7 +323,10 @@ fn damage_in_one_component_removes_what_the_others_staged() {
             let p = e.unwrap().path();
             if p.is_dir() {
                 stack.push(p);
-            } else if p.extension().is_some_and(|e| e == "zst") {
+            } else if p
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("files.tar"))
+            {
                 arts.push(p);
             }
         }

@@ -99,13 +99,16 @@ impl Site {
         id
     }
 
-    /// The one stored artifact of `uploads` in backup `id`: (absolute path, repository path).
+    /// The archive of `uploads` in backup `id`: (absolute path, repository path).
     fn artifact(&self, id: &str) -> (PathBuf, String) {
         let dir = self.repo().join(id).join("uploads");
         let mut found: Vec<PathBuf> = fs::read_dir(&dir)
             .expect("read artifact dir")
             .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().map(|e| e == "zst").unwrap_or(false))
+            .filter(|p| {
+                p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("files.tar"))
+            })
             .collect();
         assert_eq!(found.len(), 1, "{found:?}");
         let p = found.remove(0);

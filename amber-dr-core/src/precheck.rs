@@ -104,7 +104,25 @@ async fn prepare_one(
     }
     };
     let res = match c.stage(cx, rec, opts).await {
-        Ok(Some(staged)) => return Ok(Some(staged)),
+        Ok(Some(staged)) => {
+            // What the driver did not read to its end (e.g. the keys of references) is
+            // hashed too: a backup with any damaged artifact is refused.
+            for a in rec.artifacts.iter().filter(|a| !cx.was_read(&a.path)) {
+                let res = match cx.open_artifact(a).await {
+                    Ok(r) => r.finish().await,
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = res {
+                    staged.discard().await;
+                    return Err(if e.is_damage() {
+                        refuse(e.to_string())
+                    } else {
+                        e
+                    });
+                }
+            }
+            return Ok(Some(staged));
+        }
         Ok(None) => c
             .verify(cx, rec, VerifyLevel::Full)
             .await

@@ -18,6 +18,9 @@ use crate::{
 
 /// The artifact of a directory snapshot.
 pub(super) const ARTIFACT: &str = "files.tar";
+/// The paths of the files and symlinks in the archive, one JSON string per line (absent in
+/// backups of versions before it).
+pub(super) const PATHS: &str = "paths.jsonl";
 pub(super) const IO_BUFFER: usize = 1024 * 1024;
 
 /// What the record keeps beyond stats: enough to rebuild and check the tree.
@@ -171,24 +174,30 @@ impl Directory {
         cx.progress().set_phase("archiving");
         let writer = cx.create_artifact(ARTIFACT).await?;
         let bridge = SyncIoBridge::new(writer);
+        // The paths of the files, beside the archive: the key set of `[[references]]`.
+        let paths = SyncIoBridge::new(cx.create_artifact(PATHS).await?);
         let progress = cx.progress().clone();
         let r = root.clone();
-        let (bridge, summary) = tokio::task::spawn_blocking(move || {
+        let (bridge, paths, summary) = tokio::task::spawn_blocking(move || {
             let out = BufWriter::with_capacity(IO_BUFFER, bridge);
-            let (out, summary) = write_tree(&r, out, &progress)?;
+            let mut paths = BufWriter::with_capacity(256 * 1024, paths);
+            let (out, summary) = write_tree(&r, out, &progress, Some(&mut paths))?;
             let bridge = out.into_inner().map_err(|e| e.into_error())?;
-            Ok::<_, std::io::Error>((bridge, summary))
+            let paths = paths.into_inner().map_err(|e| e.into_error())?;
+            Ok::<_, std::io::Error>((bridge, paths, summary))
         })
         .await
         .map_err(join_err)?
         .map_err(|e| Error::from_io("archive", &root, e))?;
         let artifact = bridge.into_inner().finish().await?;
+        let paths = paths.into_inner().finish().await?;
         // The root's metadata the fingerprint was made with, not as it is now.
         let (root_mode, root_mtime) = match summary.root {
             Some(r) => r,
             None => root_meta(&root).map_err(|e| Error::io("inspect", &root, e))?,
         };
         rec.artifacts.push(artifact);
+        rec.artifacts.push(paths);
         stats_into(&mut rec, &summary.stats);
         rec.warnings = summary.warnings;
         rec.set_details(&Details {

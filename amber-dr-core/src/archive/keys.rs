@@ -11,7 +11,7 @@ use futures::StreamExt;
 use tokio::sync::mpsc;
 use tokio_util::io::SyncIoBridge;
 
-use super::directory::{join_err, Details, Directory, ARTIFACT, IO_BUFFER};
+use super::directory::{join_err, Details, Directory, ARTIFACT, IO_BUFFER, PATHS};
 use crate::references::KeyStream;
 use crate::{ComponentRecord, Error, ReadContext, Result};
 
@@ -19,8 +19,8 @@ use crate::{ComponentRecord, Error, ReadContext, Result};
 const CHANNEL: usize = 4096;
 
 impl Directory {
-    /// The paths of the files in the archive of `record` (read to its end, so that its hash is
-    /// checked).
+    /// The paths of the files in the backup `record`: its paths index (or, in backups written
+    /// before it, the archive's entries), read to its end so that its hash is checked.
     pub async fn backup_keys(
         &self,
         cx: &ReadContext,
@@ -30,6 +30,10 @@ impl Directory {
         if details.absent {
             return Ok(futures::stream::empty().boxed());
         }
+        if let Ok(paths) = record.artifact(PATHS) {
+            return crate::references::read_keys(cx, paths).await;
+        }
+        // Older backups: the paths from the archive itself.
         let art = record.artifact(ARTIFACT)?.clone();
         let bridge = SyncIoBridge::new(cx.open_artifact(&art).await?);
         let (tx, rx) = mpsc::channel::<Result<String>>(CHANNEL);

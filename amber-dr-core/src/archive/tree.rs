@@ -313,12 +313,26 @@ fn base_header(meta: &fs::Metadata, kind: EntryType, size: u64) -> Header {
 
 /// Write the tree under `root` as a tar stream into `out` (symlinks never followed, entries in
 /// bytewise name order, what changes meanwhile handled entry by entry and named in the
-/// summary's warnings). Returns `out` and the summary; `progress` counts the files.
+/// summary's warnings). Returns `out` and the summary; `progress` counts the files. With
+/// `paths`, the relative path of every file and symlink stored is written there too, one JSON
+/// string per line (the key set of `[[references]]` to the directory).
 pub fn write_tree<W: Write>(
     root: &Path,
     out: W,
     progress: &Progress,
+    mut paths: Option<&mut dyn Write>,
 ) -> io::Result<(W, TreeSummary)> {
+    let mut index = |rel: &Path| -> io::Result<()> {
+        let Some(p) = paths.as_mut() else {
+            return Ok(());
+        };
+        serde_json::to_writer(
+            &mut *p,
+            &String::from_utf8_lossy(rel.as_os_str().as_bytes()),
+        )
+        .map_err(io::Error::other)?;
+        p.write_all(b"\n")
+    };
     let (root_mode, root_mtime) = root_meta(root)?;
     let mut fp = Fingerprint::new(root_mode, root_mtime);
     let mut b = tar::Builder::new(out);
@@ -348,6 +362,7 @@ pub fn write_tree<W: Write>(
                     mtime,
                     target.as_os_str().as_bytes(),
                 );
+                index(rel)?;
             } else if ft.is_file() {
                 let file = match File::open(root.join(rel)) {
                     Ok(f) => f,
@@ -399,6 +414,7 @@ pub fn write_tree<W: Write>(
                     ));
                 }
                 fp.add(Kind::File, rel, fmeta.mode(), size, mtime, b"");
+                index(rel)?;
                 progress.add_items(1);
             } else {
                 warnings.push(format!(
