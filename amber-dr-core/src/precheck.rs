@@ -107,21 +107,19 @@ async fn prepare_one(
         Ok(Some(staged)) => {
             // What the driver did not read to its end (e.g. the keys of references) is
             // hashed too: a backup with any damaged artifact is refused.
-            for a in rec.artifacts.iter().filter(|a| !cx.was_read(&a.path)) {
-                let res = match cx.open_artifact(a).await {
-                    Ok(r) => r.finish().await,
-                    Err(e) => Err(e),
-                };
-                if let Err(e) = res {
+            let mut unread = crate::component::VerifyReport::default();
+            let hashed = crate::verify::hash_unread(cx, rec, &mut unread).await;
+            match (hashed, unread.problems.into_iter().next()) {
+                (Ok(()), None) => return Ok(Some(staged)),
+                (Ok(()), Some(problem)) => {
                     staged.discard().await;
-                    return Err(if e.is_damage() {
-                        refuse(e.to_string())
-                    } else {
-                        e
-                    });
+                    return Err(refuse(problem));
+                }
+                (Err(e), _) => {
+                    staged.discard().await;
+                    return Err(e);
                 }
             }
-            return Ok(Some(staged));
         }
         Ok(None) => c
             .verify(cx, rec, VerifyLevel::Full)
@@ -133,18 +131,14 @@ async fn prepare_one(
         Ok(None) => Ok(None),
         Ok(Some(problem)) => Err(refuse(problem)),
         Err(e) if e.is_damage() => Err(refuse(e.to_string())),
-        Err(e) => {
-            // A driver decoding a stream meets damaged bytes before the stream's hash is
-            // checked at its end: its error is then about the content ("not a blob hash").
-            // The hashes decide whether that is damage.
-            match cx.verify_artifacts(rec, VerifyLevel::Full).await {
-                Ok(hashes) if !hashes.is_ok() => Err(refuse(format!(
-                    "{} (decoding it failed: {e})",
-                    hashes.problems.join("; ")
-                ))),
-                Err(d) if d.is_damage() => Err(refuse(format!("{d} (decoding it failed: {e})"))),
-                _ => Err(e),
-            }
-        }
+        Err(e) => match crate::verify::damage_behind(cx, rec, e).await {
+            Ok(hashes) => Err(refuse(format!(
+                "{} ({})",
+                hashes.problems.join("; "),
+                hashes.notes.join("; ")
+            ))),
+            Err(d) if d.is_damage() => Err(refuse(d.to_string())),
+            Err(e) => Err(e),
+        },
     }
 }

@@ -30,36 +30,54 @@ pub async fn verify_component<C: Component + ?Sized>(
             r.problems.push(e.to_string());
             r
         }
-        Err(e) => {
-            // A decoder meets damaged bytes before the stream's hash is checked at its end:
-            // its error is then about the content. The hashes decide whether that is damage.
-            let hashes = cx
-                .fresh()
-                .verify_artifacts(record, VerifyLevel::Full)
-                .await?;
-            if hashes.is_ok() {
-                return Err(e);
-            }
-            let mut r = hashes;
-            r.notes
-                .push(format!("decoding failed on the damaged data: {e}"));
-            return Ok(r);
-        }
+        Err(e) => return damage_behind(&cx, record, e).await,
     };
     report.artifacts_checked = record.artifacts.len() as u64;
+    hash_unread(&cx, record, &mut report).await?;
+    Ok(report)
+}
+
+/// A decoder meets damaged bytes before the stream's hash is checked at its end: its error `e`
+/// is then about the content. The hashes decide: a report of the damaged artifacts (with `e`
+/// as a note) if any hash fails, else `e` itself.
+pub(crate) async fn damage_behind(
+    cx: &ReadContext,
+    record: &ComponentRecord,
+    e: crate::Error,
+) -> Result<VerifyReport> {
+    let mut hashes = cx
+        .fresh()
+        .verify_artifacts(record, VerifyLevel::Full)
+        .await?;
+    if hashes.is_ok() {
+        return Err(e);
+    }
+    hashes
+        .notes
+        .push(format!("decoding failed on the damaged data: {e}"));
+    Ok(hashes)
+}
+
+/// Read and hash every artifact of `record` that was not read to its end through `cx`; damage
+/// goes into `report.problems`.
+pub(crate) async fn hash_unread(
+    cx: &ReadContext,
+    record: &ComponentRecord,
+    report: &mut VerifyReport,
+) -> Result<()> {
     for a in &record.artifacts {
         if cx.was_read(&a.path) {
             continue;
         }
-        match cx.open_artifact(a).await {
-            Ok(r) => match r.finish().await {
-                Ok(()) => report.bytes_read += a.stored_size,
-                Err(e) if e.is_damage() => report.problems.push(e.to_string()),
-                Err(e) => return Err(e),
-            },
+        let res = match cx.open_artifact(a).await {
+            Ok(r) => r.finish().await,
+            Err(e) => Err(e),
+        };
+        match res {
+            Ok(()) => report.bytes_read += a.stored_size,
             Err(e) if e.is_damage() => report.problems.push(e.to_string()),
             Err(e) => return Err(e),
         }
     }
-    Ok(report)
+    Ok(())
 }

@@ -48,20 +48,12 @@ impl Postgres {
         // Administer from a database that is not being renamed (the URL's own database may be
         // the one restored).
         let maint = self.admin_db(&[target, &scratch, &old]);
-        let admin = self.connect(&maint).await.map_err(&err)?;
-        let exec = |sql: String| {
-            let admin = &admin;
-            let maint = maint.clone();
-            async move {
-                admin
-                    .batch_execute(&sql)
-                    .await
-                    .map_err(catalog::q(&maint, &sql))
-            }
-        };
+        let admin = Admin::connect(self, &maint).await?;
+        let exec = |sql: String| admin.exec(sql);
         // A database set aside by an interrupted swap may be the only copy of the old data:
         // never drop it here.
         if admin
+            .client
             .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&old])
             .await
             .map_err(catalog::q(&maint, "look for an interrupted restore"))
@@ -73,6 +65,7 @@ impl Postgres {
             ))));
         }
         if admin
+            .client
             .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&scratch])
             .await
             .map_err(catalog::q(&maint, "look for a leftover scratch database"))
@@ -140,12 +133,13 @@ impl Postgres {
         let err = self.err("restore");
         let scratch = scratch_name(target);
         let maint = self.admin_db(&[target, &scratch]);
-        let admin = self.connect(&maint).await.map_err(&err)?;
-        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", ident(&scratch));
+        let admin = Admin::connect(self, &maint).await?;
         admin
-            .batch_execute(&sql)
+            .exec(format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                ident(&scratch)
+            ))
             .await
-            .map_err(catalog::q(&maint, &sql))
             .map_err(&err)
     }
 
@@ -161,20 +155,12 @@ impl Postgres {
         let scratch = scratch_name(target);
         let old = format!("{scratch}_old");
         let maint = self.admin_db(&[target, &scratch, &old]);
-        let admin = self.connect(&maint).await.map_err(&err)?;
-        let exec = |sql: String| {
-            let admin = &admin;
-            let maint = maint.clone();
-            async move {
-                admin
-                    .batch_execute(&sql)
-                    .await
-                    .map_err(catalog::q(&maint, &sql))
-            }
-        };
+        let admin = Admin::connect(self, &maint).await?;
+        let exec = |sql: String| admin.exec(sql);
         // Swap: the scratch database takes the target's name.
         progress.set_phase(format!("swapping {target} in"));
         let exists = admin
+            .client
             .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&target])
             .await
             .map_err(catalog::q(&maint, "find target database"))
@@ -190,6 +176,7 @@ impl Postgres {
             let mut tries = 0;
             loop {
                 let _ = admin
+                    .client
                     .execute(
                         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
                         &[&target],
@@ -254,6 +241,31 @@ impl Postgres {
 }
 
 /// A scratch database name derived from the target, within Postgres's 63-byte limit.
+/// A connection to the database the scratch databases are administered from (one that is not
+/// being renamed).
+struct Admin {
+    client: tokio_postgres::Client,
+    db: String,
+}
+
+impl Admin {
+    async fn connect(pg: &Postgres, db: &str) -> Result<Self> {
+        let client = pg.connect(db).await.map_err(pg.err("restore"))?;
+        Ok(Self {
+            client,
+            db: db.to_string(),
+        })
+    }
+
+    /// Run `sql` (statements that return nothing).
+    async fn exec(&self, sql: String) -> std::result::Result<(), crate::error::PgError> {
+        self.client
+            .batch_execute(&sql)
+            .await
+            .map_err(catalog::q(&self.db, &sql))
+    }
+}
+
 fn scratch_name(target: &str) -> String {
     let mut base: String = target.chars().take(40).collect();
     while base.len() > 40 {
