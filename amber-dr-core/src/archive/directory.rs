@@ -302,7 +302,13 @@ impl Directory {
             } else {
                 format!(
                     "{} `{}` with {} files, {} directories, {} symlinks, {} bytes from `{}`",
-                    if exists { "replace" } else { "create" },
+                    if exists && swap::is_mount_point(&target) {
+                        "replace the contents of the mount point"
+                    } else if exists {
+                        "replace"
+                    } else {
+                        "create"
+                    },
                     target.display(),
                     details.stats.files,
                     details.stats.directories,

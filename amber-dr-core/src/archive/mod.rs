@@ -32,5 +32,5 @@ pub mod tree;
 pub use directory::Directory;
 pub use extract::{apply_root_meta, read_archive, safe_rel_path, ReadMode};
 pub use foreign::{foreign_layout, ForeignLayout};
-pub use swap::{remove_dir, replace_dir, stage_dir, StagedDir};
+pub use swap::{is_mount_point, remove_dir, replace_dir, stage_dir, StagedDir};
 pub use tree::{root_meta, scan_tree, write_tree, MTime, TreeStats, TreeSummary};

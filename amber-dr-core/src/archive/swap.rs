@@ -7,6 +7,15 @@
 //! tree between the two renames, removed last). A staging directory whose process is gone is
 //! removed at the next restore; a set-aside directory is never removed automatically (it may be
 //! the only copy of the old data), the restore warns about it instead.
+//!
+//! A target that is a **mount point** (a volume mounted into a container, a bind mount, its
+//! own file system) cannot be renamed. It is restored by replacing its contents instead: the
+//! staging directory is `DIR/.amber-dr-staging-PID` (inside the mount, so that every move is a
+//! rename within one file system), and the swap moves the old entries into
+//! `DIR/.amber-dr-old-PID`, the staged ones into `DIR`, copies the staged root's mode, owner
+//! and mtime onto `DIR`, and removes both (a failed move puts everything back). This swap is
+//! not one atomic step: a crash in the middle leaves both directories inside `DIR`, named by
+//! the next restore.
 
 use std::path::{Path, PathBuf};
 
@@ -52,6 +61,50 @@ fn split(kind: &str, name: &str, target: &Path) -> Result<(PathBuf, String)> {
     Ok((parent, file))
 }
 
+/// Whether `target` is a mount point (it cannot be renamed: see the module docs): another
+/// file system than its parent's, or listed as a mount point in `/proc/self/mountinfo` (a bind
+/// mount of the same file system).
+pub fn is_mount_point(target: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(m) = std::fs::metadata(target) else {
+        return false;
+    };
+    let parent = target
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    if std::fs::metadata(parent).is_ok_and(|p| p.dev() != m.dev()) {
+        return true;
+    }
+    let Ok(real) = std::fs::canonicalize(target) else {
+        return false;
+    };
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return false;
+    };
+    // Field 5 is the mount point, with spaces and backslashes escaped in octal.
+    info.lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .any(|mp| unescape_mountinfo(mp) == real.as_os_str().as_encoded_bytes())
+}
+
+fn unescape_mountinfo(s: &str) -> Vec<u8> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(u8::is_ascii_digit) {
+            let v = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
+            out.push(v);
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
 /// Fill a staging directory beside `target` with `fill`, then swap it in: target → aside,
 /// staging → target (undone if the second rename fails), aside removed. A failed `fill`
 /// removes the staging directory and leaves the target as it was. `exists`: whether the target
@@ -85,6 +138,8 @@ pub struct StagedDir {
     staging: PathBuf,
     aside: PathBuf,
     pending: bool,
+    /// The target is a mount point: staged inside it, its contents replaced.
+    in_mount: bool,
 }
 
 /// The first half of [`replace_dir`]: a staging directory beside `target` (stale ones of
@@ -104,8 +159,14 @@ where
     if !parent.is_dir() {
         return Err(no_parent(kind, name, target));
     }
+    let in_mount = is_mount_point(target);
+    let (dir, base) = if in_mount {
+        (target.to_path_buf(), ".amber-dr-".to_string())
+    } else {
+        (parent.clone(), format!(".{file}.amber-dr-"))
+    };
     let pid = std::process::id();
-    clear_leftovers(&parent, &file, report).await?;
+    clear_leftovers(&dir, &base, report).await?;
     // Unique within this process too (two restores of one target may be staged at once).
     static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -118,9 +179,10 @@ where
         kind: kind.to_string(),
         name: name.to_string(),
         target: target.to_path_buf(),
-        staging: parent.join(format!(".{file}.amber-dr-staging-{suffix}")),
-        aside: parent.join(format!(".{file}.amber-dr-old-{suffix}")),
+        staging: dir.join(format!("{base}staging-{suffix}")),
+        aside: dir.join(format!("{base}old-{suffix}")),
         pending: true,
+        in_mount,
     };
     tokio::fs::create_dir(&staged.staging)
         .await
@@ -144,6 +206,29 @@ impl StagedDir {
     /// Swap the staged tree in: target → aside (when `exists`), staging → target (undone if
     /// that fails), aside removed (a warning of `report` if it cannot be).
     pub async fn swap_in(mut self, exists: bool, report: &mut RestoreReport) -> Result<()> {
+        if self.in_mount {
+            let (staging, aside, target) = (
+                self.staging.clone(),
+                self.aside.clone(),
+                self.target.clone(),
+            );
+            let moved =
+                tokio::task::spawn_blocking(move || swap_contents(&target, &staging, &aside))
+                    .await
+                    .map_err(|e| Error::Other(format!("a swap task died: {e}")))?;
+            match moved {
+                Ok(warnings) => report.warnings.extend(warnings),
+                Err(source) => {
+                    return Err(rename_failed(&self.kind, &self.name, &self.target, source))
+                }
+            }
+            self.pending = false;
+            report.actions.push(format!(
+                "`{}` is a mount point: its contents were replaced (staged inside it)",
+                self.target.display()
+            ));
+            return Ok(());
+        }
         let (kind, name, target) = (&self.kind, &self.name, &self.target);
         if exists {
             if let Err(source) = tokio::fs::rename(target, &self.aside).await {
@@ -178,6 +263,64 @@ impl Drop for StagedDir {
     }
 }
 
+/// The swap of a mount point: `target`'s entries (but amber-dr's own) into `aside`, the
+/// entries of `staging` into `target`, the staged root's mode, owner and mtime onto `target`.
+/// A failed move puts everything back where it was. Returns warnings (what could not be
+/// removed afterwards).
+fn swap_contents(target: &Path, staging: &Path, aside: &Path) -> std::io::Result<Vec<String>> {
+    use std::os::unix::fs::MetadataExt;
+    let names = |dir: &Path, skip_ours: bool| -> std::io::Result<Vec<std::ffi::OsString>> {
+        let mut v = Vec::new();
+        for e in std::fs::read_dir(dir)? {
+            let n = e?.file_name();
+            if !(skip_ours && n.as_encoded_bytes().starts_with(b".amber-dr-")) {
+                v.push(n);
+            }
+        }
+        Ok(v)
+    };
+    let move_all =
+        |from: &Path, to: &Path, list: &[std::ffi::OsString]| -> std::io::Result<usize> {
+            for (i, n) in list.iter().enumerate() {
+                if let Err(e) = std::fs::rename(from.join(n), to.join(n)) {
+                    // Back where they came from.
+                    for m in &list[..i] {
+                        let _ = std::fs::rename(to.join(m), from.join(m));
+                    }
+                    return Err(e);
+                }
+            }
+            Ok(list.len())
+        };
+    // The staged root's metadata, before moving its entries out changes its mtime.
+    let m = std::fs::symlink_metadata(staging)?;
+    let (mode, mtime) = super::tree::root_meta(staging)?;
+    std::fs::create_dir(aside)?;
+    let old = names(target, true)?;
+    move_all(target, aside, &old)?;
+    let new = names(staging, false)?;
+    if let Err(e) = move_all(staging, target, &new) {
+        let _ = move_all(aside, target, &old);
+        return Err(e);
+    }
+    // Removed before the root's mtime is set (removing changes it).
+    let mut warnings = Vec::new();
+    for d in [staging, aside] {
+        if let Err(e) = std::fs::remove_dir_all(d) {
+            warnings.push(format!(
+                "restored, but `{}` could not be removed: {e}",
+                d.display()
+            ));
+        }
+    }
+    match std::os::unix::fs::lchown(target, Some(m.uid()), Some(m.gid())) {
+        Err(e) if e.kind() != std::io::ErrorKind::PermissionDenied => return Err(e),
+        _ => {}
+    }
+    super::extract::apply_root_meta(target, mode, mtime)?;
+    Ok(warnings)
+}
+
 /// Remove `target` the way a swap replaces it: renamed aside first (so that it disappears at
 /// once), then deleted. Nothing is done when it does not exist.
 pub async fn remove_dir(kind: &str, name: &str, target: &Path, exists: bool) -> Result<()> {
@@ -197,9 +340,9 @@ pub async fn remove_dir(kind: &str, name: &str, target: &Path, exists: bool) -> 
 /// Remove staging directories of earlier restores whose process is gone (an interrupted
 /// restore), and point out directories set aside by a restore that died between its two
 /// renames: those may hold the only copy of the old data, so they are never deleted here.
-async fn clear_leftovers(parent: &Path, name: &str, report: &mut RestoreReport) -> Result<()> {
-    let staging_prefix = format!(".{name}.amber-dr-staging-");
-    let old_prefix = format!(".{name}.amber-dr-old-");
+async fn clear_leftovers(parent: &Path, base: &str, report: &mut RestoreReport) -> Result<()> {
+    let staging_prefix = format!("{base}staging-");
+    let old_prefix = format!("{base}old-");
     let mut rd = match tokio::fs::read_dir(parent).await {
         Ok(rd) => rd,
         Err(e) => return Err(Error::io("list", parent, e)),
