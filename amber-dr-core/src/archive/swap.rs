@@ -1,6 +1,7 @@
 //! The staged directory swap: a restored tree is built in a staging directory beside its
-//! target and only then swapped in with two renames, so that a failed or refused restore leaves
-//! the old directory exactly as it was.
+//! target and only then swapped in — in one atomic exchange (`renameat2(RENAME_EXCHANGE)`, so
+//! that no crash leaves the target missing), or with two renames where the file system cannot
+//! exchange —, so that a failed or refused restore leaves the old directory exactly as it was.
 //!
 //! Beside a target `DIR` live, for the time of one restore by process `PID`:
 //! `.DIR.amber-dr-staging-PID` (the new tree being filled) and `.DIR.amber-dr-old-PID` (the old
@@ -230,6 +231,19 @@ impl StagedDir {
             return Ok(());
         }
         let (kind, name, target) = (&self.kind, &self.name, &self.target);
+        if exists && exchange(&self.staging, target) {
+            // One atomic step: the target is never missing, even after a crash; the old tree
+            // is now at the staging path (removed now, or as a stale staging directory by the
+            // next restore).
+            self.pending = false;
+            if let Err(e) = tokio::fs::remove_dir_all(&self.staging).await {
+                report.warnings.push(format!(
+                    "restored, but the old directory `{}` could not be removed: {e}",
+                    self.staging.display()
+                ));
+            }
+            return Ok(());
+        }
         if exists {
             if let Err(source) = tokio::fs::rename(target, &self.aside).await {
                 return Err(rename_failed(kind, name, target, source));
@@ -259,6 +273,19 @@ impl Drop for StagedDir {
         if self.pending {
             // Not swapped in (failed, refused, discarded or cancelled): the target is as it was.
             let _ = std::fs::remove_dir_all(&self.staging);
+        }
+    }
+}
+
+/// Exchange `a` and `b` atomically (`renameat2(RENAME_EXCHANGE)`); false where the file system
+/// or kernel cannot (the caller then renames twice).
+fn exchange(a: &Path, b: &Path) -> bool {
+    use rustix::fs::{renameat_with, RenameFlags, CWD};
+    match renameat_with(CWD, a, CWD, b, RenameFlags::EXCHANGE) {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::debug!(error = %e, "RENAME_EXCHANGE not available; renaming twice");
+            false
         }
     }
 }
@@ -380,6 +407,23 @@ async fn clear_leftovers(parent: &Path, base: &str, report: &mut RestoreReport) 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn exchange_swaps_two_trees_in_one_step() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+        std::fs::create_dir(&a).expect("mkdir");
+        std::fs::create_dir(&b).expect("mkdir");
+        std::fs::write(a.join("new"), b"new").expect("write");
+        std::fs::write(b.join("old"), b"old").expect("write");
+        if !exchange(&a, &b) {
+            // A file system without RENAME_EXCHANGE: swap_in renames twice there.
+            eprintln!("SKIPPED: the temp dir's file system cannot exchange");
+            return;
+        }
+        assert!(b.join("new").exists() && a.join("old").exists());
+        assert!(!exchange(&a, &tmp.path().join("missing")));
+    }
 
     #[tokio::test]
     async fn a_failed_fill_leaves_the_target_and_no_staging_directory() {
