@@ -27,6 +27,8 @@ struct Cell {
     live: Arc<Mutex<Vec<u8>>>,
     /// Its next commit fails (before it writes anything).
     fail_commit: Arc<AtomicBool>,
+    /// Its next commit writes half of the data in place, then fails.
+    fail_after_write: Arc<AtomicBool>,
     /// Its next commit (or its prepare) waits until the flag is cleared, after logging.
     hold_commit: Arc<AtomicBool>,
     hold_prepare: Arc<AtomicBool>,
@@ -39,6 +41,7 @@ impl Cell {
             name: name.into(),
             live: Arc::new(Mutex::new(format!("{name} v1").into_bytes())),
             fail_commit: Arc::default(),
+            fail_after_write: Arc::default(),
             hold_commit: Arc::default(),
             hold_prepare: Arc::default(),
             log: log.clone(),
@@ -118,6 +121,13 @@ impl Component for Cell {
         if self.fail_commit.swap(false, Ordering::SeqCst) {
             return Err(Error::Other(format!(
                 "`{}`: the target is not writable",
+                self.name
+            )));
+        }
+        if self.fail_after_write.swap(false, Ordering::SeqCst) {
+            *self.live.lock().unwrap() = got[..got.len() / 2].to_vec();
+            return Err(Error::Other(format!(
+                "`{}`: the write broke off halfway",
                 self.name
             )));
         }
@@ -248,15 +258,17 @@ async fn a_failed_commit_rolls_back_the_committed_components() {
     s.cells[1].fail_commit.store(true, Ordering::SeqCst);
     let out = s.runner().restore(&id, &plan(true)).await.unwrap();
     let states: Vec<CommitState> = out.components.iter().map(|c| c.state).collect();
+    // `b` writes in place (no staging): its failed restore is rolled back too.
     assert_eq!(
         states,
         [
             CommitState::RolledBack,
-            CommitState::Failed,
+            CommitState::RolledBack,
             CommitState::Untouched
         ]
     );
     assert!(!out.is_ok());
+    assert!(out.unchanged());
     // `a` was committed (v1), then restored from the safety backup (v2); `c` never started.
     assert!(s.logged("a: committed"));
     let safety = out.safety_backup.clone().unwrap();
@@ -274,6 +286,35 @@ async fn a_failed_commit_rolls_back_the_committed_components() {
         .as_deref()
         .unwrap()
         .contains("not writable"));
+}
+
+#[tokio::test]
+async fn a_component_that_fails_after_writing_in_place_is_rolled_back_too() {
+    let s = stack();
+    let id = s.backup_then_change().await;
+    s.cells[0].fail_after_write.store(true, Ordering::SeqCst);
+    let out = s.runner().restore(&id, &plan(true)).await.unwrap();
+    assert_eq!(out.components[0].state, CommitState::RolledBack, "{out:?}");
+    assert!(out.components[0]
+        .error
+        .as_deref()
+        .unwrap()
+        .contains("halfway"));
+    assert!(out.unchanged(), "{out:?}");
+    // Not left half written: the state before the restore, from the safety backup.
+    assert_eq!(s.lives(), v2());
+    // Without a safety backup it stays as the driver left it, and says so.
+    let s = stack();
+    let id = s.backup_then_change().await;
+    s.cells[0].fail_after_write.store(true, Ordering::SeqCst);
+    let out = s.runner().restore(&id, &plan(false)).await.unwrap();
+    assert_eq!(out.components[0].state, CommitState::Failed);
+    assert!(out.components[0]
+        .rollback_error
+        .as_deref()
+        .unwrap()
+        .contains("no safety backup"));
+    assert_eq!(s.lives()[0], "a ");
 }
 
 #[tokio::test]

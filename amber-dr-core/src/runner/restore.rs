@@ -46,7 +46,9 @@ pub enum CommitState {
     /// Its restore failed (its error says how far it got).
     Failed,
     /// It was committed, then restored from the safety backup because another component's
-    /// commit failed or the restore was interrupted: it is as it was before the restore.
+    /// commit failed or the restore was interrupted: it is as it was before the restore. Also
+    /// a component whose own restore failed after writing in place (a driver without
+    /// staging): its `error` says why it failed.
     RolledBack,
     /// It was committed and another commit failed, but it was not rolled back (see
     /// [`ComponentRestore::rollback_error`]: `--no-rollback`, no safety backup, restored into
@@ -513,15 +515,25 @@ impl Runner {
         safety: Option<&str>,
         plan: &RestorePlanOptions,
     ) {
-        let committed = results
-            .iter_mut()
-            .filter(|r| r.state == CommitState::Committed);
+        // A component whose restore failed after writing in place (a driver without staging)
+        // may be half restored: it is rolled back too. A staged one failed before or at its
+        // swap, and its live data is as it was.
+        let in_place = |name: &str| {
+            self.component(name)
+                .is_some_and(|c| !c.capabilities().staged_restore)
+        };
+        let to_roll_back = results.iter_mut().filter(|r| {
+            r.state == CommitState::Committed
+                || (r.state == CommitState::Failed && !r.usage_error && in_place(&r.component))
+        });
         let manifest = match safety {
             Some(id) if self.rollback => Some(self.repo.read_manifest(id).await),
             _ => None,
         };
-        for r in committed {
-            r.state = CommitState::NotRolledBack;
+        for r in to_roll_back {
+            if r.state == CommitState::Committed {
+                r.state = CommitState::NotRolledBack;
+            }
             let why = match (&manifest, safety) {
                 (_, None) => {
                     r.rollback_error =
