@@ -7,21 +7,14 @@
 // test-lane: stores (uses the Postgres cluster, whose global state other tests change)
 #![allow(missing_docs, clippy::unwrap_used)]
 
+mod common;
+
 use std::path::Path;
 use std::process::Command;
 
+use common::{amber, env, missing};
+
 use serde_json::Value;
-
-fn env(k: &str) -> Option<String> {
-    std::env::var(k).ok().filter(|v| !v.is_empty())
-}
-
-fn missing(what: &str) {
-    if env("AMBER_DR_REQUIRE_SERVICES").as_deref() == Some("1") {
-        panic!("{what} not available and AMBER_DR_REQUIRE_SERVICES=1: run scripts/stack.sh up");
-    }
-    eprintln!("SKIPPED: {what} not available (scripts/stack.sh up)");
-}
 
 /// boto3, outside amber-dr: `put`/`delete` keys of a bucket, or `mkbucket`.
 const S3_PY: &str = r#"
@@ -141,19 +134,6 @@ impl Stack {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-}
-
-fn amber(dir: &Path, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_amber-dr"))
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 fn json(dir: &Path, args: &[&str], want: i32) -> Value {

@@ -4,19 +4,12 @@
 // test-lane: stores (uses the Postgres cluster or Neo4j, whose global state other tests change)
 #![allow(missing_docs, clippy::unwrap_used)]
 
+mod common;
+
 use std::path::Path;
 use std::process::Command;
 
-fn env(k: &str) -> Option<String> {
-    std::env::var(k).ok().filter(|v| !v.is_empty())
-}
-
-fn missing(what: &str) {
-    if env("AMBER_DR_REQUIRE_SERVICES").as_deref() == Some("1") {
-        panic!("{what} not available and AMBER_DR_REQUIRE_SERVICES=1: run scripts/stack.sh up");
-    }
-    eprintln!("SKIPPED: {what} not available (scripts/stack.sh up)");
-}
+use common::{amber, env, missing};
 
 struct Stack {
     s3_endpoint: String,
@@ -66,19 +59,6 @@ impl Stack {
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
-}
-
-fn amber(dir: &Path, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_amber-dr"))
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 fn ok(dir: &Path, args: &[&str]) -> String {
