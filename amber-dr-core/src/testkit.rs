@@ -69,7 +69,8 @@ pub trait Fixture: Send + Sync {
         Ok(None)
     }
     /// The live data at `plan`'s target (of [`Self::other_target`]), described so that it
-    /// equals [`Self::fingerprint`] of slot 0 when it holds the same data.
+    /// equals [`Self::fingerprint`] of slot 0 when it holds the same data (or, for a plan
+    /// naming one part, the part's description by [`Self::part_fingerprint`]).
     async fn target_fingerprint(&self, plan: &ComponentPlan) -> Result<String> {
         Err(Error::Other(format!(
             "the fixture has no target_fingerprint() for {plan:?}"

@@ -34,8 +34,9 @@ fn plan_for(name: &str, cp: ComponentPlan) -> RestorePlanOptions {
 
 /// If slot 0's driver declares `restore_to_target`: populate slot 0, back it up, destroy it,
 /// restore the backup into [`Fixture::other_target`]. The target then holds the original data
-/// ([`Fixture::target_fingerprint`] equals the original [`Fixture::fingerprint`]) and slot 0
-/// still holds the destroyed data. Fails if the driver declares it and the fixture gives no
+/// ([`Fixture::target_fingerprint`] equals the original [`Fixture::fingerprint`], or the
+/// original [`Fixture::part_fingerprint`] of the one part the plan names) and slot 0 still
+/// holds the destroyed data. Fails if the driver declares it and the fixture gives no
 /// target.
 pub async fn restore_to_target(fx: &dyn Fixture, repo: &Repository) -> Result<()> {
     let c = fx.component(0);
@@ -54,6 +55,16 @@ pub async fn restore_to_target(fx: &dyn Fixture, repo: &Repository) -> Result<()
     })?;
     fx.populate(0).await?;
     let original = fx.fingerprint(0).await?;
+    // What the target must hold: all of slot 0, or the one part the plan names.
+    let wanted = match cp.items.as_slice() {
+        [] => original.clone(),
+        [part] => fx.part_fingerprint(0, part).await?.0,
+        _ => {
+            return Err(Error::Other(format!(
+                "conformance: other_target() names more than one part: {cp:?}"
+            )))
+        }
+    };
     let r = runner(repo, vec![c]);
     let m = r.backup(&BackupOptions::default()).await?;
     check(m.is_complete(), || "backup not complete".into())?;
@@ -68,8 +79,8 @@ pub async fn restore_to_target(fx: &dyn Fixture, repo: &Repository) -> Result<()
         format!("restore into target {cp:?} failed: {:?}", out.components)
     })?;
     let there = fx.target_fingerprint(&cp).await?;
-    check(there == original, || {
-        format!("the data restored into {cp:?} differs from the original\n--- original\n{original}\n--- in the target\n{there}")
+    check(there == wanted, || {
+        format!("the data restored into {cp:?} differs from the original\n--- original\n{wanted}\n--- in the target\n{there}")
     })?;
     check(fx.fingerprint(0).await? == destroyed, || {
         format!("a restore into {cp:?} changed the configured store")
