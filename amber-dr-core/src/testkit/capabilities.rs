@@ -176,6 +176,7 @@ pub async fn record_difference_refused(fx: &dyn Fixture, repo: &Repository) -> R
             format!("failed: {:?}", out.components)
         }
     };
+    eprintln!("record_difference_refused: the {kind} restore {how}");
     let after = fx.fingerprint(0).await?;
     check(after == before, || {
         format!(
