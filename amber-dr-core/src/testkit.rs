@@ -14,7 +14,7 @@
 //! | [`partial_restore`] | two instances backed up, only one restored, the other untouched |
 //! | [`restore_to_target`] | (drivers declaring `restore_to_target`) slot 0 restored into [`Fixture::other_target`] through a per-component plan: the target equals the original, the configured store is untouched; a declared capability without a target from the fixture fails |
 //! | [`restore_one_part`] | (drivers declaring `restore_parts`) only [`Fixture::one_part`] of slot 0 restored: that part is back, the rest unchanged; a declared capability without a part from the fixture fails |
-//! | [`record_difference_refused`] | the record of a backup changed by [`Fixture::falsify`] (what the driver compares the restored data with) and rewritten in the repository: the restore fails and the live data is unchanged (skipped with a note for a driver that compares nothing) |
+//! | [`record_difference_refused`] | the record of a backup changed by [`Fixture::falsify`] (what the driver compares the restored data with) and rewritten in the repository: the restore fails; the live data is unchanged — or, for a driver that wrote in place before its comparison failed (core does not roll back the failed component itself), the safety backup taken first brings it back (skipped with a note for a driver that compares nothing) |
 //! | [`empty_source`] | an empty store round-trips to empty |
 //! | [`failed_snapshot`] | a snapshot that fails leaves no complete backup, `latest` skips it, restore refuses it |
 //! | [`writers_during_backup`] | (called by each driver with its [`Writer`]) a backup taken while an application writes either fails with a message or is complete, verifies and restores into data that holds the writer's invariants |
@@ -49,7 +49,8 @@ use crate::{Error, Result};
 pub trait Fixture: Send + Sync {
     /// The component for instance `slot` (0 or 1), named differently per slot.
     fn component(&self, slot: usize) -> Arc<dyn Component>;
-    /// A component of the same kind whose snapshot fails (e.g. a wrong address or path).
+    /// A component of the same kind whose snapshot fails (e.g. a missing path; for a network
+    /// store an address on a [`closed_port`] that the fixture keeps alive).
     fn failing_component(&self) -> Arc<dyn Component>;
     /// Fill instance `slot` with the driver's awkward test data (replacing what is there).
     async fn populate(&self, slot: usize) -> Result<()>;
@@ -67,6 +68,14 @@ pub trait Fixture: Send + Sync {
     /// driver that declares the capability.
     async fn other_target(&self) -> Result<Option<ComponentPlan>> {
         Ok(None)
+    }
+    /// Why the fixture's server offers no other target although the driver declares
+    /// [`crate::Capabilities::restore_to_target`] (e.g. Neo4j Community has one user
+    /// database). Only asked when [`Self::other_target`] gives none: with a reason,
+    /// [`restore_to_target`] is skipped with a note naming it; without one (the default), the
+    /// missing target fails the check.
+    async fn no_other_target_because(&self) -> Option<String> {
+        None
     }
     /// The live data at `plan`'s target (of [`Self::other_target`]), described so that it
     /// equals [`Self::fingerprint`] of slot 0 when it holds the same data (or, for a plan

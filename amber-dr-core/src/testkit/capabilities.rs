@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 use super::{check, plan, runner, Fixture};
 use crate::plan::ComponentPlan;
 use crate::repository::Repository;
-use crate::runner::{BackupOptions, RestorePlanOptions};
+use crate::runner::{BackupOptions, CommitState, RestorePlanOptions};
 use crate::{Error, Result};
 
 /// A restore plan of `name` with `cp` as its per-component choice.
@@ -37,7 +37,8 @@ fn plan_for(name: &str, cp: ComponentPlan) -> RestorePlanOptions {
 /// ([`Fixture::target_fingerprint`] equals the original [`Fixture::fingerprint`], or the
 /// original [`Fixture::part_fingerprint`] of the one part the plan names) and slot 0 still
 /// holds the destroyed data. Fails if the driver declares it and the fixture gives no
-/// target.
+/// target, unless the fixture says why its server has none
+/// ([`Fixture::no_other_target_because`]: skipped with a note).
 pub async fn restore_to_target(fx: &dyn Fixture, repo: &Repository) -> Result<()> {
     let c = fx.component(0);
     if !c.capabilities().restore_to_target {
@@ -45,6 +46,13 @@ pub async fn restore_to_target(fx: &dyn Fixture, repo: &Repository) -> Result<()
     }
     let name = c.name().to_string();
     let Some(cp) = fx.other_target().await? else {
+        if let Some(why) = fx.no_other_target_because().await {
+            eprintln!(
+                "NOTE: the {} driver declares restore_to_target, but it is NOT tested here: {why}",
+                c.kind()
+            );
+            return Ok(());
+        }
         return Err(Error::Other(format!(
             "conformance: the {} driver declares restore_to_target, but the fixture's other_target() gives none: the declared capability must be tested",
             c.kind()
@@ -140,9 +148,19 @@ pub async fn restore_one_part(fx: &dyn Fixture, repo: &Repository) -> Result<()>
 /// The comparison with the record: a backup of slot 0 whose record is changed by
 /// [`Fixture::falsify`] (what the driver compares the restored data with: counts,
 /// fingerprints) and rewritten in the repository. A restore of it (with a safety backup) must
-/// fail, and the live data of slot 0 must be as it was before (refused before the data
-/// changed, or put back). A fixture whose driver compares nothing returns false from
-/// `falsify`, and the check is skipped with a note.
+/// fail. Then either:
+///
+/// - it was refused before it changed anything (a driver that compares before it writes, or
+///   builds the restored copy beside the live data and compares it before the swap): the live
+///   data of slot 0 is unchanged; or
+/// - the driver wrote in place and its comparison afterwards failed the component (state
+///   [`CommitState::Failed`]): core's rollback covers only components committed before
+///   another one failed, not the failed one itself, so the live data is left as the driver
+///   left it. What is asserted then: the outcome names the failed component, a safety
+///   backup was taken, and restoring it brings the live data back to what it was.
+///
+/// A fixture whose driver compares nothing returns false from `falsify`, and the check is
+/// skipped with a note.
 pub async fn record_difference_refused(fx: &dyn Fixture, repo: &Repository) -> Result<()> {
     let c = fx.component(0);
     let name = c.name().to_string();
@@ -164,8 +182,8 @@ pub async fn record_difference_refused(fx: &dyn Fixture, repo: &Repository) -> R
 
     fx.destroy(0).await?;
     let before = fx.fingerprint(0).await?;
-    let how = match r.restore(&m.id, &plan(&[], true)).await {
-        Err(e) => format!("refused: {e}"),
+    let (how, failed_in_commit) = match r.restore(&m.id, &plan(&[], true)).await {
+        Err(e) => (format!("refused: {e}"), None),
         Ok(out) => {
             check(!out.is_ok(), || {
                 format!(
@@ -173,15 +191,33 @@ pub async fn record_difference_refused(fx: &dyn Fixture, repo: &Repository) -> R
                     out.components
                 )
             })?;
-            format!("failed: {:?}", out.components)
+            let failed = out
+                .components
+                .iter()
+                .any(|x| x.component == name && x.state == CommitState::Failed);
+            let how = format!("failed: {:?}", out.components);
+            (how, failed.then_some(out.safety_backup).flatten())
         }
     };
     eprintln!("record_difference_refused: the {kind} restore {how}");
     let after = fx.fingerprint(0).await?;
-    check(after == before, || {
-        format!(
-            "a restore that {how} changed the live data\n--- before\n{before}\n--- after\n{after}"
-        )
+    if after == before {
+        return fx.populate(0).await;
+    }
+    let Some(safety) = failed_in_commit else {
+        return Err(Error::Other(format!(
+            "conformance: a restore that {how} changed the live data\n--- before\n{before}\n--- after\n{after}"
+        )));
+    };
+    // Written in place, then refused by the comparison: not rolled back by core (see above).
+    eprintln!("NOTE: the {kind} restore wrote in place before its comparison failed; the failed component is not rolled back, its safety backup {safety} is restored by the check");
+    let back = r.restore(&safety, &plan(&[], false)).await?;
+    check(back.is_ok(), || {
+        format!("restoring the safety backup failed: {:?}", back.components)
+    })?;
+    let again = fx.fingerprint(0).await?;
+    check(again == before, || {
+        format!("the safety backup taken before a restore that {how} does not bring the live data back\n--- before\n{before}\n--- after\n{again}")
     })?;
     fx.populate(0).await
 }
