@@ -12,15 +12,20 @@
 //! | [`every_artifact_damaged`] | each artifact of a backup in turn (every one, up to 16 spread over them) with a flipped byte: a full verify names it, the restore is refused as damage, the live data unchanged |
 //! | [`probe_reachability`] | `probe` says reachable for the live store, unreachable (or fails) for the failing component |
 //! | [`partial_restore`] | two instances backed up, only one restored, the other untouched |
+//! | [`restore_to_target`] | (drivers declaring `restore_to_target`) slot 0 restored into [`Fixture::other_target`] through a per-component plan: the target equals the original, the configured store is untouched; a declared capability without a target from the fixture fails |
+//! | [`restore_one_part`] | (drivers declaring `restore_parts`) only [`Fixture::one_part`] of slot 0 restored: that part is back, the rest unchanged; a declared capability without a part from the fixture fails |
+//! | [`record_difference_refused`] | the record of a backup changed by [`Fixture::falsify`] (what the driver compares the restored data with) and rewritten in the repository: the restore fails; the live data is unchanged — or, for a driver that wrote in place before its comparison failed (core does not roll back the failed component itself), the safety backup taken first brings it back (skipped with a note for a driver that compares nothing) |
 //! | [`empty_source`] | an empty store round-trips to empty |
 //! | [`failed_snapshot`] | a snapshot that fails leaves no complete backup, `latest` skips it, restore refuses it |
 //! | [`writers_during_backup`] | (called by each driver with its [`Writer`]) a backup taken while an application writes either fails with a message or is complete, verifies and restores into data that holds the writer's invariants |
 //! | [`interrupted_snapshot`] | a stream that breaks mid-write fails the snapshot: no artifact, no complete backup, the next backup works |
 
+mod capabilities;
 mod fake;
 mod guards;
 mod online;
 
+pub use capabilities::{record_difference_refused, restore_one_part, restore_to_target};
 pub use fake::{Fake, FakeLog};
 pub use guards::{every_artifact_damaged, probe_reachability};
 pub use online::{writer_process, writers_during_backup, OnlineOutcome, Writer};
@@ -33,6 +38,8 @@ use object_store::path::Path;
 use object_store::{ObjectStoreExt, PutPayload};
 
 use crate::component::{Component, RestoreOptions, VerifyLevel};
+use crate::manifest::ComponentRecord;
+use crate::plan::ComponentPlan;
 use crate::repository::{Repository, RepositoryConfig};
 use crate::runner::{BackupOptions, RestorePlanOptions, Runner, Selection};
 use crate::{Error, Result};
@@ -42,7 +49,8 @@ use crate::{Error, Result};
 pub trait Fixture: Send + Sync {
     /// The component for instance `slot` (0 or 1), named differently per slot.
     fn component(&self, slot: usize) -> Arc<dyn Component>;
-    /// A component of the same kind whose snapshot fails (e.g. a wrong address or path).
+    /// A component of the same kind whose snapshot fails (e.g. a missing path; for a network
+    /// store an address on a [`closed_port`] that the fixture keeps alive).
     fn failing_component(&self) -> Arc<dyn Component>;
     /// Fill instance `slot` with the driver's awkward test data (replacing what is there).
     async fn populate(&self, slot: usize) -> Result<()>;
@@ -52,6 +60,52 @@ pub trait Fixture: Send + Sync {
     async fn destroy(&self, slot: usize) -> Result<()>;
     /// A description of the live data of `slot` computed without the driver under test.
     async fn fingerprint(&self, slot: usize) -> Result<String>;
+
+    /// For a driver declaring [`crate::Capabilities::restore_to_target`]: another target for slot 0's
+    /// component, made ready for a restore (absent or empty, as the driver wants a new
+    /// target), as the per-component plan of the restore (its `target`, and the `items` the
+    /// driver needs with a target). `None` (the default) fails [`restore_to_target`] for a
+    /// driver that declares the capability.
+    async fn other_target(&self) -> Result<Option<ComponentPlan>> {
+        Ok(None)
+    }
+    /// Why the fixture's server offers no other target although the driver declares
+    /// [`crate::Capabilities::restore_to_target`] (e.g. Neo4j Community has one user
+    /// database). Only asked when [`Self::other_target`] gives none: with a reason,
+    /// [`restore_to_target`] is skipped with a note naming it; without one (the default), the
+    /// missing target fails the check.
+    async fn no_other_target_because(&self) -> Option<String> {
+        None
+    }
+    /// The live data at `plan`'s target (of [`Self::other_target`]), described so that it
+    /// equals [`Self::fingerprint`] of slot 0 when it holds the same data (or, for a plan
+    /// naming one part, the part's description by [`Self::part_fingerprint`]).
+    async fn target_fingerprint(&self, plan: &ComponentPlan) -> Result<String> {
+        Err(Error::Other(format!(
+            "the fixture has no target_fingerprint() for {plan:?}"
+        )))
+    }
+    /// For a driver declaring [`crate::Capabilities::restore_parts`]: a part of slot 0's component
+    /// (an item of [`ComponentPlan::items`]: a database, a bucket, a collection) that
+    /// [`Self::populate`] and [`Self::destroy`] both change, as does the rest. `None` (the
+    /// default) fails [`restore_one_part`] for a driver that declares the capability.
+    fn one_part(&self) -> Option<String> {
+        None
+    }
+    /// The live data of `part` of `slot`, and of everything else of `slot`, described apart.
+    async fn part_fingerprint(&self, slot: usize, part: &str) -> Result<(String, String)> {
+        Err(Error::Other(format!(
+            "the fixture has no part_fingerprint() for slot {slot}, part {part}"
+        )))
+    }
+    /// Change in `record` (slot 0's, in a backup) what the driver compares the restored data
+    /// with (a count, a fingerprint), so that the data no longer matches it; true if it did.
+    /// False (the default) for a driver that compares nothing: [`record_difference_refused`]
+    /// is then skipped with a note.
+    fn falsify(&self, record: &mut ComponentRecord) -> bool {
+        let _ = record;
+        false
+    }
 }
 
 /// A repository in a fresh temporary directory (kept alive by the returned guard). With
@@ -145,6 +199,9 @@ pub async fn run_all(fx: &dyn Fixture, repo: &Repository) -> Result<()> {
     corruption_detected(fx, repo).await?;
     every_artifact_damaged(fx, repo).await?;
     partial_restore(fx, repo).await?;
+    restore_to_target(fx, repo).await?;
+    restore_one_part(fx, repo).await?;
+    record_difference_refused(fx, repo).await?;
     empty_source(fx, repo).await?;
     failed_snapshot(fx, repo).await?;
     interrupted_snapshot(fx, repo).await?;

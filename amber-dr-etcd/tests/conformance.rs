@@ -7,13 +7,16 @@ mod common;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
+use amber_dr_core::plan::ComponentPlan;
 use amber_dr_core::testkit::{self, Fixture};
-use amber_dr_core::{async_trait, Component, Result};
+use amber_dr_core::{async_trait, Component, ComponentRecord, Result};
 use amber_dr_etcd::{Etcd, EtcdConfig};
 use common::EtcdCtl;
 
 struct Fx {
     e: EtcdCtl,
+    /// The failing component's endpoint: a port that refuses connections.
+    closed: testkit::ClosedPort,
     /// Tests of this file run at once: each has its own keys.
     base: &'static str,
 }
@@ -35,7 +38,8 @@ impl Fixture for Fx {
         Arc::new(Etcd::new(format!("etcd{slot}"), cfg).unwrap())
     }
     fn failing_component(&self) -> Arc<dyn Component> {
-        let mut cfg = EtcdConfig::new("http://127.0.0.1:1", "x/");
+        let url = format!("http://127.0.0.1:{}", self.closed.port);
+        let mut cfg = EtcdConfig::new(&url, "x/");
         cfg.timeout_secs = 2;
         Arc::new(Etcd::new("etcd-down", cfg).unwrap())
     }
@@ -52,7 +56,44 @@ impl Fixture for Fx {
         Ok(())
     }
     async fn fingerprint(&self, slot: usize) -> Result<String> {
-        Ok(self.e.describe(self.prefix(slot).as_bytes()))
+        Ok(self.describe(&self.prefix(slot)))
+    }
+    /// Another prefix, beside the slots', emptied.
+    async fn other_target(&self) -> Result<Option<ComponentPlan>> {
+        let t = format!("{}/target/", self.base);
+        self.e.delete_prefix(t.as_bytes());
+        Ok(Some(ComponentPlan {
+            target: Some(t),
+            items: Vec::new(),
+        }))
+    }
+    async fn target_fingerprint(&self, plan: &ComponentPlan) -> Result<String> {
+        Ok(self.describe(plan.target.as_deref().unwrap()))
+    }
+    /// The key count the restore compares the artifact with before it writes.
+    fn falsify(&self, record: &mut ComponentRecord) -> bool {
+        let Some(n) = record.details.get("count").and_then(|c| c.as_u64()) else {
+            return false;
+        };
+        record.details["count"] = (n + 1).into();
+        true
+    }
+}
+
+impl Fx {
+    /// The keys under `prefix` (without it), their value lengths and SHA-256, described with
+    /// etcdctl: comparable between prefixes.
+    fn describe(&self, prefix: &str) -> String {
+        let p = common::hex(prefix.as_bytes());
+        let d = self.e.describe(prefix.as_bytes());
+        d.lines()
+            .map(|l| {
+                l.strip_prefix(p.as_str())
+                    .map(|r| format!("~{r}"))
+                    .unwrap_or(l.to_string())
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 }
 
@@ -62,6 +103,7 @@ async fn etcd_driver_passes_the_conformance_suite() {
     let (repo, _guard) = testkit::temp_repo();
     let fx = Fx {
         e,
+        closed: testkit::closed_port(),
         base: "amber-conf",
     };
     if let Err(err) = testkit::run_all(&fx, &repo).await {
@@ -160,6 +202,7 @@ async fn a_backup_taken_while_the_application_writes_restores() {
     let Some(e) = EtcdCtl::from_env() else { return };
     let fx = Fx {
         e: e.clone(),
+        closed: testkit::closed_port(),
         base: "amber-online",
     };
     let app = App { e, p: fx.prefix(0) };

@@ -9,8 +9,9 @@ mod common;
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::Arc;
 
+use amber_dr_core::plan::ComponentPlan;
 use amber_dr_core::testkit::{self, Fixture};
-use amber_dr_core::{async_trait, Component, Result};
+use amber_dr_core::{async_trait, Component, ComponentRecord, Result};
 use amber_dr_milvus::{Milvus, MilvusConfig};
 use common::Mv;
 
@@ -20,9 +21,43 @@ struct Fx {
     base: &'static str,
     /// Milvus's bucket: back up segment files instead of entities.
     storage: Option<amber_dr_milvus::MilvusStorageConfig>,
+    /// The failing component's endpoint: a port that refuses connections.
+    closed: testkit::ClosedPort,
 }
 
 impl Fx {
+    fn new(
+        mv: Mv,
+        base: &'static str,
+        storage: Option<amber_dr_milvus::MilvusStorageConfig>,
+    ) -> Self {
+        Self {
+            mv,
+            base,
+            storage,
+            closed: testkit::closed_port(),
+        }
+    }
+    /// The prefix of `restore_to_target`'s collection `{prefix}_b`.
+    fn target_prefix(&self) -> String {
+        format!("{}_t", self.prefix(0))
+    }
+    /// The blocks of the fixture's fingerprint of `prefix` (one per collection, each starting
+    /// with `NAME:`): the one of collection `name`, and the others.
+    fn split(&self, prefix: &str, name: &str) -> (String, String) {
+        let fp = self.mv.fixture("fingerprint", prefix);
+        let (mut part, mut rest) = (String::new(), String::new());
+        let mut in_part = false;
+        for line in fp.lines() {
+            if !line.starts_with(' ') {
+                in_part = line.starts_with(&format!("{name}:"));
+            }
+            let out = if in_part { &mut part } else { &mut rest };
+            out.push_str(line);
+            out.push('\n');
+        }
+        (part, rest)
+    }
     /// Collections of `slot` (each test its own, as tests run at the same time).
     fn prefix(&self, slot: usize) -> String {
         let kind = if self.storage.is_some() { "seg" } else { "ent" };
@@ -41,7 +76,7 @@ impl Fixture for Fx {
         Arc::new(Milvus::new(format!("milvus{slot}"), cfg).unwrap())
     }
     fn failing_component(&self) -> Arc<dyn Component> {
-        let mut cfg = MilvusConfig::new("http://127.0.0.1:1");
+        let mut cfg = MilvusConfig::new(format!("http://127.0.0.1:{}", self.closed.port));
         cfg.timeout_secs = 2;
         Arc::new(Milvus::new("milvus-down", cfg).unwrap())
     }
@@ -60,17 +95,61 @@ impl Fixture for Fx {
     async fn fingerprint(&self, slot: usize) -> Result<String> {
         Ok(self.mv.fixture("fingerprint", &self.prefix(slot)))
     }
+    /// Collection `_b` of slot 0 (no alias, not loaded) under a new name (dropped first): a
+    /// target name restores one collection.
+    async fn other_target(&self) -> Result<Option<ComponentPlan>> {
+        let t = format!("{}_b", self.target_prefix());
+        self.mv.py(&format!(
+            "if utility.has_collection({t:?}): utility.drop_collection({t:?})"
+        ));
+        Ok(Some(ComponentPlan {
+            target: Some(t),
+            items: vec![format!("{}_b", self.prefix(0))],
+        }))
+    }
+    /// The target collection, described under the name of slot 0's collection `_b`.
+    async fn target_fingerprint(&self, plan: &ComponentPlan) -> Result<String> {
+        let t = plan.target.as_deref().unwrap();
+        let (block, _) = self.split(&self.target_prefix(), t);
+        let b = format!("{}_b", self.prefix(0));
+        Ok(block
+            .strip_prefix(t)
+            .map(|r| format!("{b}{r}"))
+            .unwrap_or(block))
+    }
+    /// Collection `_b` of slot 0 (destroy drops it and changes `_a`).
+    fn one_part(&self) -> Option<String> {
+        Some(format!("{}_b", self.prefix(0)))
+    }
+    async fn part_fingerprint(&self, slot: usize, part: &str) -> Result<(String, String)> {
+        Ok(self.split(&self.prefix(slot), part))
+    }
+    /// What the restore compares with the record: the entities of a partition (entities
+    /// path: checked when the pages are decoded, and again after the insert), or the segment
+    /// files of a collection (segment path: checked when the artifact is decoded; nothing
+    /// restored is compared with the record after the import).
+    fn falsify(&self, record: &mut ComponentRecord) -> bool {
+        let Some(c) = record.details.pointer_mut("/collections/0") else {
+            return false;
+        };
+        let field = if c.get("binlogs").is_some_and(|b| !b.is_null()) {
+            "/binlogs/files"
+        } else {
+            "/partitions/0/entities"
+        };
+        let Some(n) = c.pointer_mut(field) else {
+            return false;
+        };
+        *n = (n.as_u64().unwrap_or(0) + 1).into();
+        true
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn milvus_driver_passes_the_conformance_suite() {
     let Some(mv) = Mv::from_env() else { return };
     let (repo, _guard) = testkit::temp_repo();
-    let fx = Fx {
-        mv,
-        base: "amber_conf",
-        storage: None,
-    };
+    let fx = Fx::new(mv, "amber_conf", None);
     if let Err(e) = testkit::run_all(&fx, &repo).await {
         panic!("{e}");
     }
@@ -85,11 +164,7 @@ async fn milvus_driver_passes_the_conformance_suite_with_segment_files() {
         return;
     };
     let (repo, _guard) = testkit::temp_repo();
-    let fx = Fx {
-        mv,
-        base: "amber_conf",
-        storage: Some(storage),
-    };
+    let fx = Fx::new(mv, "amber_conf", Some(storage));
     if let Err(e) = testkit::run_all(&fx, &repo).await {
         panic!("{e}");
     }
@@ -132,11 +207,7 @@ impl testkit::Writer for App {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backup_taken_while_the_application_writes_restores() {
     let Some(mv) = Mv::from_env() else { return };
-    let fx = Fx {
-        mv: mv.clone(),
-        base: "amber_online",
-        storage: None,
-    };
+    let fx = Fx::new(mv.clone(), "amber_online", None);
     let app = App {
         mv,
         dir: tempfile::tempdir().unwrap(),

@@ -7,14 +7,17 @@ mod common;
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::Arc;
 
+use amber_dr_core::plan::ComponentPlan;
 use amber_dr_core::testkit::{self, Fixture};
-use amber_dr_core::{async_trait, Component, Result};
+use amber_dr_core::{async_trait, Component, ComponentRecord, Result};
 use amber_dr_minio::{Minio, MinioConfig};
 use common::S3;
 
 struct Fx {
     s3: S3,
     prefix: String,
+    /// The failing component's endpoint: a port that refuses connections.
+    closed: testkit::ClosedPort,
 }
 
 impl Fx {
@@ -22,6 +25,20 @@ impl Fx {
         [
             format!("{}-s{slot}-a", self.prefix),
             format!("{}-s{slot}-b", self.prefix),
+        ]
+    }
+    fn new(s3: S3, prefix: String) -> Self {
+        Self {
+            s3,
+            prefix,
+            closed: testkit::closed_port(),
+        }
+    }
+    /// The buckets of `restore_to_target`, one per bucket of slot 0.
+    fn targets(&self) -> [String; 2] {
+        [
+            format!("{}-t-a", self.prefix),
+            format!("{}-t-b", self.prefix),
         ]
     }
     fn tool(&self, cmd: &str, slot: usize) -> String {
@@ -37,7 +54,8 @@ impl Fixture for Fx {
         Arc::new(self.s3.component(&format!("minio{slot}"), &[&a, &b]))
     }
     fn failing_component(&self) -> Arc<dyn Component> {
-        let cfg = MinioConfig::new("http://127.0.0.1:1", "x", "y").buckets(["none"]);
+        let url = format!("http://127.0.0.1:{}", self.closed.port);
+        let cfg = MinioConfig::new(&url, "x", "y").buckets(["none"]);
         Arc::new(Minio::new("minio-down", cfg).unwrap())
     }
     async fn populate(&self, slot: usize) -> Result<()> {
@@ -55,15 +73,58 @@ impl Fixture for Fx {
     async fn fingerprint(&self, slot: usize) -> Result<String> {
         Ok(self.tool("fingerprint", slot))
     }
+    /// Two other buckets (emptied), one for each of slot 0's: `SRC:DST,SRC:DST`.
+    async fn other_target(&self) -> Result<Option<ComponentPlan>> {
+        let [ta, tb] = self.targets();
+        self.s3.tool(&["empty", &ta, &tb]);
+        let [a, b] = self.buckets(0);
+        Ok(Some(ComponentPlan {
+            target: Some(format!("{a}:{ta},{b}:{tb}")),
+            items: Vec::new(),
+        }))
+    }
+    /// The target buckets described under the names of slot 0's.
+    async fn target_fingerprint(&self, _: &ComponentPlan) -> Result<String> {
+        let ([ta, tb], [a, b]) = (self.targets(), self.buckets(0));
+        let fp = self.s3.fingerprint(&[&ta, &tb]);
+        Ok(fp
+            .lines()
+            .map(|l| {
+                if let Some(r) = l.strip_prefix(ta.as_str()) {
+                    format!("{a}{r}")
+                } else if let Some(r) = l.strip_prefix(tb.as_str()) {
+                    format!("{b}{r}")
+                } else {
+                    l.to_string()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+            + "\n")
+    }
+    /// The first bucket of slot 0 (populate and destroy change both).
+    fn one_part(&self) -> Option<String> {
+        Some(self.buckets(0)[0].clone())
+    }
+    async fn part_fingerprint(&self, slot: usize, part: &str) -> Result<(String, String)> {
+        let [a, b] = self.buckets(slot);
+        let other = if part == a { b } else { a };
+        Ok((self.s3.fingerprint(&[part]), self.s3.fingerprint(&[&other])))
+    }
+    /// The object count of the first bucket, compared after the objects are put.
+    fn falsify(&self, record: &mut ComponentRecord) -> bool {
+        let Some(n) = record.details.pointer_mut("/buckets/0/objects") else {
+            return false;
+        };
+        *n = (n.as_u64().unwrap_or(0) + 1).into();
+        true
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn minio_driver_passes_the_conformance_suite() {
     let Some(s3) = S3::s3s() else { return };
-    let fx = Fx {
-        s3,
-        prefix: common::unique("conf"),
-    };
+    let fx = Fx::new(s3, common::unique("conf"));
     let (repo, _guard) = testkit::temp_repo();
     if let Err(e) = testkit::run_all(&fx, &repo).await {
         panic!("{e}");
@@ -77,10 +138,7 @@ async fn minio_driver_passes_the_conformance_suite_with_repository_on_s3() {
     let Some(s3) = S3::s3s() else { return };
     let repo = common::s3_repository(&s3, "minio-conf");
     repo.check_access().await.unwrap();
-    let fx = Fx {
-        s3,
-        prefix: common::unique("confs3"),
-    };
+    let fx = Fx::new(s3, common::unique("confs3"));
     if let Err(e) = testkit::run_all(&fx, &repo).await {
         panic!("{e}");
     }
@@ -120,10 +178,7 @@ impl testkit::Writer for App {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backup_taken_while_the_application_writes_restores() {
     let Some(s3) = S3::s3s() else { return };
-    let fx = Fx {
-        s3: s3.clone(),
-        prefix: common::unique("online"),
-    };
+    let fx = Fx::new(s3.clone(), common::unique("online"));
     let app = App {
         s3,
         bucket: fx.buckets(0)[0].clone(),

@@ -11,11 +11,13 @@ mod export;
 mod keys;
 mod legacy;
 mod restore;
+mod runbook;
 mod tally;
 pub mod value;
 
-pub use component::{Neo4j, ReplayReport};
+pub use component::Neo4j;
 pub use config::Neo4jConfig;
+pub use runbook::ReplayReport;
 
 use std::sync::Arc;
 

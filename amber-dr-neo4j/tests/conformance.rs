@@ -8,12 +8,23 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use amber_dr_core::testkit::{self, Fixture};
-use amber_dr_core::{async_trait, Component, Result};
+use amber_dr_core::{async_trait, Component, ComponentRecord, Result};
 use amber_dr_neo4j::{Neo4j, Neo4jConfig};
 use common::Neo;
 
 struct Fx {
     neo: Neo,
+    /// The failing component's address: a port that refuses connections.
+    closed: testkit::ClosedPort,
+}
+
+impl Fx {
+    fn new(neo: Neo) -> Self {
+        Self {
+            neo,
+            closed: testkit::closed_port(),
+        }
+    }
 }
 
 #[async_trait]
@@ -22,7 +33,8 @@ impl Fixture for Fx {
         Arc::new(Neo4j::new(format!("graph{slot}"), self.neo.config(slot)).unwrap())
     }
     fn failing_component(&self) -> Arc<dyn Component> {
-        let mut cfg = Neo4jConfig::new("bolt://127.0.0.1:1", self.neo.password.clone());
+        let uri = format!("bolt://127.0.0.1:{}", self.closed.port);
+        let mut cfg = Neo4jConfig::new(uri, self.neo.password.clone());
         cfg.connect_timeout_secs = 2;
         Arc::new(Neo4j::new("graph-down", cfg).unwrap())
     }
@@ -41,6 +53,30 @@ impl Fixture for Fx {
     async fn fingerprint(&self, slot: usize) -> Result<String> {
         Ok(self.neo.fingerprint(slot).await)
     }
+    /// A target is another database of the same server: Neo4j Community has one user
+    /// database, so there is none to restore into.
+    async fn no_other_target_because(&self) -> Option<String> {
+        let rows = self
+            .neo
+            .rows(
+                0,
+                neo4rs::query("CALL dbms.components() YIELD edition RETURN edition AS e"),
+            )
+            .await;
+        let edition: String = rows.first()?.get("e").ok()?;
+        (edition.eq_ignore_ascii_case("community")).then(|| {
+            "the test server is Neo4j Community, whose one user database leaves no other database to restore into".to_string()
+        })
+    }
+    /// The node count: compared with the decoded artifacts in the prepare phase (and with the
+    /// restored graph after the restore).
+    fn falsify(&self, record: &mut ComponentRecord) -> bool {
+        let Some(n) = record.stats.get_mut("nodes") else {
+            return false;
+        };
+        *n = (n.as_i64().unwrap_or(0) + 1).into();
+        true
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -49,7 +85,7 @@ async fn neo4j_driver_passes_the_conformance_suite() {
         return;
     };
     let _lock = common::SERVER_LOCK.lock().await;
-    let fx = Fx { neo };
+    let fx = Fx::new(neo);
     let (repo, _guard) = testkit::temp_repo();
     if let Err(e) = testkit::run_all(&fx, &repo).await {
         panic!("{e}");
@@ -141,7 +177,7 @@ async fn a_backup_taken_while_the_application_writes_restores() {
     let _lock = common::SERVER_LOCK.lock().await;
     neo.populate(0).await;
     let rest = neo.fingerprint_without(0, Some("Live")).await;
-    let fx = Fx { neo: neo.clone() };
+    let fx = Fx::new(neo.clone());
     let app = App { neo, rest };
     for round in 0..6 {
         let (repo, _guard) = testkit::temp_repo();

@@ -7,8 +7,9 @@ mod common;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
+use amber_dr_core::plan::ComponentPlan;
 use amber_dr_core::testkit::{self, Fixture};
-use amber_dr_core::{async_trait, Component, Result};
+use amber_dr_core::{async_trait, Component, ComponentRecord, Result};
 use amber_dr_postgres::{Postgres, PostgresConfig};
 use common::Pg;
 
@@ -21,43 +22,115 @@ struct Fx {
     pg: Pg,
     prefix: String,
     restore_jobs: u32,
+    /// The failing component's port: one that refuses connections.
+    closed: testkit::ClosedPort,
 }
 
+/// The small second database of each slot: a table, changed by `destroy`.
+const EXTRA_SQL: &str = "CREATE TABLE t (k int PRIMARY KEY, v text); \
+    INSERT INTO t VALUES (1, 'one'), (2, 'two'), (3, 'three');";
+const EXTRA_DESTROY: &str = "UPDATE t SET v = 'changed' WHERE k = 1; DELETE FROM t WHERE k = 2; \
+    INSERT INTO t VALUES (9, 'not in the backup');";
+
 impl Fx {
+    fn new(pg: Pg, prefix: impl Into<String>, restore_jobs: u32) -> Self {
+        Self {
+            pg,
+            prefix: prefix.into(),
+            restore_jobs,
+            closed: testkit::closed_port(),
+        }
+    }
+    /// The awkward database of `slot` (its part of `restore_parts`).
     fn db(&self, slot: usize) -> String {
         format!("{}_{slot}", self.prefix)
+    }
+    /// The small second database of `slot`: with it, each component has two parts.
+    fn extra(&self, slot: usize) -> String {
+        format!("{}_{slot}_x", self.prefix)
+    }
+    /// The database of `restore_to_target`.
+    fn target(&self) -> String {
+        format!("{}_target", self.prefix)
     }
 }
 
 #[async_trait]
 impl Fixture for Fx {
     fn component(&self, slot: usize) -> Arc<dyn Component> {
-        let mut cfg = PostgresConfig::new(self.pg.url("postgres")).databases([self.db(slot)]);
+        let mut cfg = PostgresConfig::new(self.pg.url("postgres"))
+            .databases([self.db(slot), self.extra(slot)]);
         cfg.restore_jobs = self.restore_jobs;
         Arc::new(Postgres::new(format!("pg{slot}"), cfg).unwrap())
     }
     fn failing_component(&self) -> Arc<dyn Component> {
         let mut cfg = PostgresConfig::new(format!(
-            "postgres://postgres:{}@127.0.0.1:1/postgres",
-            self.pg.password
+            "postgres://postgres:{}@127.0.0.1:{}/postgres",
+            self.pg.password, self.closed.port
         ));
         cfg.connect_timeout_secs = 2;
         Arc::new(Postgres::new("pg-down", cfg).unwrap())
     }
     async fn populate(&self, slot: usize) -> Result<()> {
         self.pg.populate(&self.db(slot));
+        self.pg.recreate(&self.extra(slot));
+        self.pg.script(&self.extra(slot), EXTRA_SQL);
         Ok(())
     }
     async fn make_empty(&self, slot: usize) -> Result<()> {
         self.pg.recreate(&self.db(slot));
+        self.pg.recreate(&self.extra(slot));
         Ok(())
     }
     async fn destroy(&self, slot: usize) -> Result<()> {
         self.pg.destroy(&self.db(slot));
+        self.pg.script(&self.extra(slot), EXTRA_DESTROY);
         Ok(())
     }
     async fn fingerprint(&self, slot: usize) -> Result<String> {
-        Ok(self.pg.fingerprint(&self.db(slot)))
+        let (db, extra) = self.part_fingerprint(slot, &self.db(slot)).await?;
+        Ok(format!("{db}\n--- the second database\n{extra}"))
+    }
+    /// A new database: the awkward one of slot 0 restored under another name (a target takes
+    /// exactly one database).
+    async fn other_target(&self) -> Result<Option<ComponentPlan>> {
+        self.pg.psql(
+            "postgres",
+            &format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.target()),
+        );
+        Ok(Some(ComponentPlan {
+            target: Some(self.target()),
+            items: vec![self.db(0)],
+        }))
+    }
+    async fn target_fingerprint(&self, plan: &ComponentPlan) -> Result<String> {
+        Ok(self.pg.fingerprint(plan.target.as_deref().unwrap()))
+    }
+    fn one_part(&self) -> Option<String> {
+        Some(self.db(0))
+    }
+    async fn part_fingerprint(&self, slot: usize, part: &str) -> Result<(String, String)> {
+        let other = if part == self.db(slot) {
+            self.extra(slot)
+        } else {
+            self.db(slot)
+        };
+        Ok((self.pg.fingerprint(part), self.pg.fingerprint(&other)))
+    }
+    /// The row count of a table, compared by the staged restore in its scratch database.
+    fn falsify(&self, record: &mut ComponentRecord) -> bool {
+        let Some(tables) = record
+            .details
+            .pointer_mut("/databases/0/counts/tables")
+            .and_then(|t| t.as_object_mut())
+        else {
+            return false;
+        };
+        let Some((_, n)) = tables.iter_mut().next() else {
+            return false;
+        };
+        *n = (n.as_i64().unwrap_or(0) + 1).into();
+        true
     }
 }
 
@@ -69,11 +142,11 @@ async fn postgres_driver_passes_the_conformance_suite() {
     let Some(pg) = Pg::from_env() else { return };
     let _roles = ROLES.lock().await;
     for restore_jobs in [1, 2] {
-        let fx = Fx {
-            pg: pg.clone(),
-            prefix: format!("amber_conf_j{restore_jobs}"),
+        let fx = Fx::new(
+            pg.clone(),
+            format!("amber_conf_j{restore_jobs}"),
             restore_jobs,
-        };
+        );
         let (repo, _guard) = testkit::temp_repo();
         if let Err(e) = testkit::run_all(&fx, &repo).await {
             panic!("restore_jobs = {restore_jobs}: {e}");
@@ -190,11 +263,7 @@ impl testkit::Writer for App {
 async fn a_backup_taken_while_the_application_writes_restores() {
     let Some(pg) = Pg::from_env() else { return };
     let _roles = ROLES.lock().await;
-    let fx = Fx {
-        pg: pg.clone(),
-        prefix: "amber_online".into(),
-        restore_jobs: 1,
-    };
+    let fx = Fx::new(pg.clone(), "amber_online", 1);
     let app = App { pg, db: fx.db(0) };
     for round in 0..3 {
         let (repo, _guard) = testkit::temp_repo();

@@ -4,8 +4,9 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use amber_dr_core::plan::ComponentPlan;
 use amber_dr_core::testkit::{self, Fixture};
-use amber_dr_core::{async_trait, Component, Result};
+use amber_dr_core::{async_trait, Component, ComponentRecord, Result};
 use amber_dr_examples::single_file::{SingleFile, SingleFileConfig};
 
 struct Files {
@@ -62,6 +63,32 @@ impl Fixture for Files {
             d.len(),
             hex::encode(sha2::Sha256::digest(&d))
         ))
+    }
+    /// Another file beside the slots', absent.
+    async fn other_target(&self) -> Result<Option<ComponentPlan>> {
+        let t = self.dir.path().join("other-target.bin");
+        let _ = std::fs::remove_file(&t);
+        Ok(Some(ComponentPlan {
+            target: Some(t.display().to_string()),
+            items: Vec::new(),
+        }))
+    }
+    async fn target_fingerprint(&self, plan: &ComponentPlan) -> Result<String> {
+        use sha2::Digest;
+        let d = std::fs::read(plan.target.as_deref().unwrap()).unwrap_or_default();
+        Ok(format!(
+            "{} bytes, sha256 {}",
+            d.len(),
+            hex::encode(sha2::Sha256::digest(&d))
+        ))
+    }
+    /// The byte count the restore compares before it renames the restored file into place.
+    fn falsify(&self, record: &mut ComponentRecord) -> bool {
+        let Some(n) = record.stats.get_mut("bytes") else {
+            return false;
+        };
+        *n = (n.as_u64().unwrap_or(0) + 1).into();
+        true
     }
 }
 

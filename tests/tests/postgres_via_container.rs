@@ -15,8 +15,9 @@ mod common;
 use std::process::Command;
 use std::sync::Arc;
 
+use amber_dr_core::plan::ComponentPlan;
 use amber_dr_core::testkit::{self, Fixture};
-use amber_dr_core::{async_trait, Component, Result};
+use amber_dr_core::{async_trait, Component, ComponentRecord, Result};
 use amber_dr_postgres::{Postgres, PostgresConfig};
 use common::Pg;
 
@@ -99,15 +100,27 @@ impl Drop for ToolsContainer {
 struct Fx {
     pg: Pg,
     tools: (String, String),
+    /// The failing component's port: one that refuses connections.
+    closed: testkit::ClosedPort,
 }
+
+/// The small second database of each slot: a table, changed by `destroy`.
+const EXTRA_SQL: &str = "CREATE TABLE t (k int PRIMARY KEY, v text); \
+    INSERT INTO t VALUES (1, 'one'), (2, 'two'), (3, 'three');";
+const EXTRA_DESTROY: &str = "UPDATE t SET v = 'changed' WHERE k = 1; DELETE FROM t WHERE k = 2; \
+    INSERT INTO t VALUES (9, 'not in the backup');";
 
 impl Fx {
     fn db(&self, slot: usize) -> String {
         format!("amber_via_{slot}")
     }
+    /// The small second database of `slot`: with it, each component has two parts.
+    fn extra(&self, slot: usize) -> String {
+        format!("amber_via_{slot}_x")
+    }
     fn config(&self, slot: usize) -> PostgresConfig {
         PostgresConfig::new(self.pg.url("postgres"))
-            .databases([self.db(slot)])
+            .databases([self.db(slot), self.extra(slot)])
             .bin_dir(BIN_IN_CONTAINER)
             .via_container(&self.tools.1, Some(self.tools.0.clone()))
     }
@@ -120,8 +133,8 @@ impl Fixture for Fx {
     }
     fn failing_component(&self) -> Arc<dyn Component> {
         let mut cfg = PostgresConfig::new(format!(
-            "postgres://postgres:{}@127.0.0.1:1/postgres",
-            self.pg.password
+            "postgres://postgres:{}@127.0.0.1:{}/postgres",
+            self.pg.password, self.closed.port
         ))
         .via_container(&self.tools.1, Some(self.tools.0.clone()));
         cfg.connect_timeout_secs = 2;
@@ -129,18 +142,62 @@ impl Fixture for Fx {
     }
     async fn populate(&self, slot: usize) -> Result<()> {
         self.pg.populate(&self.db(slot));
+        self.pg.recreate(&self.extra(slot));
+        self.pg.script(&self.extra(slot), EXTRA_SQL);
         Ok(())
     }
     async fn make_empty(&self, slot: usize) -> Result<()> {
         self.pg.recreate(&self.db(slot));
+        self.pg.recreate(&self.extra(slot));
         Ok(())
     }
     async fn destroy(&self, slot: usize) -> Result<()> {
         self.pg.destroy(&self.db(slot));
+        self.pg.script(&self.extra(slot), EXTRA_DESTROY);
         Ok(())
     }
     async fn fingerprint(&self, slot: usize) -> Result<String> {
-        Ok(self.pg.fingerprint(&self.db(slot)))
+        let (db, extra) = self.part_fingerprint(slot, &self.db(slot)).await?;
+        Ok(format!("{db}\n--- the second database\n{extra}"))
+    }
+    async fn other_target(&self) -> Result<Option<ComponentPlan>> {
+        self.pg.psql(
+            "postgres",
+            "DROP DATABASE IF EXISTS amber_via_target WITH (FORCE)",
+        );
+        Ok(Some(ComponentPlan {
+            target: Some("amber_via_target".into()),
+            items: vec![self.db(0)],
+        }))
+    }
+    async fn target_fingerprint(&self, plan: &ComponentPlan) -> Result<String> {
+        Ok(self.pg.fingerprint(plan.target.as_deref().unwrap()))
+    }
+    fn one_part(&self) -> Option<String> {
+        Some(self.db(0))
+    }
+    async fn part_fingerprint(&self, slot: usize, part: &str) -> Result<(String, String)> {
+        let other = if part == self.db(slot) {
+            self.extra(slot)
+        } else {
+            self.db(slot)
+        };
+        Ok((self.pg.fingerprint(part), self.pg.fingerprint(&other)))
+    }
+    /// The row count of a table, compared by the staged restore in its scratch database.
+    fn falsify(&self, record: &mut ComponentRecord) -> bool {
+        let Some(tables) = record
+            .details
+            .pointer_mut("/databases/0/counts/tables")
+            .and_then(|t| t.as_object_mut())
+        else {
+            return false;
+        };
+        let Some((_, n)) = tables.iter_mut().next() else {
+            return false;
+        };
+        *n = (n.as_i64().unwrap_or(0) + 1).into();
+        true
     }
 }
 
@@ -154,6 +211,7 @@ async fn conformance_suite_with_the_tools_in_a_container() {
     let fx = Fx {
         pg,
         tools: (tc.host.clone(), tc.name.clone()),
+        closed: testkit::closed_port(),
     };
     let (repo, _guard) = testkit::temp_repo();
     testkit::run_all(&fx, &repo).await.unwrap();

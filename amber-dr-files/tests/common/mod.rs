@@ -11,8 +11,9 @@ use std::path::Path;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use amber_dr_core::plan::ComponentPlan;
 use amber_dr_core::testkit::Fixture;
-use amber_dr_core::{async_trait, Component, Result};
+use amber_dr_core::{async_trait, Component, ComponentRecord, Result};
 use amber_dr_files::{Files, FilesConfig};
 use sha2::{Digest, Sha256};
 
@@ -68,6 +69,29 @@ impl Fixture for Dirs {
     }
     async fn fingerprint(&self, slot: usize) -> Result<String> {
         Ok(fingerprint(&self.dir(slot)))
+    }
+    /// A directory beside the slots that does not exist yet.
+    async fn other_target(&self) -> Result<Option<ComponentPlan>> {
+        let t = self.base.path().join("other-target");
+        unlock(&t);
+        let _ = fs::remove_dir_all(&t);
+        Ok(Some(ComponentPlan {
+            target: Some(t.display().to_string()),
+            items: Vec::new(),
+        }))
+    }
+    async fn target_fingerprint(&self, plan: &ComponentPlan) -> Result<String> {
+        Ok(fingerprint(Path::new(plan.target.as_deref().unwrap())))
+    }
+    /// The tree's fingerprint, compared by the staged restore before the swap.
+    fn falsify(&self, record: &mut ComponentRecord) -> bool {
+        match record.details.get_mut("fingerprint") {
+            Some(f) => {
+                *f = "0".repeat(64).into();
+                true
+            }
+            None => false,
+        }
     }
 }
 
