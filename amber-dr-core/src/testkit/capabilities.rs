@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 use super::{check, plan, runner, Fixture};
 use crate::plan::ComponentPlan;
 use crate::repository::Repository;
-use crate::runner::{BackupOptions, CommitState, RestorePlanOptions};
+use crate::runner::{BackupOptions, RestorePlanOptions};
 use crate::{Error, Result};
 
 /// A restore plan of `name` with `cp` as its per-component choice.
@@ -153,11 +153,9 @@ pub async fn restore_one_part(fx: &dyn Fixture, repo: &Repository) -> Result<()>
 /// - it was refused before it changed anything (a driver that compares before it writes, or
 ///   builds the restored copy beside the live data and compares it before the swap): the live
 ///   data of slot 0 is unchanged; or
-/// - the driver wrote in place and its comparison afterwards failed the component (state
-///   [`CommitState::Failed`]): core's rollback covers only components committed before
-///   another one failed, not the failed one itself, so the live data is left as the driver
-///   left it. What is asserted then: the outcome names the failed component, a safety
-///   backup was taken, and restoring it brings the live data back to what it was.
+/// - the driver wrote in place and its comparison afterwards failed the component: core then
+///   rolls that component back from the safety backup (state [`crate::CommitState::RolledBack`] with
+///   its error), so the live data is unchanged too.
 ///
 /// A fixture whose driver compares nothing returns false from `falsify`, and the check is
 /// skipped with a note.
@@ -182,8 +180,8 @@ pub async fn record_difference_refused(fx: &dyn Fixture, repo: &Repository) -> R
 
     fx.destroy(0).await?;
     let before = fx.fingerprint(0).await?;
-    let (how, failed_in_commit) = match r.restore(&m.id, &plan(&[], true)).await {
-        Err(e) => (format!("refused: {e}"), None),
+    let how = match r.restore(&m.id, &plan(&[], true)).await {
+        Err(e) => format!("refused: {e}"),
         Ok(out) => {
             check(!out.is_ok(), || {
                 format!(
@@ -191,33 +189,13 @@ pub async fn record_difference_refused(fx: &dyn Fixture, repo: &Repository) -> R
                     out.components
                 )
             })?;
-            let failed = out
-                .components
-                .iter()
-                .any(|x| x.component == name && x.state == CommitState::Failed);
-            let how = format!("failed: {:?}", out.components);
-            (how, failed.then_some(out.safety_backup).flatten())
+            format!("failed: {:?}", out.components)
         }
     };
     eprintln!("record_difference_refused: the {kind} restore {how}");
     let after = fx.fingerprint(0).await?;
-    if after == before {
-        return fx.populate(0).await;
-    }
-    let Some(safety) = failed_in_commit else {
-        return Err(Error::Other(format!(
-            "conformance: a restore that {how} changed the live data\n--- before\n{before}\n--- after\n{after}"
-        )));
-    };
-    // Written in place, then refused by the comparison: not rolled back by core (see above).
-    eprintln!("NOTE: the {kind} restore wrote in place before its comparison failed; the failed component is not rolled back, its safety backup {safety} is restored by the check");
-    let back = r.restore(&safety, &plan(&[], false)).await?;
-    check(back.is_ok(), || {
-        format!("restoring the safety backup failed: {:?}", back.components)
-    })?;
-    let again = fx.fingerprint(0).await?;
-    check(again == before, || {
-        format!("the safety backup taken before a restore that {how} does not bring the live data back\n--- before\n{before}\n--- after\n{again}")
+    check(after == before, || {
+        format!("a restore that {how} changed the live data (a component written in place must be rolled back from the safety backup)\n--- before\n{before}\n--- after\n{after}")
     })?;
     fx.populate(0).await
 }
