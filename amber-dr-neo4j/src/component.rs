@@ -554,6 +554,14 @@ impl Component for Neo4j {
         opts: &RestoreOptions,
     ) -> Result<RestoreReport> {
         let op = "restore";
+        // A target that is a URI names another server (same credentials and database name):
+        // Community has one user database, so another database is an Enterprise feature.
+        if let Some(uri) = opts.target.as_deref().filter(|t| t.contains("://")) {
+            let mut cfg = self.cfg.clone();
+            cfg.uri = uri.to_string();
+            let other = Neo4j::new(self.name.clone(), cfg)?;
+            return other.restore(cx, rec, &opts.clone().target(None)).await;
+        }
         let db = opts
             .target
             .clone()

@@ -53,20 +53,18 @@ impl Fixture for Fx {
     async fn fingerprint(&self, slot: usize) -> Result<String> {
         Ok(self.neo.fingerprint(slot).await)
     }
-    /// A target is another database of the same server: Neo4j Community has one user
-    /// database, so there is none to restore into.
-    async fn no_other_target_because(&self) -> Option<String> {
-        let rows = self
-            .neo
-            .rows(
-                0,
-                neo4rs::query("CALL dbms.components() YIELD edition RETURN edition AS e"),
-            )
-            .await;
-        let edition: String = rows.first()?.get("e").ok()?;
-        (edition.eq_ignore_ascii_case("community")).then(|| {
-            "the test server is Neo4j Community, whose one user database leaves no other database to restore into".to_string()
-        })
+    /// Another server (the stack's second Neo4j, slot 1's) as the target URI: Neo4j
+    /// Community has one user database, so another database of the same server is not
+    /// available here.
+    async fn other_target(&self) -> Result<Option<amber_dr_core::ComponentPlan>> {
+        self.neo.make_empty(1).await;
+        Ok(Some(amber_dr_core::ComponentPlan {
+            target: Some(self.neo.config(1).uri.clone()),
+            items: Vec::new(),
+        }))
+    }
+    async fn target_fingerprint(&self, _plan: &amber_dr_core::ComponentPlan) -> Result<String> {
+        Ok(self.neo.fingerprint(1).await)
     }
     /// The node count: compared with the decoded artifacts in the prepare phase (and with the
     /// restored graph after the restore).
