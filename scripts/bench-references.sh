@@ -37,7 +37,8 @@ eval "$(scripts/stack.sh env)"
 WORK="${AMBER_DR_BENCH_DIR:+$AMBER_DR_BENCH_DIR/references}"
 WORK="${WORK:-$(amber_cache_dir)/bench-references}"
 mkdir -p "$WORK"
-export CARGO_TARGET_DIR="$(amber_cache_dir)/bench-target"
+CARGO_TARGET_DIR="$(amber_cache_dir)/bench-target"
+export CARGO_TARGET_DIR
 log "building amber-dr (release)"
 cargo build --release --locked -p amber-dr-cli >&2
 AMBER="$CARGO_TARGET_DIR/release/amber-dr"
