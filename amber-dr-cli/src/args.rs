@@ -13,7 +13,7 @@ pub const DEFAULT_CONFIG: &str = "amber-dr.toml";
     name = "amber-dr",
     version,
     propagate_version = true,
-    after_help = "Exit codes: 0 ok, 1 failed, 2 usage or config error, 3 damage found, 130 interrupted."
+    after_help = "Exit codes: 0 ok, 1 failed, 2 usage or config error, 3 damage found, 4 references dangle, 130 interrupted."
 )]
 pub struct Cli {
     /// The config file [default: amber-dr.toml in the current directory].

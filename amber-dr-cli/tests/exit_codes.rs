@@ -63,6 +63,7 @@ fn documented_exit_codes_are_the_binarys() {
         exit::FAILURE,
         exit::USAGE,
         exit::DAMAGE,
+        exit::DANGLING,
         exit::INTERRUPTED,
     ]
     .into();
@@ -77,13 +78,16 @@ fn documented_exit_codes_are_the_binarys() {
     let dir = site.path();
     fs::write(
         dir.join("amber-dr.toml"),
-        "[repository]\nurl = \"./repo\"\n\n[components.uploads]\nkind = \"files\"\npath = \"./uploads\"\n",
+        "[repository]\nurl = \"./repo\"\n\n[components.uploads]\nkind = \"files\"\npath = \"./uploads\"\n\n[components.other]\nkind = \"files\"\npath = \"./other\"\n\n[[references]]\nname = \"copies\"\nfrom = { component = \"uploads\" }\nto = { component = \"other\" }\n",
     )
     .unwrap();
     fs::create_dir_all(dir.join("uploads")).unwrap();
+    fs::create_dir_all(dir.join("other")).unwrap();
     fs::write(dir.join("uploads/a.txt"), "a".repeat(10_000)).unwrap();
     let mut seen = BTreeSet::new();
     seen.insert(run(dir, &["backup"]));
+    // 4: uploads/a.txt has no copy in other/.
+    seen.insert(run(dir, &["verify", "--references", "latest"]));
     seen.insert(run(dir, &["show", "20990101_000000"]));
     seen.insert(run(dir, &["backup", "--no-such-option"]));
     let ids: Vec<_> = fs::read_dir(dir.join("repo"))
