@@ -107,6 +107,13 @@ to = { component = "uploads" }
 name = "graph documents"
 from = { component = "neo4j", query = "MATCH (n) WHERE n.pg_document_id IS NOT NULL RETURN n.pg_document_id" }
 to = { component = "postgres", database = "amber_demo", query = "SELECT id FROM documents" }
+
+# amber-dr drill (the last step): scratch copies beside the live data, removed afterwards;
+# the graph goes to the stack's second Neo4j server (Community has one database).
+[drill]
+dir = "./drill-scratch"
+neo4j_uri = "$AMBER_DR_NEO4J_URI_2"
+rto_budget_seconds = 600
 TOML
 cat amber-dr.toml >&2
 
@@ -398,4 +405,13 @@ mvpy insert-new >&2
 step "14. the repository now holds the backup, the backup of the damaged stores and the safety backup"
 "$AMBER" list
 
+step "15. amber-dr drill: the backup restored again, into scratch targets; checked, timed, reported, removed"
+"$AMBER" drill "$ID" | tee drill.out
+grep -q "^drill .*: passed$" drill.out || die "the drill of backup $ID did not pass"
+REPORT=$(sed -n 's/^report: //p' drill.out)
+if [[ "$REPORT" != *://* ]]; then [[ -s "$REPORT" ]] || die "the drill's report page is missing: $REPORT"; fi
+"$AMBER" report -o "$PWD/history.html" >&2
+"$AMBER" list
+
 printf '\n\033[1;32mdemo passed\033[0m: backup %s restored, every store identical, every reference resolves\n' "$ID" >&2
+printf 'drill report: %s\nhistory page: %s\n' "$REPORT" "$PWD/history.html" >&2

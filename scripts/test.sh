@@ -22,6 +22,8 @@ fi
 
 log "starting the local stack"
 scripts/stack.sh up
+# The drill's HTML report and the history page are opened in a real browser by a test.
+ensure_apt_pkg chromium
 eval "$(scripts/stack.sh env)"
 
 log "cargo fmt --check"

@@ -72,6 +72,11 @@ pub enum Command {
     Restore(RestoreArgs),
     /// Delete backups that no --keep-* rule keeps.
     Prune(PruneArgs),
+    /// Prove a backup restores: restore it into scratch targets, check it, time it, report,
+    /// and remove the scratch targets. Exit 0 passed, 1 failed, 3 damage, 4 references dangle.
+    Drill(DrillArgs),
+    /// Write an HTML page of the repository's backups and drills over time.
+    Report(ReportArgs),
     /// Remove the repository lock left by a crashed run, and say who held it.
     Unlock,
     /// The keys of an encrypted repository: list, add, remove, rotate; generate an age key.
@@ -228,6 +233,40 @@ pub struct RestoreArgs {
     /// instead of its configured one (repeatable).
     #[arg(long, value_name = "NAME=VALUE", value_parser = parse_target)]
     pub target: Vec<(String, String)>,
+}
+
+/// `drill`.
+#[derive(Debug, Args)]
+pub struct DrillArgs {
+    /// A backup id, or `latest` (the default).
+    #[arg(value_name = "ID|latest", conflicts_with = "cleanup")]
+    pub backup: Option<String>,
+    /// Which components.
+    #[command(flatten)]
+    pub select: SelectionArgs,
+    /// Leave the scratch targets in place for inspection (and say where they are); remove
+    /// them later with `--cleanup`.
+    #[arg(long, conflicts_with = "cleanup")]
+    pub keep: bool,
+    /// Only remove the scratch targets earlier drills left (killed, or run with `--keep`).
+    #[arg(long)]
+    pub cleanup: bool,
+    /// Also write the report's HTML page to this file (it is always stored in the repository).
+    #[arg(long, value_name = "FILE", conflicts_with = "cleanup")]
+    pub html: Option<PathBuf>,
+}
+
+/// `report`.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// The HTML file to write.
+    #[arg(
+        long,
+        short,
+        value_name = "FILE",
+        default_value = "amber-dr-report.html"
+    )]
+    pub output: PathBuf,
 }
 
 /// `prune`.

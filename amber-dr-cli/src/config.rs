@@ -133,6 +133,11 @@ pub fn template(registry: &Registry, repo_url: Option<&str>) -> String {
         "\n[options]\n\
          # parallelism = 4                   # components backed up or restored at once\n\
          \n\
+         # [drill]                            # `amber-dr drill`: where the scratch copies go\n\
+         # dir = \"/var/tmp/amber-dr-drill\"   # scratch directories (default: the temporary directory)\n\
+         # neo4j_uri = \"bolt://127.0.0.1:7688\"  # a separate, disposable Neo4j (Community has one database)\n\
+         # rto_budget_seconds = 1800\n\
+         \n\
          [docker]                             # optional, needs a Docker engine\n\
          # host = \"unix:///var/run/docker.sock\"  # default: $DOCKER_HOST, else this socket\n\
          # Container names, or docker-compose service names (label com.docker.compose.service):\n\

@@ -9,31 +9,11 @@
 
 mod common;
 
-use std::path::Path;
 use std::process::Command;
 
-use common::{amber, env, missing};
+use common::{amber, cleanup, json, missing, site, Stack, DOCS};
 
 use serde_json::Value;
-
-/// boto3, outside amber-dr: `put`/`delete` keys of a bucket, or `mkbucket`.
-const S3_PY: &str = r#"
-import sys, boto3
-from botocore.config import Config
-endpoint, access, secret, cmd, bucket, *keys = sys.argv[1:]
-s3 = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id=access,
-                  aws_secret_access_key=secret, region_name="us-east-1",
-                  config=Config(s3={"addressing_style": "path"},
-                                request_checksum_calculation="when_required",
-                                response_checksum_validation="when_required"))
-if cmd == "mkbucket":
-    s3.create_bucket(Bucket=bucket)
-for k in keys:
-    if cmd == "put":
-        s3.put_object(Bucket=bucket, Key=k, Body=("document " + k).encode())
-    elif cmd == "delete":
-        s3.delete_object(Bucket=bucket, Key=k)
-"#;
 
 /// The application: for ever, one document after another — object, file, then the row that
 /// names them (the order an application that never loses a reference writes in).
@@ -61,90 +41,6 @@ p.wait()
 print(i - 100000)
 "#;
 
-struct Stack {
-    s3: String,
-    access: String,
-    secret: String,
-    python: String,
-    pg_host: String,
-    pg_port: String,
-    pg_bindir: String,
-}
-
-impl Stack {
-    fn get() -> Option<Stack> {
-        Some(Stack {
-            s3: env("AMBER_DR_S3_ENDPOINT")?,
-            access: env("AMBER_DR_S3_ACCESS_KEY")?,
-            secret: env("AMBER_DR_S3_SECRET_KEY")?,
-            python: env("AMBER_DR_S3_PYTHON")?,
-            pg_host: env("AMBER_DR_PG_HOST")?,
-            pg_port: env("AMBER_DR_PG_PORT")?,
-            pg_bindir: env("AMBER_DR_PG_BINDIR")?,
-        })
-    }
-
-    fn pg_env(&self, cmd: &mut Command) {
-        cmd.env("PGHOST", &self.pg_host)
-            .env("PGPORT", &self.pg_port)
-            .env("PGUSER", "postgres")
-            .env("PGPASSWORD", env("AMBER_DR_PG_PASSWORD").unwrap());
-    }
-
-    fn psql(&self, db: &str, sql: &str) -> String {
-        let mut cmd = Command::new(format!("{}/psql", self.pg_bindir));
-        cmd.args([
-            "-X",
-            "-q",
-            "-At",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-d",
-            db,
-            "-c",
-            sql,
-        ]);
-        self.pg_env(&mut cmd);
-        let out = cmd.output().unwrap();
-        assert!(
-            out.status.success(),
-            "psql: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn s3(&self, cmd: &str, bucket: &str, keys: &[String]) {
-        let out = Command::new(&self.python)
-            .args([
-                "-c",
-                S3_PY,
-                &self.s3,
-                &self.access,
-                &self.secret,
-                cmd,
-                bucket,
-            ])
-            .args(keys)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "boto3 {cmd}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-}
-
-fn json(dir: &Path, args: &[&str], want: i32) -> Value {
-    let (code, out, err) = amber(dir, args);
-    assert_eq!(
-        code, want,
-        "amber-dr {args:?}\nstdout: {out}\nstderr: {err}"
-    );
-    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {out}"))
-}
-
 /// The reference `name` of a backup's or verify's JSON.
 fn reference<'a>(v: &'a Value, name: &str) -> &'a Value {
     let list = v
@@ -170,86 +66,6 @@ fn counts(r: &Value) -> (u64, u64, Vec<String>) {
         r["dangling"].as_u64().unwrap(),
         first,
     )
-}
-
-struct Site {
-    dir: tempfile::TempDir,
-    db: String,
-    bucket: String,
-}
-
-const DOCS: u32 = 40;
-
-fn site(s: &Stack, tag: &str, extra: &str) -> Site {
-    let dir = tempfile::tempdir().unwrap();
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    let db = format!("amber_cli_refs_{tag}");
-    let bucket = format!("amber-cli-refs-{tag}-{nanos}");
-    s.psql("postgres", &format!("DROP DATABASE IF EXISTS {db}"));
-    s.psql("postgres", &format!("CREATE DATABASE {db}"));
-    s.psql(
-        &db,
-        "CREATE TABLE docs (id int PRIMARY KEY, upload_path text, minio_key text)",
-    );
-    s.psql(
-        &db,
-        &format!("INSERT INTO docs SELECT i, 'docs/' || i || '.pdf', 'docs/' || i FROM generate_series(1, {DOCS}) i"),
-    );
-    // One document without an upload: a NULL names nothing.
-    s.psql(&db, "INSERT INTO docs VALUES (0, NULL, 'docs/0')");
-    let keys: Vec<String> = (0..=DOCS).map(|i| format!("docs/{i}")).collect();
-    s.s3("mkbucket", &bucket, &keys);
-    s.s3("put", &bucket, &keys);
-    std::fs::create_dir_all(dir.path().join("uploads/docs")).unwrap();
-    for i in 1..=DOCS {
-        std::fs::write(dir.path().join(format!("uploads/docs/{i}.pdf")), "pdf").unwrap();
-    }
-    std::fs::write(
-        dir.path().join("amber-dr.toml"),
-        format!(
-            r#"[repository]
-url = "./repo"
-
-[components.postgres]
-kind = "postgres"
-url = "postgres://postgres:${{AMBER_DR_PG_PASSWORD}}@{host}:{port}/postgres"
-databases = ["{db}"]
-
-[components.minio]
-kind = "minio"
-endpoint = "{s3}"
-access_key = "${{AMBER_DR_S3_ACCESS_KEY}}"
-secret_key = "${{AMBER_DR_S3_SECRET_KEY}}"
-buckets = ["{bucket}"]
-
-[components.uploads]
-kind = "files"
-path = "./uploads"
-
-[[references]]
-name = "document files"
-from = {{ component = "postgres", database = "{db}", query = "SELECT upload_path FROM docs" }}
-to = {{ component = "uploads" }}
-
-[[references]]
-name = "document objects"
-from = {{ component = "postgres", database = "{db}", query = "SELECT '{bucket}/' || minio_key FROM docs" }}
-to = {{ component = "minio" }}
-{extra}"#,
-            host = s.pg_host,
-            port = s.pg_port,
-            s3 = s.s3,
-        ),
-    )
-    .unwrap();
-    Site { dir, db, bucket }
-}
-
-fn cleanup(s: &Stack, site: &Site) {
-    s.psql("postgres", &format!("DROP DATABASE IF EXISTS {}", site.db));
 }
 
 #[test]

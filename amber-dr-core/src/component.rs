@@ -142,6 +142,11 @@ pub struct RestoreOptions {
     /// runner refuses such plans otherwise), and replace a [`Self::target`] that exists and
     /// holds data (see [`crate::paths::refuse_restore_dir`]).
     pub force: bool,
+    /// A drill's restore into a scratch target (see [`crate::drill`]): write nothing outside
+    /// the target (e.g. Postgres leaves the cluster's roles alone; they are checked, not
+    /// applied).
+    #[serde(default)]
+    pub scratch: bool,
 }
 
 impl RestoreOptions {
@@ -172,6 +177,11 @@ impl RestoreOptions {
     /// Set [`Self::items`].
     pub fn items(mut self, items: Vec<String>) -> Self {
         self.items = items;
+        self
+    }
+    /// Set [`Self::scratch`].
+    pub fn scratch(mut self, v: bool) -> Self {
+        self.scratch = v;
         self
     }
 }
@@ -560,6 +570,48 @@ pub trait Component: Send + Sync + std::fmt::Debug {
         let _ = set;
         Err(Error::Other(format!(
             "the {} driver cannot list live keys for references",
+            self.kind()
+        )))
+    }
+
+    /// Where a drill restores this component (see [`crate::drill`]): one or more restores
+    /// into scratch targets derived from [`crate::drill::Scratch::token`] (every derived name
+    /// must contain it), or `scratch.configured` when the config names one. Default: not
+    /// drilled, saying why.
+    fn scratch_plan(
+        &self,
+        record: &ComponentRecord,
+        scratch: &crate::drill::Scratch,
+    ) -> Result<crate::drill::ScratchPlan> {
+        let _ = (record, scratch);
+        Ok(crate::drill::ScratchPlan::NotDrilled(format!(
+            "the {} driver has no scratch targets",
+            self.kind()
+        )))
+    }
+
+    /// Remove scratch target `target` that a drill planned with [`Self::scratch_plan`]
+    /// (whether or not it was created: an absent target is not an error). Must refuse the
+    /// component's configured live location.
+    async fn remove_scratch(&self, target: &str) -> Result<()> {
+        let _ = target;
+        Err(Error::Other(format!(
+            "the {} driver has no scratch targets",
+            self.kind()
+        )))
+    }
+
+    /// The keys of reference end `set` in this component's scratch copy (`restores`, from
+    /// [`Self::scratch_plan`]), in the same form as [`Self::live_keys`] gives them for the
+    /// live store (e.g. S3 keys under the original bucket names). Default: not supported.
+    async fn scratch_keys(
+        &self,
+        set: &crate::references::KeySet,
+        restores: &[crate::drill::ScratchRestore],
+    ) -> Result<crate::references::KeyStream> {
+        let _ = (set, restores);
+        Err(Error::Other(format!(
+            "the {} driver cannot list keys in a scratch copy",
             self.kind()
         )))
     }

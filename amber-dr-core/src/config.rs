@@ -38,7 +38,7 @@ use crate::repository::RepositoryConfig;
 use crate::{Error, Result};
 
 /// The sections every config may have.
-const BUILTIN_SECTIONS: &[&str] = &["repository", "components", "options", "references"];
+const BUILTIN_SECTIONS: &[&str] = &["repository", "components", "options", "references", "drill"];
 
 /// Components run at once unless `[options] parallelism` says otherwise.
 pub const DEFAULT_PARALLELISM: usize = 4;
@@ -136,6 +136,10 @@ impl ConfigLoader {
             None => Vec::new(),
             Some(v) => parse_references(v, &source)?,
         };
+        let drill = match table.get("drill") {
+            None => crate::drill::DrillConfig::default(),
+            Some(v) => parse_drill(v, &source, &base_dir)?,
+        };
         let mut sections = BTreeMap::new();
         for (name, check) in &self.sections {
             let Some(v) = table.get(*name) else { continue };
@@ -159,6 +163,7 @@ impl ConfigLoader {
             components,
             parallelism,
             references,
+            drill,
             sections,
         })
     }
@@ -179,6 +184,8 @@ pub struct Config {
     pub parallelism: usize,
     /// `[[references]]`, in file order.
     pub references: Vec<crate::references::ReferenceSpec>,
+    /// `[drill]`: where drills restore (see [`crate::drill`]).
+    pub drill: crate::drill::DrillConfig,
     /// The registered sections present in the file (see [`ConfigLoader::section`]), as JSON.
     pub sections: BTreeMap<String, serde_json::Value>,
 }
@@ -297,6 +304,39 @@ fn parse_components(v: &toml::Value, source: &str, base_dir: &Path) -> Result<Ve
         });
     }
     Ok(components)
+}
+
+fn parse_drill(
+    v: &toml::Value,
+    source: &str,
+    base_dir: &Path,
+) -> Result<crate::drill::DrillConfig> {
+    if !v.is_table() {
+        return Err(not_a_table(source, "drill"));
+    }
+    let json = to_json(v, "drill", source)?;
+    let mut d: crate::drill::DrillConfig = serde_json::from_value(json)
+        .map_err(|e| Error::config(format!("{source}: [drill]"), e.to_string()))?;
+    if let Some(dir) = &d.dir {
+        if dir.as_os_str().is_empty() {
+            return Err(Error::config(
+                format!("{source}: drill.dir"),
+                "is empty; name a directory for scratch copies, or leave it out (the temporary directory)",
+            ));
+        }
+        if dir.is_relative() {
+            d.dir = Some(base_dir.join(dir));
+        }
+    }
+    if let Some(b) = d.rto_budget_seconds {
+        if b.is_nan() || b <= 0.0 {
+            return Err(Error::config(
+                format!("{source}: drill.rto_budget_seconds"),
+                "must be a positive number of seconds",
+            ));
+        }
+    }
+    Ok(d)
 }
 
 fn parse_options(v: &toml::Value, source: &str) -> Result<usize> {

@@ -10,6 +10,7 @@ pub mod component;
 pub mod config;
 pub mod crypto;
 pub mod doctor;
+pub mod drill;
 mod error;
 pub mod hooks;
 mod host;
@@ -54,7 +55,8 @@ pub use progress::{Progress, ProgressEvent, ProgressSink};
 pub use repository::{BackupEntry, LockInfo, RepoLock, Repository, RepositoryConfig};
 pub use retention::RetentionPolicy;
 pub use runner::{
-    BackupOptions, CommitState, ComponentPlan, ComponentRestore, PruneOutcome, ReferencesOutcome,
-    RestoreOutcome, RestorePlanOptions, Runner, Selection, VerifyOutcome,
+    BackupOptions, CleanupOutcome, CommitState, ComponentPlan, ComponentRestore, DrillOptions,
+    PruneOutcome, ReferencesOutcome, RestoreOutcome, RestorePlanOptions, Runner, Selection,
+    VerifyOutcome,
 };
 pub use secret::Secret;

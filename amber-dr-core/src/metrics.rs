@@ -238,6 +238,55 @@ impl MetricsFile {
         }
     }
 
+    /// Record a drill (see [`crate::drill`]), finished at `at`.
+    pub fn record_drill(
+        &mut self,
+        report: &crate::drill::DrillReport,
+        at: chrono::DateTime<chrono::Utc>,
+    ) {
+        let g = "gauge";
+        let ok = report.passed();
+        self.set(
+            "amber_dr_drill_last_run_timestamp_seconds",
+            "When the last drill finished (Unix time).",
+            g,
+            &[],
+            seconds(at),
+        );
+        self.set(
+            "amber_dr_drill_last_run_success",
+            "1 if the last drill passed, else 0.",
+            g,
+            &[],
+            u8::from(ok).to_string(),
+        );
+        self.set(
+            "amber_dr_backup_age_seconds",
+            "Age of the backup the last drill restored, when the drill started (its RPO exposure).",
+            g,
+            &[],
+            format!("{:.3}", report.backup_age_seconds.max(0.0)),
+        );
+        if ok {
+            self.set(
+                "amber_dr_drill_last_success_timestamp_seconds",
+                "When the last passing drill finished (Unix time).",
+                g,
+                &[],
+                seconds(at),
+            );
+            if let Some(rto) = report.rto_seconds {
+                self.set(
+                    "amber_dr_drill_rto_seconds",
+                    "Recovery time measured by the last passing drill: restore and checks of every drilled component.",
+                    g,
+                    &[],
+                    format!("{rto:.3}"),
+                );
+            }
+        }
+    }
+
     /// Record that a run failed before it produced a result (repository unreachable, lock
     /// held, bad config): the last-run success gauge of `what` (`backup`, `verify`) drops to 0.
     pub fn record_failure(&mut self, what: &str, at: chrono::DateTime<chrono::Utc>) {

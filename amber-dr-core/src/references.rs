@@ -305,6 +305,8 @@ enum Keys<'a> {
     },
     /// The live stores.
     Live,
+    /// A drill's scratch copies: the restores of each drilled component.
+    Scratch(&'a BTreeMap<String, Vec<crate::drill::ScratchRestore>>),
 }
 
 impl Keys<'_> {
@@ -320,6 +322,16 @@ impl Keys<'_> {
             Keys::Live => {
                 let d = driver.ok_or_else(|| no_driver(set))?;
                 d.live_keys(set).await
+            }
+            Keys::Scratch(copies) => {
+                let d = driver.ok_or_else(|| no_driver(set))?;
+                let restores = copies.get(&set.component).ok_or_else(|| {
+                    Error::Other(format!(
+                        "`{}` has no scratch copy in this drill",
+                        set.component
+                    ))
+                })?;
+                d.scratch_keys(set, restores).await
             }
             Keys::Backup { repo, id, records } => {
                 let rec = records.get(&set.component).ok_or_else(|| {
@@ -463,6 +475,24 @@ pub async fn check_live(
     for (i, spec) in specs.iter().enumerate() {
         if touched.contains(&spec.from.component) || touched.contains(&spec.to.component) {
             out.push(check_one(i, ReferenceCheck::new(spec), &Keys::Live, components).await);
+        }
+    }
+    out
+}
+
+/// Check the references of `specs` that touch one of the drilled components against their
+/// scratch copies (`copies`: the restores of each drilled component). A reference with an end
+/// that was not drilled is reported with an error.
+pub async fn check_scratch(
+    specs: &[ReferenceSpec],
+    copies: &BTreeMap<String, Vec<crate::drill::ScratchRestore>>,
+    components: &[Arc<dyn Component>],
+) -> Vec<ReferenceCheck> {
+    let mut out = Vec::new();
+    let source = Keys::Scratch(copies);
+    for (i, spec) in specs.iter().enumerate() {
+        if copies.contains_key(&spec.from.component) || copies.contains_key(&spec.to.component) {
+            out.push(check_one(i, ReferenceCheck::new(spec), &source, components).await);
         }
     }
     out

@@ -150,7 +150,7 @@ const LOCK_PATH: &str = "locks/repository.lock";
 /// `locks/takeover-<token>`: the run that creates it may remove the stale lock `<token>`.
 const TAKEOVER_PREFIX: &str = "locks/takeover-";
 /// Top-level names that are not backup ids.
-const RESERVED: &[&str] = &["blobs", "keys", "locks"];
+const RESERVED: &[&str] = &["blobs", "drills", "keys", "locks"];
 
 impl Repository {
     /// Open (and for a local path, create) the repository described by `config`.

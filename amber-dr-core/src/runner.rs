@@ -16,6 +16,7 @@ use crate::manifest::{
     BackupPurpose, BackupStatus, ComponentRecord, ComponentStatus, CutSummary, Manifest,
     FORMAT_VERSION,
 };
+mod drill;
 mod prune;
 mod restore;
 
@@ -26,6 +27,7 @@ use crate::repository::{host_name, Repository};
 use crate::retention::RetentionPolicy;
 pub use crate::selection::Selection;
 use crate::{Error, Result};
+pub use drill::{CleanupOutcome, DrillOptions};
 pub use prune::PruneOutcome;
 pub use restore::{CommitState, ComponentRestore, RestoreOutcome};
 

@@ -95,7 +95,7 @@ impl Etcd {
         })
     }
 
-    fn err(&self, op: &'static str) -> impl Fn(EtcdError) -> Error + '_ {
+    pub(crate) fn err(&self, op: &'static str) -> impl Fn(EtcdError) -> Error + '_ {
         move |e| Error::Component {
             component: self.name.clone(),
             kind: crate::KIND.to_string(),
@@ -111,6 +111,16 @@ impl Etcd {
 
     fn prefix(&self) -> &[u8] {
         self.config.prefix.as_bytes()
+    }
+
+    /// The configured prefix, as configured.
+    pub(crate) fn config_prefix(&self) -> &str {
+        &self.config.prefix
+    }
+
+    /// The etcd client.
+    pub(crate) fn client(&self) -> &Client {
+        &self.client
     }
 
     /// `[start, end)` of a prefix (the empty prefix is the whole keyspace).
@@ -315,6 +325,18 @@ impl Component for Etcd {
             .restore_to_target(true)
             .restore_parts(false)
             .deep_verify(true)
+    }
+
+    fn scratch_plan(
+        &self,
+        _record: &ComponentRecord,
+        scratch: &amber_dr_core::drill::Scratch,
+    ) -> Result<amber_dr_core::drill::ScratchPlan> {
+        Ok(self.plan_scratch(scratch))
+    }
+
+    async fn remove_scratch(&self, target: &str) -> Result<()> {
+        self.delete_scratch_prefix(target).await
     }
 
     fn restore_relations(&self) -> Vec<RestoreRelation> {

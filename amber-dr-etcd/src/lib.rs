@@ -4,6 +4,7 @@
 mod client;
 mod component;
 mod config;
+mod drill;
 mod error;
 mod format;
 

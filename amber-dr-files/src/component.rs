@@ -6,6 +6,7 @@
 use std::path::Path;
 
 use amber_dr_core::archive::Directory;
+use amber_dr_core::drill::{Scratch, ScratchPlan, ScratchRestore};
 use amber_dr_core::references::{KeySet, KeyStream};
 use amber_dr_core::LegacyImport;
 use amber_dr_core::{
@@ -123,6 +124,19 @@ impl Component for Files {
     async fn live_keys(&self, set: &KeySet) -> Result<KeyStream> {
         set.refuse_fields(crate::KIND, &[])?;
         self.dir.live_keys().await
+    }
+
+    fn scratch_plan(&self, _record: &ComponentRecord, scratch: &Scratch) -> Result<ScratchPlan> {
+        Ok(self.dir.scratch_plan(scratch))
+    }
+
+    async fn remove_scratch(&self, target: &str) -> Result<()> {
+        self.dir.remove_scratch(target).await
+    }
+
+    async fn scratch_keys(&self, set: &KeySet, restores: &[ScratchRestore]) -> Result<KeyStream> {
+        set.refuse_fields(crate::KIND, &[])?;
+        self.dir.scratch_keys(restores).await
     }
 }
 

@@ -41,6 +41,7 @@ macro_rules! coll_req {
 }
 
 mod describe;
+mod drill;
 mod entities;
 mod keys;
 mod restore;
@@ -462,5 +463,25 @@ impl Component for Milvus {
         set: &amber_dr_core::references::KeySet,
     ) -> Result<amber_dr_core::references::KeyStream> {
         self.live_collection_keys(set).await
+    }
+
+    fn scratch_plan(
+        &self,
+        record: &ComponentRecord,
+        scratch: &amber_dr_core::drill::Scratch,
+    ) -> Result<amber_dr_core::drill::ScratchPlan> {
+        self.plan_scratch(record, scratch)
+    }
+
+    async fn remove_scratch(&self, target: &str) -> Result<()> {
+        self.drop_scratch(target).await
+    }
+
+    async fn scratch_keys(
+        &self,
+        set: &amber_dr_core::references::KeySet,
+        restores: &[amber_dr_core::drill::ScratchRestore],
+    ) -> Result<amber_dr_core::references::KeyStream> {
+        self.scratch_collection_keys(set, restores).await
     }
 }

@@ -246,6 +246,26 @@ impl Component for Minio {
     ) -> Result<amber_dr_core::references::KeyStream> {
         self.listed_keys(set).await
     }
+
+    fn scratch_plan(
+        &self,
+        record: &ComponentRecord,
+        scratch: &amber_dr_core::drill::Scratch,
+    ) -> Result<amber_dr_core::drill::ScratchPlan> {
+        self.plan_scratch(record, scratch)
+    }
+
+    async fn remove_scratch(&self, target: &str) -> Result<()> {
+        self.remove_scratch_buckets(target).await
+    }
+
+    async fn scratch_keys(
+        &self,
+        set: &amber_dr_core::references::KeySet,
+        restores: &[amber_dr_core::drill::ScratchRestore],
+    ) -> Result<amber_dr_core::references::KeyStream> {
+        self.scratch_listed_keys(set, restores).await
+    }
 }
 
 /// The runbook's file, restored without a record (see [`LegacyImport`]).

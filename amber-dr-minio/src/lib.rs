@@ -4,6 +4,7 @@
 mod backup;
 mod component;
 mod config;
+mod drill;
 pub mod error;
 mod index;
 mod keys;

@@ -636,4 +636,24 @@ impl Component for Neo4j {
     ) -> Result<amber_dr_core::references::KeyStream> {
         self.live_query_keys(set).await
     }
+
+    fn scratch_plan(
+        &self,
+        _record: &ComponentRecord,
+        scratch: &amber_dr_core::drill::Scratch,
+    ) -> Result<amber_dr_core::drill::ScratchPlan> {
+        Ok(self.plan_scratch(scratch))
+    }
+
+    async fn remove_scratch(&self, target: &str) -> Result<()> {
+        self.empty_scratch(target).await
+    }
+
+    async fn scratch_keys(
+        &self,
+        set: &amber_dr_core::references::KeySet,
+        restores: &[amber_dr_core::drill::ScratchRestore],
+    ) -> Result<amber_dr_core::references::KeyStream> {
+        self.scratch_query_keys(set, restores).await
+    }
 }

@@ -6,6 +6,7 @@ extern crate self as amber_dr_neo4j;
 
 mod component;
 mod config;
+mod drill;
 mod error;
 mod export;
 mod keys;

@@ -88,6 +88,17 @@ impl Postgres {
     /// A reference end's query run now, in its own connection.
     pub(crate) async fn live_query_keys(&self, set: &KeySet) -> Result<KeyStream> {
         let db = self.key_database(set, "(live check)")?.to_string();
+        self.query_keys_in(set, &db, "(live check)").await
+    }
+
+    /// Run the query of `set` in database `db` now; `context` names the check in errors.
+    pub(crate) async fn query_keys_in(
+        &self,
+        set: &KeySet,
+        db: &str,
+        context: &'static str,
+    ) -> Result<KeyStream> {
+        let db = db.to_string();
         let client = self
             .connect(&db)
             .await
@@ -97,12 +108,12 @@ impl Postgres {
         let rows = client
             .query_raw(wrapped(&query).as_str(), std::iter::empty::<&str>())
             .await
-            .map_err(|e| query_error(&name, "(live check)", &db, &e))?;
+            .map_err(|e| query_error(&name, context, &db, &e))?;
         // The client lives as long as the stream.
         Ok(rows
             .map(move |r| {
                 let _keep = &client;
-                r.map_err(|e| query_error(&name, "(live check)", &db, &e))
+                r.map_err(|e| query_error(&name, context, &db, &e))
                     .map(|row| row.get::<_, Option<String>>(0))
             })
             .try_filter_map(|k| futures::future::ready(Ok(k)))

@@ -6,6 +6,7 @@ mod catalog;
 mod component;
 mod config;
 mod connect;
+mod drill;
 mod error;
 mod keys;
 mod legacy;

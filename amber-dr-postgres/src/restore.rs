@@ -438,7 +438,7 @@ impl Postgres {
         let client = self.connect(&self.maintenance_db()).await.map_err(&err)?;
         let (_, tools) = self.tools_for(&client).await.map_err(&err)?;
         drop(client);
-        if let Some(g) = &details.globals {
+        if let Some(g) = details.globals.as_ref().filter(|_| !opts.scratch) {
             cx.progress().set_phase("restoring roles");
             self.apply_roles(cx, record, &tools, g, &mut report).await?;
         }

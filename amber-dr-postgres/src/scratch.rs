@@ -243,13 +243,13 @@ impl Postgres {
 /// A scratch database name derived from the target, within Postgres's 63-byte limit.
 /// A connection to the database the scratch databases are administered from (one that is not
 /// being renamed).
-struct Admin {
+pub(crate) struct Admin {
     client: tokio_postgres::Client,
     db: String,
 }
 
 impl Admin {
-    async fn connect(pg: &Postgres, db: &str) -> Result<Self> {
+    pub(crate) async fn connect(pg: &Postgres, db: &str) -> Result<Self> {
         let client = pg.connect(db).await.map_err(pg.err("restore"))?;
         Ok(Self {
             client,
@@ -258,7 +258,7 @@ impl Admin {
     }
 
     /// Run `sql` (statements that return nothing).
-    async fn exec(&self, sql: String) -> std::result::Result<(), crate::error::PgError> {
+    pub(crate) async fn exec(&self, sql: String) -> std::result::Result<(), crate::error::PgError> {
         self.client
             .batch_execute(&sql)
             .await
@@ -266,7 +266,7 @@ impl Admin {
     }
 }
 
-fn scratch_name(target: &str) -> String {
+pub(crate) fn scratch_name(target: &str) -> String {
     let mut base: String = target.chars().take(40).collect();
     while base.len() > 40 {
         base.pop();

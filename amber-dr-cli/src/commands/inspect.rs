@@ -11,8 +11,33 @@ pub(super) async fn list(ctx: &Ctx) -> CmdResult {
     let cfg = ctx.load_config(Needs::RepoOnly)?;
     let repo = ctx.open_repo(cfg.as_ref(), false)?;
     let entries = repo.list().await?;
+    // Each backup's last drill (a repository without drills, or unreadable ones: none).
+    let drills = amber_dr_core::drill::list_reports(&repo)
+        .await
+        .unwrap_or_default();
+    let last_drill = |id: &str| {
+        drills
+            .iter()
+            .rev()
+            .find(|d| d.backup == id && d.state != amber_dr_core::drill::DrillState::Running)
+    };
     if ctx.out.json {
-        let items: Vec<serde_json::Value> = entries.iter().map(entry_json).collect();
+        let items: Vec<serde_json::Value> = entries
+            .iter()
+            .map(|e| {
+                let mut v = entry_json(e);
+                v["last_drill"] = match last_drill(&e.id) {
+                    Some(d) => json!({
+                        "id": d.id,
+                        "state": d.state,
+                        "rto_seconds": d.rto_seconds,
+                        "finished_at": d.finished_at,
+                    }),
+                    None => serde_json::Value::Null,
+                };
+                v
+            })
+            .collect();
         ctx.out.json(&items);
         return Ok(OK);
     }
@@ -36,6 +61,17 @@ pub(super) async fn list(ctx: &Ctx) -> CmdResult {
                     .unwrap_or_else(|| "-".into()),
                 m.map(|m| human_bytes(m.stored_size()))
                     .unwrap_or_else(|| "-".into()),
+                last_drill(&e.id)
+                    .map(|d| {
+                        format!(
+                            "{}{}",
+                            d.state.label(),
+                            d.rto_seconds
+                                .map(|r| format!(" ({:.0} s)", r))
+                                .unwrap_or_default()
+                        )
+                    })
+                    .unwrap_or_else(|| "-".into()),
                 m.map(|m| m.tags.join(", ")).unwrap_or_default(),
             ]
         })
@@ -48,6 +84,7 @@ pub(super) async fn list(ctx: &Ctx) -> CmdResult {
             "PURPOSE",
             "COMPONENTS",
             "SIZE",
+            "LAST DRILL",
             "TAGS",
         ],
         &rows,

@@ -25,6 +25,7 @@ use crate::hints;
 use crate::output::{self, human_bytes, BarSink, Output};
 
 mod backup;
+mod drill;
 mod inspect;
 mod restore;
 mod setup;
@@ -91,6 +92,12 @@ pub async fn dispatch(cli: Cli, registry: Registry) -> CmdResult {
         }
         Command::Restore(a) => restore::restore(&ctx, &a).await,
         Command::Prune(a) => backup::prune(&ctx, &a).await,
+        Command::Drill(a) => {
+            let res = drill::drill(&ctx, &a).await;
+            ctx.metrics_failure("drill", &res);
+            res
+        }
+        Command::Report(a) => interruptible(drill::report(&ctx, &a), "interrupted").await,
         Command::Unlock => interruptible(setup::unlock(&ctx), "interrupted").await,
         Command::Key(a) => interruptible(crate::key::key(&ctx, &a), "interrupted").await,
     }

@@ -25,6 +25,7 @@ mod directory;
 pub mod extract;
 pub mod foreign;
 mod keys;
+mod scratch;
 pub mod swap;
 mod target;
 pub mod tree;

@@ -61,7 +61,19 @@ impl Directory {
                     "the target directory is empty",
                 ))
             }
-            Some(t) => resolved(Path::new(t)),
+            Some(t) => {
+                // A drill's scratch directory lives in a directory of its own, made here (it
+                // is on the drill's record already, and removed with it).
+                if let Some(parent) = Path::new(t)
+                    .parent()
+                    .filter(|_| opts.scratch && !opts.dry_run)
+                {
+                    std::fs::create_dir_all(parent).map_err(|e| {
+                        Error::io("create the drill's scratch directory", parent, e)
+                    })?;
+                }
+                resolved(Path::new(t))
+            }
             None => root.clone(),
         };
         let refuse = |why: String| Err(Error::config(format!("restore of `{}`", self.name), why));
@@ -117,7 +129,7 @@ impl Directory {
 
 /// `p` made absolute with symlinks resolved as far as it exists (a path that does not exist
 /// yet is resolved through its parent), so that overlap checks compare real locations.
-fn resolved(p: &Path) -> PathBuf {
+pub(super) fn resolved(p: &Path) -> PathBuf {
     if let Ok(c) = std::fs::canonicalize(p) {
         return c;
     }

@@ -40,7 +40,7 @@ impl Milvus {
     }
 
     /// Send the primary keys of `db.coll` (as they were at `at`, or now) to `tx`.
-    async fn send_keys(
+    pub(super) async fn send_keys(
         &self,
         c: &Client,
         db: &str,
