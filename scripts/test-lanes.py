@@ -23,8 +23,9 @@ or Milvus/etcd outside `milvus`/`last`: tests that share a server's global state
 parallel by accident. A binary that names no server may leave the declaration out (`rest`).
 
 Every driver's `conformance` binary runs twice, the second time with
-AMBER_DR_TEST_ENCRYPTION=1 (the suite's repositories are then encrypted): every store
-round-trips through an encrypted repository in every run.
+AMBER_DR_TEST_ENCRYPTION=1 (the suite's repositories are then encrypted, and testkit::run_all
+runs the checks whose path goes through encryption: round trip, damage, a falsified record):
+every store round-trips through an encrypted repository in every run.
 """
 import glob
 import json
