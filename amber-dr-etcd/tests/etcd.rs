@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use amber_dr_core::testkit;
 use amber_dr_core::{
-    BackupOptions, Component, RestoreOptions, RestorePlanOptions, Runner, Selection,
+    BackupOptions, Component, DrillOptions, RestoreOptions, RestorePlanOptions, Runner, Selection,
 };
 use amber_dr_etcd::{Etcd, EtcdConfig};
 use common::EtcdCtl;
@@ -345,4 +345,54 @@ async fn the_raw_member_snapshot_is_an_optional_second_artifact() {
         warnings.iter().any(|w| w.contains("does not restore it")),
         "{warnings:?}"
     );
+}
+
+/// A drill restores the prefix under `/amber-dr-drill/<token>/`, compares it, and deletes it:
+/// the live keys are unchanged and no scratch key is left (etcdctl). A component backing up
+/// the whole keyspace (empty prefix) is not drilled: any scratch prefix would lie inside it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drill_restores_under_a_scratch_prefix_and_deletes_it() {
+    let Some(e) = EtcdCtl::from_env() else { return };
+    let p = "amber-drill/0/";
+    e.delete_prefix(p.as_bytes());
+    common::populate(&e, p);
+    let before = e.describe(p.as_bytes());
+    let (repo, _guard) = testkit::temp_repo();
+    let r = Runner::new(repo, vec![comp(&e, "kv", p)]);
+    let m = r.backup(&BackupOptions::default()).await.unwrap();
+    assert!(m.is_complete(), "{:?}", m.components);
+    let d = r.drill(&m.id, &DrillOptions::default()).await.unwrap();
+    assert!(d.passed(), "{d:#?}");
+    let target = &d.components[0].targets[0].target;
+    assert!(target.starts_with("/amber-dr-drill/drill_"), "{target}");
+    assert!(
+        d.components[0].checks.iter().any(|c| c.contains("wrote")),
+        "{d:#?}"
+    );
+    assert_eq!(
+        e.get_prefix(target.as_bytes()),
+        Vec::new(),
+        "scratch keys left"
+    );
+    assert_eq!(
+        e.describe(p.as_bytes()),
+        before,
+        "the drill changed the live keys"
+    );
+
+    let (repo2, _guard2) = testkit::temp_repo();
+    let whole = Runner::new(repo2, vec![comp(&e, "all", "")]);
+    let plan = amber_dr_core::drill::Scratch {
+        token: "drill_00000000".into(),
+        dir: std::env::temp_dir(),
+        configured: None,
+    };
+    let rec = amber_dr_core::ComponentRecord::new("etcd", "all");
+    match whole.components()[0].scratch_plan(&rec, &plan).unwrap() {
+        amber_dr_core::drill::ScratchPlan::NotDrilled(why) => {
+            assert!(why.contains("overlaps"), "{why}")
+        }
+        other => panic!("a whole-keyspace component was drilled: {other:?}"),
+    }
+    e.delete_prefix(p.as_bytes());
 }
