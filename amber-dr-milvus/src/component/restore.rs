@@ -211,6 +211,8 @@ impl Milvus {
             .await
             .map_err(&e)?;
         // Entities, page by page (a page is an insert batch).
+        cx.progress()
+            .set_phase(format!("{db}.{name}: inserting entities"));
         let started = Instant::now();
         let (mut inserted, mut last_write) = (0u64, 0u64);
         for p in &rec.partitions {
@@ -223,8 +225,11 @@ impl Milvus {
             secs(started)
         ));
         let started = Instant::now();
+        cx.progress().set_phase(format!("{db}.{name}: index build"));
         self.create_indexes(c, rec, db, name).await.map_err(&e)?;
         if !rec.indexes.is_empty() {
+            cx.progress()
+                .set_phase(format!("{db}.{name}: load and compare"));
             report.actions.push(format!(
                 "created {} indexes on `{db}.{name}` ({})",
                 rec.indexes.len(),

@@ -164,8 +164,12 @@ impl Milvus {
         let prefix = format!("{STAGING}/{}", import::unique_id());
         let art = record.artifact(&b.artifact)?;
         let imported = async {
+            cx.progress()
+                .set_phase(format!("{db}.{name}: staging segment files"));
             let files =
                 import::stage(cx, bucket, art, &prefix, &fields, |m| self.fail(op, m)).await?;
+            cx.progress()
+                .set_phase(format!("{db}.{name}: Milvus import"));
             let timeout = std::time::Duration::from_secs(self.config.load_timeout_secs);
             let mut rows = 0;
             for p in b.partitions.iter().filter(|p| !p.segments.is_empty()) {
@@ -197,8 +201,10 @@ impl Milvus {
             bucket.label
         ));
         let started = Instant::now();
+        cx.progress().set_phase(format!("{db}.{name}: index build"));
         self.create_indexes(c, rec, db, name).await.map_err(&e)?;
         if rec.loaded {
+            cx.progress().set_phase(format!("{db}.{name}: load"));
             self.load(c, db, name).await.map_err(&e)?;
             let n = self.count(c, db, name, None, None).await.map_err(&e)?;
             report.actions.push(format!(
