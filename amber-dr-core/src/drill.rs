@@ -301,13 +301,18 @@ impl DrillReport {
         format!("{DRILLS_PREFIX}/{id}/report.html")
     }
 
-    /// The report as stored: the first dangling keys left out (they are data).
+    /// The report as stored: the first dangling keys left out (they are data), every string
+    /// redacted (a configured scratch URI's password, a credential a server echoed).
     pub fn stored(&self) -> Self {
         let mut r = self.clone();
         for c in &mut r.references {
             c.first_dangling.clear();
         }
-        r
+        let Ok(mut v) = serde_json::to_value(&r) else {
+            return r;
+        };
+        crate::redact::redact_json(&mut v);
+        serde_json::from_value(v).unwrap_or(r)
     }
 
     /// Write the report (JSON) into the repository.
@@ -477,6 +482,39 @@ mod tests {
             c.configured_target("graph", "neo4j").as_deref(),
             Some("bolt://other:2")
         );
+    }
+
+    #[test]
+    fn the_stored_report_holds_no_credentials() {
+        let now = Utc::now();
+        let r = DrillReport {
+            id: "x".into(),
+            backup: "b".into(),
+            backup_taken_at: now,
+            host: "h".into(),
+            tool_version: "0".into(),
+            token: "drill_00000000".into(),
+            started_at: now,
+            finished_at: None,
+            state: DrillState::Failed,
+            rto_seconds: None,
+            rto_budget_seconds: None,
+            backup_age_seconds: 0.0,
+            components: Vec::new(),
+            references: Vec::new(),
+            references_not_checked: Vec::new(),
+            scratch: vec![ScratchEntry {
+                component: "graph".into(),
+                target: "bolt://neo4j:s3cr3t-pw@h:7687".into(),
+                configured: true,
+                state: "remove failed: cannot connect to bolt://neo4j:s3cr3t-pw@h:7687".into(),
+            }],
+            phases: Vec::new(),
+            error: Some("password=hunter22 refused".into()),
+        };
+        let text = serde_json::to_string(&r.stored()).unwrap();
+        assert!(!text.contains("s3cr3t-pw") && !text.contains("hunter22"), "{text}");
+        assert!(html::drill_page(&r.stored()).contains("bolt://neo4j:***@h:7687"));
     }
 
     #[test]

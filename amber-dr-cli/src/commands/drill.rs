@@ -23,7 +23,10 @@ pub(super) async fn drill(ctx: &Ctx, args: &DrillArgs) -> CmdResult {
     let out = &ctx.out;
     if args.cleanup {
         let c = interruptible(
-            async { Ok(runner.drill_cleanup().await?) },
+            async {
+                let config = cfg.as_ref().map(|c| c.drill.clone()).unwrap_or_default();
+                Ok(runner.drill_cleanup(&config).await?)
+            },
             "interrupted: some leftovers may remain; run `amber-dr drill --cleanup` again",
         )
         .await?;

@@ -76,16 +76,16 @@ impl Runner {
 
     /// Remove the scratch targets that earlier drills recorded and did not remove (a drill
     /// killed with SIGKILL, a removal that failed), under the repository lock.
-    pub async fn drill_cleanup(&self) -> Result<CleanupOutcome> {
+    pub async fn drill_cleanup(&self, config: &DrillConfig) -> Result<CleanupOutcome> {
         let lock = self.repo.lock("drill cleanup").await?;
-        let res = self.cleanup_leftovers().await;
+        let res = self.cleanup_leftovers(config).await;
         if let Err(e) = lock.release().await {
             tracing::warn!(error = %e, "could not remove the repository lock");
         }
         res
     }
 
-    async fn cleanup_leftovers(&self) -> Result<CleanupOutcome> {
+    async fn cleanup_leftovers(&self, config: &DrillConfig) -> Result<CleanupOutcome> {
         let mut out = CleanupOutcome::default();
         for mut report in crate::drill::list_reports(&self.repo).await? {
             let pending: Vec<usize> = (0..report.scratch.len())
@@ -100,7 +100,22 @@ impl Runner {
             for i in pending {
                 let entry = report.scratch[i].clone();
                 let what = format!("{}: {} {}", report.id, entry.component, entry.target);
-                match self.remove_one(&entry, &report.token).await {
+                // A configured target is on record redacted: the config gives it again.
+                let real = match entry.configured {
+                    false => Ok(entry.target.clone()),
+                    true => self.configured_again(config, &entry),
+                };
+                let removed = match real {
+                    Ok(target) => {
+                        let e = ScratchEntry {
+                            target,
+                            ..entry.clone()
+                        };
+                        self.remove_one(&e, &report.token).await
+                    }
+                    Err(e) => Err(e),
+                };
+                match removed {
                     Ok(()) => {
                         report.scratch[i].state = "removed".into();
                         out.removed.push(what);
@@ -122,6 +137,23 @@ impl Runner {
         Ok(out)
     }
 
+    /// The configured scratch target `entry` (stored redacted) stands for, from `config`.
+    fn configured_again(&self, config: &DrillConfig, entry: &ScratchEntry) -> Result<String> {
+        let kind = self
+            .component(&entry.component)
+            .map(|c| c.kind())
+            .unwrap_or_default();
+        config
+            .configured_target(&entry.component, kind)
+            .filter(|t| crate::redact::redact(t) == entry.target)
+            .ok_or_else(|| {
+                Error::Other(format!(
+                    "the configured scratch target `{}` of `{}` is no longer in [drill]; remove it by hand",
+                    entry.target, entry.component
+                ))
+            })
+    }
+
     /// Remove one scratch target through its driver, refusing one that is neither configured
     /// nor marked with its drill's token.
     async fn remove_one(&self, entry: &ScratchEntry, token: &str) -> Result<()> {
@@ -141,7 +173,7 @@ impl Runner {
     }
 
     async fn drill_locked(&self, spec: &str, opts: &DrillOptions) -> Result<DrillReport> {
-        match self.cleanup_leftovers().await {
+        match self.cleanup_leftovers(&opts.config).await {
             Ok(c) => {
                 for r in &c.removed {
                     tracing::warn!(target = %r, "removed a scratch target an earlier drill left");
@@ -190,6 +222,11 @@ impl Runner {
             error: None,
         };
         let planned = self.plan_drill(&manifest, &names, &token, opts, &mut report)?;
+        // The targets as planned (the report holds configured ones redacted), in report order.
+        let real_targets: Vec<String> = planned
+            .iter()
+            .flat_map(|(_, _, rs)| rs.iter().map(|r| r.target.clone()))
+            .collect();
         // The journal: every target is on record before the first one is created.
         report.save(&self.repo).await?;
 
@@ -279,13 +316,16 @@ impl Runner {
         }
         // Cleanup: always, whatever happened above (unless kept).
         let t0 = timeline.now();
-        for i in 0..report.scratch.len() {
+        for (slot, real) in report.scratch.iter_mut().zip(&real_targets) {
             if opts.keep {
-                report.scratch[i].state = "kept".into();
+                slot.state = "kept".into();
                 continue;
             }
-            let entry = report.scratch[i].clone();
-            report.scratch[i].state = match self.remove_one(&entry, &token).await {
+            let entry = ScratchEntry {
+                target: real.clone(),
+                ..slot.clone()
+            };
+            slot.state = match self.remove_one(&entry, &token).await {
                 Ok(()) => "removed".into(),
                 Err(e) => {
                     tracing::error!(component = %entry.component, target = %entry.target, error = %e, "could not remove a scratch target");
@@ -375,12 +415,18 @@ impl Runner {
                             }
                             report.scratch.push(ScratchEntry {
                                 component: name.clone(),
-                                target: r.target.clone(),
+                                target: crate::redact::redact(&r.target),
                                 configured,
                                 state: "planned".into(),
                             });
                         }
-                        cd.targets = rs.clone();
+                        cd.targets = rs
+                            .iter()
+                            .map(|r| ScratchRestore {
+                                items: r.items.clone(),
+                                target: crate::redact::redact(&r.target),
+                            })
+                            .collect();
                         planned.push((c, rec.clone(), rs));
                     }
                 }
