@@ -512,8 +512,11 @@ mod tests {
             phases: Vec::new(),
             error: Some("password=hunter22 refused".into()),
         };
-        let text = serde_json::to_string(&r.stored()).unwrap();
-        assert!(!text.contains("s3cr3t-pw") && !text.contains("hunter22"), "{text}");
+        let text = serde_json::to_string(&r.stored()).expect("serializes");
+        assert!(
+            !text.contains("s3cr3t-pw") && !text.contains("hunter22"),
+            "{text}"
+        );
         assert!(html::drill_page(&r.stored()).contains("bolt://neo4j:***@h:7687"));
     }
 

@@ -305,13 +305,25 @@ impl Runner {
                     DrillState::Failed
                 };
             }
-            Err(Error::Interrupted) => {
-                report.state = DrillState::Interrupted;
-                report.error = Some("interrupted by a signal".into());
-            }
             Err(e) => {
-                report.state = DrillState::Failed;
-                report.error = Some(e.to_string());
+                let why = match e {
+                    Error::Interrupted => {
+                        report.state = DrillState::Interrupted;
+                        "interrupted by a signal".to_string()
+                    }
+                    e => {
+                        report.state = DrillState::Failed;
+                        e.to_string()
+                    }
+                };
+                // The components it was restoring did not finish.
+                for c in &mut report.components {
+                    if c.result == ComponentResult::NotDrilled && !c.targets.is_empty() {
+                        c.result = ComponentResult::Failed;
+                        c.error = Some(format!("did not finish: {why}"));
+                    }
+                }
+                report.error = Some(why);
             }
         }
         // Cleanup: always, whatever happened above (unless kept).
