@@ -25,7 +25,9 @@ mod fake;
 mod guards;
 mod online;
 
-pub use capabilities::{record_difference_refused, restore_one_part, restore_to_target};
+pub use capabilities::{
+    drill_passes, record_difference_refused, restore_one_part, restore_to_target,
+};
 pub use fake::{Fake, FakeLog};
 pub use guards::{every_artifact_damaged, probe_reachability};
 pub use online::{writer_process, writers_during_backup, OnlineOutcome, Writer};
@@ -60,6 +62,13 @@ pub trait Fixture: Send + Sync {
     async fn destroy(&self, slot: usize) -> Result<()>;
     /// A description of the live data of `slot` computed without the driver under test.
     async fn fingerprint(&self, slot: usize) -> Result<String>;
+
+    /// `[drill]` for [`drill_passes`]: by default nothing configured (the driver derives its
+    /// scratch targets); a fixture whose store needs a separate server for a scratch copy
+    /// (Neo4j) names its other slot's.
+    async fn drill_config(&self) -> crate::drill::DrillConfig {
+        crate::drill::DrillConfig::default()
+    }
 
     /// For a driver declaring [`crate::Capabilities::restore_to_target`]: another target for slot 0's
     /// component, made ready for a restore (absent or empty, as the driver wants a new
@@ -210,6 +219,7 @@ pub async fn run_all(fx: &dyn Fixture, repo: &Repository) -> Result<()> {
         partial_restore(fx, repo).await?;
         restore_to_target(fx, repo).await?;
         restore_one_part(fx, repo).await?;
+        drill_passes(fx, repo).await?;
     }
     record_difference_refused(fx, repo).await?;
     if full {

@@ -29,6 +29,13 @@ impl Fx {
 
 #[async_trait]
 impl Fixture for Fx {
+    /// Community has one database: the drill's scratch copy goes to the other server.
+    async fn drill_config(&self) -> amber_dr_core::drill::DrillConfig {
+        amber_dr_core::drill::DrillConfig {
+            neo4j_uri: Some(self.neo.uris[1].clone()),
+            ..Default::default()
+        }
+    }
     fn component(&self, slot: usize) -> Arc<dyn Component> {
         Arc::new(Neo4j::new(format!("graph{slot}"), self.neo.config(slot)).unwrap())
     }

@@ -6,6 +6,8 @@
 //!   configured store is untouched;
 //! - [`restore_one_part`] for [`Capabilities::restore_parts`]: one part of slot 0 restored,
 //!   only that part changed;
+//! - [`drill_passes`]: a drill of a backup of slot 0 restores it into the driver's scratch
+//!   targets, passes, removes them, and leaves slot 0 as it was;
 //! - [`record_difference_refused`]: a backup whose record no longer matches its data (the
 //!   counts or fingerprints the driver compares, changed by [`Fixture::falsify`]) is refused,
 //!   and the live data is unchanged.
@@ -198,4 +200,42 @@ pub async fn record_difference_refused(fx: &dyn Fixture, repo: &Repository) -> R
         format!("a restore that {how} changed the live data (a component written in place must be rolled back from the safety backup)\n--- before\n{before}\n--- after\n{after}")
     })?;
     fx.populate(0).await
+}
+
+/// A drill (see [`crate::drill`]) of a backup of slot 0, with [`Fixture::drill_config`]: the
+/// component is restored into its scratch targets and compared with the record there
+/// (passed), every scratch target is removed, and slot 0 is unchanged. A driver without
+/// scratch targets (reported "not drilled") is skipped with a note.
+pub async fn drill_passes(fx: &dyn Fixture, repo: &Repository) -> Result<()> {
+    let c = fx.component(0);
+    fx.populate(0).await?;
+    let before = fx.fingerprint(0).await?;
+    let r = runner(repo, vec![c]);
+    let m = r.backup(&BackupOptions::default()).await?;
+    let opts = crate::runner::DrillOptions {
+        config: fx.drill_config().await,
+        ..Default::default()
+    };
+    let d = r.drill(&m.id, &opts).await?;
+    if d.components
+        .iter()
+        .all(|c| c.result == crate::drill::ComponentResult::NotDrilled)
+    {
+        eprintln!(
+            "conformance: drill skipped: {}",
+            d.components
+                .iter()
+                .filter_map(|c| c.error.clone())
+                .collect::<Vec<_>>()
+                .join("; ")
+        );
+        return Ok(());
+    }
+    check(d.passed(), || format!("the drill failed: {d:#?}"))?;
+    check(d.scratch.iter().all(|s| s.state == "removed"), || {
+        format!("scratch targets not removed: {:?}", d.scratch)
+    })?;
+    check(fx.fingerprint(0).await? == before, || {
+        "the drill changed the live data".into()
+    })
 }
