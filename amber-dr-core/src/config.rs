@@ -324,9 +324,18 @@ fn parse_drill(
                 "is empty; name a directory for scratch copies, or leave it out (the temporary directory)",
             ));
         }
-        if dir.is_relative() {
-            d.dir = Some(base_dir.join(dir));
-        }
+        let joined = if dir.is_relative() {
+            base_dir.join(dir)
+        } else {
+            dir.clone()
+        };
+        // `./scratch` shows as `/etc/amber-dr/scratch`, not `/etc/amber-dr/./scratch`.
+        d.dir = Some(
+            joined
+                .components()
+                .filter(|c| !matches!(c, std::path::Component::CurDir))
+                .collect(),
+        );
     }
     if let Some(b) = d.rto_budget_seconds {
         if b.is_nan() || b <= 0.0 {
@@ -580,6 +589,34 @@ mod tests {
             "PW" => Some("s3cret".into()),
             "EMPTY" => Some(String::new()),
             _ => None,
+        }
+    }
+
+    #[test]
+    fn drill_section_is_read_and_checked() {
+        let path = Path::new("/etc/amber/amber-dr.toml");
+        let c = Config::parse(
+            "[drill]\ndir = \"./scratch\"\nneo4j_uri = \"bolt://h:7688\"\nrto_budget_seconds = 60\n[drill.targets]\nuploads = \"/mnt/x\"",
+            path,
+            &env,
+        )
+        .expect("parses");
+        assert_eq!(
+            c.drill.dir.as_deref(),
+            Some(Path::new("/etc/amber/scratch"))
+        );
+        assert_eq!(c.drill.neo4j_uri.as_deref(), Some("bolt://h:7688"));
+        assert_eq!(c.drill.targets["uploads"], "/mnt/x");
+        for (text, want) in [
+            ("[drill]\nbogus = 1", "[drill]"),
+            (
+                "[drill]\nrto_budget_seconds = -1",
+                "drill.rto_budget_seconds",
+            ),
+            ("[drill]\ndir = \"\"", "drill.dir"),
+        ] {
+            let e = Config::parse(text, path, &env).expect_err(text).to_string();
+            assert!(e.contains(want), "{text}: {e}");
         }
     }
 

@@ -27,7 +27,7 @@ th{font-size:12px;color:#5b6474;text-transform:uppercase;letter-spacing:.04em}
 td.n{text-align:right;font-variant-numeric:tabular-nums}
 .badge{display:inline-block;padding:1px 8px;border-radius:10px;font-size:12px;font-weight:600}
 .ok{background:#dcf5e3;color:#11612e}.bad{background:#fde2e1;color:#9b1c1c}.warn{background:#fff1cc;color:#7a5200}.muted{background:#eceff3;color:#4b5563}
-ul.checks{margin:0;padding-left:18px;color:#3b4352;font-size:12.5px}
+ul.checks{margin:0;padding-left:18px;color:#3b4352;font-size:12.5px;overflow-wrap:anywhere}
 .err{color:#9b1c1c}
 code{font-size:12.5px;background:#f1f3f6;padding:0 4px;border-radius:4px}
 svg text{font:11px system-ui,sans-serif;fill:#1d2330}
