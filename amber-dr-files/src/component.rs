@@ -30,8 +30,9 @@ pub struct Files {
 impl Files {
     /// A `files` component named `name`.
     pub fn new(name: impl Into<String>, config: FilesConfig) -> Self {
-        let dir =
-            Directory::new(crate::KIND, name, &config.path).protect(config.config_dir.clone());
+        let dir = Directory::new(crate::KIND, name, &config.path)
+            .protect(config.config_dir.clone())
+            .chunked(true);
         Self { dir, config }
     }
 

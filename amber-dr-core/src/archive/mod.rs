@@ -21,6 +21,7 @@
 //! The tar work is blocking (std I/O): callers run it in `spawn_blocking` behind a
 //! `SyncIoBridge`, as [`Directory`] does.
 
+mod chunked;
 mod directory;
 pub mod extract;
 pub mod foreign;
