@@ -549,8 +549,10 @@ async fn close_pack<W: AsyncWrite + Unpin>(
             uploads.remove(0).await.map_err(join_err)??;
         }
         let (repo, progress, h) = (repo.clone(), progress.clone(), hash.clone());
-        uploads.push(tokio::spawn(async move {
-            repo.put_blob_hashed(h, data, progress).await
+        // Compressed on a blocking thread, like the chunks, not on the runtime's workers.
+        let rt = Handle::current();
+        uploads.push(tokio::task::spawn_blocking(move || {
+            rt.block_on(repo.put_blob_hashed(h, data, progress))
         }));
         hash
     };
