@@ -29,11 +29,12 @@ use crate::{BlobRecord, Error, Progress, Repository, Result};
 /// Pack blobs kept in memory while their files are written.
 const PACK_CACHE: usize = 8;
 
-/// Blobs read for slices (packs), the most recent few kept.
+/// Blobs read for slices (packs), the most recent few kept. Each is read once even when
+/// several files of it are written at the same moment (one cell per pack, filled by the first).
 #[derive(Default)]
 struct Cache {
     order: VecDeque<String>,
-    blobs: HashMap<String, Bytes>,
+    blobs: HashMap<String, Arc<tokio::sync::OnceCell<Bytes>>>,
 }
 
 async fn blob(
@@ -42,30 +43,35 @@ async fn blob(
     p: &Piece,
     progress: &Progress,
 ) -> Result<Bytes> {
-    let whole = p.2 == 0 && p.3 == p.1;
-    if !whole {
-        if let Some(b) = cache.lock().map_err(lock_err)?.blobs.get(&p.0) {
-            return Ok(b.clone());
-        }
-    }
     let rec = BlobRecord {
         sha256: p.0.clone(),
         size: p.1,
         deduplicated: false,
     };
-    let b = repo.read_blob(&rec, progress.clone()).await?;
-    if !whole {
+    if p.2 == 0 && p.3 == p.1 {
+        // A whole blob (a chunk): read once, not cached.
+        return repo.read_blob(&rec, progress.clone()).await;
+    }
+    let cell = {
         let mut c = cache.lock().map_err(lock_err)?;
-        if c.blobs.insert(p.0.clone(), b.clone()).is_none() {
-            c.order.push_back(p.0.clone());
-            if c.order.len() > PACK_CACHE {
-                if let Some(old) = c.order.pop_front() {
-                    c.blobs.remove(&old);
+        match c.blobs.get(&p.0) {
+            Some(cell) => cell.clone(),
+            None => {
+                let cell = Arc::new(tokio::sync::OnceCell::new());
+                c.blobs.insert(p.0.clone(), cell.clone());
+                c.order.push_back(p.0.clone());
+                if c.order.len() > PACK_CACHE {
+                    if let Some(old) = c.order.pop_front() {
+                        c.blobs.remove(&old);
+                    }
                 }
+                cell
             }
         }
-    }
-    Ok(b)
+    };
+    cell.get_or_try_init(|| repo.read_blob(&rec, progress.clone()))
+        .await
+        .cloned()
 }
 
 fn lock_err<T>(_: T) -> Error {
