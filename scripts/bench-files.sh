@@ -165,8 +165,9 @@ bench_set() {
   echo "All runs ($label): backup peer ${peer_b[*]} / amber-dr ${ours_b[*]}; restore peer ${peer_r[*]} / amber-dr ${ours_r[*]}." >"$WORK/runs-$label"
 }
 
-# Change 1% of the files of DATA (every 100th in sorted order, offset by the run): rewritten
-# with new content of the same length. The cached data set keeps these changes.
+# Change 1% of the files of DATA (every 100th in sorted order, offset by the run): a small
+# file is rewritten with new content of the same length, a large one (over 1 MiB) gets 4 KiB
+# overwritten in its middle (an edit). The cached data set keeps these changes.
 change_one_percent() {
   python3 - "$1" "$2" <<'PY'
 import os, sys
@@ -174,8 +175,13 @@ root, run = sys.argv[1], int(sys.argv[2])
 files = sorted(os.path.join(d, f) for d, _, fs in os.walk(root) for f in fs if not f.startswith("."))
 for p in files[run % 100::100]:
     n = os.path.getsize(p)
-    with open(p, "wb") as f:
-        f.write(os.urandom(n))
+    if n > 1 << 20:
+        with open(p, "r+b") as f:
+            f.seek(n // 2)
+            f.write(os.urandom(4096))
+    else:
+        with open(p, "wb") as f:
+            f.write(os.urandom(n))
 PY
 }
 

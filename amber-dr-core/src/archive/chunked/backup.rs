@@ -429,6 +429,49 @@ pub(crate) async fn snapshot(
     })
 }
 
+/// Entries per batch of small files and decided entries.
+const BATCH_ITEMS: usize = 512;
+/// Bytes of small files per batch.
+const BATCH_BYTES: u64 = 4 * 1024 * 1024;
+
+/// A task of the backup: the entries of a batch, or of one large file, in order.
+type Job = JoinHandle<Result<Vec<Done>>>;
+
+/// One item of a batch.
+enum Item {
+    /// Decided without reading.
+    Ready(Done),
+    /// A small file to read.
+    Read(PathBuf),
+}
+
+/// What a reading task needs.
+#[derive(Clone)]
+struct JobCx {
+    root: PathBuf,
+    repo: Repository,
+    rt: Handle,
+    progress: Progress,
+}
+
+/// Start the batch (if any) as one blocking task.
+fn push_batch(batch: &mut Vec<Item>, jobs: &mut FuturesOrdered<Job>, cx: &JobCx) {
+    if batch.is_empty() {
+        return;
+    }
+    let items = std::mem::take(batch);
+    let c = cx.clone();
+    jobs.push_back(tokio::task::spawn_blocking(move || {
+        items
+            .into_iter()
+            .map(|it| match it {
+                Item::Ready(d) => Ok(d),
+                Item::Read(rel) => read_file(&c.root, &rel, &c.repo, &c.rt, &c.progress),
+            })
+            .collect()
+    }));
+}
+
 /// The main loop: walked entries in, entries out in the same order.
 async fn run<W: AsyncWrite + Unpin>(
     repo: &Repository,
@@ -447,70 +490,84 @@ async fn run<W: AsyncWrite + Unpin>(
     };
     let limit = concurrency();
     let rt = Handle::current();
-    let mut jobs: FuturesOrdered<JoinHandle<Result<Done>>> = FuturesOrdered::new();
+    let mut jobs: FuturesOrdered<Job> = FuturesOrdered::new();
     let mut pack = Pack::default();
     let mut uploads: Vec<JoinHandle<Result<crate::BlobRecord>>> = Vec::new();
     let mut walk_done = false;
+    // Entries decided here and small files to read go in batches (one blocking task for
+    // many small files, not one each); a large file is a task of its own.
+    let mut batch: Vec<Item> = Vec::new();
+    let mut batch_bytes = 0u64;
+    let ctx = JobCx {
+        root: root.to_path_buf(),
+        repo: repo.clone(),
+        rt: rt.clone(),
+        progress: progress.clone(),
+    };
     let res: Result<()> = async {
         loop {
             while !walk_done && jobs.len() < limit {
                 let Some(w) = rx.recv().await else {
                     walk_done = true;
+                    push_batch(&mut batch, &mut jobs, &ctx);
                     break;
                 };
-                let ready = |d: Done| tokio::spawn(async move { Ok(d) });
                 if w.meta.is_dir() {
-                    jobs.push_back(ready(Done::Entry(
-                        base_entry(&w.rel, &w.meta, "d"),
-                        vec![],
-                        0,
-                    )));
+                    let e = base_entry(&w.rel, &w.meta, "d");
+                    batch.push(Item::Ready(Done::Entry(e, vec![], 0)));
                 } else if let Some(link) = w.link {
                     let mut e = base_entry(&w.rel, &w.meta, "l");
                     e.m = 0;
                     (e.l, e.lx) = encode(link.as_os_str().as_bytes());
-                    jobs.push_back(ready(Done::Entry(e, vec![], 0)));
+                    batch.push(Item::Ready(Done::Entry(e, vec![], 0)));
                 } else if let Some(mut e) = unchanged(prev.take(&w.rel).await, &w.meta) {
                     // Metadata as now (a chmod changes ctime, so it is the same anyway).
                     let now = base_entry(&w.rel, &w.meta, "f");
                     (e.m, e.u, e.g) = (now.m, now.u, now.g);
                     stats.files_unchanged += 1;
-                    jobs.push_back(ready(Done::Entry(e, vec![], 0)));
-                } else {
-                    let (root, rel, repo, rt, progress) = (
-                        root.to_path_buf(),
-                        w.rel,
-                        repo.clone(),
-                        rt.clone(),
-                        progress.clone(),
-                    );
-                    jobs.push_back(tokio::task::spawn_blocking(move || {
-                        read_file(&root, &rel, &repo, &rt, &progress)
-                    }));
+                    batch.push(Item::Ready(Done::Entry(e, vec![], 0)));
+                } else if w.meta.len() < SMALL_FILE {
                     stats.files_read += 1;
+                    batch_bytes += w.meta.len();
+                    batch.push(Item::Read(w.rel));
+                } else {
+                    stats.files_read += 1;
+                    push_batch(&mut batch, &mut jobs, &ctx);
+                    let c = ctx.clone();
+                    jobs.push_back(tokio::task::spawn_blocking(move || {
+                        read_file(&c.root, &w.rel, &c.repo, &c.rt, &c.progress).map(|d| vec![d])
+                    }));
+                }
+                if batch.len() >= BATCH_ITEMS || batch_bytes >= BATCH_BYTES {
+                    push_batch(&mut batch, &mut jobs, &ctx);
+                }
+                if batch.is_empty() {
+                    batch_bytes = 0;
                 }
             }
             let Some(done) = jobs.next().await else {
                 break;
             };
-            match done.map_err(join_err)?? {
-                Done::Skipped(w) => out.warnings.push(w),
-                Done::Entry(e, mut w, read) => {
-                    out.warnings.append(&mut w);
-                    stats.bytes_read += read;
-                    pack.pending.push((e, None));
+            for done in done.map_err(join_err)?? {
+                match done {
+                    Done::Skipped(w) => out.warnings.push(w),
+                    Done::Entry(e, mut w, read) => {
+                        out.warnings.append(&mut w);
+                        stats.bytes_read += read;
+                        pack.pending.push((e, None));
+                    }
+                    Done::Small(e, content, mut w) => {
+                        out.warnings.append(&mut w);
+                        let offset = pack.data.len() as u64;
+                        pack.data.extend_from_slice(&content);
+                        stats.bytes_read += content.len() as u64;
+                        pack.pending
+                            .push((e, (!content.is_empty()).then_some(offset)));
+                    }
                 }
-                Done::Small(e, content, mut w) => {
-                    out.warnings.append(&mut w);
-                    let offset = pack.data.len() as u64;
-                    pack.data.extend_from_slice(&content);
-                    stats.bytes_read += content.len() as u64;
-                    pack.pending
-                        .push((e, (!content.is_empty()).then_some(offset)));
+                if pack.data.len() >= PACK_BYTES || pack.pending.len() >= PACK_PENDING {
+                    close_pack(repo, progress, &mut pack, &mut uploads, out).await?;
                 }
-            }
-            if pack.data.len() >= PACK_BYTES || pack.pending.len() >= PACK_PENDING {
-                close_pack(repo, progress, &mut pack, &mut uploads, out).await?;
             }
         }
         close_pack(repo, progress, &mut pack, &mut uploads, out).await?;

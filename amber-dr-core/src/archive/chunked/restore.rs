@@ -109,7 +109,16 @@ pub(crate) async fn read_index(
         Mode::Extract(p) => Some(p.to_path_buf()),
         Mode::Check => None,
     };
-    let rt = Handle::current();
+    let ctx = JobCx {
+        repo: repo.clone(),
+        cache: cache.clone(),
+        rt: Handle::current(),
+        progress: progress.clone(),
+    };
+    // Files are written in batches (one blocking task for many small files); a large file
+    // fills a batch alone.
+    let mut batch: Vec<FileJob> = Vec::new();
+    let mut batch_bytes = 0u64;
     let res: Result<()> = async {
         while let Some(e) = reader.next().await? {
             let raw = e.path_bytes().map_err(|why| Error::Corrupt {
@@ -209,17 +218,18 @@ pub(crate) async fn read_index(
                                 .collect()
                         }
                     };
-                    if jobs.len() >= limit {
-                        if let Some(r) = jobs.next().await {
-                            r.map_err(join_err)??;
-                        }
-                    }
-                    let (repo, cache, rt, p) =
-                        (repo.clone(), cache.clone(), rt.clone(), progress.clone());
                     let dest = staging.as_ref().map(|s| s.join(&rel));
-                    jobs.push(tokio::task::spawn_blocking(move || {
-                        write_file(dest.as_deref(), &e, &pieces, &repo, &cache, &rt, &p)
-                    }));
+                    batch_bytes += e.s;
+                    batch.push((dest, e, pieces));
+                    if batch.len() >= BATCH_FILES || batch_bytes >= BATCH_BYTES {
+                        batch_bytes = 0;
+                        if jobs.len() >= limit {
+                            if let Some(r) = jobs.next().await {
+                                r.map_err(join_err)??;
+                            }
+                        }
+                        push_batch(&mut batch, &mut jobs, &ctx);
+                    }
                     progress.add_items(1);
                 }
                 other => {
@@ -231,6 +241,7 @@ pub(crate) async fn read_index(
             }
             last = Some(rel);
         }
+        push_batch(&mut batch, &mut jobs, &ctx);
         while let Some(r) = jobs.next().await {
             r.map_err(join_err)??;
         }
@@ -246,6 +257,47 @@ pub(crate) async fn read_index(
         apply_meta(p, e, false).map_err(|err| Error::from_io("set metadata of", p, err))?;
     }
     Ok(fp.finish(Vec::new()))
+}
+
+/// Files per batch.
+const BATCH_FILES: usize = 256;
+/// Bytes per batch.
+const BATCH_BYTES: u64 = 4 * 1024 * 1024;
+
+/// One file to write (or, checking, whose blobs to read): destination, entry, pieces.
+type FileJob = (Option<PathBuf>, Entry, Vec<Piece>);
+
+/// What a writing task needs.
+struct JobCx {
+    repo: Repository,
+    cache: Arc<Mutex<Cache>>,
+    rt: Handle,
+    progress: Progress,
+}
+
+/// Start the batch (if any) as one blocking task.
+fn push_batch(
+    batch: &mut Vec<FileJob>,
+    jobs: &mut FuturesUnordered<JoinHandle<Result<()>>>,
+    cx: &JobCx,
+) {
+    if batch.is_empty() {
+        return;
+    }
+    let files = std::mem::take(batch);
+    let (repo, cache, rt, progress) = (
+        cx.repo.clone(),
+        cx.cache.clone(),
+        cx.rt.clone(),
+        cx.progress.clone(),
+    );
+    jobs.push(tokio::task::spawn_blocking(move || {
+        for (dest, e, pieces) in &files {
+            write_file(dest.as_deref(), e, pieces, &repo, &cache, &rt, &progress)?;
+            progress.add_items(1);
+        }
+        Ok(())
+    }));
 }
 
 /// Write one file from its pieces (or, checking, read its blobs), blocking.
