@@ -32,7 +32,7 @@ const PACK_BYTES: usize = 4 * 1024 * 1024;
 /// ...or this many entries wait for it.
 const PACK_PENDING: usize = 16 * 1024;
 /// Pack uploads in flight.
-const PACK_UPLOADS: usize = 4;
+const PACK_UPLOADS: usize = 2;
 
 /// Files read at once.
 pub(crate) fn concurrency() -> usize {
@@ -215,7 +215,7 @@ fn read_file(
         entry.ct = ctime(&before);
         entry.ino = before.ino();
         let mut buf: Vec<u8> = Vec::with_capacity(if before.len() < SMALL_FILE {
-            before.len() as usize + 1
+            before.len() as usize + 4096
         } else {
             chunker::MAX
         });
@@ -225,7 +225,12 @@ fn read_file(
         loop {
             // Fill the buffer to MAX (or the end of the file).
             while !eof && buf.len() < chunker::MAX {
-                let want = (chunker::MAX - buf.len()).min(1024 * 1024);
+                // As much as the file should still hold (and a little more, to see its end):
+                // a small file never gets a large zero-filled buffer.
+                let expected = before.len().saturating_sub(buf.len() as u64) as usize;
+                let want = (expected + 4096)
+                    .min(1024 * 1024)
+                    .min(chunker::MAX - buf.len());
                 let start = buf.len();
                 buf.resize(start + want, 0);
                 let n = file
@@ -236,6 +241,7 @@ fn read_file(
             }
             if eof && entry.c.is_empty() && (buf.len() as u64) < SMALL_FILE {
                 total = buf.len() as u64;
+                buf.shrink_to_fit();
                 small = Some(Bytes::from(std::mem::take(&mut buf)));
                 break;
             }
