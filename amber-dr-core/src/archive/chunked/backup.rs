@@ -446,7 +446,7 @@ type Job = JoinHandle<Result<Vec<Done>>>;
 /// One item of a batch.
 enum Item {
     /// Decided without reading.
-    Ready(Done),
+    Ready(Box<Done>),
     /// A small file to read.
     Read(PathBuf),
 }
@@ -471,7 +471,7 @@ fn push_batch(batch: &mut Vec<Item>, jobs: &mut FuturesOrdered<Job>, cx: &JobCx)
         items
             .into_iter()
             .map(|it| match it {
-                Item::Ready(d) => Ok(d),
+                Item::Ready(d) => Ok(*d),
                 Item::Read(rel) => read_file(&c.root, &rel, &c.repo, &c.rt, &c.progress),
             })
             .collect()
@@ -520,18 +520,18 @@ async fn run<W: AsyncWrite + Unpin>(
                 };
                 if w.meta.is_dir() {
                     let e = base_entry(&w.rel, &w.meta, "d");
-                    batch.push(Item::Ready(Done::Entry(e, vec![], 0)));
+                    batch.push(Item::Ready(Box::new(Done::Entry(e, vec![], 0))));
                 } else if let Some(link) = w.link {
                     let mut e = base_entry(&w.rel, &w.meta, "l");
                     e.m = 0;
                     (e.l, e.lx) = encode(link.as_os_str().as_bytes());
-                    batch.push(Item::Ready(Done::Entry(e, vec![], 0)));
+                    batch.push(Item::Ready(Box::new(Done::Entry(e, vec![], 0))));
                 } else if let Some(mut e) = unchanged(prev.take(&w.rel).await, &w.meta) {
                     // Metadata as now (a chmod changes ctime, so it is the same anyway).
                     let now = base_entry(&w.rel, &w.meta, "f");
                     (e.m, e.u, e.g) = (now.m, now.u, now.g);
                     stats.files_unchanged += 1;
-                    batch.push(Item::Ready(Done::Entry(e, vec![], 0)));
+                    batch.push(Item::Ready(Box::new(Done::Entry(e, vec![], 0))));
                 } else if w.meta.len() < SMALL_FILE {
                     stats.files_read += 1;
                     batch_bytes += w.meta.len();
