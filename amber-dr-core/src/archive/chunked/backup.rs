@@ -10,7 +10,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures::stream::FuturesOrdered;
 use futures::StreamExt;
 use tokio::io::{AsyncWrite, AsyncWriteExt, BufWriter};
@@ -40,6 +40,14 @@ pub(crate) fn concurrency() -> usize {
         .map(|n| n.get() * 2)
         .unwrap_or(4)
         .clamp(4, 16)
+}
+
+/// Large files read at once: one per core, 2 to 8.
+fn large_limit() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+        .clamp(2, 8)
 }
 
 /// What the walk found.
@@ -214,7 +222,7 @@ fn read_file(
         let mut entry = base_entry(rel, &before, "f");
         entry.ct = ctime(&before);
         entry.ino = before.ino();
-        let mut buf: Vec<u8> = Vec::with_capacity(if before.len() < SMALL_FILE {
+        let mut buf = BytesMut::with_capacity(if before.len() < SMALL_FILE {
             before.len() as usize + 4096
         } else {
             chunker::MAX
@@ -241,20 +249,19 @@ fn read_file(
             }
             if eof && entry.c.is_empty() && (buf.len() as u64) < SMALL_FILE {
                 total = buf.len() as u64;
-                buf.shrink_to_fit();
-                small = Some(Bytes::from(std::mem::take(&mut buf)));
+                small = Some(buf.split().freeze());
                 break;
             }
             if buf.is_empty() {
                 break;
             }
             let n = chunker::cut(&buf);
-            let chunk = Bytes::copy_from_slice(&buf[..n]);
+            // The chunk is split off the buffer, not copied.
+            let chunk = buf.split_to(n).freeze();
             let hash = content_hash(&chunk);
             rt.block_on(repo.put_blob_hashed(hash.clone(), chunk, progress.clone()))?;
             entry.c.push(Piece(hash, n as u64, 0, n as u64));
             total += n as u64;
-            buf.drain(..n);
         }
         let after = file
             .metadata()
@@ -495,6 +502,7 @@ async fn run<W: AsyncWrite + Unpin>(
         blobs: 0,
     };
     let limit = concurrency();
+    let large = std::sync::Arc::new(tokio::sync::Semaphore::new(large_limit()));
     let rt = Handle::current();
     let mut jobs: FuturesOrdered<Job> = FuturesOrdered::new();
     let mut pack = Pack::default();
@@ -539,8 +547,17 @@ async fn run<W: AsyncWrite + Unpin>(
                 } else {
                     stats.files_read += 1;
                     push_batch(&mut batch, &mut jobs, &ctx);
+                    // At most `large_limit` large files at once (memory: a 4 MiB buffer, a
+                    // chunk and its compressed copy each); running tasks free their permits
+                    // by themselves.
+                    let permit = large
+                        .clone()
+                        .acquire_owned()
+                        .await
+                        .map_err(|e| Error::Other(e.to_string()))?;
                     let c = ctx.clone();
                     jobs.push_back(tokio::task::spawn_blocking(move || {
+                        let _permit = permit;
                         read_file(&c.root, &w.rel, &c.repo, &c.rt, &c.progress).map(|d| vec![d])
                     }));
                 }
