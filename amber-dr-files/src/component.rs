@@ -1,6 +1,6 @@
 //! The `files` component: a directory on disk, handled by core's directory-tree mechanism
-//! ([`amber_dr_core::archive::Directory`]: tar archive with exact metadata, hostile-archive
-//! guards, staged swap). This driver adds the config, the capabilities and the runbook's
+//! ([`amber_dr_core::archive::Directory`] in its chunked, content-addressed, incremental
+//! format; exact metadata, hostile-input guards, staged swap; older tar backups still read). This driver adds the config, the capabilities and the runbook's
 //! `uploads.tar.gz`.
 
 use std::path::Path;
@@ -30,8 +30,9 @@ pub struct Files {
 impl Files {
     /// A `files` component named `name`.
     pub fn new(name: impl Into<String>, config: FilesConfig) -> Self {
-        let dir =
-            Directory::new(crate::KIND, name, &config.path).protect(config.config_dir.clone());
+        let dir = Directory::new(crate::KIND, name, &config.path)
+            .protect(config.config_dir.clone())
+            .chunked(true);
         Self { dir, config }
     }
 

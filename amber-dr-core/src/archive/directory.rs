@@ -29,16 +29,20 @@ pub(super) struct Details {
     /// The directory did not exist when the (safety) snapshot was taken.
     pub(super) absent: bool,
     /// The directory backed up.
-    source: String,
-    root_mode: u32,
-    root_mtime: MTime,
+    pub(super) source: String,
+    pub(super) root_mode: u32,
+    pub(super) root_mtime: MTime,
     /// The root directory's owner (uid, gid), given back to it by a restore (as root); absent
     /// in records written before it was kept.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    root_owner: Option<(u32, u32)>,
+    pub(super) root_owner: Option<(u32, u32)>,
     /// SHA-256 over every entry's path, type, mode, size, mtime and link target.
-    fingerprint: String,
-    stats: TreeStats,
+    pub(super) fingerprint: String,
+    pub(super) stats: TreeStats,
+    /// The format of the backup: absent for a tar archive (`files.tar`), `chunked-v1` for the
+    /// content-addressed format (see [`super::chunked`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) format: Option<String>,
 }
 
 /// What can go wrong with the directory itself (converted into [`Error::Component`]).
@@ -62,6 +66,8 @@ pub struct Directory {
     pub(super) path: PathBuf,
     /// Never replaced by a restore (the config file's directory).
     pub(super) config_dir: Option<PathBuf>,
+    /// Snapshots use the chunked, content-addressed format (restores read either format).
+    pub(super) chunked: bool,
 }
 
 impl Directory {
@@ -72,7 +78,16 @@ impl Directory {
             name: name.into(),
             path: path.into(),
             config_dir: None,
+            chunked: false,
         }
+    }
+
+    /// Write snapshots in the chunked, content-addressed, incremental format (see
+    /// docs/repository-format.md) instead of one tar archive. Restores and verification read
+    /// both formats, whatever this says.
+    pub fn chunked(mut self, chunked: bool) -> Self {
+        self.chunked = chunked;
+        self
     }
 
     /// Never let a restore replace `dir` (the directory of the config file the component came
@@ -153,6 +168,7 @@ impl Directory {
                         root_owner: None,
                         fingerprint: String::new(),
                         stats: TreeStats::default(),
+                        format: None,
                     })?;
                     stats_into(&mut rec, &TreeStats::default());
                     return Ok(rec);
@@ -171,6 +187,9 @@ impl Directory {
             Some((m.uid(), m.gid()))
         };
         self.refuse_repository_overlap("snapshot", &root, cx.repository())?;
+        if self.chunked {
+            return self.snapshot_chunked(cx, rec, root, root_owner).await;
+        }
         cx.progress().set_phase("archiving");
         let writer = cx.create_artifact(ARTIFACT).await?;
         let bridge = SyncIoBridge::new(writer);
@@ -208,8 +227,59 @@ impl Directory {
             root_owner,
             fingerprint: summary.fingerprint,
             stats: summary.stats,
+            format: None,
         })?;
         Ok(rec)
+    }
+
+    async fn snapshot_chunked(
+        &self,
+        cx: &SnapshotContext,
+        mut rec: ComponentRecord,
+        root: PathBuf,
+        root_owner: Option<(u32, u32)>,
+    ) -> Result<ComponentRecord> {
+        cx.progress().set_phase("reading files");
+        let root_meta = root_meta(&root).map_err(|e| Error::io("inspect", &root, e))?;
+        let snap = super::chunked::backup::snapshot(cx, &mut rec, &root, root_meta).await?;
+        let summary = snap.summary;
+        stats_into(&mut rec, &summary.stats);
+        rec.set_stat("files_read", snap.files_read);
+        rec.set_stat("bytes_read", snap.bytes_read);
+        rec.set_stat("files_unchanged", snap.files_unchanged);
+        rec.set_stat("blobs", snap.blobs);
+        rec.warnings = summary.warnings;
+        rec.set_details(&Details {
+            absent: false,
+            source: root.display().to_string(),
+            root_mode: root_meta.0,
+            root_mtime: root_meta.1,
+            root_owner,
+            fingerprint: summary.fingerprint,
+            stats: summary.stats,
+            format: Some(super::chunked::index::FORMAT.to_string()),
+        })?;
+        Ok(rec)
+    }
+
+    /// The chunked format's index of `record`, if it is in that format.
+    fn chunked_index<'r>(
+        &self,
+        record: &'r ComponentRecord,
+        details: &Details,
+    ) -> Result<Option<&'r crate::ArtifactRecord>> {
+        match details.format.as_deref() {
+            None => Ok(None),
+            Some(super::chunked::index::FORMAT) => {
+                record.artifact(super::chunked::index::INDEX).map(Some)
+            }
+            Some(other) => Err(Error::component(
+                &self.name,
+                self.kind,
+                "read backup",
+                format!("unknown backup format `{other}` (written by a newer amber-dr?)"),
+            )),
+        }
     }
 
     /// `quick`: the artifact is there with its size. `full`: every byte read and hashed, every
@@ -229,6 +299,32 @@ impl Directory {
             report
                 .notes
                 .push("the directory did not exist when this snapshot was taken".into());
+            return Ok(report);
+        }
+        if let Some(index) = self.chunked_index(record, &details)?.cloned() {
+            let reader = super::chunked::index::IndexReader::from_reader(
+                cx.open_artifact(&index).await?,
+                &index.path,
+            )?;
+            let res = super::chunked::restore::read_index(
+                cx.repository(),
+                reader,
+                &index.path,
+                super::chunked::restore::Mode::Check,
+                (details.root_mode, details.root_mtime),
+                cx.progress(),
+            )
+            .await;
+            match res {
+                Ok(summary) => compare_summary(&mut report, &index.path, &summary, &details),
+                Err(e)
+                    if e.is_damage()
+                        || matches!(e, Error::Unsafe { .. } | Error::MissingArtifact { .. }) =>
+                {
+                    report.problems.push(e.to_string())
+                }
+                Err(e) => return Err(e),
+            }
             return Ok(report);
         }
         let art = record.artifact(ARTIFACT)?.clone();
@@ -263,20 +359,7 @@ impl Directory {
             return Ok(report);
         }
         report.bytes_read += art.stored_size;
-        if summary.fingerprint != details.fingerprint || summary.stats != details.stats {
-            report.problems.push(format!(
-                "artifact `{}` decodes to a tree that differs from the record ({:?} vs {:?})",
-                art.path, summary.stats, details.stats
-            ));
-        } else {
-            report.notes.push(format!(
-                "{} files, {} directories, {} symlinks, {} bytes decoded and match the record",
-                summary.stats.files,
-                summary.stats.directories,
-                summary.stats.symlinks,
-                summary.stats.bytes
-            ));
-        }
+        compare_summary(&mut report, &art.path, &summary, &details);
         Ok(report)
     }
 
@@ -377,15 +460,31 @@ impl Directory {
         details: &Details,
         staging: &Path,
     ) -> Result<TreeStats> {
-        let art = record.artifact(ARTIFACT)?.clone();
         cx.progress().set_phase("extracting");
+        if let Some(index) = self.chunked_index(record, details)?.cloned() {
+            cx.progress().set_total_bytes(details.stats.bytes);
+            let reader = super::chunked::index::IndexReader::from_reader(
+                cx.open_artifact(&index).await?,
+                &index.path,
+            )?;
+            super::chunked::restore::read_index(
+                cx.repository(),
+                reader,
+                &index.path,
+                super::chunked::restore::Mode::Extract(staging),
+                (details.root_mode, details.root_mtime),
+                cx.progress(),
+            )
+            .await?;
+            return self.check_staged(staging, details).await;
+        }
+        let art = record.artifact(ARTIFACT)?.clone();
         cx.progress().set_total_bytes(art.size);
         let reader = cx.open_artifact(&art).await?;
         let bridge = SyncIoBridge::new(reader);
         let progress = cx.progress().clone();
         let (st, path) = (staging.to_path_buf(), art.path.clone());
         let (root_mode, root_mtime) = (details.root_mode, details.root_mtime);
-        let root_owner = details.root_owner;
         let (_, reader) = tokio::task::spawn_blocking(move || {
             read_archive(
                 BufReader::with_capacity(IO_BUFFER, bridge),
@@ -400,8 +499,13 @@ impl Directory {
         .await
         .map_err(join_err)??;
         reader.into_inner().into_inner().finish().await?;
+        self.check_staged(staging, details).await
+    }
 
-        cx.progress().set_phase("comparing");
+    /// Apply the root's metadata to the staging directory and compare its tree with the record.
+    async fn check_staged(&self, staging: &Path, details: &Details) -> Result<TreeStats> {
+        let (root_mode, root_mtime) = (details.root_mode, details.root_mtime);
+        let root_owner = details.root_owner;
         let st = staging.to_path_buf();
         let scanned = tokio::task::spawn_blocking(move || {
             if let Some((uid, gid)) = root_owner {
@@ -427,6 +531,29 @@ impl Directory {
             ));
         }
         Ok(scanned.stats)
+    }
+}
+
+/// Compare a decoded tree with the record: a problem, or a note of what matched.
+fn compare_summary(
+    report: &mut VerifyReport,
+    artifact: &str,
+    summary: &super::tree::TreeSummary,
+    details: &Details,
+) {
+    if summary.fingerprint != details.fingerprint || summary.stats != details.stats {
+        report.problems.push(format!(
+            "artifact `{artifact}` decodes to a tree that differs from the record ({:?} vs {:?})",
+            summary.stats, details.stats
+        ));
+    } else {
+        report.notes.push(format!(
+            "{} files, {} directories, {} symlinks, {} bytes decoded and match the record",
+            summary.stats.files,
+            summary.stats.directories,
+            summary.stats.symlinks,
+            summary.stats.bytes
+        ));
     }
 }
 

@@ -13,6 +13,10 @@
 //!   was; leftovers of interrupted restores cleaned up or pointed out.
 //! - [`foreign_layout`] ([`foreign`]): where the tree's root lies in an archive written by
 //!   another tool (`tar czf` of the runbook).
+//! - `chunked` (crate-private): the content-addressed, incremental format of a directory
+//!   backup — content-defined chunks and packs of small files stored as shared blobs
+//!   ([`crate::blobs`]), an index streamed against the previous backup's, files read and
+//!   written concurrently; chosen by [`Directory::chunked`], read back whatever the setting.
 //! - [`Directory`]: the above put together for a component: snapshot, verify and restore of a
 //!   directory, and [`Directory::restore_foreign_archive`] for a runbook's `.tar.gz`. Its
 //!   records carry the component's kind; restores refuse `/`, system directories, the
@@ -21,6 +25,7 @@
 //! The tar work is blocking (std I/O): callers run it in `spawn_blocking` behind a
 //! `SyncIoBridge`, as [`Directory`] does.
 
+mod chunked;
 mod directory;
 pub mod extract;
 pub mod foreign;

@@ -36,7 +36,7 @@ pub struct MTime {
 }
 
 impl MTime {
-    fn of(meta: &fs::Metadata) -> Self {
+    pub(crate) fn of(meta: &fs::Metadata) -> Self {
         Self {
             secs: meta.mtime(),
             nanos: u32::try_from(meta.mtime_nsec()).unwrap_or(0),
@@ -181,10 +181,11 @@ pub fn root_meta(root: &Path) -> io::Result<(u32, MTime)> {
 }
 
 /// Called for every entry: relative path, metadata (not following symlinks), warnings.
-type Visitor<'a> = dyn FnMut(&Path, &fs::Metadata, &mut Vec<String>) -> io::Result<()> + 'a;
+pub(crate) type Visitor<'a> =
+    dyn FnMut(&Path, &fs::Metadata, &mut Vec<String>) -> io::Result<()> + 'a;
 
 /// Visit every entry under `root` (not following symlinks), depth first, names sorted bytewise.
-fn walk(
+pub(crate) fn walk(
     root: &Path,
     rel: &Path,
     warnings: &mut Vec<String>,
