@@ -323,10 +323,11 @@ fn damage_in_one_component_removes_what_the_others_staged() {
             let p = e.unwrap().path();
             if p.is_dir() {
                 stack.push(p);
-            } else if p
-                .file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with("files.tar"))
-            {
+            } else if p.file_name().is_some_and(|n| {
+                // the tree: the tar archive, or the chunked format's index
+                let n = n.to_string_lossy();
+                n.starts_with("files.tar") || n.starts_with("tree.jsonl")
+            }) {
                 arts.push(p);
             }
         }

@@ -106,8 +106,11 @@ impl Site {
             .expect("read artifact dir")
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| {
-                p.file_name()
-                    .is_some_and(|n| n.to_string_lossy().starts_with("files.tar"))
+                p.file_name().is_some_and(|n| {
+                    // the tree: the tar archive, or the chunked format's index
+                    let n = n.to_string_lossy();
+                    n.starts_with("files.tar") || n.starts_with("tree.jsonl")
+                })
             })
             .collect();
         assert_eq!(found.len(), 1, "{found:?}");

@@ -393,8 +393,14 @@ fn ctrl_c_removes_the_partial_artifact() {
         }
     }
     let mut child = site.cmd(&["backup"]).spawn().unwrap();
-    // Wait until the artifact is being written (some data on disk under the backup).
+    // Wait until the backup is writing data (under its directory, or, for the files driver's
+    // chunked format, content blobs under `blobs/`).
     let deadline = Instant::now() + Duration::from_secs(60);
+    let has_data = |p: &Path| {
+        files_under(p)
+            .iter()
+            .any(|f| fs::metadata(f).map(|m| m.len() > 0).unwrap_or(false))
+    };
     let dir = loop {
         let found = fs::read_dir(site.repo())
             .into_iter()
@@ -403,9 +409,7 @@ fn ctrl_c_removes_the_partial_artifact() {
             .map(|e| e.path())
             .find(|p| {
                 p.file_name().is_some_and(|n| is_id(&n.to_string_lossy()))
-                    && files_under(p)
-                        .iter()
-                        .any(|f| fs::metadata(f).map(|m| m.len() > 0).unwrap_or(false))
+                    && (has_data(p) || has_data(&site.repo().join("blobs")))
             });
         if let Some(d) = found {
             break d;

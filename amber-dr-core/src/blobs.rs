@@ -192,12 +192,12 @@ impl Repository {
         let keys = self.keys().await?;
         let mut out = Vec::new();
         if keys.encrypted() {
-            match keys.blob_name(sha256) {
-                Ok(n) => out.push(blob_path(&n)),
-                Err(m) if !keys.can_read() => {
-                    return Err(Error::config("repository.encryption", m))
-                }
-                Err(_) => {}
+            // A host without the blob-name key (no keys configured) can still read the
+            // plaintext blobs of the backups taken before encryption was turned on: their
+            // names are their plain hashes. (A sealed backup is refused before its blobs are
+            // looked for: its manifest needs the private key.)
+            if let Ok(n) = keys.blob_name(sha256) {
+                out.push(blob_path(&n));
             }
         }
         out.push(blob_path(sha256));

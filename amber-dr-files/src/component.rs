@@ -32,7 +32,7 @@ impl Files {
     pub fn new(name: impl Into<String>, config: FilesConfig) -> Self {
         let dir = Directory::new(crate::KIND, name, &config.path)
             .protect(config.config_dir.clone())
-            .chunked(true);
+            .chunked(config.format == crate::config::FilesFormat::Chunked);
         Self { dir, config }
     }
 

@@ -10,6 +10,11 @@ use serde::{Deserialize, Serialize};
 pub struct FilesConfig {
     /// The directory to back up and restore.
     pub path: PathBuf,
+    /// The backup format: `tar` (the default: one zstd tar archive per backup) or `chunked`
+    /// (content-addressed chunks and packs, incremental; see the crate README for its speed
+    /// today). Either format's backups always restore, whatever this says now.
+    #[serde(default)]
+    pub format: FilesFormat,
     /// The directory of the config file this came from (set by the factory, not read from
     /// the file): a restore never replaces it.
     #[serde(skip)]
@@ -21,7 +26,26 @@ impl FilesConfig {
     pub fn new(path: impl Into<PathBuf>) -> Self {
         Self {
             path: path.into(),
+            format: FilesFormat::default(),
             config_dir: None,
         }
     }
+
+    /// Set [`Self::format`].
+    pub fn format(mut self, format: FilesFormat) -> Self {
+        self.format = format;
+        self
+    }
+}
+
+/// How the `files` driver stores a backup (see [`FilesConfig::format`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FilesFormat {
+    /// One zstd-compressed tar archive per backup.
+    #[default]
+    Tar,
+    /// Content-defined chunks and packed small files, stored once as shared blobs; a backup
+    /// reads only files that changed since the previous one.
+    Chunked,
 }

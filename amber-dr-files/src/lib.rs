@@ -6,7 +6,7 @@ mod config;
 pub mod error;
 
 pub use component::Files;
-pub use config::FilesConfig;
+pub use config::{FilesConfig, FilesFormat};
 
 use std::sync::Arc;
 

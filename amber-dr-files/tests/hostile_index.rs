@@ -11,7 +11,7 @@ use std::path::Path;
 
 use amber_dr_core::testkit;
 use amber_dr_core::{Component, ComponentRecord, Error, Progress, ReadContext, RestoreOptions};
-use amber_dr_files::{Files, FilesConfig};
+use amber_dr_files::{Files, FilesConfig, FilesFormat};
 use tokio::io::AsyncWriteExt;
 
 const ID: &str = "20260101_000000";
@@ -35,7 +35,10 @@ async fn restore_index(lines: &[&str], target: &Path) -> amber_dr_core::Result<(
         "stats": {"files": 0, "directories": 0, "symlinks": 0, "bytes": 0},
         "format": "chunked-v1"
     });
-    let files = Files::new("uploads", FilesConfig::new(target));
+    let files = Files::new(
+        "uploads",
+        FilesConfig::new(target).format(FilesFormat::Chunked),
+    );
     let cx = ReadContext::new(repo.clone(), ID, Progress::none());
     files
         .restore(&cx, &rec, &RestoreOptions::default())

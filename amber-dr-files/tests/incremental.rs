@@ -19,7 +19,7 @@ use amber_dr_core::{
     BackupOptions, Component, Manifest, Progress, ReadContext, RestoreOptions, RestorePlanOptions,
     RetentionPolicy, Runner, Selection, SnapshotContext, SnapshotPurpose, VerifyLevel,
 };
-use amber_dr_files::{Files, FilesConfig};
+use amber_dr_files::{Files, FilesConfig, FilesFormat};
 
 fn noise(len: usize, seed: u64) -> Vec<u8> {
     let mut s = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
@@ -115,7 +115,10 @@ async fn incremental_backups_store_only_what_changed_and_each_restores_exactly()
     let dir = base.path().join("uploads");
     populate(&dir);
     let (repo, repo_dir) = testkit::temp_repo();
-    let c: Arc<dyn Component> = Arc::new(Files::new("uploads", FilesConfig::new(&dir)));
+    let c: Arc<dyn Component> = Arc::new(Files::new(
+        "uploads",
+        FilesConfig::new(&dir).format(FilesFormat::Chunked),
+    ));
     let runner = Runner::new(repo, vec![c]);
 
     let m1 = backup(&runner).await;
@@ -193,7 +196,10 @@ async fn prune_frees_only_what_pruned_backups_used() {
     let dir = base.path().join("uploads");
     populate(&dir);
     let (repo, repo_dir) = testkit::temp_repo();
-    let c: Arc<dyn Component> = Arc::new(Files::new("uploads", FilesConfig::new(&dir)));
+    let c: Arc<dyn Component> = Arc::new(Files::new(
+        "uploads",
+        FilesConfig::new(&dir).format(FilesFormat::Chunked),
+    ));
     let runner = Runner::new(repo.clone(), vec![c]);
     let m1 = backup(&runner).await;
     // Only the first backup has large/0.bin and the first version of the small files of
@@ -266,7 +272,10 @@ async fn a_tar_format_backup_still_restores() {
     );
     let rec = tar_dir.snapshot(&cx).await.unwrap();
     assert!(rec.artifact("files.tar").is_ok());
-    let files = Files::new("uploads", FilesConfig::new(&dir));
+    let files = Files::new(
+        "uploads",
+        FilesConfig::new(&dir).format(FilesFormat::Chunked),
+    );
     let rcx = ReadContext::new(repo.clone(), id, Progress::none());
     let v = files.decode(&rcx, &rec).await.unwrap();
     assert!(v.is_ok(), "{v:?}");

@@ -14,18 +14,21 @@ use std::sync::Arc;
 use amber_dr_core::plan::ComponentPlan;
 use amber_dr_core::testkit::Fixture;
 use amber_dr_core::{async_trait, Component, ComponentRecord, Result};
-use amber_dr_files::{Files, FilesConfig};
+use amber_dr_files::{Files, FilesConfig, FilesFormat};
 use sha2::{Digest, Sha256};
 
 /// Two upload directories under a temp dir: the conformance fixture of the files driver.
 pub struct Dirs {
     pub base: tempfile::TempDir,
+    /// The format the components write.
+    pub format: FilesFormat,
 }
 
 impl Dirs {
     pub fn new() -> Self {
         Self {
             base: tempfile::tempdir().unwrap(),
+            format: FilesFormat::Tar,
         }
     }
 
@@ -45,13 +48,13 @@ impl Fixture for Dirs {
     fn component(&self, slot: usize) -> Arc<dyn Component> {
         Arc::new(Files::new(
             format!("uploads{slot}"),
-            FilesConfig::new(self.dir(slot)),
+            FilesConfig::new(self.dir(slot)).format(self.format),
         ))
     }
     fn failing_component(&self) -> Arc<dyn Component> {
         Arc::new(Files::new(
             "missing",
-            FilesConfig::new(self.base.path().join("no-such-dir")),
+            FilesConfig::new(self.base.path().join("no-such-dir")).format(self.format),
         ))
     }
     async fn populate(&self, slot: usize) -> Result<()> {
