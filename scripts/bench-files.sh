@@ -4,7 +4,8 @@
 # `zstd -d | tar -x`; then a second backup after 1% of the files changed against restic's
 # second `restic backup` (Debian's restic, installed if absent); then the same first backup
 # and restore on a directory of 100,000 small files. Reports wall time (median of N runs),
-# amber-dr's peak RSS and the bytes stored.
+# amber-dr's peak RSS and the bytes stored. The files component uses the chunked format
+# (AMBER_DR_BENCH_FILES_FORMAT=tar measures the default tar format instead).
 #
 # Usage: scripts/bench-files.sh [--runs N] [--size-mib M] [--small-files N] [--keep] [--encrypt]
 #   --small-files N: the size of the small-files data set (default 100000; 0 skips it).
@@ -124,6 +125,7 @@ $(bench_encryption_toml "$ENCRYPT")
 [components.uploads]
 kind = "files"
 path = "$DATA"
+format = "${AMBER_DR_BENCH_FILES_FORMAT:-chunked}"
 TOML
 
 # One data set: RUNS × (tar | zstd, amber-dr backup into a new repository, zstd -d | tar -x,
