@@ -68,10 +68,10 @@ ensure_apt_pkg() {
   fi
   log "installing Debian package '$pkg' (for '$cmd')"
   if [[ -z "$_APT_UPDATED" ]]; then
-    $sudo apt-get update -qq >&2 || die "apt-get update failed"
+    $sudo apt-get update -qq -o DPkg::Lock::Timeout=600 >&2 || die "apt-get update failed"
     _APT_UPDATED=1
   fi
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$pkg" >&2 \
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq -o DPkg::Lock::Timeout=600 "$pkg" >&2 \
     || die "apt-get install $pkg failed"
   need_cmd "$cmd" || die "installed '$pkg' but '$cmd' is still not on PATH"
 }

@@ -445,7 +445,7 @@ _neo4j_py_install() {
   [[ -x "$venv/bin/python" ]] && "$venv/bin/python" -c 'import neo4j' 2>/dev/null && return 0
   if ! python3 -c 'import ensurepip' 2>/dev/null; then
     ensure_apt_pkg python3
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >&2 \
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=600 python3-venv >&2 \
       || die "apt-get install python3-venv failed"
   fi
   log "neo4j: installing the Python driver ($NEO4J_PY_DRIVER) into $venv (first time only)"
@@ -624,8 +624,8 @@ svc_moto_install() {
     local sudo=""
     [[ "$(id -u)" == 0 ]] || sudo="sudo"
     log "installing Debian package 'python3-venv' (for moto's virtualenv)"
-    $sudo apt-get update -qq >&2 || die "apt-get update failed"
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq python3-venv >&2 \
+    $sudo apt-get update -qq -o DPkg::Lock::Timeout=600 >&2 || die "apt-get update failed"
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq -o DPkg::Lock::Timeout=600 python3-venv >&2 \
       || die "apt-get install python3-venv failed"
   fi
   with_lock "$(amber_cache_dir)/.moto.install.lock" _moto_do_install

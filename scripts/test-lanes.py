@@ -48,7 +48,8 @@ SERIALISED = {"PG": ("stores", "last"), "NEO4J": ("stores", "last"),
 
 def sources_of(target, package_dir):
     """The Rust files a test binary is built from, as far as tests share code by convention:
-    a unit-test binary's src/ (not its tests/), an integration test's file; then, followed
+    a unit-test binary's src/ (not its tests/), an integration test's file (every file of its
+    directory for a tests/NAME/main.rs); then, followed
     from those, tests/common/ for `mod common;`, the file a `#[path = "..."]` names (with the
     files beside it), and the e2e package's tests/lib.rs for `amber_dr_e2e`. The binary's own
     files come first (`own` of them: see lane_of)."""
@@ -59,6 +60,13 @@ def sources_of(target, package_dir):
             p
             for p in glob.glob(os.path.join(os.path.dirname(src), "**", "*.rs"), recursive=True)
             if p != src and not p.startswith(tests_dir)
+        ]
+    elif os.path.basename(src) == "main.rs":
+        # An integration test of several files (tests/NAME/main.rs and its modules): all its own.
+        files = [src] + [
+            p
+            for p in sorted(glob.glob(os.path.join(os.path.dirname(src), "**", "*.rs"), recursive=True))
+            if p != src
         ]
     else:
         files = [src]

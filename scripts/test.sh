@@ -20,11 +20,29 @@ if command -v rustup >/dev/null 2>&1; then
   done
 fi
 
-log "starting the local stack"
-scripts/stack.sh up
+log "disk: $(df -h --output=avail . | tail -1 | tr -d ' ') free where target/ is built (a cold build of every test needs ~8 GB)"
 # The drill's HTML report and the history page are opened in a real browser by a test.
+# Installed before the stack starts, so that the two never wait for apt's lock together.
 ensure_apt_pkg chromium
-eval "$(scripts/stack.sh env)"
+
+# The stack starts (installing itself on first use) in the background while the code is
+# checked and built; the tests wait for it.
+mkdir -p target
+log "starting the local stack in the background (log: target/stack-up.log)"
+scripts/stack.sh up >target/stack-up.log 2>&1 &
+stack_pid=$!
+stack_ready() {
+  if [[ -n "${stack_pid:-}" ]]; then
+    if ! wait "$stack_pid"; then
+      tail -n 60 target/stack-up.log >&2
+      die "the local stack did not start (whole log: target/stack-up.log)"
+    fi
+    stack_pid=""
+    log "the local stack is up"
+  fi
+  eval "$(scripts/stack.sh env)"
+}
+trap '[[ -n "${stack_pid:-}" ]] && kill "$stack_pid" 2>/dev/null; true' EXIT
 
 log "cargo fmt --check"
 cargo fmt --all -- --check
@@ -33,6 +51,7 @@ log "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 
 if [[ $# -gt 0 || "${AMBER_DR_TEST_LANES:-1}" == 0 ]]; then
+  stack_ready
   log "cargo test"
   cargo test --workspace --all-features --locked "$@"
 else
@@ -40,8 +59,9 @@ else
   # (binaries sharing a server run one after another; see scripts/test-lanes.py).
   log "cargo test: building the test binaries"
   build_json=$(mktemp)
-  trap 'rm -f "$build_json"' EXIT
+  trap 'rm -f "$build_json"; [[ -n "${stack_pid:-}" ]] && kill "$stack_pid" 2>/dev/null; true' EXIT
   cargo test --workspace --all-features --locked --no-run --message-format=json-render-diagnostics >"$build_json"
+  stack_ready
   log "cargo test: running the test binaries in parallel lanes"
   python3 scripts/test-lanes.py <"$build_json"
 fi

@@ -436,3 +436,70 @@ fn ctrl_c_removes_the_partial_artifact() {
     let left = files_under(&dir);
     assert!(left.is_empty(), "partial artifacts left behind: {left:?}");
 }
+
+/// Issue 17: a restore killed just before or just after its swap (the process aborts, as on
+/// a crash or `kill -9`) leaves the target directory present, holding the live tree (before)
+/// or the restored one (after), never neither; the next restore clears the leftover staging
+/// directory and restores.
+#[test]
+fn a_crash_at_the_swap_never_leaves_the_target_missing() {
+    for point in ["before-swap", "after-swap"] {
+        let site = Site::new();
+        let id = site.backup();
+        fs::write(site.uploads().join("a.txt"), "changed after the backup\n").unwrap();
+        fs::write(site.uploads().join("new.txt"), "new\n").unwrap();
+        let r = site
+            .cmd(&["restore", "--yes", &id])
+            .env("AMBER_DR_TEST_CRASH_AT", point)
+            .output()
+            .unwrap();
+        assert_ne!(
+            r.status.code(),
+            Some(0),
+            "{point}: the restore was not aborted: {}",
+            String::from_utf8_lossy(&r.stderr)
+        );
+        let a = fs::read_to_string(site.uploads().join("a.txt"))
+            .unwrap_or_else(|e| panic!("{point}: the target lost a.txt: {e}"));
+        match point {
+            "before-swap" => {
+                assert_eq!(a, "changed after the backup\n", "{point}");
+                assert!(site.uploads().join("new.txt").exists(), "{point}");
+            }
+            _ => {
+                assert_eq!(a, "hello\n", "{point}");
+                assert!(!site.uploads().join("new.txt").exists(), "{point}");
+            }
+        }
+        let leftovers: Vec<String> = fs::read_dir(site.dir.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.contains("amber-dr-staging"))
+            .collect();
+        assert_eq!(leftovers.len(), 1, "{point}: {leftovers:?}");
+        // The next restore removes the dead process's staging directory and restores.
+        let r = site.expect(0, &["restore", "--yes", &id]);
+        assert!(
+            r.both().contains("staging directory of an earlier restore"),
+            "{point}: {}",
+            r.both()
+        );
+        assert_eq!(
+            fs::read_to_string(site.uploads().join("a.txt")).unwrap(),
+            "hello\n"
+        );
+        assert_eq!(
+            fs::read_to_string(site.uploads().join("sub/b.txt")).unwrap(),
+            "b".repeat(3000)
+        );
+        assert!(!site.uploads().join("new.txt").exists(), "{point}");
+        let left: Vec<String> = fs::read_dir(site.dir.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.contains("amber-dr-"))
+            .collect();
+        assert!(left.is_empty(), "{point}: {left:?}");
+    }
+}

@@ -259,7 +259,28 @@ fn references_written_during_an_unquiesced_backup_resolve() {
     .stdout(std::process::Stdio::piped());
     s.pg_env(&mut cmd);
     let writer = cmd.spawn().unwrap();
-    std::thread::sleep(std::time::Duration::from_secs(2));
+    // Wait until the application has written beyond the seeded documents (a fixed sleep was
+    // too short on a slow machine: the first backup then saw no new row).
+    let started = std::time::Instant::now();
+    loop {
+        let mut q = Command::new(format!("{}/psql", s.pg_bindir));
+        q.args(["-XAtq", "-d", &site.db, "-c", "SELECT count(*) FROM docs"]);
+        s.pg_env(&mut q);
+        let out = q.output().unwrap();
+        let n: u64 = String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .unwrap_or(0);
+        if n > DOCS as u64 + 2 {
+            break;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(120),
+            "the application wrote no document in 120 s ({n} rows; psql: {})",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
     let mut backups = Vec::new();
     for _ in 0..3 {
         backups.push(json(dir, &["backup", "--json"], 0));

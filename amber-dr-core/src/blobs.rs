@@ -165,11 +165,26 @@ fn repo_err(
 
 /// One zstd frame of `content`, with its size and a content checksum, like the frames the
 /// streaming writer produces (zstd itself stores blocks that do not compress as raw blocks).
+/// The compressor is kept per thread and level: allocating a zstd context (megabytes at the
+/// usual levels) for every small blob cost more than compressing it.
 fn compress_whole(content: &[u8], level: i32) -> io::Result<Vec<u8>> {
-    let mut c = zstd::bulk::Compressor::new(level)?;
-    c.include_checksum(true)?;
-    c.include_contentsize(true)?;
-    c.compress(content)
+    type Slot = std::cell::RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>>;
+    thread_local! {
+        static COMPRESSOR: Slot = const { std::cell::RefCell::new(None) };
+    }
+    COMPRESSOR.with(|slot| {
+        let mut slot = slot.borrow_mut();
+        if slot.as_ref().is_none_or(|(l, _)| *l != level) {
+            let mut c = zstd::bulk::Compressor::new(level)?;
+            c.include_checksum(true)?;
+            c.include_contentsize(true)?;
+            *slot = Some((level, c));
+        }
+        match slot.as_mut() {
+            Some((_, c)) => c.compress(content),
+            None => Err(io::Error::other("no zstd compressor")),
+        }
+    })
 }
 
 impl Repository {

@@ -474,6 +474,9 @@ impl Component for Neo4j {
         if let Some(w) = tally.left_out_warning(&db) {
             rec.warnings.push(w);
         }
+        if let Some(w) = tally.read_twice_warning(&db) {
+            rec.warnings.push(w);
+        }
 
         let tx_after = self.last_tx(&g, &db).await;
         rec.consistency

@@ -8,7 +8,7 @@ use serde::Serialize;
 use tokio::io::AsyncWriteExt;
 
 use crate::component::{row_get, row_i64, row_string, row_strings, Neo4j, TMP_ID, TMP_LABEL};
-use crate::tally::Tally;
+use crate::tally::{IdSet, Tally};
 use crate::value::{props_column, props_from_column, NodeRecord, RelRecord};
 
 /// Tests: run once between the node and the relationship query of the next export.
@@ -51,7 +51,7 @@ fn node_query(ids: Ids) -> String {
         ),
     };
     format!(
-        "MATCH (n) WITH n, properties(n) AS p RETURN {id} AS id, {labels} AS labels, {} AS props",
+        "MATCH (n) WITH n, properties(n) AS p RETURN id(n) AS sid, {id} AS id, {labels} AS labels, {} AS props",
         props_column("p", skip)
     )
 }
@@ -62,7 +62,7 @@ fn rel_query(ids: Ids) -> String {
         Ids::Restored => (format!("a.`{TMP_ID}`"), format!("b.`{TMP_ID}`")),
     };
     format!(
-        "MATCH (a)-[r]->(b) WITH a, r, b, properties(r) AS p RETURN {s} AS s, {e} AS e, type(r) AS type, {} AS props",
+        "MATCH (a)-[r]->(b) WITH a, r, b, properties(r) AS p RETURN id(r) AS sid, {s} AS s, {e} AS e, type(r) AS type, {} AS props",
         props_column("p", None)
     )
 }
@@ -177,6 +177,11 @@ impl Neo4j {
     /// ([`Tally::left_out`]) instead of written: a restore could not attach it. So the
     /// artifacts hold exactly what a restore creates, and the counts and fingerprint are
     /// theirs.
+    ///
+    /// Both queries also return each entity's server id (`sid`), and an entity the server
+    /// returns twice in one scan is kept once and counted ([`Tally::read_twice`]): Neo4j 5's
+    /// record-format relationship scan can return a relationship twice (or miss one) while
+    /// relationships are inserted concurrently (neo4j/neo4j#13741, fixed in 2026.03).
     pub(crate) async fn export(
         &self,
         g: &Graph,
@@ -255,8 +260,9 @@ impl Neo4j {
     }
 
     /// One export query: its rows (read by [`spawn_rows`]) turned into records by `record`;
-    /// those `keep` accepts (it may count the others into the tally) are each serialized once into its line, counted by `add` into a fresh tally and, when
-    /// given, written to `sink`.
+    /// a row whose server id (`sid`) was already read is dropped and counted as read twice;
+    /// those `keep` accepts (it may count the others into the tally) are each serialized once
+    /// into its line, counted by `add` into a fresh tally and, when given, written to `sink`.
     #[allow(clippy::too_many_arguments)]
     async fn export_stream<R: Serialize>(
         &self,
@@ -272,6 +278,7 @@ impl Neo4j {
     ) -> Result<Tally> {
         let op = "export";
         let mut tally = Tally::default();
+        let mut seen = IdSet::default();
         let mut rx = spawn_rows(g, db, Query::new(q));
         let mut line = Vec::with_capacity(1024);
         loop {
@@ -287,6 +294,12 @@ impl Neo4j {
                 }
             };
             for row in &chunk {
+                let sid = row_i64(row, "sid").map_err(|e| self.err(op, self.data_err(db, e)))?;
+                if seen.contains(sid) {
+                    tally.read_twice += 1;
+                    continue;
+                }
+                seen.insert(sid);
                 let rec = record(row).map_err(|e| self.err(op, self.data_err(db, e)))?;
                 if !keep(&mut tally, &rec) {
                     continue;

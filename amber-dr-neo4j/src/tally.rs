@@ -25,6 +25,8 @@ pub(crate) struct Tally {
     pub(crate) left_out: u64,
     /// One of them: start id, type, end id.
     left_out_example: Option<(i64, String, i64)>,
+    /// Entities the server returned twice in one scan, kept once (neo4j/neo4j#13741).
+    pub(crate) read_twice: u64,
     /// Of a backup's artifacts read back ([`Tally::add_rel_of_backup`]): the share of the
     /// relationships that a restore leaves out in the counts and sums.
     skipped_by_type: BTreeMap<String, u64>,
@@ -100,6 +102,13 @@ impl Tally {
             self.left_out
         ))
     }
+    /// The warning for entities the server returned twice in one scan, if any.
+    pub(crate) fn read_twice_warning(&self, db: &str) -> Option<String> {
+        (self.read_twice > 0).then(|| format!(
+            "database `{db}`: the server returned {} node(s) or relationship(s) twice in one scan while the graph was written (a known Neo4j bug before 2026.03, neo4j/neo4j#13741); each was stored once. The same bug can make a scan miss a relationship created during the backup: see the neo4j driver's README",
+            self.read_twice
+        ))
+    }
     /// Add the counts and sums of `other`.
     pub(crate) fn merge(&mut self, other: Tally) {
         self.nodes += other.nodes;
@@ -114,6 +123,7 @@ impl Tally {
         self.rel_sum = self.rel_sum.wrapping_add(other.rel_sum);
         self.ids.union(other.ids);
         self.left_out += other.left_out;
+        self.read_twice += other.read_twice;
         if self.left_out_example.is_none() {
             self.left_out_example = other.left_out_example;
         }

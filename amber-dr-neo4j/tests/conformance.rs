@@ -145,10 +145,12 @@ impl testkit::Writer for App {
     /// Every restored node and relationship holds what was written for it, and the rest of
     /// the graph is restored exactly.
     async fn check_restored(&self, _: usize) -> Result<()> {
-        if self.neo.fingerprint_without(0, Some("Live")).await != self.rest {
-            return Err(amber_dr_core::Error::Other(
-                "the restored graph (without the application's :Live nodes) differs from the populated one".into(),
-            ));
+        let now = self.neo.fingerprint_without(0, Some("Live")).await;
+        if now != self.rest {
+            return Err(amber_dr_core::Error::Other(format!(
+                "the restored graph (without the application's :Live nodes) differs from the populated one:\n{}",
+                line_diff(&self.rest, &now)
+            )));
         }
         let bad = self
             .neo
@@ -168,6 +170,29 @@ impl testkit::Writer for App {
         }
         Ok(())
     }
+}
+
+/// The lines whose number of occurrences differs between `want` and `got`, as `-N line`
+/// (missing N times) or `+N line` (N times too many), at most 20.
+fn line_diff(want: &str, got: &str) -> String {
+    let mut counts: std::collections::BTreeMap<&str, i64> = Default::default();
+    for l in want.lines() {
+        *counts.entry(l).or_default() -= 1;
+    }
+    for l in got.lines() {
+        *counts.entry(l).or_default() += 1;
+    }
+    let diff: Vec<String> = counts
+        .into_iter()
+        .filter(|(_, n)| *n != 0)
+        .map(|(l, n)| format!("{n:+} {l}"))
+        .collect();
+    let more = diff.len().saturating_sub(20);
+    let mut out = diff.into_iter().take(20).collect::<Vec<_>>().join("\n");
+    if more > 0 {
+        out.push_str(&format!("\n… and {more} more"));
+    }
+    out
 }
 
 /// Issue 18: every backup taken while nodes and relationships are created and deleted is

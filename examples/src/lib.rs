@@ -6,6 +6,7 @@
 //! - [`embed`] (run by `examples/embed.rs`): another program embedding the `files` driver:
 //!   back up a directory, verify, restore into another directory, with Ctrl-C handling and
 //!   no CLI involved.
+#![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 pub mod embed;

@@ -231,7 +231,9 @@ impl StagedDir {
             return Ok(());
         }
         let (kind, name, target) = (&self.kind, &self.name, &self.target);
+        crash_point("before-swap");
         if exists && exchange(&self.staging, target) {
+            crash_point("after-swap");
             // One atomic step: the target is never missing, even after a crash; the old tree
             // is now at the staging path (removed now, or as a stale staging directory by the
             // next restore).
@@ -274,6 +276,16 @@ impl Drop for StagedDir {
             // Not swapped in (failed, refused, discarded or cancelled): the target is as it was.
             let _ = std::fs::remove_dir_all(&self.staging);
         }
+    }
+}
+
+/// Tests: abort the process here when `AMBER_DR_TEST_CRASH_AT` names this point
+/// (`before-swap`, `after-swap`), the way a crash or `kill -9` would end it, so that the crash
+/// guarantees of the swap are tested through the real binary.
+fn crash_point(point: &str) {
+    if std::env::var_os("AMBER_DR_TEST_CRASH_AT").is_some_and(|v| v == point) {
+        eprintln!("AMBER_DR_TEST_CRASH_AT={point}: aborting");
+        std::process::abort();
     }
 }
 

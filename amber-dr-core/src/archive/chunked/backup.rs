@@ -506,7 +506,7 @@ async fn run<W: AsyncWrite + Unpin>(
     let rt = Handle::current();
     let mut jobs: FuturesOrdered<Job> = FuturesOrdered::new();
     let mut pack = Pack::default();
-    let mut uploads: Vec<JoinHandle<Result<crate::BlobRecord>>> = Vec::new();
+    let mut closed = std::collections::VecDeque::new();
     let mut walk_done = false;
     // Entries decided here and small files to read go in batches (one blocking task for
     // many small files, not one each); a large file is a task of its own.
@@ -589,58 +589,85 @@ async fn run<W: AsyncWrite + Unpin>(
                     }
                 }
                 if pack.data.len() >= PACK_BYTES || pack.pending.len() >= PACK_PENDING {
-                    close_pack(repo, progress, &mut pack, &mut uploads, out).await?;
+                    close_pack(repo, progress, &mut pack, &mut closed, out).await?;
                 }
             }
         }
-        close_pack(repo, progress, &mut pack, &mut uploads, out).await?;
-        for u in uploads.drain(..) {
-            u.await.map_err(join_err)??;
-        }
-        Ok(())
+        close_pack(repo, progress, &mut pack, &mut closed, out).await?;
+        settle(&mut closed, 0, out).await
     }
     .await;
     if res.is_err() {
         // Nothing keeps storing blobs behind the failed backup's back.
         while jobs.next().await.is_some() {}
-        for u in uploads {
-            let _ = u.await;
+        for c in closed {
+            if let Some(t) = c.task {
+                let _ = t.await;
+            }
         }
     }
     res?;
     Ok(stats)
 }
 
-/// Store the open pack (if it holds anything) and write the entries waiting for it.
+/// A closed pack being hashed, compressed and stored by a blocking task of its own, with the
+/// entries waiting for its hash (and the length of its data).
+struct Closed {
+    task: Option<JoinHandle<Result<String>>>,
+    len: u64,
+    pending: Vec<(Entry, Option<u64>)>,
+}
+
+/// Close the open pack: its data hashed, compressed and stored by a blocking task (the next
+/// pack fills meanwhile; at most [`PACK_UPLOADS`] in flight), its entries queued in `closed`
+/// and written by [`settle`] once it is stored — so the index stays in walk order and never
+/// names a pack that is not stored.
 async fn close_pack<W: AsyncWrite + Unpin>(
     repo: &Repository,
     progress: &Progress,
     pack: &mut Pack,
-    uploads: &mut Vec<JoinHandle<Result<crate::BlobRecord>>>,
+    closed: &mut std::collections::VecDeque<Closed>,
     out: &mut Out<W>,
 ) -> Result<()> {
     let data = Bytes::from(std::mem::take(&mut pack.data));
     let len = data.len() as u64;
-    let hash = if data.is_empty() {
-        String::new()
-    } else {
-        let hash = content_hash(&data);
-        if uploads.len() >= PACK_UPLOADS {
-            uploads.remove(0).await.map_err(join_err)??;
+    let task = (!data.is_empty()).then(|| {
+        let (repo, progress, rt) = (repo.clone(), progress.clone(), Handle::current());
+        tokio::task::spawn_blocking(move || {
+            let hash = content_hash(&data);
+            rt.block_on(repo.put_blob_hashed(hash.clone(), data, progress))?;
+            Ok(hash)
+        })
+    });
+    closed.push_back(Closed {
+        task,
+        len,
+        pending: std::mem::take(&mut pack.pending),
+    });
+    settle(closed, PACK_UPLOADS, out).await
+}
+
+/// Write the entries of the closed packs at the front of `closed` until at most `keep` are
+/// left, waiting for each to be stored.
+async fn settle<W: AsyncWrite + Unpin>(
+    closed: &mut std::collections::VecDeque<Closed>,
+    keep: usize,
+    out: &mut Out<W>,
+) -> Result<()> {
+    while closed.len() > keep || closed.front().is_some_and(|c| c.task.is_none()) {
+        let Some(c) = closed.pop_front() else {
+            break;
+        };
+        let hash = match c.task {
+            Some(t) => t.await.map_err(join_err)??,
+            None => String::new(),
+        };
+        for (mut e, offset) in c.pending {
+            if let Some(o) = offset {
+                e.c = vec![Piece(hash.clone(), c.len, o, e.s)];
+            }
+            out.write(&e).await?;
         }
-        let (repo, progress, h) = (repo.clone(), progress.clone(), hash.clone());
-        // Compressed on a blocking thread, like the chunks, not on the runtime's workers.
-        let rt = Handle::current();
-        uploads.push(tokio::task::spawn_blocking(move || {
-            rt.block_on(repo.put_blob_hashed(h, data, progress))
-        }));
-        hash
-    };
-    for (mut e, offset) in pack.pending.drain(..) {
-        if let Some(o) = offset {
-            e.c = vec![Piece(hash.clone(), len, o, e.s)];
-        }
-        out.write(&e).await?;
     }
     Ok(())
 }

@@ -110,6 +110,7 @@ pub(crate) async fn read_index(
         Mode::Check => None,
     };
     let ctx = JobCx {
+        owner: staging.as_deref().and_then(new_file_owner),
         repo: repo.clone(),
         cache: cache.clone(),
         rt: Handle::current(),
@@ -267,8 +268,19 @@ const BATCH_BYTES: u64 = 4 * 1024 * 1024;
 /// One file to write (or, checking, whose blobs to read): destination, entry, pieces.
 type FileJob = (Option<PathBuf>, Entry, Vec<Piece>);
 
+/// The owner a new file under `staging` gets without a chown: the staging directory's, which
+/// this process created — unless it is set-group-ID (then a subdirectory's group may differ).
+fn new_file_owner(staging: &Path) -> Option<(u32, u32)> {
+    use std::os::unix::fs::MetadataExt;
+    let m = fs::metadata(staging).ok()?;
+    (m.mode() & 0o2000 == 0).then(|| (m.uid(), m.gid()))
+}
+
 /// What a writing task needs.
+#[derive(Clone)]
 struct JobCx {
+    /// The owner new files get by themselves (see [`new_file_owner`]): no chown for those.
+    owner: Option<(u32, u32)>,
     repo: Repository,
     cache: Arc<Mutex<Cache>>,
     rt: Handle,
@@ -285,31 +297,20 @@ fn push_batch(
         return;
     }
     let files = std::mem::take(batch);
-    let (repo, cache, rt, progress) = (
-        cx.repo.clone(),
-        cx.cache.clone(),
-        cx.rt.clone(),
-        cx.progress.clone(),
-    );
+    let cx = cx.clone();
     jobs.push(tokio::task::spawn_blocking(move || {
         for (dest, e, pieces) in &files {
-            write_file(dest.as_deref(), e, pieces, &repo, &cache, &rt, &progress)?;
-            progress.add_items(1);
+            write_file(dest.as_deref(), e, pieces, &cx)?;
+            cx.progress.add_items(1);
         }
         Ok(())
     }));
 }
 
-/// Write one file from its pieces (or, checking, read its blobs), blocking.
-fn write_file(
-    dest: Option<&Path>,
-    e: &Entry,
-    pieces: &[Piece],
-    repo: &Repository,
-    cache: &Mutex<Cache>,
-    rt: &Handle,
-    progress: &Progress,
-) -> Result<()> {
+/// Write one file from its pieces (or, checking, read its blobs), blocking. Its owner, mode
+/// and mtime are set through its handle (fchown, fchmod, futimens: no path lookups), the
+/// owner only when it differs from the one it was created with.
+fn write_file(dest: Option<&Path>, e: &Entry, pieces: &[Piece], cx: &JobCx) -> Result<()> {
     let Some(dest) = dest else {
         for p in pieces {
             let rec = BlobRecord {
@@ -317,7 +318,8 @@ fn write_file(
                 size: p.1,
                 deduplicated: false,
             };
-            rt.block_on(repo.read_blob(&rec, progress.clone()))?;
+            cx.rt
+                .block_on(cx.repo.read_blob(&rec, cx.progress.clone()))?;
         }
         return Ok(());
     };
@@ -328,22 +330,32 @@ fn write_file(
         .open(dest)
         .map_err(|err| Error::from_io("create file", dest, err))?;
     for p in pieces {
-        let b = rt.block_on(blob(repo, cache, p, progress))?;
+        let b = cx.rt.block_on(blob(&cx.repo, &cx.cache, p, &cx.progress))?;
         let (o, n) = (p.2 as usize, p.3 as usize);
         f.write_all(&b[o..o + n])
             .map_err(|err| Error::from_io("write", dest, err))?;
     }
-    drop(f);
-    apply_meta(dest, e, false).map_err(|err| Error::from_io("set metadata of", dest, err))
+    let meta = |err| Error::from_io("set metadata of", dest, err);
+    if cx.owner != Some((e.u, e.g)) {
+        best_effort_owner(std::os::unix::fs::fchown(&f, Some(e.u), Some(e.g))).map_err(meta)?;
+    }
+    f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(e.m & 0o7777))
+        .map_err(meta)?;
+    let ft = e.mt.filetime();
+    filetime::set_file_handle_times(&f, Some(ft), Some(ft)).map_err(meta)
+}
+
+/// A chown's result, with "not permitted" (only root may give files away) taken as done.
+fn best_effort_owner(r: std::io::Result<()>) -> std::io::Result<()> {
+    match r {
+        Err(err) if err.kind() == std::io::ErrorKind::PermissionDenied => Ok(()),
+        other => other,
+    }
 }
 
 /// Owner (best effort: only root may give files away), mode and mtime.
 fn apply_meta(path: &Path, e: &Entry, symlink: bool) -> std::io::Result<()> {
-    if let Err(err) = std::os::unix::fs::lchown(path, Some(e.u), Some(e.g)) {
-        if err.kind() != std::io::ErrorKind::PermissionDenied {
-            return Err(err);
-        }
-    }
+    best_effort_owner(std::os::unix::fs::lchown(path, Some(e.u), Some(e.g)))?;
     if !symlink {
         fs::set_permissions(
             path,
