@@ -134,27 +134,31 @@ bench_set() {
   local data="$1" label="$2" peer_size ours_size
   local peer_b=() ours_b=() ours_rss=() peer_r=() ours_r=() ours_rrss=()
   sed -i "s|^path = .*|path = \"$data\"|" "$CFG"
-  # Warm the page cache so that both tools read from memory alike.
-  tar -cf - -C "$data" . >/dev/null
+  # Every timed command is preceded by `settle` (lib.sh): dirty pages written back, its input
+  # read once, so that both tools read from memory alike.
   for run in $(seq 1 "$RUNS"); do
     log "$label run $run/$RUNS: tar | zstd -3 -T0"
     rm -f "$WORK/peer.tar.zst"
+    settle "$data"
     time_cmd "$WORK/t" bash -c "tar -cf - -C '$data' . | zstd -3 -T0 -q -o '$WORK/peer.tar.zst'"
     peer_b+=("$(cut -d' ' -f1 "$WORK/t")")
 
     log "$label run $run/$RUNS: amber-dr backup"
     rm -rf "$REPO"
+    settle "$data"
     time_cmd "$WORK/t" "$BIN" -q --config "$CFG" backup >/dev/null
     ours_b+=("$(cut -d' ' -f1 "$WORK/t")"); ours_rss+=("$(cut -d' ' -f2 "$WORK/t")")
 
     log "$label run $run/$RUNS: zstd -d | tar -x"
     rm -rf "$WORK/peer-restore" && mkdir -p "$WORK/peer-restore"
+    settle "$WORK/peer.tar.zst"
     time_cmd "$WORK/t" bash -c "zstd -d -q -c '$WORK/peer.tar.zst' | tar -xf - -C '$WORK/peer-restore'"
     peer_r+=("$(cut -d' ' -f1 "$WORK/t")")
     rm -rf "$WORK/peer-restore"
 
     log "$label run $run/$RUNS: amber-dr restore (into another directory)"
     rm -rf "$WORK/ours-restore"
+    settle "$REPO"
     time_cmd "$WORK/t" "$BIN" -q --config "$CFG" restore latest --yes --no-safety-backup --target "uploads=$WORK/ours-restore" >/dev/null
     ours_r+=("$(cut -d' ' -f1 "$WORK/t")"); ours_rrss+=("$(cut -d' ' -f2 "$WORK/t")")
     diff -r "$data" "$WORK/ours-restore" >/dev/null || die "restored tree differs from the source"
@@ -205,9 +209,11 @@ for run in $(seq 1 "$RUNS"); do
   tar -cf - -C "$DATA" . >/dev/null
   r0=$(du -sb "$RESTIC_REPOSITORY" | cut -f1); o0=$(du -sb "$REPO" | cut -f1)
   log "incremental run $run/$RUNS: restic backup (second)"
+  settle "$DATA"
   time_cmd "$WORK/t" restic backup -q "$DATA"
   peer_i+=("$(cut -d' ' -f1 "$WORK/t")")
   log "incremental run $run/$RUNS: amber-dr backup (second)"
+  settle "$DATA"
   time_cmd "$WORK/t" "$BIN" -q --config "$CFG" backup >/dev/null
   ours_i+=("$(cut -d' ' -f1 "$WORK/t")"); ours_irss+=("$(cut -d' ' -f2 "$WORK/t")")
   peer_grow="$(($(du -sb "$RESTIC_REPOSITORY" | cut -f1) - r0)) of $r0"

@@ -288,6 +288,21 @@ time_cmd() {
   /usr/bin/time -f '%e %M' -o "$out" "$@"
 }
 
+# settle [PATH...]: before a timed command, write every dirty page back (so that the previous
+# step's writeback does not run during the next one) and read each PATH (a directory or a file)
+# once, so that every timed command reads its input from the page cache alike.
+settle() {
+  sync
+  local p
+  for p in "$@"; do
+    if [[ -d "$p" ]]; then
+      tar -cf - -C "$p" . >/dev/null
+    elif [[ -e "$p" ]]; then
+      cat -- "$p" >/dev/null
+    fi
+  done
+}
+
 # median: the median of the numbers on stdin, one per line.
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
