@@ -31,6 +31,8 @@ pub(crate) const SMALL_FILE: u64 = chunker::MIN as u64;
 const PACK_BYTES: usize = 4 * 1024 * 1024;
 /// ...or this many entries wait for it.
 const PACK_PENDING: usize = 16 * 1024;
+/// A pack's buffer: its limit plus the largest small file that may take it past the limit.
+const PACK_CAPACITY: usize = PACK_BYTES + SMALL_FILE as usize;
 /// Pack uploads in flight.
 const PACK_UPLOADS: usize = 2;
 
@@ -505,7 +507,10 @@ async fn run<W: AsyncWrite + Unpin>(
     let large = std::sync::Arc::new(tokio::sync::Semaphore::new(large_limit()));
     let rt = Handle::current();
     let mut jobs: FuturesOrdered<Job> = FuturesOrdered::new();
-    let mut pack = Pack::default();
+    let mut pack = Pack {
+        data: Vec::with_capacity(PACK_CAPACITY),
+        pending: Vec::new(),
+    };
     let mut closed = std::collections::VecDeque::new();
     let mut walk_done = false;
     // Entries decided here and small files to read go in batches (one blocking task for
@@ -629,7 +634,12 @@ async fn close_pack<W: AsyncWrite + Unpin>(
     closed: &mut std::collections::VecDeque<Closed>,
     out: &mut Out<W>,
 ) -> Result<()> {
-    let data = Bytes::from(std::mem::take(&mut pack.data));
+    // The next pack's buffer is allocated whole: grown by doubling, every pack was copied
+    // several times on its way to 4 MiB.
+    let data = Bytes::from(std::mem::replace(
+        &mut pack.data,
+        Vec::with_capacity(PACK_CAPACITY),
+    ));
     let len = data.len() as u64;
     let task = (!data.is_empty()).then(|| {
         let (repo, progress, rt) = (repo.clone(), progress.clone(), Handle::current());
