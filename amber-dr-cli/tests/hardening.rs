@@ -124,6 +124,16 @@ fn is_id(s: &str) -> bool {
     b.len() >= 15 && b[8] == b'_' && b[..8].iter().all(u8::is_ascii_digit)
 }
 
+/// The names of the entries of `dir` that contain `part`.
+fn names_containing(dir: &Path, part: &str) -> Vec<String> {
+    fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(part))
+        .collect()
+}
+
 fn files_under(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     if let Ok(entries) = fs::read_dir(dir) {
@@ -471,12 +481,7 @@ fn a_crash_at_the_swap_never_leaves_the_target_missing() {
                 assert!(!site.uploads().join("new.txt").exists(), "{point}");
             }
         }
-        let leftovers: Vec<String> = fs::read_dir(site.dir.path())
-            .unwrap()
-            .flatten()
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|n| n.contains("amber-dr-staging"))
-            .collect();
+        let leftovers = names_containing(site.dir.path(), "amber-dr-staging");
         assert_eq!(leftovers.len(), 1, "{point}: {leftovers:?}");
         // The next restore removes the dead process's staging directory and restores.
         let r = site.expect(0, &["restore", "--yes", &id]);
@@ -494,12 +499,7 @@ fn a_crash_at_the_swap_never_leaves_the_target_missing() {
             "b".repeat(3000)
         );
         assert!(!site.uploads().join("new.txt").exists(), "{point}");
-        let left: Vec<String> = fs::read_dir(site.dir.path())
-            .unwrap()
-            .flatten()
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|n| n.contains("amber-dr-"))
-            .collect();
+        let left = names_containing(site.dir.path(), "amber-dr-");
         assert!(left.is_empty(), "{point}: {left:?}");
     }
 }
