@@ -163,30 +163,6 @@ fn repo_err(
     }
 }
 
-/// One zstd frame of `content`, with its size and a content checksum, like the frames the
-/// streaming writer produces (zstd itself stores blocks that do not compress as raw blocks).
-/// The compressor is kept per thread and level: allocating a zstd context (megabytes at the
-/// usual levels) for every small blob cost more than compressing it.
-fn compress_whole(content: &[u8], level: i32) -> io::Result<Vec<u8>> {
-    type Slot = std::cell::RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>>;
-    thread_local! {
-        static COMPRESSOR: Slot = const { std::cell::RefCell::new(None) };
-    }
-    COMPRESSOR.with(|slot| {
-        let mut slot = slot.borrow_mut();
-        if slot.as_ref().is_none_or(|(l, _)| *l != level) {
-            let mut c = zstd::bulk::Compressor::new(level)?;
-            c.include_checksum(true)?;
-            c.include_contentsize(true)?;
-            *slot = Some((level, c));
-        }
-        match slot.as_mut() {
-            Some((_, c)) => c.compress(content),
-            None => Err(io::Error::other("no zstd compressor")),
-        }
-    })
-}
-
 impl Repository {
     /// Where a new blob of content hash `sha256` goes: in an encrypted repository under its
     /// keyed name (HMAC-SHA256 of the content hash), else under the content hash.
@@ -249,8 +225,8 @@ impl Repository {
     /// Store `content`, held whole in memory, as a blob (for bodies up to [`SMALL_BLOB`]).
     /// It is hashed first; if that blob is stored already nothing is compressed or written
     /// (`deduplicated`). Otherwise it is compressed into one zstd frame (content size and
-    /// checksum included, the repository's level; a body that does not compress is kept in
-    /// raw zstd blocks) and put under its final name in one write, which is atomic both on a
+    /// checksum included, the repository's level; runs that look random are kept in raw
+    /// frames: [`crate::frames`]) and put under its final name in one write, which is atomic both on a
     /// local directory and on S3: no staging object, no rename.
     pub async fn put_blob(&self, content: Bytes, progress: Progress) -> Result<BlobRecord> {
         let sha256 = content_hash(&content);
@@ -286,7 +262,7 @@ impl Repository {
                 deduplicated: true,
             });
         }
-        let compressed = compress_whole(&content, self.compression().level)
+        let compressed = crate::frames::compress_whole(&content, self.compression().level)
             .map_err(|e| Error::from_io("compress", path.as_ref(), e))?;
         let (compressed, _) = self.seal_small(compressed).await?;
         self.backup_store()

@@ -12,6 +12,7 @@ pub mod crypto;
 pub mod doctor;
 pub mod drill;
 mod error;
+mod frames;
 pub mod hooks;
 mod host;
 pub mod legacy;

@@ -27,14 +27,6 @@ use crate::{ComponentRecord, Error, Progress, Repository, Result, SnapshotContex
 
 /// Files shorter than this are packed; longer ones are chunked.
 pub(crate) const SMALL_FILE: u64 = chunker::MIN as u64;
-/// A pack is closed when it holds this many bytes...
-const PACK_BYTES: usize = 4 * 1024 * 1024;
-/// ...or this many entries wait for it.
-const PACK_PENDING: usize = 16 * 1024;
-/// A pack's buffer: its limit plus the largest small file that may take it past the limit.
-const PACK_CAPACITY: usize = PACK_BYTES + SMALL_FILE as usize;
-/// Pack uploads in flight.
-const PACK_UPLOADS: usize = 2;
 
 /// Files read at once.
 pub(crate) fn concurrency() -> usize {
@@ -61,10 +53,8 @@ struct Walked {
 
 /// What became of one walked entry.
 enum Done {
-    /// Recorded as is (directory, symlink, unchanged or chunked file), with the bytes read.
+    /// Recorded (directory, symlink, unchanged, packed or chunked file), with the bytes read.
     Entry(Entry, Vec<String>, u64),
-    /// A small file read whole: goes into the open pack.
-    Small(Entry, Bytes, Vec<String>),
     /// Not recorded, with the reason.
     Skipped(String),
 }
@@ -189,6 +179,14 @@ fn unchanged(prev: Option<Entry>, meta: &fs::Metadata) -> Option<Entry> {
         .then_some(p)
 }
 
+/// What reading a file gave.
+enum Got {
+    /// A small file's content, for a pack.
+    Small(Entry, Bytes, Vec<String>),
+    /// A file chunked into blobs, or skipped.
+    Done(Done),
+}
+
 /// Read one file (blocking): whole if small, else chunk by chunk into blobs. The record is
 /// what was read; a file that changed meanwhile is read once more, then stored as read with a
 /// warning naming it.
@@ -198,17 +196,17 @@ fn read_file(
     repo: &Repository,
     rt: &Handle,
     progress: &Progress,
-) -> Result<Done> {
+) -> Result<Got> {
     let path = root.join(rel);
     let mut warnings = Vec::new();
     for attempt in 0..2 {
         let mut file = match File::open(&path) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Ok(Done::Skipped(format!(
+                return Ok(Got::Done(Done::Skipped(format!(
                     "`{}` vanished before it was read; not saved",
                     rel.display()
-                )))
+                ))))
             }
             Err(e) => return Err(Error::io("read", &path, e)),
         };
@@ -216,10 +214,10 @@ fn read_file(
             .metadata()
             .map_err(|e| Error::io("inspect", &path, e))?;
         if !before.is_file() {
-            return Ok(Done::Skipped(format!(
+            return Ok(Got::Done(Done::Skipped(format!(
                 "`{}` was replaced by something other than a file while the directory was read; not saved",
                 rel.display()
-            )));
+            ))));
         }
         let mut entry = base_entry(rel, &before, "f");
         entry.ct = ctime(&before);
@@ -284,11 +282,135 @@ fn read_file(
         }
         entry.s = total;
         return Ok(match small {
-            Some(content) => Done::Small(entry, content, warnings),
-            None => Done::Entry(entry, warnings, total),
+            Some(content) => Got::Small(entry, content, warnings),
+            None => Got::Done(Done::Entry(entry, warnings, total)),
         });
     }
     unreachable!("the loop returns on its second attempt")
+}
+
+/// Read a small file straight into `buf` (at least [`SMALL_FILE`] long): its entry and length
+/// if the open file is the one walked and unchanged since (inode, size, mtime and ctime after
+/// the read as the walk saw them: one `fstat`, no read to see the end), else `None` (the
+/// caller reads it with [`read_file`]).
+fn read_small(root: &Path, w: &Walked, buf: &mut [u8]) -> Result<Option<(Entry, usize)>> {
+    let path = root.join(&w.rel);
+    let mut file = match File::open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io("read", &path, e)),
+    };
+    let want = usize::try_from(w.meta.len()).unwrap_or(usize::MAX).min(buf.len());
+    let mut total = 0;
+    while total < want {
+        let n = file
+            .read(&mut buf[total..want])
+            .map_err(|e| Error::io("read", &path, e))?;
+        if n == 0 {
+            break;
+        }
+        total += n;
+    }
+    let after = file
+        .metadata()
+        .map_err(|e| Error::io("inspect", &path, e))?;
+    let same = after.is_file()
+        && after.ino() == w.meta.ino()
+        && after.dev() == w.meta.dev()
+        && after.len() == total as u64
+        && MTime::of(&after) == MTime::of(&w.meta)
+        && ctime(&after) == ctime(&w.meta);
+    if !same {
+        return Ok(None);
+    }
+    let mut e = base_entry(&w.rel, &after, "f");
+    e.ct = ctime(&after);
+    e.ino = after.ino();
+    e.s = total as u64;
+    Ok(Some((e, total)))
+}
+
+/// Read a batch (blocking): decided entries passed through, small files read straight into
+/// one pack, which is hashed, compressed and stored before the entries are returned (in
+/// order) — so the index never names a pack that is not stored.
+fn read_batch(items: Vec<Item>, bytes: u64, c: &JobCx) -> Result<Vec<Done>> {
+    let room = SMALL_FILE as usize;
+    // Zeroed by the allocator (fresh pages), read into in place: no copy of any file.
+    let mut pack: Vec<u8> = Vec::new();
+    let mut len = 0usize;
+    let mut out = Vec::with_capacity(items.len());
+    // Entries (index in `out`) whose content is in the pack, with their offsets.
+    let mut packed: Vec<(usize, usize)> = Vec::new();
+    for it in items {
+        let Item::Read(w) = it else {
+            if let Item::Ready(d) = it {
+                out.push(*d);
+            }
+            continue;
+        };
+        if pack.len() < len + room {
+            let want = (len + room).max(usize::try_from(bytes).unwrap_or(0) + room);
+            pack.resize(want, 0);
+        }
+        let (e, n, warnings) = match read_small(&c.root, &w, &mut pack[len..])? {
+            Some((e, n)) => (e, n, Vec::new()),
+            // Changed since the walk: read the careful way.
+            None => match read_file(&c.root, &w.rel, &c.repo, &c.rt, &c.progress)? {
+                Got::Done(d) => {
+                    out.push(d);
+                    continue;
+                }
+                Got::Small(e, content, warnings) => {
+                    if pack.len() < len + content.len() {
+                        pack.resize(len + content.len(), 0);
+                    }
+                    pack[len..len + content.len()].copy_from_slice(&content);
+                    (e, content.len(), warnings)
+                }
+            },
+        };
+        if n > 0 {
+            packed.push((out.len(), len));
+        }
+        len += n;
+        out.push(Done::Entry(e, warnings, n as u64));
+    }
+    if len > 0 {
+        pack.truncate(len);
+        let data = Bytes::from(pack);
+        let hash = content_hash(&data);
+        c.rt
+            .block_on(c.repo.put_blob_hashed(hash.clone(), data, c.progress.clone()))?;
+        for (i, offset) in packed {
+            if let Some(Done::Entry(e, ..)) = out.get_mut(i) {
+                e.c = vec![Piece(hash.clone(), len as u64, offset as u64, e.s)];
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Read a large file (blocking) into chunks; one that is small now is stored as a blob of its
+/// own.
+fn read_large(rel: &Path, c: &JobCx) -> Result<Done> {
+    Ok(
+        match read_file(&c.root, rel, &c.repo, &c.rt, &c.progress)? {
+            Got::Done(d) => d,
+            Got::Small(mut e, content, warnings) => {
+                let n = content.len() as u64;
+                if n > 0 {
+                    let hash = content_hash(&content);
+                    c.rt.block_on(c.repo.put_blob_hashed(
+                        hash.clone(),
+                        content,
+                        c.progress.clone(),
+                    ))?;
+                    e.c = vec![Piece(hash, n, 0, n)];
+                }
+                Done::Entry(e, warnings, n)
+            }
+        },
+    )
 }
 
 /// The index, paths and references being written.
@@ -339,14 +461,6 @@ impl<W: AsyncWrite + Unpin> Out<W> {
 /// Add an entry to a fingerprint (the same as a tar backup's of the same tree).
 pub(crate) fn fp_add(fp: &mut Fingerprint, kind: Kind, rel: &Path, e: &Entry, link: &[u8]) {
     fp.add(kind, rel, e.m, e.s, e.mt, link);
-}
-
-/// The open pack: small files' contents and the entries waiting for its hash.
-#[derive(Default)]
-struct Pack {
-    data: Vec<u8>,
-    /// Entries in order; `Some(offset)` for those whose content is in this pack.
-    pending: Vec<(Entry, Option<u64>)>,
 }
 
 /// Snapshot the tree under `root` into the chunked format: the index, paths and blob
@@ -457,7 +571,7 @@ enum Item {
     /// Decided without reading.
     Ready(Box<Done>),
     /// A small file to read.
-    Read(PathBuf),
+    Read(Walked),
 }
 
 /// What a reading task needs.
@@ -469,21 +583,15 @@ struct JobCx {
     progress: Progress,
 }
 
-/// Start the batch (if any) as one blocking task.
-fn push_batch(batch: &mut Vec<Item>, jobs: &mut FuturesOrdered<Job>, cx: &JobCx) {
+/// Start the batch (if any) as one blocking task; `bytes`: its small files' length.
+fn push_batch(batch: &mut Vec<Item>, bytes: u64, jobs: &mut FuturesOrdered<Job>, cx: &JobCx) {
     if batch.is_empty() {
         return;
     }
     let items = std::mem::take(batch);
     let c = cx.clone();
     jobs.push_back(tokio::task::spawn_blocking(move || {
-        items
-            .into_iter()
-            .map(|it| match it {
-                Item::Ready(d) => Ok(*d),
-                Item::Read(rel) => read_file(&c.root, &rel, &c.repo, &c.rt, &c.progress),
-            })
-            .collect()
+        read_batch(items, bytes, &c)
     }));
 }
 
@@ -505,22 +613,16 @@ async fn run<W: AsyncWrite + Unpin>(
     };
     let limit = concurrency();
     let large = std::sync::Arc::new(tokio::sync::Semaphore::new(large_limit()));
-    let rt = Handle::current();
     let mut jobs: FuturesOrdered<Job> = FuturesOrdered::new();
-    let mut pack = Pack {
-        data: Vec::with_capacity(PACK_CAPACITY),
-        pending: Vec::new(),
-    };
-    let mut closed = std::collections::VecDeque::new();
     let mut walk_done = false;
-    // Entries decided here and small files to read go in batches (one blocking task for
-    // many small files, not one each); a large file is a task of its own.
+    // Entries decided here and small files to read go in batches (one blocking task and one
+    // pack for many small files); a large file is a task of its own.
     let mut batch: Vec<Item> = Vec::new();
     let mut batch_bytes = 0u64;
     let ctx = JobCx {
         root: root.to_path_buf(),
         repo: repo.clone(),
-        rt: rt.clone(),
+        rt: Handle::current(),
         progress: progress.clone(),
     };
     let res: Result<()> = async {
@@ -528,13 +630,13 @@ async fn run<W: AsyncWrite + Unpin>(
             while !walk_done && jobs.len() < limit {
                 let Some(w) = rx.recv().await else {
                     walk_done = true;
-                    push_batch(&mut batch, &mut jobs, &ctx);
+                    push_batch(&mut batch, batch_bytes, &mut jobs, &ctx);
                     break;
                 };
                 if w.meta.is_dir() {
                     let e = base_entry(&w.rel, &w.meta, "d");
                     batch.push(Item::Ready(Box::new(Done::Entry(e, vec![], 0))));
-                } else if let Some(link) = w.link {
+                } else if let Some(link) = &w.link {
                     let mut e = base_entry(&w.rel, &w.meta, "l");
                     e.m = 0;
                     (e.l, e.lx) = encode(link.as_os_str().as_bytes());
@@ -548,10 +650,10 @@ async fn run<W: AsyncWrite + Unpin>(
                 } else if w.meta.len() < SMALL_FILE {
                     stats.files_read += 1;
                     batch_bytes += w.meta.len();
-                    batch.push(Item::Read(w.rel));
+                    batch.push(Item::Read(w));
                 } else {
                     stats.files_read += 1;
-                    push_batch(&mut batch, &mut jobs, &ctx);
+                    push_batch(&mut batch, batch_bytes, &mut jobs, &ctx);
                     // At most `large_limit` large files at once (memory: a 4 MiB buffer, a
                     // chunk and its compressed copy each); running tasks free their permits
                     // by themselves.
@@ -563,11 +665,11 @@ async fn run<W: AsyncWrite + Unpin>(
                     let c = ctx.clone();
                     jobs.push_back(tokio::task::spawn_blocking(move || {
                         let _permit = permit;
-                        read_file(&c.root, &w.rel, &c.repo, &c.rt, &c.progress).map(|d| vec![d])
+                        read_large(&w.rel, &c).map(|d| vec![d])
                     }));
                 }
                 if batch.len() >= BATCH_ITEMS || batch_bytes >= BATCH_BYTES {
-                    push_batch(&mut batch, &mut jobs, &ctx);
+                    push_batch(&mut batch, batch_bytes, &mut jobs, &ctx);
                 }
                 if batch.is_empty() {
                     batch_bytes = 0;
@@ -582,102 +684,18 @@ async fn run<W: AsyncWrite + Unpin>(
                     Done::Entry(e, mut w, read) => {
                         out.warnings.append(&mut w);
                         stats.bytes_read += read;
-                        pack.pending.push((e, None));
+                        out.write(&e).await?;
                     }
-                    Done::Small(e, content, mut w) => {
-                        out.warnings.append(&mut w);
-                        let offset = pack.data.len() as u64;
-                        pack.data.extend_from_slice(&content);
-                        stats.bytes_read += content.len() as u64;
-                        pack.pending
-                            .push((e, (!content.is_empty()).then_some(offset)));
-                    }
-                }
-                if pack.data.len() >= PACK_BYTES || pack.pending.len() >= PACK_PENDING {
-                    close_pack(repo, progress, &mut pack, &mut closed, out).await?;
                 }
             }
         }
-        close_pack(repo, progress, &mut pack, &mut closed, out).await?;
-        settle(&mut closed, 0, out).await
+        Ok(())
     }
     .await;
     if res.is_err() {
         // Nothing keeps storing blobs behind the failed backup's back.
         while jobs.next().await.is_some() {}
-        for c in closed {
-            if let Some(t) = c.task {
-                let _ = t.await;
-            }
-        }
     }
     res?;
     Ok(stats)
-}
-
-/// A closed pack being hashed, compressed and stored by a blocking task of its own, with the
-/// entries waiting for its hash (and the length of its data).
-struct Closed {
-    task: Option<JoinHandle<Result<String>>>,
-    len: u64,
-    pending: Vec<(Entry, Option<u64>)>,
-}
-
-/// Close the open pack: its data hashed, compressed and stored by a blocking task (the next
-/// pack fills meanwhile; at most [`PACK_UPLOADS`] in flight), its entries queued in `closed`
-/// and written by [`settle`] once it is stored — so the index stays in walk order and never
-/// names a pack that is not stored.
-async fn close_pack<W: AsyncWrite + Unpin>(
-    repo: &Repository,
-    progress: &Progress,
-    pack: &mut Pack,
-    closed: &mut std::collections::VecDeque<Closed>,
-    out: &mut Out<W>,
-) -> Result<()> {
-    // The next pack's buffer is allocated whole: grown by doubling, every pack was copied
-    // several times on its way to 4 MiB.
-    let data = Bytes::from(std::mem::replace(
-        &mut pack.data,
-        Vec::with_capacity(PACK_CAPACITY),
-    ));
-    let len = data.len() as u64;
-    let task = (!data.is_empty()).then(|| {
-        let (repo, progress, rt) = (repo.clone(), progress.clone(), Handle::current());
-        tokio::task::spawn_blocking(move || {
-            let hash = content_hash(&data);
-            rt.block_on(repo.put_blob_hashed(hash.clone(), data, progress))?;
-            Ok(hash)
-        })
-    });
-    closed.push_back(Closed {
-        task,
-        len,
-        pending: std::mem::take(&mut pack.pending),
-    });
-    settle(closed, PACK_UPLOADS, out).await
-}
-
-/// Write the entries of the closed packs at the front of `closed` until at most `keep` are
-/// left, waiting for each to be stored.
-async fn settle<W: AsyncWrite + Unpin>(
-    closed: &mut std::collections::VecDeque<Closed>,
-    keep: usize,
-    out: &mut Out<W>,
-) -> Result<()> {
-    while closed.len() > keep || closed.front().is_some_and(|c| c.task.is_none()) {
-        let Some(c) = closed.pop_front() else {
-            break;
-        };
-        let hash = match c.task {
-            Some(t) => t.await.map_err(join_err)??,
-            None => String::new(),
-        };
-        for (mut e, offset) in c.pending {
-            if let Some(o) = offset {
-                e.c = vec![Piece(hash.clone(), c.len, o, e.s)];
-            }
-            out.write(&e).await?;
-        }
-    }
-    Ok(())
 }
