@@ -19,6 +19,8 @@ const SAMPLES: usize = 8;
 /// measure ~7.82 in 1,024-byte samples (the estimate is biased low by ~0.18), text 4–6,
 /// zstd-compressed data about as random bytes.
 const RANDOM_BITS: f64 = 7.6;
+/// Random-looking segments in a row needed for a raw frame.
+const MIN_RAW: usize = 2;
 /// A raw block holds at most this many bytes (zstd's maximum block size).
 const RAW_BLOCK: usize = 128 * 1024;
 
@@ -27,18 +29,27 @@ const RAW_BLOCK: usize = 128 * 1024;
 /// thread and level: allocating a zstd context (megabytes at the usual levels) for every
 /// small blob cost more than compressing it.
 pub(crate) fn compress_whole(content: &[u8], level: i32) -> io::Result<Vec<u8>> {
-    // Runs of segments alike: (start, raw).
-    let mut runs: Vec<(usize, bool)> = Vec::new();
-    for (i, seg) in content.chunks(SEGMENT).enumerate() {
-        let last = runs.last().map(|r| r.1);
-        // A short last segment goes with the run before it.
-        let raw = match last {
-            Some(r) if seg.len() < SEGMENT => r,
+    // Each segment classified (a short last one goes with the one before it)...
+    let mut random: Vec<bool> = Vec::with_capacity(content.len() / SEGMENT + 1);
+    for seg in content.chunks(SEGMENT) {
+        let r = match random.last() {
+            Some(&r) if seg.len() < SEGMENT => r,
             _ => looks_random(seg),
         };
-        if last != Some(raw) {
+        random.push(r);
+    }
+    // ...then runs of segments alike, (start, raw): a random-looking stretch shorter than
+    // [`MIN_RAW`] segments stays in the compressed frame around it, whose window keeps the
+    // context that the compressible bytes on both sides share (small files in a pack).
+    let mut runs: Vec<(usize, bool)> = Vec::new();
+    let mut i = 0;
+    while i < random.len() {
+        let same = random[i..].iter().take_while(|&&r| r == random[i]).count();
+        let raw = random[i] && same >= MIN_RAW;
+        if runs.last().map(|r| r.1) != Some(raw) {
             runs.push((i * SEGMENT, raw));
         }
+        i += same;
     }
     if let [(_, false)] | [] = runs[..] {
         // One compressed frame: the compressor's output as it is.
@@ -61,6 +72,18 @@ fn emit(out: &mut Vec<u8>, run: &[u8], raw: bool, level: i32) -> io::Result<()> 
     }
 }
 
+/// Whether `bytes` (a small file) looks random: up to [`SAMPLES`] samples spread over it all
+/// look random; shorter than two samples: never. A pack puts such files after the others, so
+/// that the compressible ones form one run whose frame keeps their shared context.
+pub(crate) fn looks_random_file(bytes: &[u8]) -> bool {
+    if bytes.len() < 2 * SAMPLE {
+        return false;
+    }
+    let samples = (bytes.len() / SAMPLE).min(SAMPLES);
+    let step = (bytes.len() - SAMPLE) / (samples - 1);
+    (0..samples).all(|k| entropy(&bytes[k * step..k * step + SAMPLE]) >= RANDOM_BITS)
+}
+
 /// Whether every sample of `seg` looks random (a short segment: never).
 fn looks_random(seg: &[u8]) -> bool {
     if seg.len() < SEGMENT {
@@ -70,21 +93,22 @@ fn looks_random(seg: &[u8]) -> bool {
     (0..SAMPLES).all(|k| entropy(&seg[k * step..k * step + SAMPLE]) >= RANDOM_BITS)
 }
 
-/// Order-0 entropy of `bytes`, in bits per byte.
+/// Order-0 entropy of `bytes` (at most [`SAMPLE`] long), in bits per byte:
+/// `log2 n − Σ c·log2 c / n` over the byte counts `c`, with `c·log2 c` from a table.
 fn entropy(bytes: &[u8]) -> f64 {
-    let mut count = [0u32; 256];
-    for &b in bytes {
+    static C_LOG2_C: std::sync::OnceLock<Vec<f64>> = std::sync::OnceLock::new();
+    let table = C_LOG2_C.get_or_init(|| {
+        (0..=SAMPLE)
+            .map(|c| if c == 0 { 0.0 } else { c as f64 * (c as f64).log2() })
+            .collect()
+    });
+    let mut count = [0u16; 256];
+    for &b in &bytes[..bytes.len().min(SAMPLE)] {
         count[usize::from(b)] += 1;
     }
-    let n = bytes.len() as f64;
-    count
-        .iter()
-        .filter(|&&c| c > 0)
-        .map(|&c| {
-            let p = f64::from(c) / n;
-            -p * p.log2()
-        })
-        .sum()
+    let n = bytes.len().min(SAMPLE) as f64;
+    let sum: f64 = count.iter().map(|&c| table[usize::from(c)]).sum();
+    n.log2() - sum / n
 }
 
 /// Append one frame of raw blocks holding `content`: the frame header (content size in 8
@@ -235,6 +259,26 @@ mod tests {
             .decompress(&out, 1)
             .unwrap();
         assert!(back.is_empty());
+    }
+
+    #[test]
+    fn entropy_of_known_samples() {
+        assert_eq!(entropy(&[7u8; SAMPLE]), 0.0);
+        let two: Vec<u8> = (0..SAMPLE).map(|i| (i % 2) as u8).collect();
+        assert!((entropy(&two) - 1.0).abs() < 1e-9);
+        let all: Vec<u8> = (0..SAMPLE).map(|i| (i % 256) as u8).collect();
+        assert!((entropy(&all) - 8.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn random_files_are_told_from_text() {
+        assert!(looks_random_file(&noise(3000, 1)));
+        assert!(looks_random_file(&noise(200_000, 2)));
+        assert!(!looks_random_file(&text(200_000)));
+        assert!(!looks_random_file(&noise(2000, 3)));
+        let mut half = noise(100_000, 4);
+        half.extend(text(20_000));
+        assert!(!looks_random_file(&half));
     }
 
     #[test]

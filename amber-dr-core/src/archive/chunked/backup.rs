@@ -332,15 +332,19 @@ fn read_small(root: &Path, w: &Walked, buf: &mut [u8]) -> Result<Option<(Entry, 
 
 /// Read a batch (blocking): decided entries passed through, small files read straight into
 /// one pack, which is hashed, compressed and stored before the entries are returned (in
-/// order) — so the index never names a pack that is not stored.
+/// order) — so the index never names a pack that is not stored. Files that look random
+/// (media) go after the others in the pack: the compressible ones stay one run, compressed
+/// in one frame with their shared context, the random ones one raw run ([`crate::frames`]).
 fn read_batch(items: Vec<Item>, bytes: u64, c: &JobCx) -> Result<Vec<Done>> {
     let room = SMALL_FILE as usize;
-    // Zeroed by the allocator (fresh pages), read into in place: no copy of any file.
+    // Zeroed by the allocator (fresh pages), read into in place.
     let mut pack: Vec<u8> = Vec::new();
     let mut len = 0usize;
+    // The random-looking files, moved out of the way.
+    let mut random: Vec<u8> = Vec::new();
     let mut out = Vec::with_capacity(items.len());
-    // Entries (index in `out`) whose content is in the pack, with their offsets.
-    let mut packed: Vec<(usize, usize)> = Vec::new();
+    // Entries (index in `out`) whose content is in the pack: offset, and whether in `random`.
+    let mut packed: Vec<(usize, usize, bool)> = Vec::new();
     for it in items {
         let Item::Read(w) = it else {
             if let Item::Ready(d) = it {
@@ -369,21 +373,32 @@ fn read_batch(items: Vec<Item>, bytes: u64, c: &JobCx) -> Result<Vec<Done>> {
                 }
             },
         };
-        if n > 0 {
-            packed.push((out.len(), len));
+        let body = &pack[len..len + n];
+        if crate::frames::looks_random_file(body) {
+            packed.push((out.len(), random.len(), true));
+            random.extend_from_slice(body);
+        } else {
+            if n > 0 {
+                packed.push((out.len(), len, false));
+            }
+            len += n;
         }
-        len += n;
         out.push(Done::Entry(e, warnings, n as u64));
     }
-    if len > 0 {
-        pack.truncate(len);
+    pack.truncate(len);
+    let front = len;
+    pack.extend_from_slice(&random);
+    drop(random);
+    if !pack.is_empty() {
+        let total = pack.len() as u64;
         let data = Bytes::from(pack);
         let hash = content_hash(&data);
         c.rt
             .block_on(c.repo.put_blob_hashed(hash.clone(), data, c.progress.clone()))?;
-        for (i, offset) in packed {
+        for (i, offset, moved) in packed {
+            let offset = if moved { front + offset } else { offset };
             if let Some(Done::Entry(e, ..)) = out.get_mut(i) {
-                e.c = vec![Piece(hash.clone(), len as u64, offset as u64, e.s)];
+                e.c = vec![Piece(hash.clone(), total, offset as u64, e.s)];
             }
         }
     }
