@@ -99,7 +99,13 @@ fn entropy(bytes: &[u8]) -> f64 {
     static C_LOG2_C: std::sync::OnceLock<Vec<f64>> = std::sync::OnceLock::new();
     let table = C_LOG2_C.get_or_init(|| {
         (0..=SAMPLE)
-            .map(|c| if c == 0 { 0.0 } else { c as f64 * (c as f64).log2() })
+            .map(|c| {
+                if c == 0 {
+                    0.0
+                } else {
+                    c as f64 * (c as f64).log2()
+                }
+            })
             .collect()
     });
     let mut count = [0u16; 256];

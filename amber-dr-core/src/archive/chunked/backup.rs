@@ -13,12 +13,14 @@ use std::path::{Path, PathBuf};
 use bytes::{Bytes, BytesMut};
 use futures::stream::FuturesOrdered;
 use futures::StreamExt;
+use rustix::fs::OFlags;
 use tokio::io::{AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::chunker;
+use super::dirfd::Dirs;
 use super::index::{cmp_path, encode, Entry, IndexReader, Piece, INDEX, REFS};
 use crate::archive::directory::{join_err, PATHS};
 use crate::archive::tree::{walk, Fingerprint, Kind, MTime, TreeSummary};
@@ -293,19 +295,27 @@ fn read_file(
 /// if the open file is the one walked and unchanged since (inode, size, mtime and ctime after
 /// the read as the walk saw them: one `fstat`, no read to see the end), else `None` (the
 /// caller reads it with [`read_file`]).
-fn read_small(root: &Path, w: &Walked, buf: &mut [u8]) -> Result<Option<(Entry, usize)>> {
-    let path = root.join(&w.rel);
-    let mut file = match File::open(&path) {
+fn read_small(
+    root: &Path,
+    w: &Walked,
+    buf: &mut [u8],
+    dirs: &mut Dirs,
+) -> Result<Option<(Entry, usize)>> {
+    let path = || root.join(&w.rel);
+    let mut file = match dirs.open(root, &w.rel, OFlags::RDONLY, 0) {
         Ok(f) => f,
+        // Gone, or its directory is (read again the careful way, which says so).
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(Error::io("read", &path, e)),
+        Err(e) => return Err(Error::io("read", &path(), e)),
     };
-    let want = usize::try_from(w.meta.len()).unwrap_or(usize::MAX).min(buf.len());
+    let want = usize::try_from(w.meta.len())
+        .unwrap_or(usize::MAX)
+        .min(buf.len());
     let mut total = 0;
     while total < want {
         let n = file
             .read(&mut buf[total..want])
-            .map_err(|e| Error::io("read", &path, e))?;
+            .map_err(|e| Error::io("read", &path(), e))?;
         if n == 0 {
             break;
         }
@@ -313,7 +323,7 @@ fn read_small(root: &Path, w: &Walked, buf: &mut [u8]) -> Result<Option<(Entry, 
     }
     let after = file
         .metadata()
-        .map_err(|e| Error::io("inspect", &path, e))?;
+        .map_err(|e| Error::io("inspect", &path(), e))?;
     let same = after.is_file()
         && after.ino() == w.meta.ino()
         && after.dev() == w.meta.dev()
@@ -345,6 +355,7 @@ fn read_batch(items: Vec<Item>, bytes: u64, c: &JobCx) -> Result<Vec<Done>> {
     let mut out = Vec::with_capacity(items.len());
     // Entries (index in `out`) whose content is in the pack: offset, and whether in `random`.
     let mut packed: Vec<(usize, usize, bool)> = Vec::new();
+    let mut dirs = Dirs::default();
     for it in items {
         let Item::Read(w) = it else {
             if let Item::Ready(d) = it {
@@ -356,7 +367,7 @@ fn read_batch(items: Vec<Item>, bytes: u64, c: &JobCx) -> Result<Vec<Done>> {
             let want = (len + room).max(usize::try_from(bytes).unwrap_or(0) + room);
             pack.resize(want, 0);
         }
-        let (e, n, warnings) = match read_small(&c.root, &w, &mut pack[len..])? {
+        let (e, n, warnings) = match read_small(&c.root, &w, &mut pack[len..], &mut dirs)? {
             Some((e, n)) => (e, n, Vec::new()),
             // Changed since the walk: read the careful way.
             None => match read_file(&c.root, &w.rel, &c.repo, &c.rt, &c.progress)? {
@@ -393,8 +404,10 @@ fn read_batch(items: Vec<Item>, bytes: u64, c: &JobCx) -> Result<Vec<Done>> {
         let total = pack.len() as u64;
         let data = Bytes::from(pack);
         let hash = content_hash(&data);
-        c.rt
-            .block_on(c.repo.put_blob_hashed(hash.clone(), data, c.progress.clone()))?;
+        c.rt.block_on(
+            c.repo
+                .put_blob_hashed(hash.clone(), data, c.progress.clone()),
+        )?;
         for (i, offset, moved) in packed {
             let offset = if moved { front + offset } else { offset };
             if let Some(Done::Entry(e, ..)) = out.get_mut(i) {

@@ -10,5 +10,6 @@
 
 pub(crate) mod backup;
 pub(crate) mod chunker;
+mod dirfd;
 pub(crate) mod index;
 pub(crate) mod restore;

@@ -9,17 +9,19 @@ use std::ffi::OsStr;
 use std::fs;
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use futures::stream::FuturesUnordered;
 use futures::StreamExt;
+use rustix::fs::OFlags;
 use tokio::runtime::Handle;
 use tokio::task::JoinHandle;
 
 use super::backup::{concurrency, fp_add};
+use super::dirfd::Dirs;
 use super::index::{Entry, IndexReader, Piece};
 use crate::archive::directory::join_err;
 use crate::archive::extract::{safe_rel_path, unsafe_entry};
@@ -110,6 +112,7 @@ pub(crate) async fn read_index(
         Mode::Check => None,
     };
     let ctx = JobCx {
+        staging: staging.clone(),
         owner: staging.as_deref().and_then(new_file_owner),
         repo: repo.clone(),
         cache: cache.clone(),
@@ -219,7 +222,7 @@ pub(crate) async fn read_index(
                                 .collect()
                         }
                     };
-                    let dest = staging.as_ref().map(|s| s.join(&rel));
+                    let dest = staging.as_ref().map(|_| rel.clone());
                     batch_bytes += e.s;
                     batch.push((dest, e, pieces));
                     if batch.len() >= BATCH_FILES || batch_bytes >= BATCH_BYTES {
@@ -265,7 +268,8 @@ const BATCH_FILES: usize = 256;
 /// Bytes per batch.
 const BATCH_BYTES: u64 = 4 * 1024 * 1024;
 
-/// One file to write (or, checking, whose blobs to read): destination, entry, pieces.
+/// One file to write (or, checking, whose blobs to read): its path under the staging
+/// directory, entry, pieces.
 type FileJob = (Option<PathBuf>, Entry, Vec<Piece>);
 
 /// The owner a new file under `staging` gets without a chown: the staging directory's, which
@@ -279,6 +283,8 @@ fn new_file_owner(staging: &Path) -> Option<(u32, u32)> {
 /// What a writing task needs.
 #[derive(Clone)]
 struct JobCx {
+    /// The staging directory (extracting).
+    staging: Option<PathBuf>,
     /// The owner new files get by themselves (see [`new_file_owner`]): no chown for those.
     owner: Option<(u32, u32)>,
     repo: Repository,
@@ -299,8 +305,9 @@ fn push_batch(
     let files = std::mem::take(batch);
     let cx = cx.clone();
     jobs.push(tokio::task::spawn_blocking(move || {
-        for (dest, e, pieces) in &files {
-            write_file(dest.as_deref(), e, pieces, &cx)?;
+        let mut dirs = Dirs::default();
+        for (rel, e, pieces) in &files {
+            write_file(rel.as_deref(), e, pieces, &cx, &mut dirs)?;
             cx.progress.add_items(1);
         }
         Ok(())
@@ -309,9 +316,16 @@ fn push_batch(
 
 /// Write one file from its pieces (or, checking, read its blobs), blocking. Its owner, mode
 /// and mtime are set through its handle (fchown, fchmod, futimens: no path lookups), the
-/// owner only when it differs from the one it was created with.
-fn write_file(dest: Option<&Path>, e: &Entry, pieces: &[Piece], cx: &JobCx) -> Result<()> {
-    let Some(dest) = dest else {
+/// owner only when it differs from the one it was created with. It is created relative to
+/// its directory ([`Dirs`]), never through a symlink.
+fn write_file(
+    rel: Option<&Path>,
+    e: &Entry,
+    pieces: &[Piece],
+    cx: &JobCx,
+    dirs: &mut Dirs,
+) -> Result<()> {
+    let (Some(rel), Some(staging)) = (rel, cx.staging.as_deref()) else {
         for p in pieces {
             let rec = BlobRecord {
                 sha256: p.0.clone(),
@@ -323,19 +337,18 @@ fn write_file(dest: Option<&Path>, e: &Entry, pieces: &[Piece], cx: &JobCx) -> R
         }
         return Ok(());
     };
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(dest)
-        .map_err(|err| Error::from_io("create file", dest, err))?;
+    let dest = || staging.join(rel);
+    let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW;
+    let mut f = dirs
+        .open(staging, rel, flags, 0o600)
+        .map_err(|err| Error::from_io("create file", &dest(), err))?;
     for p in pieces {
         let b = cx.rt.block_on(blob(&cx.repo, &cx.cache, p, &cx.progress))?;
         let (o, n) = (p.2 as usize, p.3 as usize);
         f.write_all(&b[o..o + n])
-            .map_err(|err| Error::from_io("write", dest, err))?;
+            .map_err(|err| Error::from_io("write", &dest(), err))?;
     }
-    let meta = |err| Error::from_io("set metadata of", dest, err);
+    let meta = |err| Error::from_io("set metadata of", &dest(), err);
     if cx.owner != Some((e.u, e.g)) {
         best_effort_owner(std::os::unix::fs::fchown(&f, Some(e.u), Some(e.g))).map_err(meta)?;
     }
