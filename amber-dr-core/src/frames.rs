@@ -179,6 +179,7 @@ fn with_compressor<T>(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -53,7 +53,8 @@ struct Walked {
     link: Option<PathBuf>,
 }
 
-/// What became of one walked entry.
+/// What became of one walked entry (nearly always an `Entry`: not boxed).
+#[allow(clippy::large_enum_variant)]
 enum Done {
     /// Recorded (directory, symlink, unchanged, packed or chunked file), with the bytes read.
     Entry(Entry, Vec<String>, u64),
@@ -306,7 +307,7 @@ fn read_small(
         Ok(f) => f,
         // Gone, or its directory is (read again the careful way, which says so).
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(Error::io("read", &path(), e)),
+        Err(e) => return Err(Error::io("read", path(), e)),
     };
     let want = usize::try_from(w.meta.len())
         .unwrap_or(usize::MAX)
@@ -315,7 +316,7 @@ fn read_small(
     while total < want {
         let n = file
             .read(&mut buf[total..want])
-            .map_err(|e| Error::io("read", &path(), e))?;
+            .map_err(|e| Error::io("read", path(), e))?;
         if n == 0 {
             break;
         }
@@ -323,7 +324,7 @@ fn read_small(
     }
     let after = file
         .metadata()
-        .map_err(|e| Error::io("inspect", &path(), e))?;
+        .map_err(|e| Error::io("inspect", path(), e))?;
     let same = after.is_file()
         && after.ino() == w.meta.ino()
         && after.dev() == w.meta.dev()
@@ -599,7 +600,7 @@ enum Item {
     /// Decided without reading.
     Ready(Box<Done>),
     /// A small file to read.
-    Read(Walked),
+    Read(Box<Walked>),
 }
 
 /// What a reading task needs.
@@ -678,7 +679,7 @@ async fn run<W: AsyncWrite + Unpin>(
                 } else if w.meta.len() < SMALL_FILE {
                     stats.files_read += 1;
                     batch_bytes += w.meta.len();
-                    batch.push(Item::Read(w));
+                    batch.push(Item::Read(Box::new(w)));
                 } else {
                     stats.files_read += 1;
                     push_batch(&mut batch, batch_bytes, &mut jobs, &ctx);

@@ -341,14 +341,14 @@ fn write_file(
     let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW;
     let mut f = dirs
         .open(staging, rel, flags, 0o600)
-        .map_err(|err| Error::from_io("create file", &dest(), err))?;
+        .map_err(|err| Error::from_io("create file", dest(), err))?;
     for p in pieces {
         let b = cx.rt.block_on(blob(&cx.repo, &cx.cache, p, &cx.progress))?;
         let (o, n) = (p.2 as usize, p.3 as usize);
         f.write_all(&b[o..o + n])
-            .map_err(|err| Error::from_io("write", &dest(), err))?;
+            .map_err(|err| Error::from_io("write", dest(), err))?;
     }
-    let meta = |err| Error::from_io("set metadata of", &dest(), err);
+    let meta = |err| Error::from_io("set metadata of", dest(), err);
     if cx.owner != Some((e.u, e.g)) {
         best_effort_owner(std::os::unix::fs::fchown(&f, Some(e.u), Some(e.g))).map_err(meta)?;
     }
