@@ -4,8 +4,8 @@
 # `zstd -d | tar -x`; then a second backup after 1% of the files changed against restic's
 # second `restic backup` (Debian's restic, installed if absent); then the same first backup
 # and restore on a directory of 100,000 small files. Reports wall time (median of N runs),
-# amber-dr's peak RSS and the bytes stored. The files component uses the chunked format
-# (AMBER_DR_BENCH_FILES_FORMAT=tar measures the default tar format instead).
+# amber-dr's peak RSS and the bytes stored. The files component uses the chunked format (the
+# default; AMBER_DR_BENCH_FILES_FORMAT=tar measures the tar format instead).
 #
 # Usage: scripts/bench-files.sh [--runs N] [--size-mib M] [--small-files N] [--keep] [--encrypt]
 #   --small-files N: the size of the small-files data set (default 100000; 0 skips it).
@@ -128,8 +128,9 @@ path = "$DATA"
 format = "${AMBER_DR_BENCH_FILES_FORMAT:-chunked}"
 TOML
 
-# Restored trees: kept until the script ends. ext4 does not give a new file an inode deleted
-# within the last minute (five while its inode table block is dirty): `recently_deleted()` in
+# Restored trees (and the repositories of the first backups): kept until the script ends.
+# ext4 does not give a new file an inode deleted within the last minute (five while its
+# inode table block is dirty): `recently_deleted()` in
 # its inode allocator scans past each one, so the first 100,000 files created after 100,000
 # were deleted cost ~0.4 ms of CPU each (measured: `tar -x` of the small set 1.4 s on a quiet
 # file system, 47 s right after `rm -rf` of the previous copy; perf: find_get_block_common
@@ -145,7 +146,7 @@ mkdir -p "$OUTS"
 # amber-dr restore into another directory checked with diff -r). Prints the table rows.
 bench_set() {
   local data="$1" label="$2" peer_size ours_size
-  local peer_b=() ours_b=() ours_rss=() peer_r=() ours_r=() ours_rrss=()
+  local peer_b=() ours_b=() ours_rss=() peer_r=() ours_r=() ours_rrss=() repo=""
   sed -i "s|^path = .*|path = \"$data\"|" "$CFG"
   # Every timed command is preceded by `settle` (lib.sh): dirty pages written back, its input
   # read once, so that both tools read from memory alike.
@@ -157,7 +158,10 @@ bench_set() {
     peer_b+=("$(cut -d' ' -f1 "$WORK/t")")
 
     log "$label run $run/$RUNS: amber-dr backup"
-    rm -rf "$REPO"
+    # A new repository, the earlier ones kept until the end (as the restored trees, below:
+    # creating files right after deleting many is slow on ext4, and would be timed here).
+    local repo="$OUTS/repo-${label// /-}-$run"
+    sed -i "s|^url = .*|url = \"$repo\"|" "$CFG"
     settle "$data"
     time_cmd "$WORK/t" "$BIN" -q --config "$CFG" backup >/dev/null
     ours_b+=("$(cut -d' ' -f1 "$WORK/t")"); ours_rss+=("$(cut -d' ' -f2 "$WORK/t")")
@@ -178,7 +182,8 @@ bench_set() {
     diff -r "$data" "$ours_out" >/dev/null || die "restored tree differs from the source"
   done
   peer_size=$(stat -c %s "$WORK/peer.tar.zst")
-  ours_size=$(du -sb "$REPO" | cut -f1)
+  ours_size=$(du -sb "$repo" | cut -f1)
+  sed -i "s|^url = .*|url = \"$REPO\"|" "$CFG"
   bench_row "backup ($label)" "$PEER_BACKUP" "${peer_b[*]}" "${ours_b[*]}" "${ours_rss[*]}" "$peer_size / $ours_size"
   bench_row "restore ($label)" "$PEER_RESTORE" "${peer_r[*]}" "${ours_r[*]}" "${ours_rrss[*]}"
   echo "All runs ($label): backup peer ${peer_b[*]} / amber-dr ${ours_b[*]}; restore peer ${peer_r[*]} / amber-dr ${ours_r[*]}." >"$WORK/runs-$label"
@@ -219,7 +224,7 @@ for run in $(seq 1 "$RUNS"); do
   restic backup -q "$DATA" >/dev/null
   "$BIN" -q --config "$CFG" backup >/dev/null
   change_one_percent "$DATA" "$run"
-  tar -cf - -C "$DATA" . >/dev/null
+  tar -cf - -C "$DATA" . | cat >/dev/null
   r0=$(du -sb "$RESTIC_REPOSITORY" | cut -f1); o0=$(du -sb "$REPO" | cut -f1)
   log "incremental run $run/$RUNS: restic backup (second)"
   settle "$DATA"

@@ -71,6 +71,15 @@ pub fn content_hash(content: &[u8]) -> String {
     hex::encode(Sha256::digest(content))
 }
 
+/// [`content_hash`] of the concatenation of `parts`.
+pub fn content_hash_parts(parts: &[&[u8]]) -> String {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update(p);
+    }
+    hex::encode(h.finalize())
+}
+
 /// Writes one blob: compresses and hashes the content, then files it under its hash (or drops
 /// it if that blob exists already). Dropping it without [`BlobWriter::finish`] stores nothing.
 pub struct BlobWriter {
@@ -241,7 +250,20 @@ impl Repository {
         content: Bytes,
         progress: Progress,
     ) -> Result<BlobRecord> {
-        let size = content.len() as u64;
+        self.put_blob_parts(sha256, vec![content], progress).await
+    }
+
+    /// [`Repository::put_blob_hashed`] for a body held as consecutive parts (a pack whose
+    /// compressible files come first and random-looking ones after): each part is made into
+    /// frames of its own and stored without being copied into one buffer first (raw frames
+    /// refer to the parts' bytes). `sha256` must be [`content_hash_parts`] of `parts`.
+    pub async fn put_blob_parts(
+        &self,
+        sha256: String,
+        parts: Vec<Bytes>,
+        progress: Progress,
+    ) -> Result<BlobRecord> {
+        let size = parts.iter().map(|p| p.len() as u64).sum::<u64>();
         let path = Path::from(self.blob_write_path(&sha256).await?);
         if let Some(limit) = self.fail_writes_after {
             if size > limit {
@@ -262,11 +284,15 @@ impl Repository {
                 deduplicated: true,
             });
         }
-        let compressed = crate::frames::compress_whole(&content, self.compression().level)
-            .map_err(|e| Error::from_io("compress", path.as_ref(), e))?;
-        let (compressed, _) = self.seal_small(compressed).await?;
+        let mut frames = Vec::new();
+        for part in &parts {
+            crate::frames::compress_parts(part, self.compression().level, &mut frames)
+                .map_err(|e| Error::from_io("compress", path.as_ref(), e))?;
+        }
+        drop(parts);
+        let payload = self.seal_small_parts(frames).await?;
         self.backup_store()
-            .put(&path, compressed.into())
+            .put(&path, payload)
             .await
             .map_err(|source| repo_err(self, "write blob", &path, source))?;
         Ok(BlobRecord {

@@ -8,6 +8,8 @@
 
 use std::io;
 
+use bytes::Bytes;
+
 /// Segments are classified this long.
 const SEGMENT: usize = 64 * 1024;
 /// Bytes sampled per segment: [`SAMPLES`] pieces this long, spread over it.
@@ -15,6 +17,9 @@ const SAMPLE: usize = 1024;
 /// Samples per segment, 8 KiB apart; a segment is stored raw only if every one looks random
 /// (so at most ~8 KiB of compressible bytes at a boundary go raw with it).
 const SAMPLES: usize = 8;
+/// Samples of a small file (it is read whole for its pack: looking at all of it would cost
+/// as much as hashing it).
+const FILE_SAMPLES: usize = 4;
 /// Order-0 entropy (bits per byte) at or above which a sample looks random. Random bytes
 /// measure ~7.82 in 1,024-byte samples (the estimate is biased low by ~0.18), text 4–6,
 /// zstd-compressed data about as random bytes.
@@ -24,11 +29,12 @@ const MIN_RAW: usize = 2;
 /// A raw block holds at most this many bytes (zstd's maximum block size).
 const RAW_BLOCK: usize = 128 * 1024;
 
-/// `content` as zstd frames (content size and checksum in each): compressed at `level`
-/// except runs of segments that look random (see the module). The compressor is kept per
-/// thread and level: allocating a zstd context (megabytes at the usual levels) for every
-/// small blob cost more than compressing it.
-pub(crate) fn compress_whole(content: &[u8], level: i32) -> io::Result<Vec<u8>> {
+/// `content` as zstd frames (content size and checksum in each), appended to `out` as parts
+/// to be stored one after the other: compressed at `level` except runs of segments that look
+/// random (see the module), whose raw frames refer to `content`'s bytes (no copy). The
+/// compressor is kept per thread and level: allocating a zstd context (megabytes at the usual
+/// levels) for every small blob cost more than compressing it.
+pub(crate) fn compress_parts(content: &Bytes, level: i32, out: &mut Vec<Bytes>) -> io::Result<()> {
     // Each segment classified (a short last one goes with the one before it)...
     let mut random: Vec<bool> = Vec::with_capacity(content.len() / SEGMENT + 1);
     for seg in content.chunks(SEGMENT) {
@@ -51,37 +57,60 @@ pub(crate) fn compress_whole(content: &[u8], level: i32) -> io::Result<Vec<u8>> 
         }
         i += same;
     }
-    if let [(_, false)] | [] = runs[..] {
-        // One compressed frame: the compressor's output as it is.
-        return with_compressor(level, |c| c.compress(content));
+    if runs.is_empty() {
+        // Empty content: one empty compressed frame.
+        runs.push((0, false));
     }
-    let mut out = Vec::with_capacity(content.len() + 64);
     for (k, &(start, raw)) in runs.iter().enumerate() {
         let end = runs.get(k + 1).map_or(content.len(), |r| r.0);
-        emit(&mut out, &content[start..end], raw, level)?;
+        if raw {
+            raw_frame(out, content.slice(start..end));
+        } else {
+            let frame = with_compressor(level, |c| c.compress(&content[start..end]))?;
+            out.push(frame.into());
+        }
     }
-    Ok(out)
+    Ok(())
 }
 
-fn emit(out: &mut Vec<u8>, run: &[u8], raw: bool, level: i32) -> io::Result<()> {
-    if raw {
-        raw_frame(out, run);
-        Ok(())
-    } else {
-        compressed_frame(out, run, level)
-    }
+/// `content` as one buffer of zstd frames ([`compress_parts`] joined).
+#[cfg(test)]
+pub(crate) fn compress_whole(content: &[u8], level: i32) -> io::Result<Vec<u8>> {
+    let mut parts = Vec::new();
+    compress_parts(&Bytes::copy_from_slice(content), level, &mut parts)?;
+    Ok(parts.concat())
 }
 
-/// Whether `bytes` (a small file) looks random: up to [`SAMPLES`] samples spread over it all
-/// look random; shorter than two samples: never. A pack puts such files after the others, so
-/// that the compressible ones form one run whose frame keeps their shared context.
+/// Whether `bytes` (a small file) looks random: up to [`FILE_SAMPLES`] samples spread over it
+/// all look random (the last one looked at first: a file's end is where media formats put
+/// their compressible index, text its padding); shorter than two samples: never. A pack puts
+/// such files after the others, so that the compressible ones form one run whose frame keeps
+/// their shared context. A file taken for random wrongly costs some compression, no more.
 pub(crate) fn looks_random_file(bytes: &[u8]) -> bool {
     if bytes.len() < 2 * SAMPLE {
         return false;
     }
-    let samples = (bytes.len() / SAMPLE).min(SAMPLES);
+    let samples = (bytes.len() / SAMPLE).min(FILE_SAMPLES);
     let step = (bytes.len() - SAMPLE) / (samples - 1);
-    (0..samples).all(|k| entropy(&bytes[k * step..k * step + SAMPLE]) >= RANDOM_BITS)
+    (0..samples)
+        .rev()
+        .all(|k| random_sample(&bytes[k * step..k * step + SAMPLE]))
+}
+
+/// Whether one sample looks random (order-0 entropy at least [`RANDOM_BITS`]).
+fn random_sample(sample: &[u8]) -> bool {
+    !few_distinct(sample) && entropy(sample) >= RANDOM_BITS
+}
+
+/// Whether the first 32 bytes of `sample` hold fewer than 24 distinct values: random bytes
+/// hold ~30 (fewer than 24 about once in 10^5 samples), text and runs of one value far fewer.
+/// A cheap way out before the histogram of a sample that is plainly not random.
+fn few_distinct(sample: &[u8]) -> bool {
+    let mut seen = [0u64; 4];
+    for &b in &sample[..sample.len().min(32)] {
+        seen[usize::from(b >> 6)] |= 1 << (b & 63);
+    }
+    seen.iter().map(|w| w.count_ones()).sum::<u32>() < 24
 }
 
 /// Whether every sample of `seg` looks random (a short segment: never).
@@ -90,7 +119,7 @@ fn looks_random(seg: &[u8]) -> bool {
         return false;
     }
     let step = seg.len() / SAMPLES;
-    (0..SAMPLES).all(|k| entropy(&seg[k * step..k * step + SAMPLE]) >= RANDOM_BITS)
+    (0..SAMPLES).all(|k| random_sample(&seg[k * step..k * step + SAMPLE]))
 }
 
 /// Order-0 entropy of `bytes` (at most [`SAMPLE`] long), in bits per byte:
@@ -108,36 +137,53 @@ fn entropy(bytes: &[u8]) -> f64 {
             })
             .collect()
     });
-    let mut count = [0u16; 256];
-    for &b in &bytes[..bytes.len().min(SAMPLE)] {
-        count[usize::from(b)] += 1;
+    // Two histograms, even and odd bytes: a run of one byte value (text, padding) does not
+    // make every increment wait for the one before it.
+    let mut even = [0u16; 256];
+    let mut odd = [0u16; 256];
+    let bytes = &bytes[..bytes.len().min(SAMPLE)];
+    let mut pairs = bytes.chunks_exact(2);
+    for p in &mut pairs {
+        even[usize::from(p[0])] += 1;
+        odd[usize::from(p[1])] += 1;
     }
-    let n = bytes.len().min(SAMPLE) as f64;
-    let sum: f64 = count.iter().map(|&c| table[usize::from(c)]).sum();
+    for &b in pairs.remainder() {
+        even[usize::from(b)] += 1;
+    }
+    let n = bytes.len() as f64;
+    let sum: f64 = even
+        .iter()
+        .zip(&odd)
+        .map(|(&a, &b)| table[usize::from(a + b)])
+        .sum();
     n.log2() - sum / n
 }
 
 /// Append one frame of raw blocks holding `content`: the frame header (content size in 8
-/// bytes, a 128 KiB window, checksum flag), blocks of at most 128 KiB, the checksum (the low
-/// 32 bits of XXH64 with seed 0).
-fn raw_frame(out: &mut Vec<u8>, content: &[u8]) {
-    out.reserve(content.len() + content.len() / RAW_BLOCK * 3 + 24);
-    out.extend_from_slice(&0xFD2F_B528u32.to_le_bytes());
+/// bytes, a 128 KiB window, checksum flag), blocks of at most 128 KiB (each a 3-byte header
+/// and a slice of `content`), the checksum (the low 32 bits of XXH64 with seed 0).
+fn raw_frame(out: &mut Vec<Bytes>, content: Bytes) {
+    let mut head = Vec::with_capacity(20);
+    head.extend_from_slice(&0xFD2F_B528u32.to_le_bytes());
     // Frame_Content_Size_flag 3 (8 bytes), no single segment, Content_Checksum_flag.
-    out.push(0b1100_0100);
+    head.push(0b1100_0100);
     // Window_Descriptor: exponent 7, mantissa 0 → 2^17 bytes.
-    out.push(7 << 3);
-    out.extend_from_slice(&(content.len() as u64).to_le_bytes());
-    let mut blocks = content.chunks(RAW_BLOCK).peekable();
-    if blocks.peek().is_none() {
-        out.extend_from_slice(&block_header(0, true));
+    head.push(7 << 3);
+    head.extend_from_slice(&(content.len() as u64).to_le_bytes());
+    let sum = xxhash_rust::xxh64::xxh64(&content, 0) as u32;
+    if content.is_empty() {
+        head.extend_from_slice(&block_header(0, true));
     }
-    while let Some(b) = blocks.next() {
-        out.extend_from_slice(&block_header(b.len(), blocks.peek().is_none()));
-        out.extend_from_slice(b);
+    let mut start = 0;
+    while start < content.len() {
+        let end = (start + RAW_BLOCK).min(content.len());
+        head.extend_from_slice(&block_header(end - start, end == content.len()));
+        out.push(std::mem::take(&mut head).into());
+        out.push(content.slice(start..end));
+        start = end;
     }
-    let sum = xxhash_rust::xxh64::xxh64(content, 0) as u32;
-    out.extend_from_slice(&sum.to_le_bytes());
+    head.extend_from_slice(&sum.to_le_bytes());
+    out.push(head.into());
 }
 
 /// A raw block's 3-byte header: Last_Block bit, Block_Type 0 (raw), Block_Size.
@@ -145,13 +191,6 @@ fn block_header(len: usize, last: bool) -> [u8; 3] {
     let h = ((len as u32) << 3) | u32::from(last);
     let b = h.to_le_bytes();
     [b[0], b[1], b[2]]
-}
-
-/// Append one compressed frame of `content` at `level` (content size and checksum included).
-fn compressed_frame(out: &mut Vec<u8>, content: &[u8], level: i32) -> io::Result<()> {
-    let frame = with_compressor(level, |c| c.compress(content))?;
-    out.extend_from_slice(&frame);
-    Ok(())
 }
 
 /// Run `f` with this thread's compressor for `level` (content size and checksum on).
@@ -182,18 +221,7 @@ fn with_compressor<T>(
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-
-    fn noise(len: usize, seed: u64) -> Vec<u8> {
-        let mut s = seed;
-        (0..len)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 7;
-                s ^= s << 17;
-                (s >> 24) as u8
-            })
-            .collect()
-    }
+    use crate::test_data::noise;
 
     fn text(len: usize) -> Vec<u8> {
         b"the quick brown fox jumps over the lazy dog 0123456789\n"
@@ -260,10 +288,10 @@ mod tests {
             assert_eq!(frames(&blob), 1);
         }
         let mut out = Vec::new();
-        raw_frame(&mut out, b"");
+        raw_frame(&mut out, Bytes::new());
         let back = zstd::bulk::Decompressor::new()
             .unwrap()
-            .decompress(&out, 1)
+            .decompress(&out.concat(), 1)
             .unwrap();
         assert!(back.is_empty());
     }

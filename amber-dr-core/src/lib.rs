@@ -30,6 +30,8 @@ pub mod retention;
 pub mod runner;
 pub mod secret;
 mod selection;
+#[cfg(test)]
+mod test_data;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 pub mod tool;

@@ -10,9 +10,10 @@ use serde::{Deserialize, Serialize};
 pub struct FilesConfig {
     /// The directory to back up and restore.
     pub path: PathBuf,
-    /// The backup format: `tar` (the default: one zstd tar archive per backup) or `chunked`
-    /// (content-addressed chunks and packs, incremental; see the crate README for its speed
-    /// today). Either format's backups always restore, whatever this says now.
+    /// The backup format: `chunked` (the default: content-addressed chunks and packs, shared
+    /// between backups; a backup reads only the files that changed) or `tar` (one zstd tar
+    /// archive of the whole directory per backup). Either format's backups always restore,
+    /// whatever this says now.
     #[serde(default)]
     pub format: FilesFormat,
     /// The directory of the config file this came from (set by the factory, not read from
@@ -43,9 +44,9 @@ impl FilesConfig {
 #[serde(rename_all = "lowercase")]
 pub enum FilesFormat {
     /// One zstd-compressed tar archive per backup.
-    #[default]
     Tar,
     /// Content-defined chunks and packed small files, stored once as shared blobs; a backup
-    /// reads only files that changed since the previous one.
+    /// reads only files that changed since the previous one (the default).
+    #[default]
     Chunked,
 }

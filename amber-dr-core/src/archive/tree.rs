@@ -192,7 +192,6 @@ pub(crate) fn walk(
     visit: &mut Visitor<'_>,
 ) -> io::Result<()> {
     let dir = root.join(rel);
-    let mut names: Vec<std::ffi::OsString> = Vec::new();
     let entries = match fs::read_dir(&dir) {
         Ok(rd) => rd,
         // A subdirectory deleted after it was listed: stored empty, and said so.
@@ -205,13 +204,23 @@ pub(crate) fn walk(
         }
         Err(e) => return Err(e),
     };
+    // Each entry inspected relative to the open directory (`statx` of one name, not a lookup
+    // of the whole path), all of them before any is visited: no directory stays open while
+    // the walk goes down (a deep tree does not run out of file descriptors).
+    let mut names: Vec<(std::ffi::OsString, fs::DirEntry)> = Vec::new();
     for e in entries {
-        names.push(e?.file_name());
+        let e = e?;
+        names.push((e.file_name(), e));
     }
-    names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
-    for name in names {
+    names.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+    // Not following a symlink (as `symlink_metadata`).
+    let metas: Vec<(std::ffi::OsString, io::Result<fs::Metadata>)> = names
+        .into_iter()
+        .map(|(name, entry)| (name, entry.metadata()))
+        .collect();
+    for (name, meta) in metas {
         let rel2 = rel.join(&name);
-        let meta = match fs::symlink_metadata(root.join(&rel2)) {
+        let meta = match meta {
             Ok(m) => m,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 warnings.push(format!(

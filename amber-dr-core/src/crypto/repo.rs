@@ -6,6 +6,8 @@ use std::sync::Arc;
 use age::secrecy::SecretString;
 use age::x25519;
 use base64::Engine;
+use bytes::Bytes;
+use object_store::PutPayload;
 use serde::{Deserialize, Serialize};
 
 use super::keyring::{self, make_slot, SlotWith};
@@ -218,11 +220,13 @@ impl Repository {
         })
     }
 
-    /// Seal `plain` whole with this run's data key (None: plain repository).
-    pub(crate) async fn seal_small(&self, plain: Vec<u8>) -> Result<(Vec<u8>, bool)> {
+    /// The concatenation of `parts` as the payload of a put: sealed whole with this run's
+    /// data key in an encrypted repository; in a plain one the parts as they are (not copied
+    /// into one buffer).
+    pub(crate) async fn seal_small_parts(&self, parts: Vec<Bytes>) -> Result<PutPayload> {
         match self.write_key().await? {
-            Some(dk) => Ok((seal_bytes(&dk, &plain), true)),
-            None => Ok((plain, false)),
+            Some(dk) => Ok(seal_bytes(&dk, &parts.concat()).into()),
+            None => Ok(parts.into_iter().collect()),
         }
     }
 

@@ -24,7 +24,7 @@ use super::dirfd::Dirs;
 use super::index::{cmp_path, encode, Entry, IndexReader, Piece, INDEX, REFS};
 use crate::archive::directory::{join_err, PATHS};
 use crate::archive::tree::{walk, Fingerprint, Kind, MTime, TreeSummary};
-use crate::blobs::content_hash;
+use crate::blobs::{content_hash, content_hash_parts};
 use crate::{ComponentRecord, Error, Progress, Repository, Result, SnapshotContext};
 
 /// Files shorter than this are packed; longer ones are chunked.
@@ -51,6 +51,38 @@ struct Walked {
     rel: PathBuf,
     meta: fs::Metadata,
     link: Option<PathBuf>,
+}
+
+/// Walked entries sent at once.
+const HANDFUL: usize = 64;
+/// Handfuls queued between the walk and the backup.
+const WALK_QUEUE: usize = 16;
+
+/// The walk's entries as they arrive, in order.
+struct WalkQueue {
+    rx: mpsc::Receiver<Vec<Walked>>,
+    handful: std::vec::IntoIter<Walked>,
+}
+
+impl Walked {
+    fn queue(rx: mpsc::Receiver<Vec<Walked>>) -> WalkQueue {
+        WalkQueue {
+            rx,
+            handful: Vec::new().into_iter(),
+        }
+    }
+}
+
+impl WalkQueue {
+    /// The next entry; `None` when the walk has ended.
+    async fn next(&mut self) -> Option<Walked> {
+        loop {
+            if let Some(w) = self.handful.next() {
+                return Some(w);
+            }
+            self.handful = self.rx.recv().await?.into_iter();
+        }
+    }
 }
 
 /// What became of one walked entry (nearly always an `Entry`: not boxed).
@@ -292,39 +324,49 @@ fn read_file(
     unreachable!("the loop returns on its second attempt")
 }
 
-/// Read a small file straight into `buf` (at least [`SMALL_FILE`] long): its entry and length
-/// if the open file is the one walked and unchanged since (inode, size, mtime and ctime after
-/// the read as the walk saw them: one `fstat`, no read to see the end), else `None` (the
-/// caller reads it with [`read_file`]).
+/// Read a small file straight onto the end of `pack` (no zeroed buffer in between): its entry
+/// and length if the open file is the one walked and unchanged since (inode, size, mtime and
+/// ctime after the read as the walk saw them: one `fstat`, no read to see the end), else
+/// `None` with `pack` as it was (the caller reads it with [`read_file`]).
 fn read_small(
     root: &Path,
     w: &Walked,
-    buf: &mut [u8],
+    pack: &mut Vec<u8>,
     dirs: &mut Dirs,
 ) -> Result<Option<(Entry, usize)>> {
     let path = || root.join(&w.rel);
-    let mut file = match dirs.open(root, &w.rel, OFlags::RDONLY, 0) {
+    let file = match dirs.open(root, &w.rel, OFlags::RDONLY, 0) {
         Ok(f) => f,
         // Gone, or its directory is (read again the careful way, which says so).
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(Error::io("read", path(), e)),
     };
+    let start = pack.len();
     let want = usize::try_from(w.meta.len())
         .unwrap_or(usize::MAX)
-        .min(buf.len());
+        .min(SMALL_FILE as usize);
+    // Room for what the walk saw and one byte more: a file that grew reads past its size.
+    pack.reserve(want + 1);
     let mut total = 0;
     while total < want {
-        let n = file
-            .read(&mut buf[total..want])
-            .map_err(|e| Error::io("read", path(), e))?;
+        // Into the spare capacity, which the read makes part of `pack`.
+        let n = match rustix::io::read(&file, rustix::buffer::spare_capacity(pack)) {
+            Ok(n) => n,
+            Err(e) if e == rustix::io::Errno::INTR => continue,
+            Err(e) => {
+                pack.truncate(start);
+                return Err(Error::io("read", path(), e.into()));
+            }
+        };
         if n == 0 {
             break;
         }
         total += n;
     }
-    let after = file
-        .metadata()
-        .map_err(|e| Error::io("inspect", path(), e))?;
+    let after = file.metadata().map_err(|e| {
+        pack.truncate(start);
+        Error::io("inspect", path(), e)
+    })?;
     let same = after.is_file()
         && after.ino() == w.meta.ino()
         && after.dev() == w.meta.dev()
@@ -332,6 +374,7 @@ fn read_small(
         && MTime::of(&after) == MTime::of(&w.meta)
         && ctime(&after) == ctime(&w.meta);
     if !same {
+        pack.truncate(start);
         return Ok(None);
     }
     let mut e = base_entry(&w.rel, &after, "f");
@@ -348,11 +391,13 @@ fn read_small(
 /// in one frame with their shared context, the random ones one raw run ([`crate::frames`]).
 fn read_batch(items: Vec<Item>, bytes: u64, c: &JobCx) -> Result<Vec<Done>> {
     let room = SMALL_FILE as usize;
-    // Zeroed by the allocator (fresh pages), read into in place.
-    let mut pack: Vec<u8> = Vec::new();
+    // As long as the walk says its files are, and one more; read into, not zeroed first.
+    let planned = usize::try_from(bytes).unwrap_or(0);
+    let reads = items.iter().any(|i| matches!(i, Item::Read(_)));
+    let mut pack: Vec<u8> = Vec::with_capacity(if reads { planned + room } else { 0 });
     let mut len = 0usize;
     // The random-looking files, moved out of the way.
-    let mut random: Vec<u8> = Vec::new();
+    let mut random: Vec<u8> = Vec::with_capacity(if reads { planned } else { 0 });
     let mut out = Vec::with_capacity(items.len());
     // Entries (index in `out`) whose content is in the pack: offset, and whether in `random`.
     let mut packed: Vec<(usize, usize, bool)> = Vec::new();
@@ -364,11 +409,7 @@ fn read_batch(items: Vec<Item>, bytes: u64, c: &JobCx) -> Result<Vec<Done>> {
             }
             continue;
         };
-        if pack.len() < len + room {
-            let want = (len + room).max(usize::try_from(bytes).unwrap_or(0) + room);
-            pack.resize(want, 0);
-        }
-        let (e, n, warnings) = match read_small(&c.root, &w, &mut pack[len..], &mut dirs)? {
+        let (e, n, warnings) = match read_small(&c.root, &w, &mut pack, &mut dirs)? {
             Some((e, n)) => (e, n, Vec::new()),
             // Changed since the walk: read the careful way.
             None => match read_file(&c.root, &w.rel, &c.repo, &c.rt, &c.progress)? {
@@ -377,10 +418,7 @@ fn read_batch(items: Vec<Item>, bytes: u64, c: &JobCx) -> Result<Vec<Done>> {
                     continue;
                 }
                 Got::Small(e, content, warnings) => {
-                    if pack.len() < len + content.len() {
-                        pack.resize(len + content.len(), 0);
-                    }
-                    pack[len..len + content.len()].copy_from_slice(&content);
+                    pack.extend_from_slice(&content);
                     (e, content.len(), warnings)
                 }
             },
@@ -389,6 +427,7 @@ fn read_batch(items: Vec<Item>, bytes: u64, c: &JobCx) -> Result<Vec<Done>> {
         if crate::frames::looks_random_file(body) {
             packed.push((out.len(), random.len(), true));
             random.extend_from_slice(body);
+            pack.truncate(len);
         } else {
             if n > 0 {
                 packed.push((out.len(), len, false));
@@ -397,17 +436,20 @@ fn read_batch(items: Vec<Item>, bytes: u64, c: &JobCx) -> Result<Vec<Done>> {
         }
         out.push(Done::Entry(e, warnings, n as u64));
     }
-    pack.truncate(len);
     let front = len;
-    pack.extend_from_slice(&random);
-    drop(random);
-    if !pack.is_empty() {
-        let total = pack.len() as u64;
-        let data = Bytes::from(pack);
-        let hash = content_hash(&data);
+    let total = (len + random.len()) as u64;
+    if total > 0 {
+        // The pack is the compressible files, then the random-looking ones: two parts, each
+        // made into frames of its own, neither copied into the other.
+        let (front_part, random_part) = (Bytes::from(pack), Bytes::from(random));
+        let hash = content_hash_parts(&[&front_part, &random_part]);
+        let parts = [front_part, random_part]
+            .into_iter()
+            .filter(|p| !p.is_empty())
+            .collect();
         c.rt.block_on(
             c.repo
-                .put_blob_hashed(hash.clone(), data, c.progress.clone()),
+                .put_blob_parts(hash.clone(), parts, c.progress.clone()),
         )?;
         for (i, offset, moved) in packed {
             let offset = if moved { front + offset } else { offset };
@@ -448,6 +490,8 @@ struct Out<W> {
     paths: BufWriter<W>,
     refs: BufWriter<W>,
     seen: HashSet<String>,
+    /// A line being encoded (one buffer for every line).
+    line: Vec<u8>,
     fp: Fingerprint,
     warnings: Vec<String>,
     progress: Progress,
@@ -455,12 +499,17 @@ struct Out<W> {
 
 impl<W: AsyncWrite + Unpin> Out<W> {
     async fn write(&mut self, e: &Entry) -> Result<()> {
-        let mut line = serde_json::to_vec(e).map_err(|e| Error::Other(e.to_string()))?;
+        let mut line = std::mem::take(&mut self.line);
+        line.clear();
+        serde_json::to_writer(&mut line, e).map_err(|e| Error::Other(e.to_string()))?;
         line.push(b'\n');
         let io = |e| Error::from_io("write", INDEX, e);
         self.index.write_all(&line).await.map_err(io)?;
         for c in &e.c {
-            if self.seen.insert(c.0.clone()) {
+            // Most files share their pack's blob with the entries before them: no copy of
+            // the hash for those.
+            if !self.seen.contains(&c.0) {
+                self.seen.insert(c.0.clone());
                 self.refs.write_all(c.0.as_bytes()).await.map_err(io)?;
                 self.refs.write_all(b"\n").await.map_err(io)?;
             }
@@ -475,11 +524,14 @@ impl<W: AsyncWrite + Unpin> Out<W> {
         };
         fp_add(&mut self.fp, kind, rel, e, &link);
         if kind != Kind::Dir {
-            let mut p = serde_json::to_vec(&String::from_utf8_lossy(&raw))
+            line.clear();
+            serde_json::to_writer(&mut line, &String::from_utf8_lossy(&raw))
                 .map_err(|e| Error::Other(e.to_string()))?;
-            p.push(b'\n');
-            self.paths.write_all(&p).await.map_err(io)?;
+            line.push(b'\n');
+            self.paths.write_all(&line).await.map_err(io)?;
         }
+        // The buffer kept for the next entry.
+        self.line = line;
         if kind == Kind::File {
             self.progress.add_items(1);
         }
@@ -508,16 +560,19 @@ pub(crate) async fn snapshot(
         paths: BufWriter::with_capacity(64 * 1024, cx.create_artifact(PATHS).await?),
         refs: BufWriter::with_capacity(64 * 1024, cx.create_artifact(REFS).await?),
         seen: HashSet::new(),
+        line: Vec::new(),
         fp: Fingerprint::new(root_mode, root_mtime),
         warnings: Vec::new(),
         progress: progress.clone(),
     };
-    // The walk runs on its own thread, entries in order through a channel.
-    let (tx, mut rx) = mpsc::channel::<Walked>(1024);
+    // The walk runs on its own thread, entries in order through a channel, a few dozen at a
+    // time (one wake-up of the receiver per handful, not per entry).
+    let (tx, rx) = mpsc::channel::<Vec<Walked>>(WALK_QUEUE);
     let r = root.to_path_buf();
     let walker: JoinHandle<(io::Result<()>, Vec<String>)> =
         tokio::task::spawn_blocking(move || {
             let mut warnings = Vec::new();
+            let mut handful = Vec::with_capacity(HANDFUL);
             let res = walk(
                 &r,
                 Path::new(""),
@@ -549,14 +604,27 @@ pub(crate) async fn snapshot(
                         meta: meta.clone(),
                         link,
                     };
-                    tx.blocking_send(w)
-                        .map_err(|_| io::Error::other("the backup stopped"))
+                    handful.push(w);
+                    if handful.len() == HANDFUL {
+                        let full = std::mem::replace(&mut handful, Vec::with_capacity(HANDFUL));
+                        tx.blocking_send(full)
+                            .map_err(|_| io::Error::other("the backup stopped"))?;
+                    }
+                    Ok(())
                 },
             );
+            let res = res.and_then(|()| {
+                if handful.is_empty() {
+                    return Ok(());
+                }
+                tx.blocking_send(handful)
+                    .map_err(|_| io::Error::other("the backup stopped"))
+            });
             (res, warnings)
         });
-    let res = run(&repo, &progress, root, &mut prev, &mut rx, &mut out).await;
-    drop(rx);
+    let mut walked = Walked::queue(rx);
+    let res = run(&repo, &progress, root, &mut prev, &mut walked, &mut out).await;
+    drop(walked);
     let (walked, walk_warnings) = walker.await.map_err(join_err)?;
     let stats = res?;
     walked.map_err(|e| Error::from_io("archive", root, e))?;
@@ -630,7 +698,7 @@ async fn run<W: AsyncWrite + Unpin>(
     progress: &Progress,
     root: &Path,
     prev: &mut Prev,
-    rx: &mut mpsc::Receiver<Walked>,
+    rx: &mut WalkQueue,
     out: &mut Out<W>,
 ) -> Result<Snapshot> {
     let mut stats = Snapshot {
@@ -657,7 +725,7 @@ async fn run<W: AsyncWrite + Unpin>(
     let res: Result<()> = async {
         loop {
             while !walk_done && jobs.len() < limit {
-                let Some(w) = rx.recv().await else {
+                let Some(w) = rx.next().await else {
                     walk_done = true;
                     push_batch(&mut batch, batch_bytes, &mut jobs, &ctx);
                     break;

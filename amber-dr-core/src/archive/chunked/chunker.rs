@@ -65,18 +65,7 @@ pub(crate) fn cut(data: &[u8]) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn noise(len: usize, seed: u64) -> Vec<u8> {
-        let mut s = seed;
-        (0..len)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 7;
-                s ^= s << 17;
-                s as u8
-            })
-            .collect()
-    }
+    use crate::test_data::noise;
 
     fn chunks(data: &[u8]) -> Vec<&[u8]> {
         let mut out = Vec::new();
