@@ -176,7 +176,7 @@ bench_set() {
     peer_r+=("$(cut -d' ' -f1 "$WORK/t")")
 
     log "$label run $run/$RUNS: amber-dr restore (into another directory)"
-    settle "$REPO"
+    settle "$repo"
     time_cmd "$WORK/t" "$BIN" -q --config "$CFG" restore latest --yes --no-safety-backup --target "uploads=$ours_out" >/dev/null
     ours_r+=("$(cut -d' ' -f1 "$WORK/t")"); ours_rrss+=("$(cut -d' ' -f2 "$WORK/t")")
     diff -r "$data" "$ours_out" >/dev/null || die "restored tree differs from the source"

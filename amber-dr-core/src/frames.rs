@@ -66,8 +66,11 @@ pub(crate) fn compress_parts(content: &Bytes, level: i32, out: &mut Vec<Bytes>) 
         if raw {
             raw_frame(out, content.slice(start..end));
         } else {
-            let frame = with_compressor(level, |c| c.compress(&content[start..end]))?;
-            out.push(frame.into());
+            // Into a buffer used again once the frame is stored ([`crate::buffers`]).
+            let src = &content[start..end];
+            let mut frame = crate::buffers::take(zstd::zstd_safe::compress_bound(src.len()));
+            with_compressor(level, |c| c.compress_to_buffer(src, &mut frame))?;
+            out.push(crate::buffers::into_bytes(frame));
         }
     }
     Ok(())

@@ -184,6 +184,9 @@ pub fn root_meta(root: &Path) -> io::Result<(u32, MTime)> {
 pub(crate) type Visitor<'a> =
     dyn FnMut(&Path, &fs::Metadata, &mut Vec<String>) -> io::Result<()> + 'a;
 
+/// Entries of a directory inspected at once by [`walk`].
+const INSPECT: usize = 1024;
+
 /// Visit every entry under `root` (not following symlinks), depth first, names sorted bytewise.
 pub(crate) fn walk(
     root: &Path,
@@ -205,38 +208,46 @@ pub(crate) fn walk(
         Err(e) => return Err(e),
     };
     // Each entry inspected relative to the open directory (`statx` of one name, not a lookup
-    // of the whole path), all of them before any is visited: no directory stays open while
-    // the walk goes down (a deep tree does not run out of file descriptors).
+    // of the whole path), [`INSPECT`] at a time before they are visited: the metadata of a
+    // huge directory is never held whole. The directory stays open while its entries last
+    // (a `DirEntry` holds it), so across the walk down only where more than [`INSPECT`]
+    // entries are left: one descriptor per such level, not one per level.
     let mut names: Vec<(std::ffi::OsString, fs::DirEntry)> = Vec::new();
     for e in entries {
         let e = e?;
         names.push((e.file_name(), e));
     }
     names.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-    // Not following a symlink (as `symlink_metadata`).
-    let metas: Vec<(std::ffi::OsString, io::Result<fs::Metadata>)> = names
-        .into_iter()
-        .map(|(name, entry)| (name, entry.metadata()))
-        .collect();
-    for (name, meta) in metas {
-        let rel2 = rel.join(&name);
-        let meta = match meta {
-            Ok(m) => m,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                warnings.push(format!(
-                    "`{}` vanished while the directory was read",
-                    rel2.display()
-                ));
-                continue;
+    let mut names = names.into_iter();
+    loop {
+        // Not following a symlink (as `symlink_metadata`).
+        let metas: Vec<(std::ffi::OsString, io::Result<fs::Metadata>)> = names
+            .by_ref()
+            .take(INSPECT)
+            .map(|(name, entry)| (name, entry.metadata()))
+            .collect();
+        if metas.is_empty() {
+            return Ok(());
+        }
+        for (name, meta) in metas {
+            let rel2 = rel.join(&name);
+            let meta = match meta {
+                Ok(m) => m,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    warnings.push(format!(
+                        "`{}` vanished while the directory was read",
+                        rel2.display()
+                    ));
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            visit(&rel2, &meta, warnings)?;
+            if meta.is_dir() {
+                walk(root, &rel2, warnings, visit)?;
             }
-            Err(e) => return Err(e),
-        };
-        visit(&rel2, &meta, warnings)?;
-        if meta.is_dir() {
-            walk(root, &rel2, warnings, visit)?;
         }
     }
-    Ok(())
 }
 
 /// Fingerprint a tree on disk (used after a restore, independent of the archive).
@@ -476,5 +487,45 @@ mod tests {
                 m.pax_value()
             );
         }
+    }
+
+    #[test]
+    fn walk_visits_a_large_directory_in_order_across_inspection_rounds() {
+        // More entries than one round inspects, with subdirectories among them (one in each
+        // round): every entry once, names sorted, each subdirectory's entries right after it.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let n = INSPECT * 2 + 100;
+        for i in 0..n {
+            let name = format!("e{i:05}");
+            if i % INSPECT == 7 {
+                fs::create_dir(dir.path().join(&name)).expect("mkdir");
+                fs::write(dir.path().join(&name).join("inner"), b"x").expect("write");
+            } else {
+                fs::write(dir.path().join(&name), b"y").expect("write");
+            }
+        }
+        let mut seen = Vec::new();
+        let mut warnings = Vec::new();
+        walk(
+            dir.path(),
+            Path::new(""),
+            &mut warnings,
+            &mut |rel, meta, _| {
+                seen.push((rel.to_path_buf(), meta.is_dir()));
+                Ok(())
+            },
+        )
+        .expect("walk");
+        let mut want = Vec::new();
+        for i in 0..n {
+            let name = std::path::PathBuf::from(format!("e{i:05}"));
+            let is_dir = i % INSPECT == 7;
+            want.push((name.clone(), is_dir));
+            if is_dir {
+                want.push((name.join("inner"), false));
+            }
+        }
+        assert_eq!(seen, want);
+        assert!(warnings.is_empty(), "{warnings:?}");
     }
 }

@@ -6,10 +6,12 @@
 //! - [`chunker`]: content-defined chunking of large files.
 //! - [`index`]: the index's lines, read as a stream.
 //! - [`backup`]: the snapshot (incremental against the previous index, concurrent reads).
+//! - [`read`]: reading files into packs and chunks, for the snapshot.
 //! - [`restore`]: check and extraction.
 
 pub(crate) mod backup;
 pub(crate) mod chunker;
 mod dirfd;
 pub(crate) mod index;
+mod read;
 pub(crate) mod restore;
