@@ -15,7 +15,7 @@ use futures::StreamExt;
 use std::sync::Arc;
 use tokio::io::{AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::runtime::Handle;
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
 use super::chunker;
@@ -386,8 +386,10 @@ pub(crate) async fn snapshot(
     })
 }
 
-/// Tasks started but not yet taken in order, per task running at once.
-const WINDOW: usize = 8;
+/// Entries of the tasks started but not yet taken in order (finished tasks hold their
+/// entries only, a few hundred bytes each: their blobs are stored).
+const WINDOW: usize = 16 * 1024;
+
 /// Entries per batch of small files and decided entries.
 const BATCH_ITEMS: usize = 512;
 /// Bytes of small files per batch.
@@ -396,30 +398,73 @@ const BATCH_BYTES: u64 = 4 * 1024 * 1024;
 /// A task of the backup: the entries of a batch, or of one large file, in order.
 type Job = JoinHandle<Result<Vec<Done>>>;
 
-/// Start the batch (if any) as one blocking task, once one of the running tasks' permits is
-/// free; `bytes`: its small files' length.
-async fn push_batch(
-    batch: &mut Vec<Item>,
-    bytes: u64,
-    jobs: &mut FuturesOrdered<Job>,
-    cx: &JobCx,
-    running: &Arc<Semaphore>,
-) -> Result<()> {
-    if batch.is_empty() {
-        return Ok(());
+/// The reading tasks started, taken in the order they were started. A semaphore bounds those
+/// running (twice the cores); finished ones wait for the ones before them holding only their
+/// entries, so up to [`WINDOW`] entries may be started: a large file being compressed by one
+/// thread does not hold up the small files behind it while the other cores are free.
+struct Jobs {
+    queue: FuturesOrdered<Job>,
+    /// Entries of each task in `queue`, in the same order.
+    entries: std::collections::VecDeque<usize>,
+    /// Entries of all of them.
+    pending: usize,
+    running: Arc<Semaphore>,
+}
+
+impl Jobs {
+    fn new() -> Self {
+        Jobs {
+            queue: FuturesOrdered::new(),
+            entries: Default::default(),
+            pending: 0,
+            running: Arc::new(Semaphore::new(concurrency())),
+        }
     }
-    let permit = running
-        .clone()
-        .acquire_owned()
-        .await
-        .map_err(|e| Error::Other(e.to_string()))?;
-    let items = std::mem::take(batch);
-    let c = cx.clone();
-    jobs.push_back(tokio::task::spawn_blocking(move || {
-        let _permit = permit;
-        read_batch(items, bytes, &c)
-    }));
-    Ok(())
+
+    /// Whether another task may be started.
+    fn has_room(&self) -> bool {
+        self.pending < WINDOW
+    }
+
+    /// A permit to run one task, once one is free.
+    async fn permit(&self) -> Result<OwnedSemaphorePermit> {
+        self.running
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| Error::Other(e.to_string()))
+    }
+
+    fn push(&mut self, job: Job, entries: usize) {
+        self.queue.push_back(job);
+        self.entries.push_back(entries);
+        self.pending += entries;
+    }
+
+    /// Start the batch (if any) as one blocking task, once a permit is free; `bytes`: its
+    /// small files' length.
+    async fn push_batch(&mut self, batch: &mut Vec<Item>, bytes: u64, cx: &JobCx) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let permit = self.permit().await?;
+        let items = std::mem::take(batch);
+        let n = items.len();
+        let c = cx.clone();
+        let job = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            read_batch(items, bytes, &c)
+        });
+        self.push(job, n);
+        Ok(())
+    }
+
+    /// The next task's entries, in order; `None` when none is left.
+    async fn next(&mut self) -> Option<Result<Vec<Done>>> {
+        let done = self.queue.next().await?;
+        self.pending -= self.entries.pop_front().unwrap_or(0);
+        Some(done.map_err(join_err).and_then(|r| r))
+    }
 }
 
 /// The main loop: walked entries in, entries out in the same order.
@@ -438,13 +483,8 @@ async fn run<W: AsyncWrite + Unpin>(
         files_unchanged: 0,
         blobs: 0,
     };
-    // Tasks running at once, and tasks started but not yet taken in order (finished ones hold
-    // their entries only, their blobs stored): a large file being read does not hold up the
-    // small files behind it while the other cores are free.
-    let running = Arc::new(Semaphore::new(concurrency()));
-    let window = concurrency() * WINDOW;
     let large = Arc::new(Semaphore::new(large_limit()));
-    let mut jobs: FuturesOrdered<Job> = FuturesOrdered::new();
+    let mut jobs = Jobs::new();
     let mut walk_done = false;
     // Entries decided here and small files to read go in batches (one blocking task and one
     // pack for many small files); a large file is a task of its own.
@@ -458,10 +498,10 @@ async fn run<W: AsyncWrite + Unpin>(
     };
     let res: Result<()> = async {
         loop {
-            while !walk_done && jobs.len() < window {
+            while !walk_done && jobs.has_room() {
                 let Some(w) = rx.next().await else {
                     walk_done = true;
-                    push_batch(&mut batch, batch_bytes, &mut jobs, &ctx, &running).await?;
+                    jobs.push_batch(&mut batch, batch_bytes, &ctx).await?;
                     break;
                 };
                 if w.meta.is_dir() {
@@ -484,21 +524,25 @@ async fn run<W: AsyncWrite + Unpin>(
                     batch.push(Item::Read(Box::new(w)));
                 } else {
                     stats.files_read += 1;
-                    push_batch(&mut batch, batch_bytes, &mut jobs, &ctx, &running).await?;
+                    jobs.push_batch(&mut batch, batch_bytes, &ctx).await?;
                     // At most `large_limit` large files at once (memory: a 4 MiB buffer, a
                     // chunk and its compressed copy each); running tasks free their permits
                     // by themselves.
-                    let sem = |e: tokio::sync::AcquireError| Error::Other(e.to_string());
-                    let permit = large.clone().acquire_owned().await.map_err(sem)?;
-                    let run = running.clone().acquire_owned().await.map_err(sem)?;
+                    let permit = large
+                        .clone()
+                        .acquire_owned()
+                        .await
+                        .map_err(|e| Error::Other(e.to_string()))?;
+                    let run = jobs.permit().await?;
                     let c = ctx.clone();
-                    jobs.push_back(tokio::task::spawn_blocking(move || {
+                    let job = tokio::task::spawn_blocking(move || {
                         let _permits = (permit, run);
                         read_large(&w.rel, &c).map(|d| vec![d])
-                    }));
+                    });
+                    jobs.push(job, 1);
                 }
                 if batch.len() >= BATCH_ITEMS || batch_bytes >= BATCH_BYTES {
-                    push_batch(&mut batch, batch_bytes, &mut jobs, &ctx, &running).await?;
+                    jobs.push_batch(&mut batch, batch_bytes, &ctx).await?;
                 }
                 if batch.is_empty() {
                     batch_bytes = 0;
@@ -507,7 +551,7 @@ async fn run<W: AsyncWrite + Unpin>(
             let Some(done) = jobs.next().await else {
                 break;
             };
-            for done in done.map_err(join_err)?? {
+            for done in done? {
                 match done {
                     Done::Skipped(w) => out.warnings.push(w),
                     Done::Entry(e, mut w, read) => {
