@@ -5,7 +5,8 @@
 //! [`Bytes`] comes back here when the last reference to it is dropped.
 //!
 //! At most [`KEPT`] buffers of at most [`LARGEST`] bytes each are kept; the rest are freed as
-//! before, so the memory held back is bounded.
+//! before, so the memory held back is bounded. [`release`] frees the kept ones (the runner
+//! calls it when a backup ends, so that a service embedding amber-dr does not hold them).
 
 use std::sync::Mutex;
 
@@ -34,6 +35,11 @@ pub(crate) fn give(buf: Vec<u8>) {
     POOL.give(buf);
 }
 
+/// Free every kept buffer (those in use are kept when they come back, as before).
+pub fn release() {
+    POOL.release();
+}
+
 /// `buf` as [`Bytes`] (no copy), kept for reuse once no reference to it is left.
 pub(crate) fn into_bytes(buf: Vec<u8>) -> Bytes {
     POOL.bytes_of(buf)
@@ -55,6 +61,12 @@ impl Pool {
             Some(pool.swap_remove(i))
         });
         kept.unwrap_or_else(|| Vec::with_capacity(capacity))
+    }
+
+    fn release(&self) {
+        if let Ok(mut pool) = self.0.lock() {
+            *pool = Vec::new();
+        }
     }
 
     /// Keep a buffer if there is room and it is not too large, else free it.
@@ -121,6 +133,15 @@ mod tests {
         assert!(again.is_empty());
         assert!(again.capacity() >= cap);
         assert_eq!(again.as_ptr(), ptr, "the same buffer, used again");
+    }
+
+    #[test]
+    fn release_frees_the_kept_buffers() {
+        let pool = pool();
+        pool.give(Vec::with_capacity(ROUND));
+        assert_eq!(pool.0.lock().unwrap().len(), 1);
+        pool.release();
+        assert!(pool.0.lock().unwrap().is_empty());
     }
 
     #[test]

@@ -5,7 +5,7 @@
 pub mod archive;
 pub mod artifact;
 pub mod blobs;
-mod buffers;
+pub mod buffers;
 pub mod cancel;
 pub mod component;
 pub mod config;

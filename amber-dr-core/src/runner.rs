@@ -229,11 +229,15 @@ impl Runner {
     pub async fn backup(&self, opts: &BackupOptions) -> Result<Manifest> {
         let selected = self.select(&opts.selection)?;
         let lock = self.repo.lock("backup").await?;
-        self.guarded(
-            Some(lock),
-            self.backup_locked(&selected, &opts.tags, BackupPurpose::Backup),
-        )
-        .await
+        let res = self
+            .guarded(
+                Some(lock),
+                self.backup_locked(&selected, &opts.tags, BackupPurpose::Backup),
+            )
+            .await;
+        // The buffers kept for the drivers' blobs are freed once the backup is over.
+        crate::buffers::release();
+        res
     }
 
     /// Run `fut` under this runner's cancellation token, holding `lock` (see [`crate::cancel`]).
