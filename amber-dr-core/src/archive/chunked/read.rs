@@ -31,9 +31,13 @@ pub(super) enum Item {
 /// What a reading task needs.
 #[derive(Clone)]
 pub(super) struct JobCx {
+    /// The directory backed up.
     pub(super) root: PathBuf,
+    /// Where the blobs go.
     pub(super) repo: Repository,
+    /// The runtime, for the stores' async calls from blocking tasks.
     pub(super) rt: Handle,
+    /// The backup's progress.
     pub(super) progress: Progress,
 }
 
