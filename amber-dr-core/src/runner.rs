@@ -229,15 +229,11 @@ impl Runner {
     pub async fn backup(&self, opts: &BackupOptions) -> Result<Manifest> {
         let selected = self.select(&opts.selection)?;
         let lock = self.repo.lock("backup").await?;
-        let res = self
-            .guarded(
-                Some(lock),
-                self.backup_locked(&selected, &opts.tags, BackupPurpose::Backup),
-            )
-            .await;
-        // The buffers kept for the drivers' blobs are freed once the backup is over.
-        crate::buffers::release();
-        res
+        self.guarded(
+            Some(lock),
+            self.backup_locked(&selected, &opts.tags, BackupPurpose::Backup),
+        )
+        .await
     }
 
     /// Run `fut` under this runner's cancellation token, holding `lock` (see [`crate::cancel`]).
@@ -265,6 +261,9 @@ impl Runner {
             },
             None => self.backup_hooked(selected, tags, purpose, &hook_cx).await,
         };
+        // The buffers kept for the drivers' blobs are freed once the backup is over (this one,
+        // or a restore's safety backup).
+        crate::buffers::release();
         let Some(h) = &self.hooks else { return res };
         let after = h.after_backup(&hook_cx).await;
         guard.disarm();
